@@ -1,0 +1,13 @@
+"""mmseg-cdcl: Cross-Dataset Collaborative Learning for MMSegmentation 1.x.
+
+Importing the package registers its components in MMSeg's registries (scope ``mmseg``) and lets
+torch's safe checkpoint loader read mmengine checkpoints.
+"""
+from . import apis, datasets, engine, evaluation, models  # noqa: F401  (registers the components)
+from .models.layers import dataset_context
+from .utils import allow_mmengine_checkpoints
+from .version import __version__
+
+allow_mmengine_checkpoints()
+
+__all__ = ['__version__', 'allow_mmengine_checkpoints', 'dataset_context']

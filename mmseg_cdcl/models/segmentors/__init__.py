@@ -1,0 +1,3 @@
+from .cdcl_encoder_decoder import CDCLEncoderDecoder
+
+__all__ = ['CDCLEncoderDecoder']

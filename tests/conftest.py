@@ -1,0 +1,53 @@
+import pytest
+import torch
+from mmengine.registry import init_default_scope
+
+import mmseg_cdcl  # noqa: F401  (registers the components)
+
+
+@pytest.fixture(autouse=True)
+def mmseg_scope():
+    """Build from MMSeg's registries, as MMSeg's own tests and tools do."""
+    init_default_scope('mmseg')
+
+
+def small_cdcl_cfg(num_classes=(5, 3), names=('a', 'b'), **model_kwargs):
+    """A CDCL PSPNet-R18-D8 as the paper's, with thin heads so CPU tests stay fast."""
+    n = len(num_classes)
+    return dict(
+        type='CDCLEncoderDecoder',
+        dataset_names=list(names),
+        data_preprocessor=dict(type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53],
+                               std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_val=0,
+                               seg_pad_val=255),
+        backbone=dict(type='DABResNetV1c', num_datasets=n, depth=18, num_stages=4,
+                      out_indices=(0, 1, 2, 3), dilations=(1, 1, 2, 4), strides=(1, 2, 1, 1),
+                      contract_dilation=True, norm_eval=False, style='pytorch'),
+        decode_head=dict(type='DABPSPHead', in_channels=512, in_index=3, channels=32,
+                         pool_scales=(1, 2, 3, 6), dropout_ratio=0.1,
+                         num_classes=list(num_classes), align_corners=False,
+                         loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0)),
+        auxiliary_head=dict(type='DABFCNHead', in_channels=256, in_index=2, channels=16,
+                            num_convs=1, concat_input=False, dropout_ratio=0.1,
+                            num_classes=list(num_classes), align_corners=False,
+                            loss_decode=dict(type='CrossEntropyLoss', loss_weight=0.4)),
+        train_cfg=dict(),
+        test_cfg=dict(mode='whole'),
+        **model_kwargs)
+
+
+def seg_samples(dataset_idx, num_classes, size=(32, 32), seed=0):
+    """SegDataSamples with random labels in each sample's own label space."""
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    gen = torch.Generator().manual_seed(seed)
+    samples = []
+    for d in dataset_idx:
+        sample = SegDataSample(metainfo=dict(
+            dataset_idx=d, img_shape=size, ori_shape=size, pad_shape=size,
+            padding_size=[0, 0, 0, 0]))
+        label = torch.randint(0, num_classes[d], (1, *size), generator=gen)
+        label[:, :2] = 255  # an ignored border
+        sample.gt_sem_seg = PixelData(data=label)
+        samples.append(sample)
+    return samples

@@ -1,0 +1,99 @@
+import copy
+
+import pytest
+import torch
+from mmengine.config import ConfigDict
+from mmseg.registry import MODELS
+
+from conftest import seg_samples, small_cdcl_cfg
+
+
+def _model(seed=0, **kwargs):
+    torch.manual_seed(seed)
+    cfg = small_cdcl_cfg(**kwargs)
+    for head in ('decode_head', 'auxiliary_head'):
+        cfg[head]['dropout_ratio'] = 0  # deterministic forwards to compare
+    model = MODELS.build(ConfigDict(cfg))
+    model.init_weights()
+    return model
+
+
+def test_loss_names_and_total_equal_separate_per_dataset_losses():
+    model = _model(loss_weights=dict(b=0.5))
+    x = torch.randn(4, 3, 32, 32)
+    samples = seg_samples([0, 0, 1, 1], [5, 3])
+    separate = copy.deepcopy(model)
+    separate.loss_weights = [1.0, 1.0]
+    losses = model.loss(x, samples)
+    assert set(losses) == {f'{n}.{h}.{k}' for n in 'ab' for h in ('decode', 'aux')
+                           for k in ('loss_ce', 'acc_seg')}
+    total, _ = model.parse_losses(losses)
+
+    expected_total = 0
+    for d, name, weight in [(0, 'a', 1.0), (1, 'b', 0.5)]:
+        rows = slice(2 * d, 2 * d + 2)
+        alone = separate.loss(x[rows], samples[rows])  # a batch of this dataset only
+        for head in ('decode', 'aux'):
+            key = f'{name}.{head}.loss_ce'
+            torch.testing.assert_close(losses[key], weight * alone[key], rtol=1e-5, atol=1e-6)
+            expected_total = expected_total + losses[key]
+    torch.testing.assert_close(total, expected_total, rtol=0, atol=0)
+
+
+def test_gradients_equal_separate_forwards():
+    model = _model()
+    separate = copy.deepcopy(model)
+    x = torch.randn(4, 3, 32, 32)
+    samples = seg_samples([0, 1, 0, 1], [5, 3])  # interleaved datasets
+    model.parse_losses(model.loss(x, samples))[0].backward()
+    total = 0
+    for d in (0, 1):
+        rows = [i for i in range(4) if samples[i].dataset_idx == d]
+        total = total + separate.parse_losses(
+            separate.loss(x[rows], [samples[i] for i in rows]))[0]
+    total.backward()
+    for (name, p), q in zip(model.named_parameters(), separate.parameters()):
+        if p.grad is not None or q.grad is not None:
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize('mode', ['whole', 'slide'])
+def test_predict_routes_each_sample_to_its_branch(mode):
+    model = _model().eval()
+    model.test_cfg = ConfigDict(mode=mode, crop_size=(24, 24), stride=(16, 16))
+    x = torch.randn(3, 3, 32, 32)
+    samples = seg_samples([1, 0, 1], [5, 3])
+    with torch.no_grad():
+        mixed = model.predict(x, samples)
+        alone = [model.predict(x[i:i + 1], [samples[i]])[0] for i in range(3)]
+    assert [r.seg_logits.data.shape[0] for r in mixed] == [3, 5, 3]
+    for r, a in zip(mixed, alone):
+        torch.testing.assert_close(r.seg_logits.data, a.seg_logits.data, rtol=1e-5, atol=1e-5)
+        assert r.pred_sem_seg.data.max() < r.seg_logits.data.shape[0]
+
+
+def test_missing_dataset_idx_is_an_error_unless_default():
+    model = _model().eval()
+    samples = seg_samples([0], [5, 3])
+    del samples[0].dataset_idx
+    samples[0].set_metainfo(dict(img_path='x/frankfurt_000000.png'))
+    with pytest.raises(ValueError, match=r"sample 0 \(x/frankfurt_000000.png\) has no "
+                                         r"'dataset_idx' in its metainfo"):
+        model.predict(torch.randn(1, 3, 32, 32), samples)
+    model = _model(default_dataset='b').eval()
+    with torch.no_grad():
+        result = model.predict(torch.randn(1, 3, 32, 32), samples)
+    assert result[0].seg_logits.data.shape[0] == 3
+    assert model(torch.randn(2, 3, 32, 32), mode='tensor').shape == (2, 3, 4, 4)
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match=r"CDCLEncoderDecoder has 3 datasets \['a', 'b', 'c'\] "
+                                         r'but not as many dataset branches in: backbone.stem.1 '
+                                         r'\(DSBN\) has 2'):
+        MODELS.build(ConfigDict(small_cdcl_cfg(names=('a', 'b', 'c'))))
+    with pytest.raises(ValueError, match=r"loss_weights names unknown datasets \['z'\]"):
+        _model(loss_weights=dict(z=2))
+    with pytest.raises(ValueError, match=r"default_dataset='c' is not one of the datasets "
+                                         r"\['a', 'b'\]"):
+        _model(default_dataset='c')

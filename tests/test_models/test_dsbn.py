@@ -1,0 +1,159 @@
+import copy
+
+import pytest
+import torch
+from mmcv.cnn import build_norm_layer
+from torch import nn
+
+from mmseg_cdcl import dataset_context
+from mmseg_cdcl.models.layers import DSBN
+
+
+def _perturbed(module, seed=0):
+    """Distinct affine parameters per branch, so a wrong branch shows up in the numbers."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen))
+    return module
+
+
+def test_build_norm_layer_names_it_bn():
+    name, layer = build_norm_layer(dict(type='DSBN', num_datasets=3, requires_grad=False), 8,
+                                   postfix=1)
+    assert name == 'bn1'
+    assert isinstance(layer, DSBN) and len(layer.bns) == 3
+    assert all(not p.requires_grad for p in layer.parameters())
+
+
+def test_single_dataset_equals_batchnorm2d():
+    torch.manual_seed(0)
+    dsbn, bn = DSBN(6, num_datasets=1), nn.BatchNorm2d(6)
+    _perturbed(dsbn), bn.load_state_dict({k.replace('bns.0.', ''): v
+                                          for k, v in dsbn.state_dict().items()})
+    x = torch.randn(4, 6, 5, 5) * 3 + 1
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    for _ in range(3):  # several steps: running stats accumulate the same way
+        out1, out2 = dsbn(x1), bn(x2)  # no dataset_context needed with one dataset
+        torch.testing.assert_close(out1, out2, atol=1e-6, rtol=0)
+    out1.pow(2).sum().backward()
+    out2.pow(2).sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad, atol=1e-6, rtol=0)
+    torch.testing.assert_close(dsbn.bns[0].weight.grad, bn.weight.grad, atol=1e-6, rtol=0)
+    torch.testing.assert_close(dsbn.bns[0].running_mean, bn.running_mean, atol=1e-6, rtol=0)
+    torch.testing.assert_close(dsbn.bns[0].running_var, bn.running_var, atol=1e-6, rtol=0)
+    assert int(dsbn.bns[0].num_batches_tracked) == int(bn.num_batches_tracked) == 3
+    dsbn.eval(), bn.eval()
+    torch.testing.assert_close(dsbn(x), bn(x), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize('dataset_idx', [[0, 0, 1, 1, 1, 2], [1, 0, 2, 1, 0, 1]],
+                         ids=['contiguous', 'interleaved'])
+def test_mixed_batch_equals_separate_forwards(dataset_idx):
+    torch.manual_seed(0)
+    mixed = _perturbed(DSBN(4, num_datasets=3))
+    separate = copy.deepcopy(mixed)
+    # Each dataset's samples with their own scale and shift: the statistics differ per dataset.
+    idx = torch.tensor(dataset_idx)
+    x = torch.randn(6, 4, 3, 3) * (idx.view(-1, 1, 1, 1) + 1) + idx.view(-1, 1, 1, 1) * 5
+    xm, xs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    upstream = torch.randn_like(x)
+
+    with dataset_context(mixed, dataset_idx):
+        out_mixed = mixed(xm)
+    out_sep = torch.empty_like(x)
+    for d in range(3):
+        rows = (idx == d).nonzero().flatten()
+        with dataset_context(separate, d):
+            out_sep[rows] = separate(xs[rows])
+    torch.testing.assert_close(out_mixed, out_sep, atol=1e-6, rtol=0)
+
+    (out_mixed * upstream).sum().backward()
+    (out_sep * upstream).sum().backward()
+    torch.testing.assert_close(xm.grad, xs.grad, atol=1e-5, rtol=0)
+    for d in range(3):
+        bm, bs = mixed.bns[d], separate.bns[d]
+        torch.testing.assert_close(bm.weight.grad, bs.weight.grad, atol=1e-5, rtol=0)
+        torch.testing.assert_close(bm.bias.grad, bs.bias.grad, atol=1e-5, rtol=0)
+        torch.testing.assert_close(bm.running_mean, bs.running_mean, atol=1e-6, rtol=0)
+        torch.testing.assert_close(bm.running_var, bs.running_var, atol=1e-6, rtol=0)
+        assert int(bm.num_batches_tracked) == int(bs.num_batches_tracked) == 1
+    # Each branch normalises with its own dataset's statistics: zero mean, unit variance.
+    with torch.no_grad(), dataset_context(mixed, dataset_idx):
+        for bn in mixed.bns:
+            bn.weight.fill_(1), bn.bias.zero_()
+        out = mixed(x)
+    for d in range(3):
+        per_channel = out[idx == d].transpose(0, 1).flatten(1)
+        torch.testing.assert_close(per_channel.mean(1), torch.zeros(4), atol=1e-5, rtol=0)
+
+
+def test_eval_uses_each_branch_running_stats():
+    dsbn = DSBN(2, num_datasets=2).eval()
+    dsbn.bns[1].running_mean.fill_(10.)
+    x = torch.full((2, 2, 1, 1), 10.)
+    with dataset_context(dsbn, [0, 1]):
+        out = dsbn(x)
+    expected = torch.tensor([10 / (1 + 1e-5) ** 0.5, 0.])
+    torch.testing.assert_close(out[:, 0, 0, 0], expected)
+
+
+def test_outside_context_is_an_error():
+    dsbn = DSBN(8, num_datasets=2)
+    with pytest.raises(RuntimeError, match=r'DSBN\(8, num_datasets=2\) was called outside '
+                                           r'mmseg_cdcl.dataset_context'):
+        dsbn(torch.randn(2, 8, 2, 2))
+
+
+def test_out_of_range_index_names_module():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), DSBN(4, num_datasets=2))
+    with pytest.raises(IndexError, match=r"dataset index 2 is out of range for DSBN '1' with "
+                                         r'num_datasets=2'):
+        with dataset_context(model, [0, 2]):
+            pass
+    with pytest.raises(IndexError, match='dataset index -1'):
+        with dataset_context(model, -1):
+            pass
+
+
+def test_batch_size_must_match_indices():
+    dsbn = DSBN(4, num_datasets=2)
+    with dataset_context(dsbn, [0, 1, 1]), pytest.raises(
+            ValueError, match='got a batch of 2 samples but dataset_context was given 3'):
+        dsbn(torch.randn(2, 4, 2, 2))
+
+
+def test_context_is_per_forward_and_nests():
+    dsbn = DSBN(4, num_datasets=2)
+    with dataset_context(dsbn, 1) as outer:
+        with dataset_context(dsbn, [0, 1]) as inner:
+            assert dsbn._routing is inner
+        assert dsbn._routing is outer and outer.single == 1
+    assert dsbn._routing is None
+
+
+def test_plain_bn_checkpoint_fills_every_branch():
+    bn = _perturbed(nn.BatchNorm2d(5))
+    bn.running_mean.uniform_(), bn.running_var.uniform_(1, 2), bn.num_batches_tracked.fill_(7)
+    source = nn.Sequential(nn.Conv2d(3, 5, 1), bn)
+    target = nn.Sequential(nn.Conv2d(3, 5, 1), DSBN(5, num_datasets=3))
+    target.load_state_dict(source.state_dict())  # strict: no missing or unexpected key
+    for branch in target[1].bns:
+        for key, value in bn.state_dict().items():
+            torch.testing.assert_close(branch.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_dsbn_checkpoint_round_trip_and_mismatch():
+    source = _perturbed(DSBN(3, num_datasets=2))
+    target = DSBN(3, num_datasets=2)
+    target.load_state_dict(source.state_dict())
+    torch.testing.assert_close(target.bns[1].weight, source.bns[1].weight, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"DSBN '1': the checkpoint has 2 dataset branches but "
+                                         r'the model has num_datasets=3'):
+        nn.Sequential(nn.Identity(), DSBN(3, num_datasets=3)).load_state_dict(
+            {f'1.{k}': v for k, v in source.state_dict().items()})
+
+
+def test_invalid_num_datasets():
+    with pytest.raises(ValueError, match="DSBN num_datasets must be a positive int, got 0"):
+        DSBN(4, num_datasets=0)
