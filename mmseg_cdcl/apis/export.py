@@ -18,13 +18,13 @@ from ..models.layers import DSBN, DSBN_CFG
 _CDCL_ARGS = ('num_datasets', 'dataset_names', 'loss_weights', 'default_dataset')
 
 
-def _plain(cfg, d: int):
+def plain_model_cfg(cfg, d: int):
     """Recursively rewrite a CDCL model config into the plain MMSeg one of dataset ``d``."""
     if isinstance(cfg, (list, tuple)):
-        return type(cfg)(_plain(c, d) for c in cfg)
+        return type(cfg)(plain_model_cfg(c, d) for c in cfg)
     if not isinstance(cfg, dict):
         return cfg
-    cfg = {k: _plain(v, d) for k, v in cfg.items()}
+    cfg = {k: plain_model_cfg(v, d) for k, v in cfg.items()}
     if cfg.get('type') == 'DSBN':
         return DSBN.plain_cfg(cfg)
     cls = MODELS.get(cfg['type']) if isinstance(cfg.get('type'), str) else None
@@ -79,7 +79,7 @@ def export_single_dataset(config: Union[str, Config], checkpoint: str, dataset: 
     if dataset_meta is not None:
         meta['dataset_meta'] = dataset_meta
 
-    plain = dict(default_scope='mmseg', model=_plain(cfg.model.to_dict(), d))
+    plain = dict(default_scope='mmseg', model=plain_model_cfg(cfg.model.to_dict(), d))
     plain['model'].pop('pretrained', None)
     if 'test_pipeline' in cfg:
         plain['test_pipeline'] = cfg.test_pipeline

@@ -1,0 +1,13 @@
+# `make demo` (the main job) and `make test` each set up .venv first (tools/setup_env.sh, a no-op
+# when it is up to date). CDCL_WHEELS=DIR lets pip take prebuilt wheels (mmcv) from DIR.
+PY := .venv/bin/python
+
+.PHONY: env demo test
+env:
+	bash tools/setup_env.sh
+
+demo: env
+	$(PY) tools/smoke_train.py
+
+test: env
+	$(PY) -m pytest -q

@@ -1,0 +1,114 @@
+"""A CDCL dataset branch exported to plain MMSeg predicts the same, at the plain model's cost."""
+import os.path as osp
+import subprocess
+import sys
+import textwrap
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.analysis import get_model_complexity_info
+from mmengine.config import Config
+from mmengine.hub import get_config
+from mmengine.runner import save_checkpoint
+from mmseg.apis import inference_model, init_model
+from mmseg.registry import MODELS
+from torch import nn
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+BASE = osp.join(REPO, 'configs', '_base_', 'models', 'cdcl_pspnet_r18-d8.py')
+CAMVID_CLASSES = ('sky', 'building', 'pole', 'road', 'sidewalk', 'tree', 'signsymbol', 'fence',
+                  'car', 'pedestrian', 'bicyclist')
+
+PLAIN = textwrap.dedent('''
+    import sys
+    import numpy as np
+    from mmseg.apis import inference_model, init_model
+    model = init_model(sys.argv[1], sys.argv[2], device='cpu')
+    result = inference_model(model, sys.argv[3])
+    assert 'mmseg_cdcl' not in sys.modules
+    np.save(sys.argv[4], result.seg_logits.data.numpy())
+    print(type(model.backbone).__name__, type(model.decode_head).__name__,
+          len(model.dataset_meta['classes']), model.dataset_meta['classes'][-1])
+''')
+
+
+@pytest.fixture(scope='module')
+def cdcl(tmp_path_factory):
+    """A CDCL (cityscapes, camvid) PSPNet-R18-D8 config and a checkpoint with distinct
+    branches, as training leaves them."""
+    tmp = tmp_path_factory.mktemp('cdcl')
+    config = tmp / 'cdcl.py'
+    config.write_text(textwrap.dedent(f'''
+        _base_ = [{BASE!r}]
+        model = dict(dataset_names=['cityscapes', 'camvid'], pretrained=None,
+                     backbone=dict(num_datasets=2), decode_head=dict(num_classes=[19, 11]),
+                     auxiliary_head=dict(num_classes=[19, 11]))
+        test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackSegInputs')]
+    '''))
+    cfg = Config.fromfile(str(config))
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-.2, .2)
+                m.running_mean.uniform_(-.2, .2), m.running_var.uniform_(0.5, 2)
+    checkpoint = tmp / 'cdcl.pth'
+    meta = dict(dataset_meta=dict(datasets=dict(camvid=dict(
+        classes=CAMVID_CLASSES, palette=[[i * 20, 0, 0] for i in range(11)]))))
+    save_checkpoint(dict(state_dict=model.state_dict(), meta=meta), str(checkpoint))
+    image = tmp / 'street.png'
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 255, (64, 96, 3), np.uint8))
+    return config, checkpoint, image
+
+
+def test_exported_branch_predicts_as_cdcl_in_stock_mmseg(cdcl, tmp_path):
+    config, checkpoint, image = cdcl
+    out = tmp_path / 'export'
+    subprocess.run([sys.executable, osp.join(REPO, 'tools', 'export_single_dataset.py'),
+                    str(config), str(checkpoint), '--dataset', 'camvid', '--out-dir', str(out)],
+                   check=True, capture_output=True)
+    plain = subprocess.run([sys.executable, '-c', PLAIN, str(out / 'camvid.py'),
+                            str(out / 'camvid.pth'), str(image), str(tmp_path / 'plain.npy')],
+                           capture_output=True, text=True)
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.splitlines()[-1].split() == ['ResNetV1c', 'PSPHead', '11', 'bicyclist']
+
+    cfg = Config.fromfile(str(config))
+    cfg.model.default_dataset = 'camvid'  # inference_model's samples carry no dataset_idx
+    cdcl_model = init_model(cfg, str(checkpoint), device='cpu')
+    expected = inference_model(cdcl_model, str(image)).seg_logits.data.numpy()
+    assert expected.shape == (11, 64, 96)
+    np.testing.assert_allclose(np.load(tmp_path / 'plain.npy'), expected, rtol=0, atol=1e-5)
+
+
+def test_same_params_and_flops_as_stock_pspnet_r18(cdcl, tmp_path):
+    config, checkpoint, _ = cdcl
+    from mmseg_cdcl.apis import export_single_dataset
+    plain_cfg, _ = export_single_dataset(str(config), str(checkpoint), 'cityscapes',
+                                         str(tmp_path))
+    exported = MODELS.build(Config.fromfile(plain_cfg).model)
+    stock = MODELS.build(get_config(
+        'mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py').model)
+    cfg = Config.fromfile(str(config))
+    cfg.model.default_dataset = 'cityscapes'
+    cdcl_model = MODELS.build(cfg.model)
+
+    shape = (3, 128, 128)  # FLOPs scale with the pixels; 512x512 figures are in README
+    stats = [get_model_complexity_info(m.eval(), input_shape=shape, show_table=False,
+                                       show_arch=False) for m in (stock, exported, cdcl_model)]
+    assert stats[0]['params'] == stats[1]['params'] == 12790086
+    assert stats[0]['flops'] == stats[1]['flops'] == stats[2]['flops'] > 3e9
+
+
+def test_unknown_dataset_lists_known(cdcl, tmp_path):
+    config, checkpoint, _ = cdcl
+    result = subprocess.run([sys.executable, osp.join(REPO, 'tools', 'export_single_dataset.py'),
+                             str(config), str(checkpoint), '--dataset', 'bdd100k', '--out-dir',
+                             str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert ("unknown dataset 'bdd100k': the model's datasets are ['cityscapes', 'camvid']"
+            in result.stderr)
+    assert not any(tmp_path.iterdir())  # nothing written

@@ -1,0 +1,109 @@
+"""mmengine checkpoints load under torch>=2.6's safe loader once mmseg_cdcl is imported."""
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.model import BaseModel
+from mmengine.runner import Runner, load_checkpoint
+from torch import nn
+from torch.utils.data import Dataset
+
+
+class _Toy(BaseModel):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 1)
+
+    def forward(self, x, mode='tensor'):
+        out = self.lin(x)
+        return dict(loss=(out - 1).pow(2).mean()) if mode == 'loss' else out
+
+
+class _Data(Dataset):
+    metainfo = dict(classes=('road', 'car'), palette=[[128, 64, 128], [0, 0, 142]])
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        return dict(x=torch.tensor([float(i), 1.0]))
+
+
+def _runner(work_dir, max_iters, resume=False, load_from=None):
+    torch.manual_seed(0)  # the same initial weights in every run
+    return Runner(
+        model=_Toy(), work_dir=str(work_dir), experiment_name=f'toy{max_iters}{resume}',
+        train_dataloader=dict(dataset=_Data(), sampler=dict(type='DefaultSampler', seed=0),
+                              batch_size=2, collate_fn=dict(type='default_collate')),
+        train_cfg=dict(by_epoch=False, max_iters=max_iters),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
+        param_scheduler=dict(type='PolyLR', eta_min=1e-4, power=0.9, by_epoch=False, end=6),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=3, by_epoch=False)),
+        randomness=dict(seed=0), resume=resume, load_from=load_from)
+
+
+def test_runner_checkpoint_loads_and_resumes(tmp_path):
+    _runner(tmp_path, 3).train()
+    ckpt = tmp_path / 'iter_3.pth'
+    # Without mmseg_cdcl the safe default loader refuses mmengine's own checkpoint.
+    stock = subprocess.run([sys.executable, '-c', f'import torch; torch.load({str(ckpt)!r})'],
+                           capture_output=True, text=True)
+    assert stock.returncode != 0 and 'Weights only load failed' in stock.stderr
+
+    model = _Toy()
+    saved = load_checkpoint(model, str(ckpt))
+    assert saved['meta']['iter'] == 3
+    assert saved['message_hub']['log_scalars']['train/loss'].current() > 0
+    torch.testing.assert_close(model.lin.weight, saved['state_dict']['lin.weight'])
+
+    resumed = _runner(tmp_path, 6, resume=True)
+    resumed.train()
+    assert resumed.iter == 6
+    uninterrupted = _runner(tmp_path / 'full', 6)
+    uninterrupted.train()
+    torch.testing.assert_close(resumed.model.lin.weight, uninterrupted.model.lin.weight)
+
+
+def test_load_from(tmp_path):
+    _runner(tmp_path, 3).train()
+    runner = _runner(tmp_path / 'next', 3, load_from=str(tmp_path / 'iter_3.pth'))
+    runner.load_or_resume()
+    saved = torch.load(tmp_path / 'iter_3.pth')  # the safe default loader, allow-listed
+    torch.testing.assert_close(runner.model.lin.weight, saved['state_dict']['lin.weight'])
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}', ))
+
+
+def test_malicious_checkpoint_is_refused(tmp_path):
+    marker = tmp_path / 'pwned'
+    payload = _Payload()
+    payload.marker = marker
+    path = tmp_path / 'evil.pth'
+    torch.save(dict(state_dict=dict(), meta=dict(hook=payload)), path)
+    with pytest.raises(pickle.UnpicklingError, match=r'GLOBAL posix.system'):
+        load_checkpoint(_Toy(), str(path))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize('owner, name', [('HistoryBuffer', '__init__'), ('ndarray', 'tofile')])
+def test_getattr_is_limited_to_history_buffer_statistics(tmp_path, owner, name):
+    """mmengine pickles HistoryBuffer.min & co. with getattr: nothing else is served."""
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+    cls = dict(HistoryBuffer=HistoryBuffer, ndarray=np.ndarray)[owner]
+
+    class _Getattr:
+        def __reduce__(self):
+            return (getattr, (cls, name))
+
+    path = tmp_path / 'evil_getattr.pth'
+    torch.save(dict(meta=_Getattr()), path)
+    with pytest.raises(pickle.UnpicklingError, match=rf"refusing getattr\(<class "
+                                                     rf"'[\w.]*{owner}'>, '{name}'\)"):
+        torch.load(path)
