@@ -1,0 +1,3 @@
+from .multi_dataset_sampler import MultiDatasetSampler
+
+__all__ = ['MultiDatasetSampler']

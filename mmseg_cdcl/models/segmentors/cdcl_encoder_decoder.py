@@ -1,6 +1,8 @@
 """The CDCL segmentor: one network, one branch per dataset, L = Σ_i w_i·L_i."""
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import torch
+from mmengine.logging import MessageHub
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
 from torch import Tensor
@@ -112,6 +114,28 @@ class CDCLEncoderDecoder(EncoderDecoder):
                 value = value * weight
             per_dataset[f'{self.dataset_names[int(d)]}.{head}.{name}'] = value
         return per_dataset
+
+    def parse_losses(self, losses: dict) -> Tuple[Tensor, dict]:
+        """mmengine's sum of the losses, plus each dataset's total in the log; raises on a
+        non-finite loss before any weight is updated.
+
+        Raises:
+            FloatingPointError: names the dataset, the loss and the iteration.
+        """
+        loss, log_vars = super().parse_losses(losses)
+        for name in self.dataset_names:
+            terms = [v for k, v in log_vars.items() if k.startswith(f'{name}.') and 'loss' in k]
+            if terms:
+                log_vars[f'{name}.loss'] = sum(terms)
+        if not torch.isfinite(loss):
+            bad = [f'{k}={float(v)}' for k, v in log_vars.items()
+                   if '.' in k and not torch.isfinite(v)]
+            iteration = MessageHub.get_current_instance().get_info('iter', -1) + 1
+            datasets = sorted({k.split('.')[0] for k in bad})
+            raise FloatingPointError(
+                f'non-finite loss at iteration {iteration} for dataset(s) {datasets}: '
+                + ', '.join(bad) + '; no weights were updated with it')
+        return loss, log_vars
 
     def predict(self, inputs: Tensor, data_samples: Optional[list] = None) -> list:
         """Predict each sample with its dataset's branch and classifier."""

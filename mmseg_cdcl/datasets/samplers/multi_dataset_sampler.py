@@ -1,0 +1,147 @@
+"""Batches of Dataset Alternation Training: every iteration holds a batch of each dataset."""
+import math
+from typing import Dict, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+from mmengine.dist import get_dist_info, sync_random_seed
+from mmseg.registry import DATA_SAMPLERS
+from torch.utils.data import Sampler
+
+PerDataset = Union[Dict[str, int], Sequence[int]]
+
+
+@DATA_SAMPLERS.register_module()
+class MultiDatasetSampler(Sampler):
+    """Infinite, seeded batch sampler over a ``MultiDataset`` for DAT.
+
+    Iteration ``s`` holds ``batch_sizes[i]`` samples of every dataset ``i`` with
+    ``s % intervals[i] == 0`` (the paper's interval t; 1 for all datasets is DAT), contiguous
+    per dataset in dataset order. Each dataset runs through its own reshuffled passes,
+    independently of the others' sizes. With several processes, each draws its own
+    ``batch_sizes[i]`` (per process, as MMSeg's ``batch_size``) from disjoint slices of the
+    same stream. Batch ``s`` is a function of the seed and ``s`` alone, so a resumed run
+    continues at iteration ``k`` (:meth:`set_step`) without loading the ``k`` batches before.
+
+    It is a batch sampler: mmengine hands it the loader's ``sampler``, whose dataset and seed
+    it takes. Example::
+
+        train_dataloader = dict(
+            batch_size=None,  # the per-dataset batch_sizes below make the batch
+            sampler=dict(type='InfiniteSampler'),
+            batch_sampler=dict(type='MultiDatasetSampler',
+                               batch_sizes=dict(cityscapes=8, bdd100k=8)),
+            dataset=dict(type='MultiDataset', datasets=dict(cityscapes=..., bdd100k=...)))
+
+    Args:
+        sampler (Sampler, optional): The loader's sampler; its ``dataset`` and ``seed`` are used.
+        batch_sizes (dict[str, int] | Sequence[int]): Samples of each dataset per iteration and
+            process, by dataset name or in dataset order.
+        intervals (dict[str, int] | Sequence[int], optional): Dataset ``i`` takes part every
+            ``intervals[i]`` iterations. Defaults to 1 for every dataset.
+        batch_size (None): The loader's ``batch_size``, which must be None.
+        shuffle (bool): Reshuffle every pass of every dataset. Defaults to True.
+        dataset (MultiDataset, optional): Instead of ``sampler``.
+        seed (int, optional): Defaults to the sampler's seed, else a seed shared by all ranks.
+        rank, world_size (int, optional): Default to the distributed environment's.
+    """
+
+    def __init__(self,
+                 sampler: Optional[Sampler] = None,
+                 batch_sizes: PerDataset = None,
+                 intervals: Optional[PerDataset] = None,
+                 batch_size: Optional[int] = None,
+                 shuffle: bool = True,
+                 dataset=None,
+                 seed: Optional[int] = None,
+                 rank: Optional[int] = None,
+                 world_size: Optional[int] = None):
+        if batch_size is not None:
+            raise ValueError(f'train_dataloader.batch_size={batch_size} conflicts with '
+                             'MultiDatasetSampler.batch_sizes: set batch_size=None')
+        self.sampler = sampler  # mmengine's DistSamplerSeedHook looks for batch_sampler.sampler
+        self.dataset = dataset if dataset is not None else sampler.dataset
+        names = getattr(self.dataset, 'dataset_names', None)
+        if names is None:
+            raise TypeError('MultiDatasetSampler needs a MultiDataset, got '
+                            f'{type(self.dataset).__name__}')
+        self.dataset_names = list(names)
+        self.batch_sizes = self._per_dataset(batch_sizes, 'batch_sizes', None)
+        self.intervals = self._per_dataset(intervals, 'intervals', 1)
+        if min(self.intervals) != 1:
+            raise ValueError(f'MultiDatasetSampler.intervals={self.intervals}: some dataset '
+                             'must take part in every iteration (interval 1)')
+        self.shuffle = shuffle
+        if seed is None:
+            seed = getattr(sampler, 'seed', None)
+        self.seed = sync_random_seed() if seed is None else seed
+        dist_rank, dist_world_size = get_dist_info()
+        self.rank = dist_rank if rank is None else rank
+        self.world_size = dist_world_size if world_size is None else world_size
+        ranges = [self.dataset.dataset_range(i) for i in range(len(self.dataset_names))]
+        self._starts = [r.start for r in ranges]
+        self._sizes = [len(r) for r in ranges]
+        self._passes = {}  # (dataset, pass) -> permutation; the current passes only
+        self._step = 0
+
+    def _per_dataset(self, values, key: str, default: Optional[int]) -> List[int]:
+        names = self.dataset_names
+        if values is None and default is not None:
+            values = [default] * len(names)
+        if isinstance(values, dict):
+            unknown, missing = set(values) - set(names), set(names) - set(values)
+            if unknown or (missing and default is None):
+                raise ValueError(f'MultiDatasetSampler.{key} names {sorted(values)} but the '
+                                 f'datasets are {names}')
+            values = [values.get(name, default) for name in names]
+        if values is None or len(values) != len(names):
+            raise ValueError(f'MultiDatasetSampler.{key}={values!r}: expected one value per '
+                             f'dataset {names}')
+        if not all(isinstance(v, int) and v > 0 for v in values):
+            raise ValueError(f'MultiDatasetSampler.{key}={values!r}: expected positive ints')
+        return list(values)
+
+    def set_step(self, step: int) -> None:
+        """Start the next iteration over the batches at iteration ``step`` (resume)."""
+        self._step = step
+
+    def __iter__(self) -> Iterator[List[int]]:
+        step = self._step
+        while True:
+            yield self.batch(step)
+            step += 1
+
+    def batch(self, step: int) -> List[int]:
+        """This process's batch of iteration ``step``."""
+        indices = []
+        for i, (size, interval) in enumerate(zip(self.batch_sizes, self.intervals)):
+            if step % interval:
+                continue
+            # Samples of dataset i drawn by all processes before this iteration.
+            drawn = math.ceil(step / interval) * size * self.world_size
+            indices.extend(self._stream(i, drawn + self.rank * size, size))
+        return indices
+
+    def _stream(self, i: int, position: int, count: int) -> List[int]:
+        """Items ``position ..`` of dataset ``i``'s endless sequence of shuffled passes."""
+        out = []
+        while count:
+            epoch, offset = divmod(position, self._sizes[i])
+            take = min(count, self._sizes[i] - offset)
+            out.extend((self._permutation(i, epoch)[offset:offset + take] + self._starts[i]).tolist())
+            position, count = position + take, count - take
+        return out
+
+    def _permutation(self, i: int, epoch: int) -> np.ndarray:
+        key = (i, epoch)
+        if key not in self._passes:
+            for old in [k for k in self._passes if k[0] == i and k[1] < epoch - 1]:
+                del self._passes[old]
+            n = self._sizes[i]
+            self._passes[key] = (np.random.default_rng([self.seed, i, epoch]).permutation(n)
+                                 if self.shuffle else np.arange(n))
+        return self._passes[key]
+
+    def __len__(self) -> int:
+        """Iterations for the dataset that takes longest to pass through once."""
+        return max(math.ceil(n / (b * self.world_size)) * t
+                   for n, b, t in zip(self._sizes, self.batch_sizes, self.intervals))

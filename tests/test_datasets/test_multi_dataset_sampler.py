@@ -1,0 +1,111 @@
+import itertools
+from collections import Counter
+
+import pytest
+from mmengine.dataset import BaseDataset
+
+from mmseg_cdcl.datasets import MultiDataset, MultiDatasetSampler
+
+
+class _Sized(BaseDataset):
+    """A dataset of ``n`` empty samples: the sampler only needs sizes."""
+
+    def __init__(self, n):
+        self.n = n
+        super().__init__(serialize_data=False)
+
+    def load_data_list(self):
+        return [dict(i=i) for i in range(self.n)]
+
+
+def _multi(sizes=(10, 3, 7)):
+    return MultiDataset({name: _Sized(n) for name, n in zip('abc', sizes)})
+
+
+def _sampler(dataset=None, **kwargs):
+    kwargs.setdefault('batch_sizes', dict(a=2, b=1, c=3))
+    return MultiDatasetSampler(dataset=dataset or _multi(), seed=kwargs.pop('seed', 7), **kwargs)
+
+
+def _owner(i, sizes=(10, 3, 7)):
+    bounds = list(itertools.accumulate(sizes))
+    return next(d for d, end in enumerate(bounds) if i < end)
+
+
+def test_batch_composition_contiguous_per_dataset():
+    sampler = _sampler()
+    for batch in itertools.islice(iter(sampler), 20):
+        assert [_owner(i) for i in batch] == [0, 0, 1, 2, 2, 2]
+
+
+def test_each_dataset_passes_through_its_own_reshuffled_passes():
+    sampler = _sampler()
+    batches = list(itertools.islice(iter(sampler), 21))  # b: 21 draws = 7 passes of 3
+    b_draws = [batch[2] for batch in batches]
+    passes = [b_draws[i:i + 3] for i in range(0, 21, 3)]
+    assert all(sorted(p) == [10, 11, 12] for p in passes)
+    assert len({tuple(p) for p in passes}) > 1  # reshuffled between passes
+    a_draws = [i for batch in batches[:5] for i in batch[:2]]  # 10 draws = one pass of a
+    assert sorted(a_draws) == list(range(10))
+
+
+def test_deterministic_by_seed():
+    first = list(itertools.islice(iter(_sampler()), 10))
+    assert first == list(itertools.islice(iter(_sampler()), 10))
+    assert first != list(itertools.islice(iter(_sampler(seed=8)), 10))
+    assert list(itertools.islice(iter(_sampler(shuffle=False)), 1)) == [[0, 1, 10, 13, 14, 15]]
+
+
+def test_ranks_draw_disjoint_slices():
+    dataset = _multi((40, 12, 20))
+    ranks = [_sampler(dataset, rank=r, world_size=2) for r in range(2)]
+    streams = [list(itertools.islice(iter(s), 5)) for s in ranks]
+    for step in range(5):
+        assert not set(streams[0][step]) & set(streams[1][step])
+    # Over one pass of dataset a (40 = 2 ranks x 2 per batch x 10 steps) no repeats at all.
+    a = [i for s in ranks for batch in itertools.islice(iter(s), 10) for i in batch[:2]]
+    assert sorted(a) == list(range(40))
+    # Together the ranks draw what one process with their summed batch sizes draws.
+    doubled = next(iter(_sampler(dataset, batch_sizes=dict(a=4, b=2, c=6))))
+    assert streams[0][0][:2] + streams[1][0][:2] == doubled[:4]
+    assert streams[0][0][3:] + streams[1][0][3:] == doubled[6:]
+
+
+def test_intervals_the_paper_t():
+    sampler = _sampler(intervals=dict(b=2, c=4))
+    owners = [Counter(_owner(i) for i in batch)
+              for batch in itertools.islice(iter(sampler), 8)]
+    assert [o[1] for o in owners] == [1, 0, 1, 0, 1, 0, 1, 0]
+    assert [o[2] for o in owners] == [3, 0, 0, 0, 3, 0, 0, 0]
+    assert all(o[0] == 2 for o in owners)
+    # b's draws continue its stream: 4 draws in 8 iterations, one pass of 3 plus one.
+    b = [i for batch in itertools.islice(iter(sampler), 8) for i in batch if _owner(i) == 1]
+    assert sorted(b[:3]) == [10, 11, 12]
+
+
+def test_resume_continues_without_replaying():
+    sampler = _sampler(intervals=dict(c=3))
+    uninterrupted = list(itertools.islice(iter(sampler), 30))
+    resumed = _sampler(intervals=dict(c=3))
+    resumed.set_step(17)
+    assert list(itertools.islice(iter(resumed), 13)) == uninterrupted[17:]
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(batch_sizes=dict(a=2, b=1)), r"batch_sizes names \['a', 'b'\] but the datasets are "
+                                       r"\['a', 'b', 'c'\]"),
+    (dict(batch_sizes=dict(a=2, b=1, c=1, z=1)), r"names \['a', 'b', 'c', 'z'\]"),
+    (dict(batch_sizes=[2, 1]), r'batch_sizes=\[2, 1\]: expected one value per dataset'),
+    (dict(batch_sizes=dict(a=0, b=1, c=1)), r'expected positive ints'),
+    (dict(intervals=dict(a=2, b=2, c=2)), r'some dataset must take part in every iteration'),
+    (dict(batch_size=16), r'train_dataloader.batch_size=16 conflicts with '
+                          r'MultiDatasetSampler.batch_sizes: set batch_size=None'),
+])
+def test_config_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _sampler(**kwargs)
+
+
+def test_needs_a_multi_dataset():
+    with pytest.raises(TypeError, match='MultiDatasetSampler needs a MultiDataset, got _Sized'):
+        MultiDatasetSampler(dataset=_Sized(3), batch_sizes=[1])

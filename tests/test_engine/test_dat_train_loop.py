@@ -1,0 +1,119 @@
+"""Dataset Alternation Training through mmengine's Runner on generated data."""
+import os
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+from conftest import REPO, shrink_config
+from mmseg_cdcl.datasets import MultiDataset
+
+CONFIG = osp.join(REPO, 'configs', 'cdcl_cityscapes_bdd.py')
+
+
+def _runner(data_cwd, tmp_path, name, max_iters=2, **train_cfg):
+    cfg = shrink_config(Config.fromfile(CONFIG), max_iters=max_iters)
+    cfg.default_hooks.checkpoint.interval = 2
+    cfg.work_dir = str(tmp_path / name)
+    cfg.train_cfg.update(train_cfg)
+    cfg.randomness = dict(seed=0, deterministic=True)
+    for head in ('decode_head', 'auxiliary_head'):
+        cfg.model[head].dropout_ratio = 0  # the same forward in every mode
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    cfg.default_hooks.checkpoint.save_best = None
+    cfg.default_hooks.pop('visualization')
+    cwd = os.getcwd()
+    os.chdir(data_cwd)  # the configs' data/<dataset> roots
+    try:
+        runner = Runner.from_cfg(cfg)
+    finally:
+        os.chdir(cwd)
+    runner.steps = 0
+    return runner
+
+
+def _train(runner, data_cwd):
+    """Train in the data folder; counts the optimizer steps in ``runner.steps``."""
+    cwd = os.getcwd()
+    os.chdir(data_cwd)
+    count = register_optimizer_step_post_hook(
+        lambda *_: setattr(runner, 'steps', runner.steps + 1))
+    try:
+        runner.train()
+    finally:
+        count.remove()
+        os.chdir(cwd)
+    return {k: v.clone() for k, v in runner.model.state_dict().items()}
+
+
+def test_accumulate_makes_the_same_update_as_sum(data_cwd, tmp_path):
+    runners, weights = {}, {}
+    for mode in ('sum', 'accumulate', 'alternate'):  # each built right before training: the
+        runners[mode] = _runner(data_cwd, tmp_path, mode, mode=mode)  # same augmentations
+        weights[mode] = _train(runners[mode], data_cwd)
+    assert runners['sum'].steps == runners['accumulate'].steps == 2
+    assert runners['alternate'].steps == 4  # a step per dataset and iteration
+    for key, value in weights['sum'].items():
+        torch.testing.assert_close(weights['accumulate'][key], value, rtol=1e-4, atol=1e-6,
+                                   msg=lambda m, key=key: f'{key}: {m}')
+    changed = [k for k, v in weights['sum'].items()
+               if v.is_floating_point() and not torch.allclose(weights['alternate'][k], v)]
+    assert 'decode_head.conv_seg.0.weight' in changed
+
+
+def test_each_dataset_loss_is_logged(data_cwd, tmp_path):
+    runner = _runner(data_cwd, tmp_path, 'logged', max_iters=1)
+    _train(runner, data_cwd)
+    scalars = runner.message_hub.log_scalars
+    for name in ('cityscapes', 'bdd100k'):
+        for key in ('decode.loss_ce', 'aux.loss_ce', 'loss'):
+            assert f'train/{name}.{key}' in scalars
+    total = scalars['train/loss'].current()
+    parts = sum(scalars[f'train/{n}.loss'].current() for n in ('cityscapes', 'bdd100k'))
+    assert total == pytest.approx(parts, rel=1e-6)
+
+
+def test_non_finite_loss_names_dataset_and_iteration(data_cwd, tmp_path):
+    runner = _runner(data_cwd, tmp_path, 'nan')
+    runner.model.loss_weights = [1.0, float('nan')]
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at iteration 1 for "
+                                                 r"dataset\(s\) \['bdd100k'\]: "
+                                                 r'bdd100k.decode.loss_ce=nan'):
+        _train(runner, data_cwd)
+    assert runner.steps == 0  # raised before the optimizer step
+    assert all(torch.isfinite(p).all() for p in runner.model.parameters())
+
+
+def test_mismatched_datasets_are_reported_before_training(data_cwd, tmp_path):
+    runner = _runner(data_cwd, tmp_path, 'mismatch')
+    runner.model.dataset_names = ('bdd100k', 'cityscapes')
+    runner.model.decode_head.dataset_num_classes = (19, 11)
+    with pytest.raises(ValueError) as error:
+        _train(runner, data_cwd)
+    assert str(error.value) == (
+        'DATTrainLoop: the datasets, sampler and model disagree:\n'
+        "  - model.dataset_names=['bdd100k', 'cityscapes'] but the training dataset has "
+        "['cityscapes', 'bdd100k']\n"
+        "  - decode_head.num_classes[1]=11 but dataset 'bdd100k' has 19 classes")
+    assert runner.steps == 0
+
+
+def test_resume_draws_the_same_batches_without_loading_skipped_ones(data_cwd, tmp_path,
+                                                                     monkeypatch):
+    loaded = []
+    original = MultiDataset.__getitem__
+    monkeypatch.setattr(MultiDataset, '__getitem__',
+                        lambda self, idx: loaded.append(idx) or original(self, idx))
+    _train(_runner(data_cwd, tmp_path, 'full', max_iters=4), data_cwd)  # checkpoints at 2, 4
+    uninterrupted = list(loaded)
+    assert len(uninterrupted) == 4 * 4  # 4 iterations of 2 + 2 images
+
+    loaded.clear()
+    resumed = _runner(data_cwd, tmp_path, 'resumed', max_iters=4)
+    resumed._resume, resumed._load_from = True, str(tmp_path / 'full' / 'iter_2.pth')
+    _train(resumed, data_cwd)
+    assert resumed.iter == 4
+    assert loaded == uninterrupted[8:]  # iterations 3 and 4 only, the same images
