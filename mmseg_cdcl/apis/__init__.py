@@ -1,3 +1,5 @@
 from .export import export_single_dataset, plain_model_cfg, plain_state_dict
+from .inference import dataset_test_pipeline, init_cdcl_model
 
-__all__ = ['export_single_dataset', 'plain_model_cfg', 'plain_state_dict']
+__all__ = ['dataset_test_pipeline', 'export_single_dataset', 'init_cdcl_model',
+           'plain_model_cfg', 'plain_state_dict']

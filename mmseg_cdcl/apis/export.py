@@ -13,6 +13,7 @@ from mmengine.utils import mkdir_or_exist
 from mmseg.registry import MODELS
 
 from ..models.layers import DSBN, DSBN_CFG
+from .inference import dataset_test_pipeline
 
 # Arguments only the CDCL components take.
 _CDCL_ARGS = ('num_datasets', 'dataset_names', 'loss_weights', 'default_dataset')
@@ -81,8 +82,9 @@ def export_single_dataset(config: Union[str, Config], checkpoint: str, dataset: 
 
     plain = dict(default_scope='mmseg', model=plain_model_cfg(cfg.model.to_dict(), d))
     plain['model'].pop('pretrained', None)
-    if 'test_pipeline' in cfg:
-        plain['test_pipeline'] = cfg.test_pipeline
+    pipeline = dataset_test_pipeline(cfg, dataset)
+    if pipeline is not None:
+        plain['test_pipeline'] = pipeline
     config_path = osp.join(out_dir, f'{dataset}.py')
     ckpt_path = osp.join(out_dir, f'{dataset}.pth')
     mkdir_or_exist(out_dir)

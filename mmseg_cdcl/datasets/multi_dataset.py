@@ -39,7 +39,10 @@ class MultiDataset(ConcatDataset):
             raise TypeError('MultiDataset.datasets must be a non-empty dict of datasets by '
                             f'name, got {type(datasets).__name__}')
         self.dataset_names: List[str] = list(datasets)
-        super().__init__(list(datasets.values()), lazy_init=True,
+        # Built lazily so that full_init can name a dataset that finds no samples.
+        datasets = [dict(d, lazy_init=True) if isinstance(d, dict) else d
+                    for d in datasets.values()]
+        super().__init__(datasets, lazy_init=True,
                          ignore_keys=['classes', 'palette', 'label_map', 'reduce_zero_label'])
         self._metainfo = dict(
             classes=self.datasets[0].metainfo.get('classes'),
@@ -54,13 +57,20 @@ class MultiDataset(ConcatDataset):
         if self._fully_initialized:
             return
         for name, dataset in zip(self.dataset_names, self.datasets):
-            dataset.full_init()
+            try:
+                dataset.full_init()
+            except ValueError as e:  # mmengine fails serialising an empty list: say why
+                if dataset.data_list:
+                    raise
+                raise ValueError(self._empty(name, dataset)) from e
             if len(dataset) == 0:
-                raise ValueError(
-                    f"MultiDataset: dataset '{name}' ({type(dataset).__name__}) found no "
-                    f"samples under data_root={dataset.data_root!r}, "
-                    f'data_prefix={dataset.data_prefix}')
+                raise ValueError(self._empty(name, dataset))
         super().full_init()
+
+    @staticmethod
+    def _empty(name, dataset) -> str:
+        return (f"MultiDataset: dataset '{name}' ({type(dataset).__name__}) found no samples "
+                f'under data_root={dataset.data_root!r}, data_prefix={dataset.data_prefix}')
 
     def __getitem__(self, idx: int) -> dict:
         dataset_idx, _ = self._get_ori_dataset_idx(idx)

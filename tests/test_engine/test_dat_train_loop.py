@@ -1,5 +1,4 @@
 """Dataset Alternation Training through mmengine's Runner on generated data."""
-import os
 import os.path as osp
 
 import pytest
@@ -14,6 +13,11 @@ from mmseg_cdcl.datasets import MultiDataset
 CONFIG = osp.join(REPO, 'configs', 'cdcl_cityscapes_bdd.py')
 
 
+@pytest.fixture(autouse=True)
+def in_data_cwd(data_cwd, monkeypatch):
+    monkeypatch.chdir(data_cwd)  # where the configs' data/<dataset> roots are
+
+
 def _runner(data_cwd, tmp_path, name, max_iters=2, **train_cfg):
     cfg = shrink_config(Config.fromfile(CONFIG), max_iters=max_iters)
     cfg.default_hooks.checkpoint.interval = 2
@@ -25,27 +29,19 @@ def _runner(data_cwd, tmp_path, name, max_iters=2, **train_cfg):
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     cfg.default_hooks.checkpoint.save_best = None
     cfg.default_hooks.pop('visualization')
-    cwd = os.getcwd()
-    os.chdir(data_cwd)  # the configs' data/<dataset> roots
-    try:
-        runner = Runner.from_cfg(cfg)
-    finally:
-        os.chdir(cwd)
+    runner = Runner.from_cfg(cfg)
     runner.steps = 0
     return runner
 
 
 def _train(runner, data_cwd):
-    """Train in the data folder; counts the optimizer steps in ``runner.steps``."""
-    cwd = os.getcwd()
-    os.chdir(data_cwd)
+    """Train, counting the optimizer steps in ``runner.steps``."""
     count = register_optimizer_step_post_hook(
         lambda *_: setattr(runner, 'steps', runner.steps + 1))
     try:
         runner.train()
     finally:
         count.remove()
-        os.chdir(cwd)
     return {k: v.clone() for k, v in runner.model.state_dict().items()}
 
 
@@ -89,16 +85,23 @@ def test_non_finite_loss_names_dataset_and_iteration(data_cwd, tmp_path):
 
 def test_mismatched_datasets_are_reported_before_training(data_cwd, tmp_path):
     runner = _runner(data_cwd, tmp_path, 'mismatch')
-    runner.model.dataset_names = ('bdd100k', 'cityscapes')
     runner.model.decode_head.dataset_num_classes = (19, 11)
+    runner.train_loop.dataloader.batch_sampler.dataset_names = ['cityscapes', 'camvid']
     with pytest.raises(ValueError) as error:
         _train(runner, data_cwd)
     assert str(error.value) == (
         'DATTrainLoop: the datasets, sampler and model disagree:\n'
-        "  - model.dataset_names=['bdd100k', 'cityscapes'] but the training dataset has "
+        "  - the sampler has datasets ['cityscapes', 'camvid'], the training dataset "
         "['cityscapes', 'bdd100k']\n"
         "  - decode_head.num_classes[1]=11 but dataset 'bdd100k' has 19 classes")
     assert runner.steps == 0
+
+    runner = _runner(data_cwd, tmp_path, 'mismatch_names')
+    runner.model.dataset_names = ('cityscapes', 'camvid')
+    with pytest.raises(ValueError, match=r"model.dataset_names=\['cityscapes', 'camvid'\] but "
+                                         r"the training dataset has \['cityscapes', "
+                                         r"'bdd100k'\]"):
+        _train(runner, data_cwd)
 
 
 def test_resume_draws_the_same_batches_without_loading_skipped_ones(data_cwd, tmp_path,

@@ -87,6 +87,18 @@ def test_missing_dataset_idx_is_an_error_unless_default():
     assert model(torch.randn(2, 3, 32, 32), mode='tensor').shape == (2, 3, 4, 4)
 
 
+def test_dataset_name_routes_before_dataset_idx():
+    """MultiDataset's order need not be the model's: samples are routed by name."""
+    model = _model().eval()
+    samples = seg_samples([0, 0], [5, 3])
+    samples[1].set_metainfo(dict(dataset_name='b'))
+    assert model.dataset_indices(samples, 2) == [0, 1]
+    samples[0].set_metainfo(dict(dataset_name='z'))
+    with pytest.raises(ValueError, match=r"sample 0's dataset_name='z' is not one of the "
+                                         r"datasets \['a', 'b'\]"):
+        model.dataset_indices(samples, 2)
+
+
 def test_config_errors():
     with pytest.raises(ValueError, match=r"CDCLEncoderDecoder has 3 datasets \['a', 'b', 'c'\] "
                                          r'but not as many dataset branches in: backbone.stem.1 '

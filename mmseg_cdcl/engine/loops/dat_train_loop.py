@@ -117,7 +117,7 @@ class DATTrainLoop(IterBasedTrainLoop):
 
     def check_datasets_agree(self) -> None:
         """Raise, listing every disagreement, unless the training dataset, the sampler and the
-        model have the same datasets, in the same order, with the same classes."""
+        model have the same datasets (names), branches and classes per classifier."""
         dataset = self.dataloader.dataset
         sampler = self.dataloader.batch_sampler
         model = self.runner.model.module if is_model_wrapper(self.runner.model) else \
@@ -130,13 +130,14 @@ class DATTrainLoop(IterBasedTrainLoop):
         if not isinstance(sampler, MultiDatasetSampler):
             problems.append(f'train_dataloader.batch_sampler is a {type(sampler).__name__}, '
                             'not a MultiDatasetSampler')
-        elif names is not None and sampler.dataset_names != names:
+        elif names is not None and set(sampler.dataset_names) != set(names):
             problems.append(f'the sampler has datasets {sampler.dataset_names}, the training '
                             f'dataset {names}')
         model_names = list(getattr(model, 'dataset_names', []))
-        if names is not None and model_names != names:
+        if names is not None and set(model_names) != set(names):
             problems.append(f'model.dataset_names={model_names} but the training dataset has '
                             f'{names}')
+            names = None  # nothing more to compare
         for module_name, module in model.named_modules():
             if not isinstance(module, DatasetAwareModule) or names is None:
                 continue
@@ -144,11 +145,12 @@ class DATTrainLoop(IterBasedTrainLoop):
                 problems.append(f'{module_name} ({type(module).__name__}) has num_datasets='
                                 f'{module.num_datasets}, the training dataset {len(names)}')
                 continue
+            # The model routes by name: its d-th classifier serves its d-th dataset name.
             for d, num_classes in enumerate(getattr(module, 'dataset_num_classes', ())):
-                classes = dataset.metainfo['datasets'][names[d]].get('classes') or ()
+                classes = dataset.metainfo['datasets'][model_names[d]].get('classes') or ()
                 if len(classes) != num_classes:
                     problems.append(f'{module_name}.num_classes[{d}]={num_classes} but dataset '
-                                    f"'{names[d]}' has {len(classes)} classes")
+                                    f"'{model_names[d]}' has {len(classes)} classes")
         if problems:
             raise ValueError('DATTrainLoop: the datasets, sampler and model disagree:\n  - '
                              + '\n  - '.join(problems))

@@ -14,8 +14,8 @@ from ..layers import DatasetAwareModule, DatasetRouting, dataset_context
 class CDCLEncoderDecoder(EncoderDecoder):
     """EncoderDecoder trained across datasets (Cross-Dataset Collaborative Learning).
 
-    Each sample's dataset comes from its data sample's metainfo ``dataset_idx`` (set by
-    ``MultiDataset``). Training runs backbone and heads once on the mixed batch, DSBN normalising
+    Each sample's dataset comes from its data sample's metainfo: ``dataset_name`` (set by
+    ``MultiDataset``) or ``dataset_idx``. Training runs backbone and heads once on the mixed batch, DSBN normalising
     each dataset's samples with its own statistics, and returns each dataset's losses, computed
     with its own classifier and ignore index on its own samples, as
     ``'<dataset>.decode.loss_ce'``, ``'<dataset>.aux.loss_ce'``, ... scaled by the dataset's
@@ -84,22 +84,27 @@ class CDCLEncoderDecoder(EncoderDecoder):
                 + '; '.join(wrong[:5]) + (f'; ... ({len(wrong)} modules)' if len(wrong) > 5 else ''))
 
     def dataset_indices(self, data_samples: Optional[list], batch_size: int) -> List[int]:
-        """The dataset of each sample, from its metainfo ``dataset_idx``."""
+        """The model's dataset index of each sample, from its metainfo ``dataset_name``
+        (as ``MultiDataset`` sets it, whatever its dataset order) or else ``dataset_idx``."""
         if data_samples is None:
             data_samples = [None] * batch_size
         indices = []
         for i, sample in enumerate(data_samples):
-            idx = None if sample is None else sample.metainfo.get('dataset_idx')
-            if idx is None:
-                if self.default_dataset is None:
-                    where = '' if sample is None else f" ({sample.metainfo.get('img_path', '')})"
-                    raise ValueError(
-                        f"sample {i}{where} has no 'dataset_idx' in its metainfo, so "
-                        'CDCLEncoderDecoder cannot tell which dataset branch it belongs to; load '
-                        "data through MultiDataset (with 'dataset_idx' in PackSegInputs' "
-                        'meta_keys) or set model.default_dataset')
-                idx = self.default_dataset
-            indices.append(int(idx))
+            meta = {} if sample is None else sample.metainfo
+            if meta.get('dataset_name') is not None:
+                indices.append(self.dataset_index(meta['dataset_name'],
+                                                  f"sample {i}'s dataset_name"))
+            elif meta.get('dataset_idx') is not None:
+                indices.append(self.dataset_index(int(meta['dataset_idx']),
+                                                  f"sample {i}'s dataset_idx"))
+            elif self.default_dataset is not None:
+                indices.append(self.default_dataset)
+            else:
+                where = f" ({meta['img_path']})" if 'img_path' in meta else ''
+                raise ValueError(
+                    f"sample {i}{where} has no 'dataset_idx' in its metainfo, so "
+                    'CDCLEncoderDecoder cannot tell which dataset branch it belongs to; load '
+                    'data through MultiDataset, or set model.default_dataset')
         return indices
 
     def loss(self, inputs: Tensor, data_samples: list) -> dict:

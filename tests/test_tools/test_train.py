@@ -1,0 +1,106 @@
+"""Real runs of tools/train.py (and test.py) for every paper config, at test size."""
+import glob
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+from mmengine.config import Config
+
+from conftest import REPO, shrink_config
+
+CDCL = ['cdcl_cityscapes_bdd', 'cdcl_cityscapes_camvid', 'cdcl_cityscapes_bdd_camvid',
+        'ablations/cdcl_cityscapes_bdd_interval2', 'ablations/cdcl_cityscapes_bdd_alternate',
+        'ablations/cdcl_cityscapes_bdd_shared_bn']
+DATASETS = {'cdcl_cityscapes_bdd': ['cityscapes', 'bdd100k'],
+            'cdcl_cityscapes_camvid': ['cityscapes', 'camvid'],
+            'cdcl_cityscapes_bdd_camvid': ['cityscapes', 'bdd100k', 'camvid']}
+
+
+def _run(tool, config, data_cwd, work_dir, *args):
+    cfg = shrink_config(Config.fromfile(osp.join(REPO, 'configs', f'{config}.py')))
+    cfg.default_hooks.pop('visualization')
+    os.makedirs(work_dir, exist_ok=True)
+    path = osp.join(work_dir, 'config.py')
+    cfg.dump(path)
+    result = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools', tool), path, *args, '--work-dir', work_dir],
+        cwd=data_cwd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def _val_metrics(work_dir):
+    [scalars] = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
+    with open(scalars) as f:
+        return [json.loads(line) for line in f if 'mIoU' in line][-1]
+
+
+@pytest.mark.parametrize('config', CDCL)
+def test_cdcl_configs_train_and_evaluate_per_dataset(config, data_cwd, tmp_path):
+    _run('train.py', config, data_cwd, str(tmp_path))
+    names = DATASETS.get(config, DATASETS['cdcl_cityscapes_bdd'])
+    metrics = _val_metrics(str(tmp_path))
+    for name in names:
+        for key in ('mIoU', 'mAcc', 'aAcc'):
+            assert 0 <= metrics[f'{name}/{key}'] <= 100
+    assert metrics['mIoU'] == pytest.approx(
+        sum(metrics[f'{n}/mIoU'] for n in names) / len(names), abs=0.01)
+    assert osp.isfile(tmp_path / 'iter_2.pth')
+    assert glob.glob(str(tmp_path / 'best_mIoU_iter_2.pth'))
+
+
+def test_baselines_single_finetune_and_label_remap(data_cwd, tmp_path):
+    for name in ('cityscapes', 'bdd100k', 'camvid'):
+        _run('train.py', f'baselines/pspnet_r18-d8_{name}', data_cwd, str(tmp_path / name))
+        assert 0 <= _val_metrics(str(tmp_path / name))['mIoU'] <= 100
+    finetune = str(tmp_path / 'finetune')
+    result = _run('train.py', 'baselines/pspnet_r18-d8_cityscapes_to_bdd100k_finetune',
+                  data_cwd, finetune, '--cfg-options',
+                  f"load_from={tmp_path / 'cityscapes' / 'iter_2.pth'}")
+    assert 'Load checkpoint from' in result.stdout + result.stderr
+    assert {'cityscapes/mIoU', 'bdd100k/mIoU'} <= set(_val_metrics(finetune))
+    remap = str(tmp_path / 'remap')
+    _run('train.py', 'baselines/pspnet_r18-d8_cityscapes_bdd100k_label_remap', data_cwd, remap)
+    assert {'cityscapes/mIoU', 'bdd100k/mIoU'} <= set(_val_metrics(remap))
+
+
+@pytest.fixture(scope='module')
+def trained(data_cwd, tmp_path_factory):
+    """A CDCL Cityscapes + CamVid run of tools/train.py: its folder with config and checkpoint."""
+    work_dir = tmp_path_factory.mktemp('cdcl_cityscapes_camvid')
+    _run('train.py', 'cdcl_cityscapes_camvid', data_cwd, str(work_dir))
+    return work_dir
+
+
+def test_test_tool_evaluates_a_checkpoint_per_dataset(data_cwd, trained, tmp_path):
+    result = _run('test.py', 'cdcl_cityscapes_camvid', data_cwd, str(tmp_path),
+                  str(trained / 'iter_2.pth'))
+    assert 'cityscapes/mIoU' in result.stdout and 'camvid/mIoU' in result.stdout
+
+
+def test_infer_colours_with_the_chosen_dataset_palette(data_cwd, trained, tmp_path):
+    import cv2
+    import numpy as np
+    from mmseg_cdcl.datasets import CamVidDataset
+    images = osp.join(data_cwd, 'data', 'camvid', 'images', 'val')
+    out = tmp_path / 'pred'
+    infer = [sys.executable, osp.join(REPO, 'tools', 'infer.py'), str(trained / 'config.py'),
+             str(trained / 'iter_2.pth'), images, '--out-dir', str(out)]
+    result = subprocess.run(infer + ['--dataset', 'camvid'], cwd=data_cwd, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = sorted(os.listdir(out))
+    assert written == sorted(os.listdir(images))
+    pred = cv2.imread(str(out / written[0]))[..., ::-1]
+    assert pred.shape == cv2.imread(osp.join(images, written[0])).shape
+    palette = {tuple(c) for c in CamVidDataset.METAINFO['palette']}
+    assert {tuple(c) for c in np.unique(pred.reshape(-1, 3), axis=0)} <= palette
+
+    result = subprocess.run(infer + ['--dataset', 'kitti'], cwd=data_cwd, capture_output=True,
+                            text=True)
+    assert result.returncode == 2
+    assert ("unknown dataset 'kitti': the model's datasets are ['cityscapes', 'camvid']"
+            in result.stderr)
