@@ -7,7 +7,7 @@ env:
 	bash tools/setup_env.sh
 
 demo: env
-	$(PY) tools/smoke_train.py
+	$(PY) tools/run_demo.py
 
 test: env
 	$(PY) -m pytest -q
