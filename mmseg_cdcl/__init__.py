@@ -1,13 +1,15 @@
 """mmseg-cdcl: Cross-Dataset Collaborative Learning for MMSegmentation 1.x.
 
-Importing the package registers its components in MMSeg's registries (scope ``mmseg``) and lets
-torch's safe checkpoint loader read mmengine checkpoints.
+Importing the package registers its components in MMSeg's registries (scope ``mmseg``), lets
+torch's safe checkpoint loader read mmengine checkpoints and makes mmengine's local file writes
+(checkpoints) atomic.
 """
 from . import apis, datasets, engine, evaluation, models  # noqa: F401  (registers the components)
 from .models.layers import dataset_context
-from .utils import allow_mmengine_checkpoints
+from .utils import allow_mmengine_checkpoints, use_atomic_local_writes
 from .version import __version__
 
 allow_mmengine_checkpoints()
+use_atomic_local_writes()
 
 __all__ = ['__version__', 'allow_mmengine_checkpoints', 'dataset_context']

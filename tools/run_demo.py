@@ -43,7 +43,7 @@ PANEL_IMAGES = 2  # per dataset
 def train(label, name, args):
     """Train one demo model; return its validation history and panel predictions."""
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo', f'{name}.py'))
-    cfg.work_dir = osp.join(args.work_dir, name)
+    cfg.work_dir = osp.join(args.run_dir, name)
     cfg.experiment_name = name
     cfg.visualizer.name = f'visualizer_{name}'  # mmengine shares instances by name
     cfg.randomness = dict(seed=args.seed)
@@ -137,7 +137,9 @@ def main():
     if not osp.isdir(osp.join('data', 'demo', 'bdd100k')):
         print('generating data/demo ...', flush=True)
         make_demo_data(osp.join('data', 'demo'), datasets=DATASETS, seed=args.seed)
-    os.makedirs(args.work_dir, exist_ok=True)
+    # Each run trains in a folder of its own: earlier runs' checkpoints and logs stay.
+    args.run_dir = osp.join(args.work_dir, time.strftime('%Y%m%d_%H%M%S'))
+    os.makedirs(args.run_dir, exist_ok=True)
     histories, predictions, results = {}, {}, {}
     for k, (label, name) in enumerate(MODELS.items(), 1):
         print(f'\n[{k}/{len(MODELS)}] training {label} (configs/demo/{name}.py), '
@@ -149,7 +151,7 @@ def main():
     plot_panel(predictions, osp.join(args.work_dir, 'panel.png'))
     print(f'\n{table}\n\nseed {args.seed}; {(time.time() - start) / 60:.1f} min; results, '
           f'curves and panel in {args.work_dir}/ (results.md, results.json, curves.png, '
-          'panel.png)')
+          f'panel.png); checkpoints and logs in {args.run_dir}/')
 
 
 if __name__ == '__main__':

@@ -1,3 +1,4 @@
 _base_ = ['mmseg::_base_/default_runtime.py']
 custom_imports = dict(imports=['mmseg_cdcl'], allow_failed_imports=False)
-custom_hooks = [dict(type='ProgressBarHook')]
+# RNGStateHook: a resumed run repeats the uninterrupted one (with randomness.seed set).
+custom_hooks = [dict(type='ProgressBarHook'), dict(type='RNGStateHook')]

@@ -1,8 +1,55 @@
 """Several segmentation datasets behind one loader, each sample tagged with its dataset."""
-from typing import Dict, List, Union
+import os.path as osp
+import random
+from contextlib import contextmanager
+from typing import Dict, List, Optional, Tuple, Union
 
+import numpy as np
+import torch
 from mmengine.dataset import BaseDataset, ConcatDataset
 from mmseg.registry import DATASETS
+from PIL import Image
+
+
+@contextmanager
+def seeded(seed: Optional[int]):
+    """Draw the random numbers of the block (python, numpy, torch) from ``seed``, leaving the
+    caller's random streams as they were. Nothing changes with ``seed=None``."""
+    if seed is None:
+        yield
+        return
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
+def check_files(name: str, dataset: BaseDataset) -> None:
+    """Every local image has a label file of its size, both readable; raise naming the first
+    that does not."""
+    for i in range(len(dataset)):
+        info = dataset.get_data_info(i)
+        img, label = info.get('img_path'), info.get('seg_map_path')
+        if img is None or label is None or '://' in img:
+            continue
+        if not osp.isfile(label):
+            raise FileNotFoundError(f"dataset '{name}': image {img} has no label file {label}")
+        sizes = []
+        for path in (img, label):
+            try:
+                with Image.open(path) as f:
+                    sizes.append(f.size)
+            except (OSError, ValueError) as e:
+                raise ValueError(f"dataset '{name}': cannot read {path}: {e}") from e
+        if sizes[0] != sizes[1]:
+            raise ValueError(f"dataset '{name}': image {img} is {sizes[0][0]}x{sizes[0][1]} "
+                             f'(WxH) but its label {label} is {sizes[1][0]}x{sizes[1][1]}')
 
 
 @DATASETS.register_module()
@@ -19,6 +66,8 @@ class MultiDataset(ConcatDataset):
     Args:
         datasets (dict[str, dict | BaseDataset]): Datasets by name, in dataset index order.
         lazy_init (bool): Load annotations only when first needed. Defaults to False.
+        check_files (bool): Before training, check that every image has its label file, that
+            both open, and that their sizes agree (reads file headers only). Defaults to True.
 
     Example:
         >>> train_dataloader = dict(dataset=dict(
@@ -34,11 +83,13 @@ class MultiDataset(ConcatDataset):
         ...                      pipeline=train_pipeline))))
     """
 
-    def __init__(self, datasets: Dict[str, Union[dict, BaseDataset]], lazy_init: bool = False):
+    def __init__(self, datasets: Dict[str, Union[dict, BaseDataset]], lazy_init: bool = False,
+                 check_files: bool = True):
         if not isinstance(datasets, dict) or not datasets:
             raise TypeError('MultiDataset.datasets must be a non-empty dict of datasets by '
                             f'name, got {type(datasets).__name__}')
         self.dataset_names: List[str] = list(datasets)
+        self.check_files = check_files
         # Built lazily so that full_init can name a dataset that finds no samples.
         datasets = [dict(d, lazy_init=True) if isinstance(d, dict) else d
                     for d in datasets.values()]
@@ -59,12 +110,19 @@ class MultiDataset(ConcatDataset):
         for name, dataset in zip(self.dataset_names, self.datasets):
             try:
                 dataset.full_init()
+            except FileNotFoundError as e:
+                raise FileNotFoundError(
+                    f"MultiDataset: dataset '{name}' ({type(dataset).__name__}): {e}; check its "
+                    f'data_root={dataset.data_root!r} and data_prefix (README, "Data '
+                    'preparation")') from e
             except ValueError as e:  # mmengine fails serialising an empty list: say why
                 if dataset.data_list:
                     raise
                 raise ValueError(self._empty(name, dataset)) from e
             if len(dataset) == 0:
                 raise ValueError(self._empty(name, dataset))
+            if self.check_files:
+                check_files(name, dataset)
         super().full_init()
 
     @staticmethod
@@ -72,14 +130,42 @@ class MultiDataset(ConcatDataset):
         return (f"MultiDataset: dataset '{name}' ({type(dataset).__name__}) found no samples "
                 f'under data_root={dataset.data_root!r}, data_prefix={dataset.data_prefix}')
 
-    def __getitem__(self, idx: int) -> dict:
-        dataset_idx, _ = self._get_ori_dataset_idx(idx)
-        data = super().__getitem__(idx)
+    def __getitem__(self, key: Union[int, Tuple[int, int]]) -> dict:
+        """The sample at index ``key``, or at ``key[0]`` with its random augmentations drawn
+        from seed ``key[1]`` (the keys ``MultiDatasetSampler`` yields)."""
+        idx, seed = key if isinstance(key, tuple) else (key, None)
+        dataset_idx, sample_idx = self._get_ori_dataset_idx(idx)
+        dataset = self.datasets[dataset_idx]
+        try:
+            with seeded(seed):
+                data = dataset[sample_idx]
+        except Exception as e:
+            info = dataset.get_data_info(sample_idx)
+            raise RuntimeError(
+                f"loading sample {sample_idx} of dataset '{self.dataset_names[dataset_idx]}' "
+                f"failed: image {info.get('img_path')}, label {info.get('seg_map_path')}: "
+                f'{type(e).__name__}: {e}') from e
         tag = dict(dataset_idx=dataset_idx, dataset_name=self.dataset_names[dataset_idx])
         samples = data['data_samples']
         for sample in samples if isinstance(samples, list) else [samples]:  # lists under TTA
             sample.set_metainfo(tag)
+            self._check_labels(sample, dataset_idx)
         return data
+
+    def _check_labels(self, sample, dataset_idx: int) -> None:
+        """Every label is a class of the sample's dataset or its ignore index."""
+        if 'gt_sem_seg' not in sample:
+            return
+        meta = self._metainfo['datasets'][self.dataset_names[dataset_idx]]
+        num_classes, ignore = len(meta['classes']), meta['ignore_index']
+        label = sample.gt_sem_seg.data
+        bad = (label >= num_classes) & (label != ignore)
+        if bad.any():
+            values = sorted(set(label[bad].unique().tolist()))
+            raise ValueError(
+                f"label file {sample.seg_map_path} of dataset '{self.dataset_names[dataset_idx]}'"
+                f' holds values {values[:10]}: expected classes 0-{num_classes - 1} or ignore '
+                f'index {ignore}')
 
     def dataset_range(self, dataset_idx: int) -> range:
         """The indices of dataset ``dataset_idx``'s samples in this dataset."""

@@ -66,3 +66,89 @@ def test_remap_labels():
     with pytest.raises(ValueError, match=r'RemapLabels.mapping must map uint8 label ids, got '
                                          r'\{300: 1\}'):
         TRANSFORMS.build(dict(type='RemapLabels', mapping={300: 1}))
+
+
+@pytest.fixture
+def city(data_cwd, tmp_path):
+    """A private copy of the generated Cityscapes val split to break."""
+    import shutil
+    shutil.copytree(data_cwd / 'data' / 'cityscapes', tmp_path / 'cityscapes')
+    images = sorted((tmp_path / 'cityscapes' / 'leftImg8bit' / 'val').rglob('*.png'))
+    labels = sorted((tmp_path / 'cityscapes' / 'gtFine' / 'val').rglob('*.png'))
+    return tmp_path, images, labels
+
+
+def _build(root):
+    return DATASETS.build(_cfg(str(root), names=('cityscapes', )))
+
+
+def test_missing_data_root_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"MultiDataset: dataset 'cityscapes' "
+                                                r'\(CityscapesDataset\): .*leftImg8bit/val.*'
+                                                r'check its data_root='):
+        _build(tmp_path / 'nowhere')
+
+
+def test_image_without_label_is_named(city):
+    root, images, labels = city
+    labels[1].unlink()
+    with pytest.raises(FileNotFoundError, match=rf"dataset 'cityscapes': image {images[1]} has "
+                                                rf'no label file {labels[1]}'):
+        _build(root)
+
+
+def test_image_label_size_mismatch_is_named(city):
+    import cv2
+    root, images, labels = city
+    cv2.imwrite(str(labels[0]), np.zeros((10, 20), np.uint8))
+    with pytest.raises(ValueError, match=rf"dataset 'cityscapes': image {images[0]} is 128x64 "
+                                         rf'\(WxH\) but its label {labels[0]} is 20x10'):
+        _build(root)
+
+
+def test_unreadable_image_is_named(city):
+    root, images, _ = city
+    images[2].write_bytes(b'not a png')
+    with pytest.raises(ValueError, match=rf"dataset 'cityscapes': cannot read {images[2]}"):
+        _build(root)
+
+
+def test_truncated_image_is_named_when_loaded(city):
+    root, images, labels = city
+    data = images[0].read_bytes()
+    images[0].write_bytes(data[:len(data) // 2])  # header intact, pixels cut
+    dataset = _build(root)
+    with pytest.raises(RuntimeError, match=rf"loading sample 0 of dataset 'cityscapes' failed: "
+                                           rf'image {images[0]}, label {labels[0]}'):
+        dataset[0]
+
+
+def test_label_outside_the_label_space_is_named(city):
+    import cv2
+    root, _, labels = city
+    label = cv2.imread(str(labels[0]), cv2.IMREAD_UNCHANGED)
+    label[0, :3] = [19, 40, 255]  # 255 is the ignore index, 19 and 40 are no classes
+    cv2.imwrite(str(labels[0]), label)
+    dataset = _build(root)
+    with pytest.raises(ValueError, match=rf"label file {labels[0]} of dataset 'cityscapes' holds "
+                                         r'values \[19, 40\]: expected classes 0-18 or ignore '
+                                         r'index 255'):
+        dataset[0]
+    dataset[1]  # the others load
+
+
+def test_seeded_keys_repeat_augmentations(data_cwd):
+    cfg = _cfg(str(data_cwd / 'data'))
+    for split in cfg['datasets'].values():
+        split['pipeline'] = PIPELINE[:2] + [
+            dict(type='RandomCrop', crop_size=(32, 32)), dict(type='RandomFlip', prob=0.5),
+            PIPELINE[-1]]
+    dataset = DATASETS.build(cfg)
+    first, again, other = dataset[(4, 123)], dataset[(4, 123)], dataset[(4, 124)]
+    assert first['inputs'].equal(again['inputs'])
+    assert not first['inputs'].equal(other['inputs'])
+    import random
+    state = random.getstate(), np.random.get_state()[1].copy()
+    dataset[(4, 5)]
+    assert random.getstate() == state[0]  # the caller's random streams are left alone
+    assert (np.random.get_state()[1] == state[1]).all()

@@ -27,6 +27,11 @@ def _sampler(dataset=None, **kwargs):
     return MultiDatasetSampler(dataset=dataset or _multi(), seed=kwargs.pop('seed', 7), **kwargs)
 
 
+def _draws(sampler, n):
+    """The first ``n`` batches' dataset indices (the keys also carry augmentation seeds)."""
+    return [[i for i, _ in batch] for batch in itertools.islice(iter(sampler), n)]
+
+
 def _owner(i, sizes=(10, 3, 7)):
     bounds = list(itertools.accumulate(sizes))
     return next(d for d, end in enumerate(bounds) if i < end)
@@ -34,13 +39,13 @@ def _owner(i, sizes=(10, 3, 7)):
 
 def test_batch_composition_contiguous_per_dataset():
     sampler = _sampler()
-    for batch in itertools.islice(iter(sampler), 20):
+    for batch in _draws(sampler, 20):
         assert [_owner(i) for i in batch] == [0, 0, 1, 2, 2, 2]
 
 
 def test_each_dataset_passes_through_its_own_reshuffled_passes():
     sampler = _sampler()
-    batches = list(itertools.islice(iter(sampler), 21))  # b: 21 draws = 7 passes of 3
+    batches = _draws(sampler, 21)  # b: 21 draws = 7 passes of 3
     b_draws = [batch[2] for batch in batches]
     passes = [b_draws[i:i + 3] for i in range(0, 21, 3)]
     assert all(sorted(p) == [10, 11, 12] for p in passes)
@@ -50,23 +55,23 @@ def test_each_dataset_passes_through_its_own_reshuffled_passes():
 
 
 def test_deterministic_by_seed():
-    first = list(itertools.islice(iter(_sampler()), 10))
-    assert first == list(itertools.islice(iter(_sampler()), 10))
-    assert first != list(itertools.islice(iter(_sampler(seed=8)), 10))
-    assert list(itertools.islice(iter(_sampler(shuffle=False)), 1)) == [[0, 1, 10, 13, 14, 15]]
+    first = _draws(_sampler(), 10)
+    assert first == _draws(_sampler(), 10)
+    assert first != _draws(_sampler(seed=8), 10)
+    assert _draws(_sampler(shuffle=False), 1) == [[0, 1, 10, 13, 14, 15]]
 
 
 def test_ranks_draw_disjoint_slices():
     dataset = _multi((40, 12, 20))
     ranks = [_sampler(dataset, rank=r, world_size=2) for r in range(2)]
-    streams = [list(itertools.islice(iter(s), 5)) for s in ranks]
+    streams = [_draws(s, 5) for s in ranks]
     for step in range(5):
         assert not set(streams[0][step]) & set(streams[1][step])
     # Over one pass of dataset a (40 = 2 ranks x 2 per batch x 10 steps) no repeats at all.
-    a = [i for s in ranks for batch in itertools.islice(iter(s), 10) for i in batch[:2]]
+    a = [i for s in ranks for batch in _draws(s, 10) for i in batch[:2]]
     assert sorted(a) == list(range(40))
     # Together the ranks draw what one process with their summed batch sizes draws.
-    doubled = next(iter(_sampler(dataset, batch_sizes=dict(a=4, b=2, c=6))))
+    doubled = _draws(_sampler(dataset, batch_sizes=dict(a=4, b=2, c=6)), 1)[0]
     assert streams[0][0][:2] + streams[1][0][:2] == doubled[:4]
     assert streams[0][0][3:] + streams[1][0][3:] == doubled[6:]
 
@@ -74,12 +79,12 @@ def test_ranks_draw_disjoint_slices():
 def test_intervals_the_paper_t():
     sampler = _sampler(intervals=dict(b=2, c=4))
     owners = [Counter(_owner(i) for i in batch)
-              for batch in itertools.islice(iter(sampler), 8)]
+              for batch in _draws(sampler, 8)]
     assert [o[1] for o in owners] == [1, 0, 1, 0, 1, 0, 1, 0]
     assert [o[2] for o in owners] == [3, 0, 0, 0, 3, 0, 0, 0]
     assert all(o[0] == 2 for o in owners)
     # b's draws continue its stream: 4 draws in 8 iterations, one pass of 3 plus one.
-    b = [i for batch in itertools.islice(iter(sampler), 8) for i in batch if _owner(i) == 1]
+    b = [i for batch in _draws(sampler, 8) for i in batch if _owner(i) == 1]
     assert sorted(b[:3]) == [10, 11, 12]
 
 
@@ -88,7 +93,16 @@ def test_resume_continues_without_replaying():
     uninterrupted = list(itertools.islice(iter(sampler), 30))
     resumed = _sampler(intervals=dict(c=3))
     resumed.set_step(17)
-    assert list(itertools.islice(iter(resumed), 13)) == uninterrupted[17:]
+    assert list(itertools.islice(iter(resumed), 13)) == uninterrupted[17:]  # seeds included
+
+
+def test_each_draw_has_its_own_augmentation_seed():
+    keys = [k for batch in itertools.islice(iter(_sampler()), 10) for k in batch]
+    seeds = [seed for _, seed in keys]
+    assert len(set(seeds)) == len(seeds) == 60
+    other_rank = [k for batch in itertools.islice(iter(_sampler(rank=1, world_size=2)), 10)
+                  for k in batch]
+    assert not set(seeds) & {seed for _, seed in other_rank}
 
 
 @pytest.mark.parametrize('kwargs, message', [

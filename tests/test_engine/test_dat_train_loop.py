@@ -1,5 +1,6 @@
 """Dataset Alternation Training through mmengine's Runner on generated data."""
 import os.path as osp
+import time
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ def _runner(data_cwd, tmp_path, name, max_iters=2, **train_cfg):
     cfg = shrink_config(Config.fromfile(CONFIG), max_iters=max_iters)
     cfg.default_hooks.checkpoint.interval = 2
     cfg.work_dir = str(tmp_path / name)
+    cfg.experiment_name = f'{name}_{time.time()}'  # mmengine shares loggers by name
     cfg.train_cfg.update(train_cfg)
     cfg.randomness = dict(seed=0, deterministic=True)
     for head in ('decode_head', 'auxiliary_head'):
@@ -120,3 +122,23 @@ def test_resume_draws_the_same_batches_without_loading_skipped_ones(data_cwd, tm
     _train(resumed, data_cwd)
     assert resumed.iter == 4
     assert loaded == uninterrupted[8:]  # iterations 3 and 4 only, the same images
+
+
+def test_checkpoint_of_another_architecture_is_refused(data_cwd, tmp_path):
+    from mmengine.runner import save_checkpoint
+    other = str(tmp_path / 'r50.pth')
+    state = {k: v for k, v in _runner(data_cwd, tmp_path, 'a').model.state_dict().items()}
+    state['backbone.layer1.0.conv1.weight'] = torch.zeros(64, 64, 1, 1)  # a bottleneck's
+    save_checkpoint(dict(state_dict=state), other)
+    runner = _runner(data_cwd, tmp_path, 'b')
+    runner._load_from = other
+    with pytest.raises(ValueError, match=r'the checkpoint does not fit the model: 1 tensors have '
+                                         r'other shapes, e.g. backbone.layer1.0.conv1.weight: '
+                                         r'checkpoint \(64, 64, 1, 1\), model \(64, 64, 3, 3\)'):
+        _train(runner, data_cwd)
+    save_checkpoint(dict(state_dict={'fc.weight': torch.zeros(2)}), other)
+    runner = _runner(data_cwd, tmp_path, 'c')
+    runner._load_from = other
+    with pytest.raises(ValueError, match=r"the checkpoint holds none of the CDCL model's "
+                                         r"weights \(its first keys: \['fc.weight'\]"):
+        _train(runner, data_cwd)

@@ -19,8 +19,9 @@ DATASETS = {'cdcl_cityscapes_bdd': ['cityscapes', 'bdd100k'],
             'cdcl_cityscapes_bdd_camvid': ['cityscapes', 'bdd100k', 'camvid']}
 
 
-def _run(tool, config, data_cwd, work_dir, *args):
-    cfg = shrink_config(Config.fromfile(osp.join(REPO, 'configs', f'{config}.py')))
+def _run(tool, config, data_cwd, work_dir, *args, check=True, max_iters=2):
+    cfg = shrink_config(Config.fromfile(osp.join(REPO, 'configs', f'{config}.py')),
+                        max_iters=max_iters)
     cfg.default_hooks.pop('visualization')
     os.makedirs(work_dir, exist_ok=True)
     path = osp.join(work_dir, 'config.py')
@@ -28,7 +29,8 @@ def _run(tool, config, data_cwd, work_dir, *args):
     result = subprocess.run(
         [sys.executable, osp.join(REPO, 'tools', tool), path, *args, '--work-dir', work_dir],
         cwd=data_cwd, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    if check:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
 
@@ -65,6 +67,32 @@ def test_baselines_single_finetune_and_label_remap(data_cwd, tmp_path):
     remap = str(tmp_path / 'remap')
     _run('train.py', 'baselines/pspnet_r18-d8_cityscapes_bdd100k_label_remap', data_cwd, remap)
     assert {'cityscapes/mIoU', 'bdd100k/mIoU'} <= set(_val_metrics(remap))
+
+
+def _files(folder):
+    """Checkpoints and logs by path (not the config each run dumps)."""
+    return {p: open(p, 'rb').read() for p in sorted(glob.glob(f'{folder}/**', recursive=True))
+            if osp.isfile(p) and not p.endswith('.py')}
+
+
+def test_failed_runs_keep_earlier_checkpoints_and_logs(data_cwd, tmp_path):
+    work_dir = str(tmp_path)
+    _run('train.py', 'cdcl_cityscapes_bdd', data_cwd, work_dir)
+    before = _files(work_dir)
+    assert osp.join(work_dir, 'iter_2.pth') in before and any(p.endswith('.log') for p in before)
+
+    fresh = _run('train.py', 'cdcl_cityscapes_bdd', data_cwd, work_dir, check=False)
+    assert fresh.returncode != 0
+    assert (f'FileExistsError: work_dir {work_dir} holds checkpoints of an earlier run '
+            '(best_mIoU_iter_2.pth, iter_2.pth): pass --resume') in fresh.stderr
+
+    diverging = _run('train.py', 'cdcl_cityscapes_bdd', data_cwd, work_dir, '--resume',
+                     '--cfg-options', 'model.loss_weights=[inf,1]', check=False, max_iters=4)
+    assert diverging.returncode != 0
+    assert ("FloatingPointError: non-finite loss at iteration 3 for dataset(s) ['cityscapes']"
+            in diverging.stderr)
+    after = _files(work_dir)
+    assert [p for p, content in before.items() if after.get(p) != content] == []
 
 
 @pytest.fixture(scope='module')

@@ -1,6 +1,6 @@
 """Batches of Dataset Alternation Training: every iteration holds a batch of each dataset."""
 import math
-from typing import Dict, Iterator, List, Optional, Sequence, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from mmengine.dist import get_dist_info, sync_random_seed
@@ -21,6 +21,8 @@ class MultiDatasetSampler(Sampler):
     ``batch_sizes[i]`` (per process, as MMSeg's ``batch_size``) from disjoint slices of the
     same stream. Batch ``s`` is a function of the seed and ``s`` alone, so a resumed run
     continues at iteration ``k`` (:meth:`set_step`) without loading the ``k`` batches before.
+    Each drawn sample comes with its own augmentation seed (keys ``(index, seed)``), so the
+    augmentations repeat as well, whatever the number of workers.
 
     It is a batch sampler: mmengine hands it the loader's ``sampler``, whose dataset and seed
     it takes. Example::
@@ -104,10 +106,16 @@ class MultiDatasetSampler(Sampler):
         """Start the next iteration over the batches at iteration ``step`` (resume)."""
         self._step = step
 
-    def __iter__(self) -> Iterator[List[int]]:
+    def __iter__(self) -> Iterator[List[Tuple[int, int]]]:
+        """Batches of ``(index, augmentation seed)`` keys (see :class:`MultiDataset`)."""
         step = self._step
         while True:
-            yield self.batch(step)
+            indices = self.batch(step)
+            # Each draw's own seed: its augmentations do not depend on which process or
+            # worker loads it, nor on what was loaded before, so a resumed run repeats them.
+            seeds = np.random.SeedSequence([self.seed, step, self.rank]).generate_state(
+                len(indices))
+            yield list(zip(indices, seeds.tolist()))
             step += 1
 
     def batch(self, step: int) -> List[int]:

@@ -1,4 +1,5 @@
 """Dataset Alternation Training (DAT): one batch of every dataset, one step on their sum."""
+import os
 from contextlib import nullcontext
 from typing import List, Tuple
 
@@ -50,7 +51,8 @@ class DATTrainLoop(IterBasedTrainLoop):
     - ``'alternate'``: a forward, backward and step per dataset, the paper's unstable baseline.
 
     At start it checks that dataset, sampler and model agree on the datasets (names, DSBN
-    branches, classes per classifier). A resumed run continues with the batches an
+    branches, classes per classifier), and that a fresh run does not start over the checkpoints
+    of an earlier one. A resumed run continues with the batches an
     uninterrupted run would draw without loading the skipped ones. Each dataset's losses are
     logged (``<dataset>.decode.loss_ce``, ``<dataset>.loss``); a non-finite loss stops training
     with the dataset and iteration named, before it touches the weights.
@@ -73,6 +75,8 @@ class DATTrainLoop(IterBasedTrainLoop):
 
     def run(self):
         self.check_datasets_agree()
+        if self._iter == 0:
+            self.check_work_dir_is_free()
         if self._iter > 0:
             self.dataloader.batch_sampler.set_step(self._iter)
             self.dataloader_iterator = _Resumed(
@@ -114,6 +118,17 @@ class DATTrainLoop(IterBasedTrainLoop):
             optim_wrapper.step()
             optim_wrapper.zero_grad()
         return log_vars
+
+    def check_work_dir_is_free(self) -> None:
+        """A fresh run would overwrite (and, with ``max_keep_ckpts``, delete) the checkpoints
+        of an earlier run in the same work dir: refuse before training."""
+        work_dir = self.runner.work_dir
+        earlier = sorted(f for f in os.listdir(work_dir) if f.endswith('.pth'))
+        if earlier:
+            raise FileExistsError(
+                f'work_dir {work_dir} holds checkpoints of an earlier run ({", ".join(earlier[:3])}'
+                f'{", ..." if len(earlier) > 3 else ""}): pass --resume to continue that run, or '
+                'choose another --work-dir')
 
     def check_datasets_agree(self) -> None:
         """Raise, listing every disagreement, unless the training dataset, the sampler and the

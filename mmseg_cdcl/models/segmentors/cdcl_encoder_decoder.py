@@ -51,6 +51,27 @@ class CDCLEncoderDecoder(EncoderDecoder):
                                 self.dataset_index(default_dataset, 'default_dataset'))
         self._check_branches()
 
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        """A checkpoint of another architecture is an error, not a warning: mmengine loads
+        ``load_from`` non-strictly and would train on from partly random weights. Classifiers
+        may differ (fine-tuning to other classes, as in MMSeg)."""
+        own = self.state_dict()
+        shared = [k[len(prefix):] for k in state_dict if k.startswith(prefix)
+                  and k[len(prefix):] in own]
+        if not shared:
+            raise ValueError(
+                'the checkpoint holds none of the CDCL model\'s weights (its first keys: '
+                f'{list(state_dict)[:3]}; the model\'s: {list(own)[:3]}): another architecture?')
+        wrong = [f'{k}: checkpoint {tuple(state_dict[prefix + k].shape)}, model '
+                 f'{tuple(own[k].shape)}' for k in shared
+                 if state_dict[prefix + k].shape != own[k].shape and '.conv_seg.' not in k]
+        if wrong:
+            raise ValueError(f'the checkpoint does not fit the model: {len(wrong)} tensors have '
+                             'other shapes, e.g. ' + '; '.join(wrong[:3]))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
     def dataset_index(self, dataset: Union[str, int], key: str = 'dataset') -> int:
         """Index of a dataset given by name or index."""
         if isinstance(dataset, int) and 0 <= dataset < len(self.dataset_names):

@@ -1,0 +1,53 @@
+"""tools/benchmark.py end to end at a tiny size: the structure of its JSON and table, not speed."""
+import json
+import math
+import subprocess
+import sys
+
+from conftest import REPO
+
+ROWS = {
+    'a': ['DSBN fwd+bwd, C=64 128x128', 'DSBN fwd+bwd, C=128 64x64',
+          'DSBN fwd+bwd, C=512 32x32'],
+    'c': ['inference, batch 1', 'FLOPs at 3x32x32', 'params (whole model)'],
+    'd': ['data loading, 0 workers'],
+}
+
+
+def test_benchmark_writes_json_and_table_of_every_measured_row(tmp_path):
+    result = subprocess.run(
+        [sys.executable, 'tools/benchmark.py', '--only', 'a,c,d', '--crop', '32', '32',
+         '--batch', '1', '--pairs', '1', '--warmup', '1', '--out-dir', str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with open(tmp_path / 'benchmark.json') as f:
+        report = json.load(f)
+    table = (tmp_path / 'benchmark.md').read_text()
+    assert table in result.stdout  # the table is printed too
+
+    machine = report['machine']
+    assert machine['cpu'] and machine['cores'] >= 1 and machine['device'] == 'cpu'
+    assert machine['torch'] in table and machine['cpu'] in table
+    assert report['settings']['pairs'] == 1
+    assert set(report['sections']) == set(ROWS)
+    for section, names in ROWS.items():
+        rows = report['sections'][section]
+        assert [r['name'] for r in rows] == names
+        for r in rows:
+            assert r['section'] == section
+            assert f"| {section} | {r['name']} |" in table
+            for variant in ('a', 'b'):
+                stats = r[variant]
+                assert stats['label'] and len(stats['values']) == 1
+                for key in ('median', 'min', 'max'):
+                    assert math.isfinite(stats[key]) and stats[key] > 0
+            assert all(math.isfinite(r['ratio'][k]) and r['ratio'][k] > 0
+                       for k in ('median', 'min', 'max'))
+            assert r['met'] in (True, False, None)
+
+    inference, flops, params = report['sections']['c']
+    assert flops['a']['median'] == flops['b']['median'] and flops['note'] == 'equal'
+    # CDCL holds a second dataset's BN and classifier: more parameters, the same FLOPs.
+    assert params['a']['median'] > params['b']['median']
+    assert inference['target'] == '1.00 ± 0.03' and inference['met'] in (True, False)
+    assert report['sections']['d'][0]['unit'] == 'images/s'
