@@ -1,18 +1,21 @@
-"""Speed and memory of CDCL against stock MMSeg, section by section, A (CDCL) against B (stock).
+"""Speed and memory of CDCL (A) against stock MMSeg (B), section by section.
 
     python tools/benchmark.py [--device cpu|cuda] [--only a,b,c,d,e] [--crop H W] [--batch B]
-                              [--pairs N] [--warmup N] [--num-workers N] [--out-dir DIR]
+                              [--pairs N] [--warmup N] [--threads N] [--num-workers N]
+                              [--out-dir DIR]
 
 a. DSBN vs nn.BatchNorm2d, forward + backward, 2 datasets x B (contiguous groups) vs 2B.
-b. model.train_step of CDCL PSPNet-R18-D8, 2 (3) datasets x B, vs stock PSPNet-R18-D8, 2B (3B):
-   time, and peak memory (peak RSS on CPU, max_memory_allocated on CUDA) in a fresh process
-   per variant.
+b. model.train_step (SGD) of CDCL PSPNet-R18-D8, 2 (3) datasets x B, vs stock PSPNet-R18-D8,
+   2B (3B): time, and peak memory (peak RSS on CPU, max_memory_allocated on CUDA) measured in
+   a fresh process per variant so that peaks do not mix.
 c. Inference routed to one dataset vs the exported plain model: time, FLOPs, params.
 d. Data loading: MultiDataset + MultiDatasetSampler vs ConcatDataset + InfiniteSampler.
-e. Time from the start of a --resume to the first new iteration, checkpoint at iter 1000 vs 10.
+e. Time from the start of a --resume to its first new iteration, checkpoint at iter 1000 vs 10.
 
-Times come from one process alternating A, B, A, B, ... after warm-up (e: one child process
-per run); the table gives medians, min-max and the median (min-max) of the per-pair ratios A/B.
+Each section times A and B in one process alternating A, B, A, B, ... after warm-up (e: a child
+process per run); the table gives medians, min-max and the median (min-max) of the per-pair
+ratios A/B against the targets. CPU runs use one torch thread unless --threads says otherwise:
+on a shared machine, with more, every parallel op waits for the other jobs' time slices.
 Writes <out-dir>/benchmark.json and benchmark.md and prints the table.
 """
 import argparse
@@ -26,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 
 import mmcv
 import mmengine
@@ -50,63 +54,63 @@ from mmseg_cdcl.datasets import MultiDatasetSampler
 from mmseg_cdcl.models.layers import DSBN
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CDCL_MODEL = osp.join(REPO, 'configs', '_base_', 'models', 'cdcl_pspnet_r18-d8.py')
-STOCK_MODEL = osp.join(REPO, 'configs', '_base_', 'models', 'pspnet_r18-d8.py')
-DEMO_CONFIG = osp.join(REPO, 'configs', 'demo', 'cdcl_cityscapes_bdd.py')
+CONFIGS = osp.join(REPO, 'configs')
+CDCL_MODEL = osp.join(CONFIGS, '_base_', 'models', 'cdcl_pspnet_r18-d8.py')
+STOCK_MODEL = osp.join(CONFIGS, '_base_', 'models', 'pspnet_r18-d8.py')
+DEMO_CONFIG = osp.join(CONFIGS, 'demo', 'cdcl_cityscapes_bdd.py')
+DEMO_DATA = osp.join(CONFIGS, 'demo', '_base_', 'demo_sizes.py')
 DATASETS_USED = (('cityscapes', 19), ('bdd100k', 19), ('camvid', 11))  # as the paper's configs
-DSBN_SHAPES = ((64, 128, 128), (128, 64, 64), (512, 32, 32))  # (C, H, W): ResNet-18-D8 stages
-DSBN_INNER = 10  # forward + backward calls per timed repetition: single ones are ~ms
-LOAD_BATCHES = 8  # batches per timed repetition of the data loaders
+DSBN_SHAPES = ((64, 128, 128), (128, 64, 64), (512, 32, 32))  # (C, H, W) of ResNet-18-D8 stages
+DSBN_INNER = 10  # forward + backward calls per timed repetition: one takes a few ms
+LOAD_BATCHES = 8  # batches per timed repetition of a data loader
 RESUME_ITERS = (1000, 10)  # A, B
-# Targets on CPU medians: (lowest, highest) ratio A/B.
+# Targets (CPU medians of A/B): lowest, highest.
 TARGETS = dict(a=(0, 1.10), b=(0, 1.05), c=(0.97, 1.03), d=(0.95, float('inf')), e=(0, 1.2))
-RESULT = 'BENCHMARK_RESULT '  # marks a child process's result line
+RESULT = 'BENCHMARK_RESULT '  # marks the result line of a child process
 
 
-# --- timing ---------------------------------------------------------------------------------
-def _sync(device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-
-
+# --- measuring ---------------------------------------------------------------------------------
 def timed(fn, device):
-    """A run that returns the seconds ``fn()`` took (the device synchronised)."""
+    """A run that returns the seconds ``fn()`` took, the device synchronised."""
+    sync = torch.cuda.synchronize if device.type == 'cuda' else lambda: None
+
     def run():
-        _sync(device)
+        sync()
         start = time.perf_counter()
         fn()
-        _sync(device)
+        sync()
         return time.perf_counter() - start
     return run
 
 
-def alternate(run_a, run_b, args):
-    """Measurements of run_a and run_b: ``args.warmup`` untimed pairs, then A, B, A, B, ..."""
+def alternate(run_a, run_b, pairs, warmup):
+    """What run_a and run_b return: ``warmup`` pairs ignored, then A, B, A, B, ..."""
     values = ([], [])
-    for i in range(args.warmup + args.pairs):
+    for i in range(warmup + pairs):
         for k, run in enumerate((run_a, run_b)):
             value = run()
-            if i >= args.warmup:
+            if i >= warmup:
                 values[k].append(value)
     return values
 
 
 def row(section, name, a_label, a, b_label, b, unit, target=True, note=''):
-    """One table row: both variants' medians and ranges, the ratio A/B per pair, the target."""
+    """A table row: each variant's median and range, the per-pair ratios A/B, the target."""
     def summary(label, values):
         return dict(label=label, median=statistics.median(values), min=min(values),
                     max=max(values), values=list(values))
     ratios = [x / y for x, y in zip(a, b)]
-    ratio = dict(median=statistics.median(ratios), min=min(ratios), max=max(ratios))
     lo, hi = TARGETS[section]
-    met = lo <= ratio['median'] <= hi if target else None
+    median = statistics.median(ratios)
     text = ('' if not target else f'≥ {lo:.2f}' if hi == float('inf') else
             f'≤ {hi:.2f}' if lo == 0 else f'{(lo + hi) / 2:.2f} ± {(hi - lo) / 2:.2f}')
     return dict(section=section, name=name, unit=unit, a=summary(a_label, a),
-                b=summary(b_label, b), ratio=ratio, target=text, met=met, note=note)
+                b=summary(b_label, b), ratio=dict(median=median, min=min(ratios),
+                                                  max=max(ratios)),
+                target=text, met=lo <= median <= hi if target else None, note=note)
 
 
-# --- models and batches -----------------------------------------------------------------------
+# --- models and batches ------------------------------------------------------------------------
 def model_cfg(kind, num_datasets, crop, **model_kwargs):
     """CDCL PSPNet-R18-D8 over the first ``num_datasets`` datasets, or stock PSPNet-R18-D8."""
     cfg = Config.fromfile(CDCL_MODEL if kind == 'cdcl' else STOCK_MODEL).model
@@ -114,7 +118,7 @@ def model_cfg(kind, num_datasets, crop, **model_kwargs):
     cfg.data_preprocessor.size = crop
     if kind == 'cdcl':
         names, classes = zip(*DATASETS_USED[:num_datasets])
-        cfg.update(dataset_names=list(names))
+        cfg.dataset_names = list(names)
         cfg.backbone.num_datasets = num_datasets
         cfg.decode_head.num_classes = cfg.auxiliary_head.num_classes = list(classes)
     return cfg
@@ -122,7 +126,7 @@ def model_cfg(kind, num_datasets, crop, **model_kwargs):
 
 def make_batch(num_datasets, per_dataset, crop, cdcl, labels=True):
     """``per_dataset`` random images of each dataset, contiguous per dataset as the sampler
-    makes them; CDCL samples carry ``dataset_idx``, stock ones nothing."""
+    draws them; CDCL samples carry their ``dataset_idx``, stock ones nothing."""
     gen = torch.Generator().manual_seed(0)
     inputs, samples = [], []
     for d in range(num_datasets):
@@ -138,10 +142,13 @@ def make_batch(num_datasets, per_dataset, crop, cdcl, labels=True):
     return dict(inputs=inputs, data_samples=samples)
 
 
-def sgd(model):
-    """The paper's optimizer (SGD, momentum 0.9, weight decay 1e-4)."""
-    return OptimWrapper(
+def train_setup(kind, num_datasets, args, device):
+    """A model in training mode, its batch and the paper's SGD (momentum 0.9, wd 1e-4)."""
+    crop = tuple(args.crop)
+    model = MODELS.build(model_cfg(kind, num_datasets, crop)).to(device).train()
+    optim = OptimWrapper(
         torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4))
+    return model, make_batch(num_datasets, args.batch, crop, kind == 'cdcl'), optim
 
 
 # --- a. DSBN -----------------------------------------------------------------------------------
@@ -152,18 +159,16 @@ def bench_dsbn(args, device):
         bn = nn.BatchNorm2d(channels).to(device).train()
         x = torch.randn(2 * args.batch, channels, h, w, device=device, requires_grad=True)
         grad = torch.randn_like(x)
-        routing = [0] * args.batch + [1] * args.batch
 
-        def dsbn_step():
-            for _ in range(DSBN_INNER):
-                with dataset_context(dsbn, routing):
-                    dsbn(x).backward(grad)
+        def steps(norm):
+            def run():
+                for _ in range(DSBN_INNER):
+                    norm(x).backward(grad)
+            return timed(run, device)
 
-        def bn_step():
-            for _ in range(DSBN_INNER):
-                bn(x).backward(grad)
-
-        a, b = alternate(timed(dsbn_step, device), timed(bn_step, device), args)
+        # Routed once, as a model's forward routes all its DSBNs: the layers alone are timed.
+        with dataset_context(dsbn, [0] * args.batch + [1] * args.batch):
+            a, b = alternate(steps(dsbn), steps(bn), args.pairs, args.warmup)
         rows.append(row('a', f'DSBN fwd+bwd, C={channels} {h}x{w}',
                         f'DSBN 2 x {args.batch}', [t / DSBN_INNER for t in a],
                         f'BatchNorm2d {2 * args.batch}', [t / DSBN_INNER for t in b], 's'))
@@ -171,53 +176,41 @@ def bench_dsbn(args, device):
 
 
 # --- b. training step --------------------------------------------------------------------------
-def train_variants(args, num_datasets):
-    return (('cdcl', f'CDCL {num_datasets} x {args.batch}'),
-            ('stock', f'PSPNet {num_datasets * args.batch}'))
-
-
 def bench_train_step(args, device):
     rows = []
     for n in (2, 3):
+        labels = dict(cdcl=f'CDCL {n} x {args.batch}', stock=f'PSPNet {n * args.batch}')
         steps = []
-        for kind, _ in train_variants(args, n):
-            model = MODELS.build(model_cfg(kind, n, tuple(args.crop))).to(device).train()
-            batch, optim = make_batch(n, args.batch, tuple(args.crop), kind == 'cdcl'), sgd(model)
-            steps.append(timed(lambda m=model, b=batch, o=optim: m.train_step(b, o), device))
-        (_, a_label), (_, b_label) = train_variants(args, n)
-        a, b = alternate(*steps, args)
-        rows.append(row('b', f'train step, {n} datasets', a_label, a, b_label, b, 's'))
-        peaks = {kind: [] for kind, _ in train_variants(args, n)}
-        for _ in range(args.memory_pairs):
-            for kind, _ in train_variants(args, n):
-                peaks[kind].append(child(args, dict(kind='peak', model=kind, datasets=n)))
-        for key, what in (('peak', 'peak memory'), ('step', 'memory of the steps')):
-            rows.append(row('b', f'{what}, {n} datasets',
-                            a_label, [p[key] for p in peaks['cdcl']],
-                            b_label, [p[key] for p in peaks['stock']], 'MiB',
-                            target=key == 'peak', note=peaks['cdcl'][0]['how']))
+        for kind in labels:
+            model, batch, optim = train_setup(kind, n, args, device)
+            steps.append(timed(partial(model.train_step, batch, optim), device))
+        a, b = alternate(*steps, args.pairs, args.warmup)
+        rows.append(row('b', f'train step, {n} datasets', labels['cdcl'], a,
+                        labels['stock'], b, 's'))
+        peaks = alternate(*(partial(child, args, dict(kind='peak', model=kind, datasets=n))
+                            for kind in labels), args.memory_pairs, 0)
+        for key, what in (('peak', 'peak memory'), ('steps', 'memory of the steps')):
+            rows.append(row('b', f'{what}, {n} datasets', labels['cdcl'],
+                            [p[key] for p in peaks[0]], labels['stock'],
+                            [p[key] for p in peaks[1]], 'MiB', target=key == 'peak',
+                            note=peaks[0][0]['how']))
     return rows
 
 
 def peak_memory(args, spec):
-    """In a child process: peak memory of two train steps (the second is the steady state)."""
+    """In a child process: peak memory over two train steps (the second is the steady state),
+    and its increase over the memory before them."""
     device = torch.device(args.device)
-    model = MODELS.build(model_cfg(spec['model'], spec['datasets'], tuple(args.crop)))
-    model = model.to(device).train()
-    batch, optim = make_batch(spec['datasets'], args.batch, tuple(args.crop),
-                              spec['model'] == 'cdcl'), sgd(model)
-    if device.type == 'cuda':
+    model, batch, optim = train_setup(spec['model'], spec['datasets'], args, device)
+    cuda = device.type == 'cuda'
+    if cuda:
         torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated() / 2**20
-    else:
-        before = _proc_status_mib('VmRSS')
+    before = torch.cuda.memory_allocated() / 2**20 if cuda else _proc_status_mib('VmRSS')
     for _ in range(2):
         model.train_step(batch, optim)
-    if device.type == 'cuda':
-        peak, how = torch.cuda.max_memory_allocated() / 2**20, 'torch.cuda.max_memory_allocated'
-    else:
-        peak, how = _proc_status_mib('VmHWM'), 'peak RSS (VmHWM) of a fresh process'
-    return dict(peak=peak, step=peak - before, how=how)
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else _proc_status_mib('VmHWM')
+    how = 'torch.cuda.max_memory_allocated' if cuda else 'peak RSS (VmHWM) of a fresh process'
+    return dict(peak=peak, steps=peak - before, how=how)
 
 
 def _proc_status_mib(key):
@@ -229,96 +222,95 @@ def _proc_status_mib(key):
 def bench_inference(args, device):
     crop = tuple(args.crop)
     cfg = model_cfg('cdcl', 2, crop, default_dataset=DATASETS_USED[0][0])
-    cdcl, plain = MODELS.build(cfg).eval(), MODELS.build(
-        ConfigDict(plain_model_cfg(cfg.to_dict(), 0))).eval()
+    cdcl = MODELS.build(cfg).eval()
+    plain = MODELS.build(ConfigDict(plain_model_cfg(cfg.to_dict(), 0))).eval()
     plain.load_state_dict(plain_state_dict(cdcl.state_dict(), 0))
     MMLogger.get_current_instance().setLevel(logging.ERROR)  # the counter's per-op warnings
-    stats = [get_model_complexity_info(
-        m, input_shape=(3, *crop), show_table=False, show_arch=False) for m in (cdcl, plain)]
+    stats = [get_model_complexity_info(m, input_shape=(3, *crop), show_table=False,
+                                       show_arch=False) for m in (cdcl, plain)]
     cdcl, plain = cdcl.to(device), plain.to(device)
-    batch = make_batch(1, args.batch, crop, cdcl=False, labels=False)  # no dataset: the default
+    batch = make_batch(1, args.batch, crop, cdcl=False, labels=False)  # routed by default
     with torch.no_grad():
-        a, b = alternate(timed(lambda: cdcl.test_step(batch), device),
-                         timed(lambda: plain.test_step(batch), device), args)
+        a, b = alternate(timed(partial(cdcl.test_step, batch), device),
+                         timed(partial(plain.test_step, batch), device), args.pairs, args.warmup)
         diff = max((p.seg_logits.data - q.seg_logits.data).abs().max().item()
                    for p, q in zip(cdcl.test_step(batch), plain.test_step(batch)))
-    a_label, b_label = 'CDCL routed to cityscapes', 'exported plain PSPNet'
+    labels = 'CDCL routed to cityscapes', 'exported plain PSPNet'
+    flops, params = ([s[key] for s in stats] for key in ('flops', 'params'))
     return [
-        row('c', f'inference, batch {args.batch}', a_label, a, b_label, b, 's',
+        row('c', f'inference, batch {args.batch}', labels[0], a, labels[1], b, 's',
             note=f'largest logit difference {diff:.1e}'),
-        row('c', f'FLOPs at 3x{crop[0]}x{crop[1]}', a_label, [stats[0]['flops']],
-            b_label, [stats[1]['flops']], 'FLOPs', target=False,
-            note='equal' if stats[0]['flops'] == stats[1]['flops'] else 'NOT EQUAL'),
-        row('c', 'params (whole model)', a_label, [stats[0]['params']],
-            b_label, [stats[1]['params']], 'params', target=False,
-            note="CDCL holds every dataset's BN and classifier"),
+        row('c', f'FLOPs at 3x{crop[0]}x{crop[1]}', labels[0], flops[:1], labels[1],
+            flops[1:], 'FLOPs', target=False,
+            note='equal' if flops[0] == flops[1] else 'NOT EQUAL'),
+        row('c', 'params (whole model)', labels[0], params[:1], labels[1], params[1:],
+            'params', target=False, note="CDCL holds every dataset's BN and classifier"),
     ]
 
 
 # --- d. data loading ---------------------------------------------------------------------------
 def bench_loading(args, data_root):
+    """The demo's training datasets and pipeline (crops of ``--crop``) through both loaders."""
     crop, (h, w) = tuple(args.crop), _image_size(args)
-    pipeline = [
-        dict(type='LoadImageFromFile'),
-        dict(type='LoadAnnotations'),
-        dict(type='RandomResize', scale=(w, h), ratio_range=(0.5, 2.0), keep_ratio=True),
-        dict(type='RandomCrop', crop_size=crop, cat_max_ratio=0.75),
-        dict(type='RandomFlip', prob=0.5),
-        dict(type='PhotoMetricDistortion'),
-        dict(type='PackSegInputs'),
-    ]
-    splits = dict(
-        cityscapes=dict(type='CityscapesDataset', data_root=osp.join(data_root, 'cityscapes'),
-                        data_prefix=dict(img_path='leftImg8bit/train', seg_map_path='gtFine/train'),
-                        pipeline=pipeline),
-        bdd100k=dict(type='BDD100KDataset', data_root=osp.join(data_root, 'bdd100k'),
-                     data_prefix=dict(img_path='images/10k/train',
-                                      seg_map_path='labels/sem_seg/masks/train'),
-                     pipeline=pipeline))
+    demo = Config.fromfile(DEMO_DATA)
+    splits = dict(cityscapes=demo.demo_cityscapes_train, bdd100k=demo.demo_bdd100k_train)
+    _adapt(splits, data_root, crop, scale=(w, h))
     multi = DATASETS.build(dict(type='MultiDataset', datasets=splits))
     concat = ConcatDataset([DATASETS.build(s) for s in splits.values()])
-    loader_kwargs = dict(num_workers=args.num_workers, collate_fn=pseudo_collate)
     images = LOAD_BATCHES * 2 * args.batch
-
-    def cdcl_loader():
-        return DataLoader(multi, batch_sampler=MultiDatasetSampler(
-            InfiniteSampler(multi, seed=0), batch_sizes=[args.batch] * 2), **loader_kwargs)
-
-    def stock_loader():
-        return DataLoader(concat, sampler=InfiniteSampler(concat, seed=0),
-                          batch_size=2 * args.batch, **loader_kwargs)
+    loaders = (  # made per repetition: an InfiniteSampler iterates once
+        lambda: DataLoader(multi, batch_sampler=MultiDatasetSampler(
+            InfiniteSampler(multi, seed=0), batch_sizes=[args.batch] * 2),
+            num_workers=args.num_workers, collate_fn=pseudo_collate),
+        lambda: DataLoader(concat, sampler=InfiniteSampler(concat, seed=0),
+                           batch_size=2 * args.batch, num_workers=args.num_workers,
+                           collate_fn=pseudo_collate))
 
     def throughput(make_loader):
         def run():
             start = time.perf_counter()
-            # A fresh loader (an InfiniteSampler iterates once) and workers, inside the timing.
-            batches = iter(make_loader())
+            batches = iter(make_loader())  # worker start-up is timed too
             for _ in range(LOAD_BATCHES):
                 next(batches)
             del batches
             return images / (time.perf_counter() - start)
         return run
 
-    a, b = alternate(throughput(cdcl_loader), throughput(stock_loader), args)
+    a, b = alternate(*map(throughput, loaders), args.pairs, args.warmup)
     return [row('d', f'data loading, {args.num_workers} workers',
                 f'MultiDataset + MultiDatasetSampler 2 x {args.batch}', a,
                 f'ConcatDataset + InfiniteSampler {2 * args.batch}', b, 'images/s',
-                note=f'{images} images of {h}x{w} per repetition, crops {crop[0]}x{crop[1]}')]
+                note=f'{images} images of {h}x{w} per repetition, the demo pipeline, '
+                f'crops {crop[0]}x{crop[1]}')]
 
 
 def _image_size(args):
     return args.crop[0], 2 * args.crop[1]  # street scenes twice as wide as high
 
 
+def _adapt(node, data_root, crop, scale):
+    """The demo configs' data roots moved under ``data_root``, their crops and scales ours."""
+    if isinstance(node, dict):
+        if node.get('type') == 'RandomResize':
+            node['scale'] = scale
+        if node.get('type') == 'RandomCrop':
+            node['crop_size'] = crop
+        if str(node.get('data_root', '')).startswith('data/demo/'):
+            node['data_root'] = osp.join(data_root, osp.basename(node['data_root']))
+        node = list(node.values())
+    for value in node if isinstance(node, list) else ():
+        _adapt(value, data_root, crop, scale)
+
+
 # --- e. resume ---------------------------------------------------------------------------------
 def bench_resume(args, data_root, work_dir):
     """Train the demo config 10 iterations at 32x32, copy its checkpoint as one of iteration
-    1000, and time a resume from each to its first new iteration (a child process per run)."""
+    1000 (the loop, message hub and scheduler counters), and time a resume from each."""
     config = osp.join(work_dir, 'resume_config.py')
     cfg = Config.fromfile(DEMO_CONFIG)
-    _shrink(cfg._cfg_dict, data_root)
+    _adapt(cfg._cfg_dict, data_root, crop=(32, 32), scale=(64, 32))
     cfg.model.data_preprocessor.size = (32, 32)
-    # Two per dataset: PSPHead's 1x1 pooling has a BatchNorm over the batch alone.
+    # Two per dataset: PSPHead's 1x1 pooling has a BatchNorm over one dataset's samples.
     cfg.train_dataloader.batch_sampler.batch_sizes = dict(cityscapes=2, bdd100k=2)
     cfg.merge_from_dict(dict(val_dataloader=None, val_cfg=None, val_evaluator=None,
                              test_dataloader=None, test_cfg=None, test_evaluator=None))
@@ -327,69 +319,45 @@ def bench_resume(args, data_root, work_dir):
     cfg.default_hooks.checkpoint.interval = RESUME_ITERS[1]
     cfg.default_hooks.pop('visualization')
     cfg.dump(config)
-    child(args, dict(kind='resume', config=config, work_dir=osp.join(work_dir, 'train')))
-    checkpoints = {}
+    child(args, dict(kind='train', config=config, work_dir=osp.join(work_dir, 'train')))
     source = torch.load(osp.join(work_dir, 'train', f'iter_{RESUME_ITERS[1]}.pth'))
+    runs = []
     for iters in RESUME_ITERS:
         ckpt = dict(source, meta=dict(source['meta'], iter=iters))
         hub = ckpt['message_hub'] = dict(source['message_hub'])
         hub['runtime_info'] = dict(hub['runtime_info'], iter=iters - 1)
         ckpt['param_schedulers'] = [dict(s, last_step=iters, _global_step=iters)
                                     for s in source['param_schedulers']]
-        checkpoints[iters] = osp.join(work_dir, f'iter_{iters}.pth')
-        torch.save(ckpt, checkpoints[iters])
-
-    def resume(iters):
-        spec = dict(kind='resume', config=config, checkpoint=checkpoints[iters], iters=iters,
-                    work_dir=osp.join(work_dir, f'resume_{iters}'))
-        return lambda: child(args, spec)['first_iter']
-
-    a, b = alternate(resume(RESUME_ITERS[0]), resume(RESUME_ITERS[1]), args)
+        torch.save(ckpt, osp.join(work_dir, f'iter_{iters}.pth'))
+        spec = dict(kind='train', config=config, work_dir=osp.join(work_dir, f'resume_{iters}'),
+                    checkpoint=osp.join(work_dir, f'iter_{iters}.pth'), iters=iters)
+        runs.append(lambda spec=spec: child(args, spec)['first_iter'])
+    a, b = alternate(*runs, args.pairs, args.warmup)
     return [row('e', 'resume to first new iteration', f'checkpoint at iter {RESUME_ITERS[0]}',
                 a, f'checkpoint at iter {RESUME_ITERS[1]}', b, 's',
-                note='Runner.from_cfg to the end of the first new iteration, DATTrainLoop')]
-
-
-def _shrink(node, data_root):
-    """Crops of 32x32 and absolute data roots in a config tree."""
-    if isinstance(node, dict):
-        if node.get('type') == 'RandomResize':
-            node['scale'] = (64, 32)
-        if node.get('type') == 'RandomCrop':
-            node['crop_size'] = (32, 32)
-        if str(node.get('data_root', '')).startswith('data/demo/'):
-            node['data_root'] = osp.join(data_root, osp.basename(node['data_root']))
-        for value in node.values():
-            _shrink(value, data_root)
-    elif isinstance(node, list):
-        for value in node:
-            _shrink(value, data_root)
+                note='from Runner.from_cfg to the end of the first new iteration, DATTrainLoop')]
 
 
 class _FirstIteration(Hook):
-    """Reports when training starts and when its first (new) iteration ends."""
+    """Records the seconds from ``start`` to the end of the first (new) iteration."""
 
     def __init__(self, start):
         self.start, self.times = start, {}
-
-    def before_train(self, runner):
-        self.times['before_train'] = time.perf_counter() - self.start
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         self.times.setdefault('first_iter', time.perf_counter() - self.start)
 
 
-def resume_run(spec):
-    """In a child process: train (no checkpoint) or resume and run one new iteration."""
+def train_run(spec):
+    """In a child process: train the config, or resume it for one new iteration."""
     from mmengine.runner import Runner
     cfg = Config.fromfile(spec['config'])
     cfg.work_dir = spec['work_dir']
     if spec.get('checkpoint'):
         cfg.merge_from_dict(dict(load_from=spec['checkpoint'], resume=True))
-        cfg.train_cfg.max_iters = spec['iters'] + 1  # one new iteration
-    start = time.perf_counter()
+        cfg.train_cfg.max_iters = spec['iters'] + 1
+    hook = _FirstIteration(time.perf_counter())
     runner = Runner.from_cfg(cfg)
-    hook = _FirstIteration(start)
     runner.register_hook(hook)
     runner.train()
     return hook.times
@@ -397,7 +365,7 @@ def resume_run(spec):
 
 # --- child processes, machine, output ----------------------------------------------------------
 def child(args, spec):
-    """Run ``spec`` in a fresh process (so peaks and start-up costs do not mix); its result."""
+    """``spec`` measured in a fresh process (peaks and start-up costs of its own)."""
     env = dict(os.environ, **({'CUDA_VISIBLE_DEVICES': ''} if args.device == 'cpu' else {}))
     cmd = [sys.executable, osp.abspath(__file__), '--device', args.device, '--crop',
            *map(str, args.crop), '--batch', str(args.batch), '--threads', str(args.threads),
@@ -414,17 +382,19 @@ def machine(device):
     with open('/proc/cpuinfo') as f:
         cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')),
                    platform.processor())
+    gpu = f' ({torch.cuda.get_device_name()})' if device.type == 'cuda' else ''
     return dict(cpu=cpu, cores=os.cpu_count(), torch_threads=torch.get_num_threads(),
-                device=str(device) + (f' ({torch.cuda.get_device_name()})'
-                                      if device.type == 'cuda' else ''),
-                torch=torch.__version__, mmcv=mmcv.__version__, mmengine=mmengine.__version__,
-                mmseg=mmseg.__version__, python=platform.python_version())
+                device=str(device) + gpu, torch=torch.__version__, mmcv=mmcv.__version__,
+                mmengine=mmengine.__version__, mmseg=mmseg.__version__,
+                python=platform.python_version())
 
 
-def _fmt(value, unit):
-    if unit == 's':
-        return f'{value * 1e3:.3g} ms' if value < 1 else f'{value:.3g} s'
-    return f'{value:,.0f}' if unit in ('FLOPs', 'params') else f'{value:,.1f} {unit}'
+def _cell(stats, unit):
+    """``median (min–max) unit``, seconds below one in ms."""
+    scale, unit = (1e3, 'ms') if unit == 's' and stats['median'] < 1 else (1, unit)
+    form = '{:,.0f}' if unit in ('FLOPs', 'params') else '{:.4g}' if 's' in unit else '{:,.1f}'
+    median, low, high = (form.format(stats[k] * scale) for k in ('median', 'min', 'max'))
+    return (median if len(stats['values']) == 1 else f'{median} ({low}–{high})') + f' {unit}'
 
 
 def markdown(result):
@@ -435,31 +405,30 @@ def markdown(result):
              f"Settings: {result['settings']}", '',
              '| | measurement | A | B | A median (min–max) | B median (min–max) | '
              'A/B median (min–max) | target | met | note |', '|' + '---|' * 10]
-    for r in (r for s in result['sections'].values() for r in s):
-        a, b, ratio, u = r['a'], r['b'], r['ratio'], r['unit']
-        cells = [r['section'], r['name'], a['label'], b['label']]
-        cells += [f"{_fmt(v['median'], u)} ({_fmt(v['min'], u)}–{_fmt(v['max'], u)})"
-                  if len(v['values']) > 1 else _fmt(v['median'], u) for v in (a, b)]
-        cells += [f"{ratio['median']:.3f} ({ratio['min']:.3f}–{ratio['max']:.3f})",
-                  r['target'] or '—', {True: 'met', False: '**missed**', None: '—'}[r['met']],
-                  r['note']]
+    for r in (r for rows in result['sections'].values() for r in rows):
+        ratio = r['ratio']
+        cells = [r['section'], r['name'], r['a']['label'], r['b']['label'],
+                 _cell(r['a'], r['unit']), _cell(r['b'], r['unit']),
+                 f"{ratio['median']:.3f} ({ratio['min']:.3f}–{ratio['max']:.3f})",
+                 r['target'] or '—', {True: 'met', False: '**missed**', None: '—'}[r['met']],
+                 r['note']]
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda' (default: cpu)")
+    parser.add_argument('--device', default='cpu', help="'cpu' (default) or 'cuda'")
     parser.add_argument('--only', default='a,b,c,d,e', help='sections, e.g. a,b')
     parser.add_argument('--crop', type=int, nargs=2, default=(128, 128), metavar=('H', 'W'))
     parser.add_argument('--batch', type=int, default=2, help='B: images per dataset')
-    parser.add_argument('--pairs', type=int, default=5, help='timed A/B pairs (>= 5 to report)')
+    parser.add_argument('--pairs', type=int, default=5, help='timed A/B pairs (5 or more '
+                        'for a report; fewer for tests)')
     parser.add_argument('--warmup', type=int, default=1, help='untimed A/B pairs first')
-    parser.add_argument('--memory-pairs', type=int, default=1, help='child processes per '
-                        'variant measuring peak memory (b)')
-    parser.add_argument('--threads', type=int, default=1, help='torch threads on CPU, 0: '
-                        "torch's default; with more than 1 on a shared machine every parallel "
-                        "op waits for the other jobs' time slices (default: 1)")
+    parser.add_argument('--memory-pairs', type=int, default=1,
+                        help='fresh processes per variant measuring peak memory (b)')
+    parser.add_argument('--threads', type=int, default=1,
+                        help="torch threads on CPU, 0 for torch's default (default: 1)")
     parser.add_argument('--num-workers', type=int, default=0, help='data loader workers (d)')
     parser.add_argument('--out-dir', default=osp.join('work_dirs', 'benchmark'))
     parser.add_argument('--child', help=argparse.SUPPRESS)  # internal: one measurement as JSON
@@ -470,7 +439,7 @@ def parse_args(argv=None):
                      '--pairs, --batch and --memory-pairs must be >= 1, --warmup >= 0')
     if 'b' in args.only and args.batch < 2:
         parser.error("section b trains PSPNet, whose PSPHead's 1x1 pooling has a BatchNorm "
-                     'over the samples of a dataset alone: --batch must be >= 2')
+                     "over one dataset's samples: --batch must be >= 2")
     return args
 
 
@@ -481,11 +450,11 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     if args.child:
         spec = json.loads(args.child)
-        out = peak_memory(args, spec) if spec['kind'] == 'peak' else resume_run(spec)
+        out = peak_memory(args, spec) if spec['kind'] == 'peak' else train_run(spec)
         print(RESULT + json.dumps(out), flush=True)
         return
     device = torch.device(args.device)
-    sections = args.only.split(',')
+    sections = sorted(args.only.split(','))
     result = dict(machine=machine(device), sections={}, settings=dict(
         crop=list(args.crop), batch=args.batch, pairs=args.pairs, warmup=args.warmup,
         threads=torch.get_num_threads(), num_workers=args.num_workers))
@@ -496,10 +465,11 @@ def main(argv=None):
             from make_demo_data import make_demo_data
             make_demo_data(data_root, datasets=('cityscapes', 'bdd100k'),
                            num_images=dict(train=16, val=1), image_size=_image_size(args))
-        runs = dict(a=lambda: bench_dsbn(args, device), b=lambda: bench_train_step(args, device),
-                    c=lambda: bench_inference(args, device), d=lambda: bench_loading(args, data_root),
-                    e=lambda: bench_resume(args, data_root, tmp))
-        for section in sorted(sections):
+        runs = dict(a=partial(bench_dsbn, args, device), b=partial(bench_train_step, args, device),
+                    c=partial(bench_inference, args, device),
+                    d=partial(bench_loading, args, data_root),
+                    e=partial(bench_resume, args, data_root, tmp))
+        for section in sections:
             start = time.perf_counter()
             result['sections'][section] = runs[section]()
             print(f'section {section}: {time.perf_counter() - start:.1f} s', flush=True)

@@ -1,5 +1,4 @@
 """Checkpoints (and every other file mmengine writes locally) appear whole or not at all."""
-import glob
 import os
 import os.path as osp
 import tempfile
@@ -25,17 +24,16 @@ class AtomicLocalBackend(LocalBackend):
     def _write(data: bytes, filepath: Union[str, Path]) -> None:
         folder = osp.dirname(osp.abspath(filepath))
         mkdir_or_exist(folder)
-        prefix = f'.{osp.basename(filepath)}.'
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix='.tmp')
+        # A unique name per writer: ranks may write the same file at once. A writer killed
+        # before its rename leaves this hidden file behind, never a truncated ``filepath``.
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{osp.basename(filepath)}.',
+                                   suffix='.tmp')
         try:
             with os.fdopen(fd, 'wb') as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, filepath)
-            # What a writer killed before its rename left behind.
-            for stale in glob.glob(osp.join(glob.escape(folder), glob.escape(prefix) + '*.tmp')):
-                os.remove(stale)
         except BaseException:
             if osp.exists(tmp):
                 os.remove(tmp)

@@ -61,19 +61,19 @@ def test_deterministic_by_seed():
     assert _draws(_sampler(shuffle=False), 1) == [[0, 1, 10, 13, 14, 15]]
 
 
-def test_ranks_draw_disjoint_slices():
-    dataset = _multi((40, 12, 20))
+def test_ranks_draw_disjoint_shares():
+    dataset = _multi((40, 12, 21))
     ranks = [_sampler(dataset, rank=r, world_size=2) for r in range(2)]
-    streams = [_draws(s, 5) for s in ranks]
-    for step in range(5):
-        assert not set(streams[0][step]) & set(streams[1][step])
-    # Over one pass of dataset a (40 = 2 ranks x 2 per batch x 10 steps) no repeats at all.
-    a = [i for s in ranks for batch in _draws(s, 10) for i in batch[:2]]
-    assert sorted(a) == list(range(40))
-    # Together the ranks draw what one process with their summed batch sizes draws.
-    doubled = _draws(_sampler(dataset, batch_sizes=dict(a=4, b=2, c=6)), 1)[0]
-    assert streams[0][0][:2] + streams[1][0][:2] == doubled[:4]
-    assert streams[0][0][3:] + streams[1][0][3:] == doubled[6:]
+    streams = [_draws(s, 30) for s in ranks]
+    # Each pass of dataset a (40 = 2 ranks x 2 per batch x 10 steps) is dealt out to the
+    # ranks: disjoint shares, no repeats, everything once.
+    for start in (0, 10, 20):
+        shares = [[i for batch in s[start:start + 10] for i in batch[:2]] for s in streams]
+        assert not set(shares[0]) & set(shares[1])
+        assert sorted(shares[0] + shares[1]) == list(range(40))
+    # c (21 samples, 3 per batch): each rank's pass is its 11 of them (one padded repeat).
+    c = [[i for batch in s[:4] for i in batch[3:]][:11] for s in streams]
+    assert len(set(c[0])) == len(set(c[1])) == 11 and len(set(c[0]) | set(c[1])) == 21
 
 
 def test_intervals_the_paper_t():

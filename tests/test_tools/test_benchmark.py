@@ -11,12 +11,13 @@ ROWS = {
           'DSBN fwd+bwd, C=512 32x32'],
     'c': ['inference, batch 1', 'FLOPs at 3x32x32', 'params (whole model)'],
     'd': ['data loading, 0 workers'],
+    'e': ['resume to first new iteration'],
 }
 
 
 def test_benchmark_writes_json_and_table_of_every_measured_row(tmp_path):
     result = subprocess.run(
-        [sys.executable, 'tools/benchmark.py', '--only', 'a,c,d', '--crop', '32', '32',
+        [sys.executable, 'tools/benchmark.py', '--only', 'a,c,d,e', '--crop', '32', '32',
          '--batch', '1', '--pairs', '1', '--warmup', '1', '--out-dir', str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -51,3 +52,5 @@ def test_benchmark_writes_json_and_table_of_every_measured_row(tmp_path):
     assert params['a']['median'] > params['b']['median']
     assert inference['target'] == '1.00 ± 0.03' and inference['met'] in (True, False)
     assert report['sections']['d'][0]['unit'] == 'images/s'
+    resume = report['sections']['e'][0]  # seconds to the first iteration after resuming
+    assert resume['a']['label'] == 'checkpoint at iter 1000' and resume['unit'] == 's'

@@ -18,8 +18,8 @@ class MultiDatasetSampler(Sampler):
     ``s % intervals[i] == 0`` (the paper's interval t; 1 for all datasets is DAT), contiguous
     per dataset in dataset order. Each dataset runs through its own reshuffled passes,
     independently of the others' sizes. With several processes, each draws its own
-    ``batch_sizes[i]`` (per process, as MMSeg's ``batch_size``) from disjoint slices of the
-    same stream. Batch ``s`` is a function of the seed and ``s`` alone, so a resumed run
+    ``batch_sizes[i]`` (per process, as MMSeg's ``batch_size``) from its share of every pass,
+    disjoint from the other processes' shares. Batch ``s`` is a function of the seed and ``s`` alone, so a resumed run
     continues at iteration ``k`` (:meth:`set_step`) without loading the ``k`` batches before.
     Each drawn sample comes with its own augmentation seed (keys ``(index, seed)``), so the
     augmentations repeat as well, whatever the number of workers.
@@ -124,20 +124,23 @@ class MultiDatasetSampler(Sampler):
         for i, (size, interval) in enumerate(zip(self.batch_sizes, self.intervals)):
             if step % interval:
                 continue
-            # Samples of dataset i drawn by all processes before this iteration.
-            drawn = math.ceil(step / interval) * size * self.world_size
-            indices.extend(self._stream(i, drawn + self.rank * size, size))
+            # Samples of dataset i this process drew before this iteration.
+            indices.extend(self._stream(i, math.ceil(step / interval) * size, size))
         return indices
 
     def _stream(self, i: int, position: int, count: int) -> List[int]:
-        """Items ``position ..`` of dataset ``i``'s endless sequence of shuffled passes."""
-        out = []
-        while count:
-            epoch, offset = divmod(position, self._sizes[i])
-            take = min(count, self._sizes[i] - offset)
-            out.extend((self._permutation(i, epoch)[offset:offset + take] + self._starts[i]).tolist())
-            position, count = position + take, count - take
-        return out
+        """Items ``position ..`` of this process's share of dataset ``i``'s endless sequence of
+        shuffled passes: every pass is dealt out to the processes as DistributedSampler does,
+        so at every iteration their samples are disjoint."""
+        n, world_size = self._sizes[i], self.world_size
+        share = math.ceil(n / world_size)  # per process and pass (wrapping, as torch pads)
+        epochs, offsets = np.divmod(np.arange(position, position + count), share)
+        out = np.empty(count, dtype=np.int64)
+        for epoch in np.unique(epochs):
+            mine = epochs == epoch
+            out[mine] = self._permutation(i, int(epoch))[(offsets[mine] * world_size + self.rank)
+                                                         % n]
+        return (out + self._starts[i]).tolist()
 
     def _permutation(self, i: int, epoch: int) -> np.ndarray:
         key = (i, epoch)

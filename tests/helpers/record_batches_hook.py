@@ -1,0 +1,24 @@
+"""A test hook: what each rank trained on, and the weights it ended with."""
+import json
+import os.path as osp
+
+import torch
+from mmengine.dist import get_rank
+from mmengine.hooks import Hook
+from mmseg.registry import HOOKS
+
+
+@HOOKS.register_module()
+class RecordBatchesHook(Hook):
+
+    def __init__(self, out_dir):
+        self.out_dir, self.batches, self.losses = out_dir, [], []
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        self.batches.append([s.img_path for s in data_batch['data_samples']])
+        self.losses.append(float(outputs['loss']))
+
+    def after_train(self, runner):
+        weights = sum(float(p.double().sum()) for p in runner.model.parameters())
+        with open(osp.join(self.out_dir, f'rank{get_rank()}.json'), 'w') as f:
+            json.dump(dict(batches=self.batches, losses=self.losses, weights=weights), f)
