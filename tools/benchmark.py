@@ -369,7 +369,7 @@ def child(args, spec):
     env = dict(os.environ, **({'CUDA_VISIBLE_DEVICES': ''} if args.device == 'cpu' else {}))
     cmd = [sys.executable, osp.abspath(__file__), '--device', args.device, '--crop',
            *map(str, args.crop), '--batch', str(args.batch), '--threads', str(args.threads),
-           '--child', json.dumps(spec)]
+           '--only', 'b' if spec['kind'] == 'peak' else 'e', '--child', json.dumps(spec)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT)]
     if proc.returncode or not lines:

@@ -147,8 +147,7 @@ def test_seeded_keys_repeat_augmentations(data_cwd):
     first, again, other = dataset[(4, 123)], dataset[(4, 123)], dataset[(4, 124)]
     assert first['inputs'].equal(again['inputs'])
     assert not first['inputs'].equal(other['inputs'])
-    import random
-    state = random.getstate(), np.random.get_state()[1].copy()
+    import torch
+    state = torch.get_rng_state()
     dataset[(4, 5)]
-    assert random.getstate() == state[0]  # the caller's random streams are left alone
-    assert (np.random.get_state()[1] == state[1]).all()
+    assert torch.get_rng_state().equal(state)  # dropout's stream is left alone

@@ -14,11 +14,13 @@ class DatasetRouting(NamedTuple):
     ``groups`` holds one ``(dataset, rows)`` pair per dataset present, where ``rows`` is a slice
     when the dataset's samples are contiguous (the sampler makes them so) and an index tensor
     otherwise. ``single`` is the dataset of a batch routed as a whole, ``num_samples`` is None then.
+    ``split_sizes`` are the groups' sizes when they are contiguous (for ``Tensor.split``).
     """
     groups: Tuple[Tuple[int, Union[slice, Tensor]], ...]
     single: Optional[int]
     num_samples: Optional[int]
     contiguous: bool
+    split_sizes: Optional[Tuple[int, ...]] = None
 
     @classmethod
     def build(cls, dataset_idx: DatasetIndex) -> 'DatasetRouting':
@@ -36,7 +38,7 @@ class DatasetRouting(NamedTuple):
         if len(set(values)) == len(values):
             starts = [0] + torch.tensor(counts).cumsum(0).tolist()
             groups = tuple((d, slice(starts[i], starts[i + 1])) for i, d in enumerate(values))
-            return cls(groups, None, idx.numel(), True)
+            return cls(groups, None, idx.numel(), True, tuple(counts))
         groups = tuple((d, (idx == d).nonzero().flatten()) for d in sorted(set(values)))
         return cls(groups, None, idx.numel(), False)
 

@@ -50,7 +50,13 @@ class DSBN(DatasetAwareModule, nn.Module):
         sync = self._syncs_all_branches()
         if routing.single is not None and not sync:
             return self.bns[routing.single](x)
-        parts = [self.bns[d](x[rows]) for d, rows in routing.groups]
+        if routing.split_sizes is not None:
+            # Split views: their backward is one concatenation of the gradients, where
+            # indexing by slices zero-fills a full-size gradient per dataset and sums them.
+            parts = [self.bns[d](part)
+                     for (d, _), part in zip(routing.groups, x.split(routing.split_sizes))]
+        else:
+            parts = [self.bns[d](x[rows]) for d, rows in routing.groups]
         if sync:
             # Every rank must enter every branch's all-reduce, also with no sample of its own.
             for d in set(range(self.num_datasets)) - set(routing.datasets):
