@@ -30,6 +30,12 @@ demo_cityscapes_train = _split('CityscapesDataset', 'cityscapes', 'leftImg8bit/t
                                'gtFine/train', demo_train_pipeline)
 demo_bdd100k_train = _split('BDD100KDataset', 'bdd100k', 'images/10k/train',
                             'labels/sem_seg/masks/train', demo_train_pipeline)
+# What the two-dataset demo configs change in their MultiDataset training loader.
+demo_two_dataset_train = dict(
+    num_workers=0,
+    persistent_workers=False,
+    batch_sampler=dict(batch_sizes=dict(cityscapes=4, bdd100k=4)),
+    dataset=dict(datasets=dict(cityscapes=demo_cityscapes_train, bdd100k=demo_bdd100k_train)))
 # Every demo model is evaluated on both datasets' validation splits.
 demo_val_dataloader = dict(
     batch_size=1,
