@@ -21,6 +21,7 @@ import numpy as np
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.runner import Runner
+from mmseg.registry import DATASETS
 
 import mmseg_cdcl  # noqa: F401
 from make_demo_data import make_demo_data
@@ -29,7 +30,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DATASETS = ('cityscapes', 'bdd100k')
+DATASET_NAMES = ('cityscapes', 'bdd100k')
 MODELS = {  # label: demo config
     'CDCL (DSBN + DAT)': 'cdcl_cityscapes_bdd',
     'single: Cityscapes only': 'pspnet_r18-d8_cityscapes',
@@ -62,7 +63,7 @@ def train(label, name, args):
 
 def panel_samples(dataset):
     """Indices of the first validation images of each dataset."""
-    return [i for d in range(len(DATASETS)) for i in dataset.dataset_range(d)[:PANEL_IMAGES]]
+    return [i for d in range(len(DATASET_NAMES)) for i in dataset.dataset_range(d)[:PANEL_IMAGES]]
 
 
 def panel_predictions(runner):
@@ -73,12 +74,12 @@ def panel_predictions(runner):
 
 def final_scores(history):
     val = [h for h in history if 'mIoU' in h]
-    return {key: val[-1][f'{key}/mIoU'] for key in DATASETS}
+    return {key: val[-1][f'{key}/mIoU'] for key in DATASET_NAMES}
 
 
 def write_results(results, args, seconds):
-    rows = [f'| {label} | ' + ' | '.join(f'{s[d]:.2f}' for d in DATASETS) +
-            f' | {np.mean([s[d] for d in DATASETS]):.2f} |' for label, s in results.items()]
+    rows = [f'| {label} | ' + ' | '.join(f'{s[d]:.2f}' for d in DATASET_NAMES) +
+            f' | {np.mean([s[d] for d in DATASET_NAMES]):.2f} |' for label, s in results.items()]
     table = '\n'.join(['| model | Cityscapes mIoU | BDD100K mIoU | mean |', '|---|---|---|---|']
                       + rows)
     with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
@@ -95,10 +96,10 @@ def plot_curves(histories, path):
         train = [h for h in history if 'loss' in h and 'mIoU' not in h]
         axes[0].plot([h['step'] for h in train], [h['loss'] for h in train], label=label)
         val = [h for h in history if 'mIoU' in h]
-        for ax, name in zip(axes[1:], DATASETS):
+        for ax, name in zip(axes[1:], DATASET_NAMES):
             ax.plot([h['step'] for h in val], [h[f'{name}/mIoU'] for h in val], 'o-', label=label)
     axes[0].set(title='training loss (sum over datasets for CDCL)', xlabel='iteration')
-    for ax, name in zip(axes[1:], DATASETS):
+    for ax, name in zip(axes[1:], DATASET_NAMES):
         ax.set(title=f'{name} val mIoU (%)', xlabel='iteration')
     axes[2].legend(fontsize=8)
     fig.tight_layout()
@@ -108,7 +109,7 @@ def plot_curves(histories, path):
 
 def plot_panel(predictions, path):
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo', f'{MODELS[PANEL_MODELS[0]]}.py'))
-    dataset = Runner.build_dataloader(cfg.val_dataloader).dataset
+    dataset = DATASETS.build(cfg.val_dataloader.dataset)
     palette = np.array(dataset.metainfo['palette'] + [[0, 0, 0]] * (256 - 19), np.uint8)
     indices = panel_samples(dataset)
     fig, axes = plt.subplots(len(indices), 4, figsize=(13, 1.9 * len(indices)))
@@ -136,7 +137,7 @@ def main():
     start = time.time()
     if not osp.isdir(osp.join('data', 'demo', 'bdd100k')):
         print('generating data/demo ...', flush=True)
-        make_demo_data(osp.join('data', 'demo'), datasets=DATASETS, seed=args.seed)
+        make_demo_data(osp.join('data', 'demo'), datasets=DATASET_NAMES, seed=args.seed)
     # Each run trains in a folder of its own: earlier runs' checkpoints and logs stay.
     args.run_dir = osp.join(args.work_dir, time.strftime('%Y%m%d_%H%M%S'))
     os.makedirs(args.run_dir, exist_ok=True)

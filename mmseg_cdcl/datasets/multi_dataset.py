@@ -33,7 +33,7 @@ def seeded(seed: Optional[int]):
         cpu.set_state(state)
 
 
-def check_files(name: str, dataset: BaseDataset) -> None:
+def check_image_label_pairs(name: str, dataset: BaseDataset) -> None:
     """Every local image has a label file of its size, both readable; raise naming the first
     that does not."""
     for i in range(len(dataset)):
@@ -125,7 +125,7 @@ class MultiDataset(ConcatDataset):
             if len(dataset) == 0:
                 raise ValueError(self._empty(name, dataset))
             if self.check_files:
-                check_files(name, dataset)
+                check_image_label_pairs(name, dataset)
         super().full_init()
 
     @staticmethod
