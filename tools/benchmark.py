@@ -1,21 +1,26 @@
 """Speed and memory of CDCL (A) against stock MMSeg (B), section by section.
 
     python tools/benchmark.py [--device cpu|cuda] [--only a,b,c,d,e] [--crop H W] [--batch B]
+                              [--amp] [--channels-last] [--peak-tflops T]
                               [--pairs N] [--warmup N] [--threads N] [--num-workers N]
                               [--out-dir DIR]
 
 a. DSBN vs nn.BatchNorm2d, forward + backward, 2 datasets x B (contiguous groups) vs 2B.
 b. model.train_step (SGD) of CDCL PSPNet-R18-D8, 2 (3) datasets x B, vs stock PSPNet-R18-D8,
-   2B (3B): time, and peak memory (peak RSS on CPU, max_memory_allocated on CUDA) measured in
-   a fresh process per variant so that peaks do not mix.
+   2B (3B): time, images/s (with the utilisation of the device's peak where it is known), and
+   peak memory (peak RSS on CPU, max_memory_allocated on CUDA) measured in a fresh process per
+   variant so that peaks do not mix.
 c. Inference routed to one dataset vs the exported plain model: time, FLOPs, params.
 d. Data loading: MultiDataset + MultiDatasetSampler vs ConcatDataset + InfiniteSampler.
 e. Time from the start of a --resume to its first new iteration, checkpoint at iter 1000 vs 10.
 
-Each section times A and B in one process alternating A, B, A, B, ... after warm-up (e: a child
-process per run); the table gives medians, min-max and the median (min-max) of the per-pair
-ratios A/B against the targets. CPU runs use one torch thread unless --threads says otherwise:
-on a shared machine, with more, every parallel op waits for the other jobs' time slices.
+Each section times A and B in one process in alternating pairs after warm-up, each pair started
+by the other variant than the one before (e: a child process per run); the table gives medians,
+min-max and the median (min-max) of the per-pair ratios A/B against the targets. --amp runs a, b
+and c under bf16 autocast (b: mmengine's AmpOptimWrapper on CUDA), --channels-last puts their
+models and inputs in channels_last memory format. CPU runs use one torch thread unless --threads
+says otherwise: on a shared machine, with more, every parallel op waits for the other jobs' time
+slices.
 Writes <out-dir>/benchmark.json and benchmark.md and prints the table.
 """
 import argparse
@@ -40,7 +45,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.dataset import ConcatDataset, InfiniteSampler, pseudo_collate
 from mmengine.hooks import Hook
 from mmengine.logging import MMLogger
-from mmengine.optim import OptimWrapper
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 from mmseg.registry import DATASETS, MODELS
@@ -61,12 +66,15 @@ DEMO_CONFIG = osp.join(CONFIGS, 'demo', 'cdcl_cityscapes_bdd.py')
 DEMO_DATA = osp.join(CONFIGS, 'demo', '_base_', 'demo_sizes.py')
 DATASETS_USED = (('cityscapes', 19), ('bdd100k', 19), ('camvid', 11))  # as the paper's configs
 DSBN_SHAPES = ((64, 128, 128), (128, 64, 64), (512, 32, 32))  # (C, H, W) of ResNet-18-D8 stages
-DSBN_INNER = 10  # forward + backward calls per timed repetition: one takes a few ms
-LOAD_BATCHES = 8  # batches per timed repetition of a data loader
+DSBN_INNER = 20  # forward + backward calls per timed repetition: one takes a few ms
+LOAD_BATCHES = 32  # batches per timed repetition of a data loader
 RESUME_ITERS = (1000, 10)  # A, B
 # Targets (CPU medians of A/B): lowest, highest.
 TARGETS = dict(a=(0, 1.10), b=(0, 1.05), c=(0.97, 1.03), d=(0.95, float('inf')), e=(0, 1.2))
 RESULT = 'BENCHMARK_RESULT '  # marks the result line of a child process
+# Dense bf16 tensor-core peaks (TFLOP/s, vendor datasheets) for the utilisation of b on CUDA.
+PEAK_BF16_TFLOPS = {'H100': 989.0, 'H200': 989.0, 'A100': 312.0}
+TRAIN_MACS_PER_FORWARD = 3  # a training step: the forward, and a backward of about twice its work
 
 
 # --- measuring ---------------------------------------------------------------------------------
@@ -84,11 +92,13 @@ def timed(fn, device):
 
 
 def alternate(run_a, run_b, pairs, warmup):
-    """What run_a and run_b return: ``warmup`` pairs ignored, then A, B, A, B, ..."""
+    """What run_a and run_b return: ``warmup`` pairs ignored, then A, B, B, A, A, B, ...: each
+    pair in turn starts with the other, so that neither always runs in the state (caches,
+    allocator) the other left."""
     values = ([], [])
     for i in range(warmup + pairs):
-        for k, run in enumerate((run_a, run_b)):
-            value = run()
+        for k in ((0, 1) if i % 2 == 0 else (1, 0)):
+            value = (run_a, run_b)[k]()
             if i >= warmup:
                 values[k].append(value)
     return values
@@ -143,12 +153,33 @@ def make_batch(num_datasets, per_dataset, crop, cdcl, labels=True):
 
 
 def train_setup(kind, num_datasets, args, device):
-    """A model in training mode, its batch and the paper's SGD (momentum 0.9, wd 1e-4)."""
+    """A model in training mode, its batch, the paper's SGD (momentum 0.9, wd 1e-4) and a
+    training step (under bf16 autocast with --amp)."""
     crop = tuple(args.crop)
     model = MODELS.build(model_cfg(kind, num_datasets, crop)).to(device).train()
-    optim = OptimWrapper(
-        torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4))
-    return model, make_batch(num_datasets, args.batch, crop, kind == 'cdcl'), optim
+    model = model.to(memory_format=_memory_format(args))
+    sgd = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    batch = make_batch(num_datasets, args.batch, crop, kind == 'cdcl')
+    if args.amp and device.type == 'cuda':  # what optim_wrapper=dict(type='AmpOptimWrapper')
+        optim = AmpOptimWrapper(optimizer=sgd, dtype='bfloat16')
+        return model, partial(model.train_step, batch, optim)
+    optim = OptimWrapper(sgd)  # AmpOptimWrapper is for accelerators: on CPU, autocast around it
+    return model, partial(_autocast(args, device, model.train_step), batch, optim)
+
+
+def _memory_format(args):
+    return torch.channels_last if args.channels_last else torch.contiguous_format
+
+
+def _autocast(args, device, fn):
+    """``fn`` under bf16 autocast with --amp."""
+    if not args.amp:
+        return fn
+
+    def run(*a, **kw):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            return fn(*a, **kw)
+    return run
 
 
 # --- a. DSBN -----------------------------------------------------------------------------------
@@ -157,7 +188,10 @@ def bench_dsbn(args, device):
     for channels, h, w in DSBN_SHAPES:
         dsbn = DSBN(channels, num_datasets=2).to(device).train()
         bn = nn.BatchNorm2d(channels).to(device).train()
-        x = torch.randn(2 * args.batch, channels, h, w, device=device, requires_grad=True)
+        # Under autocast a BatchNorm gets its conv's bf16 output; its parameters stay float32.
+        x = torch.randn(2 * args.batch, channels, h, w, device=device,
+                        dtype=torch.bfloat16 if args.amp else torch.float32)
+        x = x.contiguous(memory_format=_memory_format(args)).requires_grad_()
         grad = torch.randn_like(x)
 
         def steps(norm):
@@ -178,15 +212,22 @@ def bench_dsbn(args, device):
 # --- b. training step --------------------------------------------------------------------------
 def bench_train_step(args, device):
     rows = []
+    macs = TRAIN_MACS_PER_FORWARD * _forward_macs(tuple(args.crop))
+    peak = _peak_tflops(args, device)
     for n in (2, 3):
         labels = dict(cdcl=f'CDCL {n} x {args.batch}', stock=f'PSPNet {n * args.batch}')
-        steps = []
-        for kind in labels:
-            model, batch, optim = train_setup(kind, n, args, device)
-            steps.append(timed(partial(model.train_step, batch, optim), device))
+        steps = [timed(train_setup(kind, n, args, device)[1], device) for kind in labels]
         a, b = alternate(*steps, args.pairs, args.warmup)
         rows.append(row('b', f'train step, {n} datasets', labels['cdcl'], a,
                         labels['stock'], b, 's'))
+        images = n * args.batch
+        speeds = [[images / t for t in times] for times in (a, b)]
+        note = f'{macs / 1e9:.3g} G multiply-adds per training image (3 x forward)'
+        if peak:
+            use = [statistics.median(v) * 2 * macs / (peak * 1e12) for v in speeds]
+            note += f'; {use[0]:.1%} (A), {use[1]:.1%} (B) of {peak:g} TFLOP/s'
+        rows.append(row('b', f'train throughput, {n} datasets', labels['cdcl'], speeds[0],
+                        labels['stock'], speeds[1], 'images/s', target=False, note=note))
         peaks = alternate(*(partial(child, args, dict(kind='peak', model=kind, datasets=n))
                             for kind in labels), args.memory_pairs, 0)
         for key, what in (('peak', 'peak memory'), ('steps', 'memory of the steps')):
@@ -201,16 +242,33 @@ def peak_memory(args, spec):
     """In a child process: peak memory over two train steps (the second is the steady state),
     and its increase over the memory before them."""
     device = torch.device(args.device)
-    model, batch, optim = train_setup(spec['model'], spec['datasets'], args, device)
+    step = train_setup(spec['model'], spec['datasets'], args, device)[1]
     cuda = device.type == 'cuda'
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     before = torch.cuda.memory_allocated() / 2**20 if cuda else _proc_status_mib('VmRSS')
     for _ in range(2):
-        model.train_step(batch, optim)
+        step()
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else _proc_status_mib('VmHWM')
     how = 'torch.cuda.max_memory_allocated' if cuda else 'peak RSS (VmHWM) of a fresh process'
     return dict(peak=peak, steps=peak - before, how=how)
+
+
+def _forward_macs(crop):
+    """Multiply-adds of one stock PSPNet-R18-D8 forward of a crop (mmengine counts one fused
+    multiply-add as one FLOP); CDCL routed to one dataset has the same (section c)."""
+    model = MODELS.build(model_cfg('stock', 1, crop)).eval()
+    MMLogger.get_current_instance().setLevel(logging.ERROR)  # the counter's per-op warnings
+    return get_model_complexity_info(model, input_shape=(3, *crop), show_table=False,
+                                     show_arch=False)['flops']
+
+
+def _peak_tflops(args, device):
+    """--peak-tflops, else the bf16 peak of a known GPU under --amp; None otherwise."""
+    if args.peak_tflops or device.type != 'cuda' or not args.amp:
+        return args.peak_tflops
+    name = torch.cuda.get_device_name(device)
+    return next((tflops for gpu, tflops in PEAK_BF16_TFLOPS.items() if gpu in name), None)
 
 
 def _proc_status_mib(key):
@@ -228,13 +286,13 @@ def bench_inference(args, device):
     MMLogger.get_current_instance().setLevel(logging.ERROR)  # the counter's per-op warnings
     stats = [get_model_complexity_info(m, input_shape=(3, *crop), show_table=False,
                                        show_arch=False) for m in (cdcl, plain)]
-    cdcl, plain = cdcl.to(device), plain.to(device)
+    cdcl, plain = (m.to(device).to(memory_format=_memory_format(args)) for m in (cdcl, plain))
     batch = make_batch(1, args.batch, crop, cdcl=False, labels=False)  # routed by default
+    steps = [_autocast(args, device, partial(m.test_step, batch)) for m in (cdcl, plain)]
     with torch.no_grad():
-        a, b = alternate(timed(partial(cdcl.test_step, batch), device),
-                         timed(partial(plain.test_step, batch), device), args.pairs, args.warmup)
+        a, b = alternate(*(timed(step, device) for step in steps), args.pairs, args.warmup)
         diff = max((p.seg_logits.data - q.seg_logits.data).abs().max().item()
-                   for p, q in zip(cdcl.test_step(batch), plain.test_step(batch)))
+                   for p, q in zip(*(step() for step in steps)))
     labels = 'CDCL routed to cityscapes', 'exported plain PSPNet'
     flops, params = ([s[key] for s in stats] for key in ('flops', 'params'))
     return [
@@ -258,18 +316,20 @@ def bench_loading(args, data_root):
     multi = DATASETS.build(dict(type='MultiDataset', datasets=splits))
     concat = ConcatDataset([DATASETS.build(s) for s in splits.values()])
     images = LOAD_BATCHES * 2 * args.batch
-    loaders = (  # made per repetition: an InfiniteSampler iterates once
-        lambda: DataLoader(multi, batch_sampler=MultiDatasetSampler(
-            InfiniteSampler(multi, seed=0), batch_sizes=[args.batch] * 2),
+    loaders = (  # made per repetition with its own seed: both load other images each time
+        lambda seed: DataLoader(multi, batch_sampler=MultiDatasetSampler(
+            InfiniteSampler(multi, seed=seed), batch_sizes=[args.batch] * 2),
             num_workers=args.num_workers, collate_fn=pseudo_collate),
-        lambda: DataLoader(concat, sampler=InfiniteSampler(concat, seed=0),
-                           batch_size=2 * args.batch, num_workers=args.num_workers,
-                           collate_fn=pseudo_collate))
+        lambda seed: DataLoader(concat, sampler=InfiniteSampler(concat, seed=seed),
+                                batch_size=2 * args.batch, num_workers=args.num_workers,
+                                collate_fn=pseudo_collate))
 
     def throughput(make_loader):
+        seeds = iter(range(10**6))
+
         def run():
             start = time.perf_counter()
-            batches = iter(make_loader())  # worker start-up is timed too
+            batches = iter(make_loader(next(seeds)))  # worker start-up is timed too
             for _ in range(LOAD_BATCHES):
                 next(batches)
             del batches
@@ -369,7 +429,8 @@ def child(args, spec):
     env = dict(os.environ, **({'CUDA_VISIBLE_DEVICES': ''} if args.device == 'cpu' else {}))
     cmd = [sys.executable, osp.abspath(__file__), '--device', args.device, '--crop',
            *map(str, args.crop), '--batch', str(args.batch), '--threads', str(args.threads),
-           '--only', 'b' if spec['kind'] == 'peak' else 'e', '--child', json.dumps(spec)]
+           '--only', 'b' if spec['kind'] == 'peak' else 'e', '--child', json.dumps(spec),
+           *(['--amp'] if args.amp else []), *(['--channels-last'] if args.channels_last else [])]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT)]
     if proc.returncode or not lines:
@@ -422,7 +483,14 @@ def parse_args(argv=None):
     parser.add_argument('--only', default='a,b,c,d,e', help='sections, e.g. a,b')
     parser.add_argument('--crop', type=int, nargs=2, default=(128, 128), metavar=('H', 'W'))
     parser.add_argument('--batch', type=int, default=2, help='B: images per dataset')
-    parser.add_argument('--pairs', type=int, default=5, help='timed A/B pairs (5 or more '
+    parser.add_argument('--amp', action='store_true',
+                        help='bf16 autocast in a, b, c (b: AmpOptimWrapper on CUDA)')
+    parser.add_argument('--channels-last', action='store_true',
+                        help='models and inputs of a, b, c in channels_last memory format')
+    parser.add_argument('--peak-tflops', type=float,
+                        help="the device's peak TFLOP/s for the utilisation in b (default: the "
+                        'dense bf16 peak of a known GPU with --amp)')
+    parser.add_argument('--pairs', type=int, default=9, help='timed A/B pairs (5 or more '
                         'for a report; fewer for tests)')
     parser.add_argument('--warmup', type=int, default=1, help='untimed A/B pairs first')
     parser.add_argument('--memory-pairs', type=int, default=1,
@@ -457,7 +525,8 @@ def main(argv=None):
     sections = sorted(args.only.split(','))
     result = dict(machine=machine(device), sections={}, settings=dict(
         crop=list(args.crop), batch=args.batch, pairs=args.pairs, warmup=args.warmup,
-        threads=torch.get_num_threads(), num_workers=args.num_workers))
+        threads=torch.get_num_threads(), num_workers=args.num_workers, amp=args.amp,
+        channels_last=args.channels_last))
     with tempfile.TemporaryDirectory() as tmp:
         data_root = osp.join(tmp, 'data', 'demo')
         if {'d', 'e'} & set(sections):

@@ -148,10 +148,12 @@ class MultiDataset(ConcatDataset):
                 f"loading sample {sample_idx} of dataset '{self.dataset_names[dataset_idx]}' "
                 f"failed: image {info.get('img_path')}, label {info.get('seg_map_path')}: "
                 f'{type(e).__name__}: {e}') from e
-        tag = dict(dataset_idx=dataset_idx, dataset_name=self.dataset_names[dataset_idx])
         samples = data['data_samples']
         for sample in samples if isinstance(samples, list) else [samples]:  # lists under TTA
-            sample.set_metainfo(tag)
+            # set_field: set_metainfo would deep-copy these two immutable values every sample.
+            sample.set_field(dataset_idx, 'dataset_idx', field_type='metainfo')
+            sample.set_field(self.dataset_names[dataset_idx], 'dataset_name',
+                             field_type='metainfo')
             self._check_labels(sample, dataset_idx)
         return data
 
@@ -159,19 +161,25 @@ class MultiDataset(ConcatDataset):
         """Every label is a class of the sample's dataset or its ignore index."""
         if 'gt_sem_seg' not in sample:
             return
-        meta = self._metainfo['datasets'][self.dataset_names[dataset_idx]]
+        name = self.dataset_names[dataset_idx]
+        meta = self._metainfo['datasets'][name]
         num_classes, ignore = len(meta['classes']), meta['ignore_index']
-        # One counting pass over the label: values that are neither a class nor ignored.
-        counts = torch.bincount(sample.gt_sem_seg.data.flatten(), minlength=256)
-        counts[:num_classes] = 0
-        if 0 <= ignore < len(counts):
-            counts[ignore] = 0
-        if counts.any():
-            values = counts.nonzero().flatten().tolist()
-            raise ValueError(
-                f"label file {sample.seg_map_path} of dataset '{self.dataset_names[dataset_idx]}'"
-                f' holds values {values[:10]}: expected classes 0-{num_classes - 1} or ignore '
-                f'index {ignore}')
+        label = sample.gt_sem_seg.data.numpy()
+        if label.dtype.kind == 'i':  # negative ids become huge, so one comparison finds them
+            label = label.view(f'u{label.dtype.itemsize}')
+        if label.dtype.kind not in 'ub':
+            raise TypeError(f"label file {sample.seg_map_path} of dataset '{name}' gives labels "
+                            f'of dtype {label.dtype}: expected integer class ids')
+        # Vectorised, as this runs on every loaded sample; the values only for a bad label.
+        if not ((label >= num_classes) & (label != ignore)).any():
+            return
+        values = [v for v in torch.unique(sample.gt_sem_seg.data).tolist()
+                  if not (0 <= v < num_classes or v == ignore)]
+        if not values:  # a negative ignore index, seen as huge above
+            return
+        raise ValueError(
+            f"label file {sample.seg_map_path} of dataset '{name}' holds values {values[:10]}: "
+            f'expected classes 0-{num_classes - 1} or ignore index {ignore}')
 
     def dataset_range(self, dataset_idx: int) -> range:
         """The indices of dataset ``dataset_idx``'s samples in this dataset."""

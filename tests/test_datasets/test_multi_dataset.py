@@ -137,6 +137,30 @@ def test_label_outside_the_label_space_is_named(city):
     dataset[1]  # the others load
 
 
+def test_label_value_beyond_a_byte_is_named(city):
+    from mmcv.transforms import BaseTransform
+    from mmseg.registry import TRANSFORMS
+
+    @TRANSFORMS.register_module(force=True)
+    class InstanceIdsAsLabels(BaseTransform):
+        """A custom loader's 16-bit ids (MMSeg's LoadAnnotations makes labels uint8)."""
+
+        def transform(self, results):
+            label = results['gt_seg_map'].astype(np.int32)
+            label[0, :2] = [300, -1]
+            results['gt_seg_map'] = label
+            return results
+
+    root, _, labels = city
+    cfg = _cfg(str(root), names=('cityscapes', ))
+    cfg['datasets']['cityscapes']['pipeline'] = PIPELINE[:2] + [
+        dict(type='InstanceIdsAsLabels'), PIPELINE[-1]]
+    dataset = DATASETS.build(cfg)
+    with pytest.raises(ValueError, match=rf"label file {labels[0]} of dataset 'cityscapes' holds "
+                                         r'values \[-1, 300\]: expected classes 0-18'):
+        dataset[0]
+
+
 def test_seeded_keys_repeat_augmentations(data_cwd):
     cfg = _cfg(str(data_cwd / 'data'))
     for split in cfg['datasets'].values():

@@ -4,6 +4,8 @@ import math
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 ROWS = {
@@ -54,3 +56,27 @@ def test_benchmark_writes_json_and_table_of_every_measured_row(tmp_path):
     assert report['sections']['d'][0]['unit'] == 'images/s'
     resume = report['sections']['e'][0]  # seconds to the first iteration after resuming
     assert resume['a']['label'] == 'checkpoint at iter 1000' and resume['unit'] == 's'
+
+
+def test_benchmark_amp_channels_last_and_training_throughput(tmp_path):
+    result = subprocess.run(
+        [sys.executable, 'tools/benchmark.py', '--only', 'a,b', '--crop', '32', '32',
+         '--batch', '2', '--pairs', '1', '--warmup', '0', '--amp', '--channels-last',
+         '--peak-tflops', '2', '--out-dir', str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with open(tmp_path / 'benchmark.json') as f:
+        report = json.load(f)
+    assert report['settings']['amp'] is True and report['settings']['channels_last'] is True
+    rows = {r['name']: r for r in report['sections']['b']}
+    for n in (2, 3):
+        step, speed = rows[f'train step, {n} datasets'], rows[f'train throughput, {n} datasets']
+        # images/s is the images of a step over its time, per variant and repetition
+        for variant in ('a', 'b'):
+            assert speed[variant]['values'] == [
+                pytest.approx(2 * n / t) for t in step[variant]['values']]
+        macs = 3 * 215_411_200  # a forward at 3x32x32 (section c's FLOPs), and its backward
+        assert speed['note'].startswith('0.646 G multiply-adds per training image')
+        use = speed['a']['median'] * 2 * macs / 2e12
+        assert f'{use:.1%} (A)' in speed['note'] and 'of 2 TFLOP/s' in speed['note']
+        assert rows[f'peak memory, {n} datasets']['met'] in (True, False)

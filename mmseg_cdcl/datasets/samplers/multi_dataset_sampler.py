@@ -134,13 +134,13 @@ class MultiDatasetSampler(Sampler):
         so at every iteration their samples are disjoint."""
         n, world_size = self._sizes[i], self.world_size
         share = math.ceil(n / world_size)  # per process and pass (wrapping, as torch pads)
-        epochs, offsets = np.divmod(np.arange(position, position + count), share)
-        out = np.empty(count, dtype=np.int64)
-        for epoch in np.unique(epochs):
-            mine = epochs == epoch
-            out[mine] = self._permutation(i, int(epoch))[(offsets[mine] * world_size + self.rank)
-                                                         % n]
-        return (out + self._starts[i]).tolist()
+        out = []
+        # Plain Python: a batch is a few items, for which numpy's per-call cost dominates.
+        for p in range(position, position + count):
+            epoch, offset = divmod(p, share)
+            out.append(int(self._permutation(i, epoch)[(offset * world_size + self.rank) % n])
+                       + self._starts[i])
+        return out
 
     def _permutation(self, i: int, epoch: int) -> np.ndarray:
         key = (i, epoch)

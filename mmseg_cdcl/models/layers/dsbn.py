@@ -6,6 +6,7 @@ from mmseg.registry import MODELS
 from torch import Tensor, nn
 
 from .dataset_context import DatasetAwareModule
+from .grouped_batch_norm import groupable, grouped_batch_norm
 
 # The norm of Dataset-Aware Blocks when a config names none (num_datasets comes from the block).
 DSBN_CFG = dict(type='DSBN', requires_grad=True)
@@ -50,6 +51,10 @@ class DSBN(DatasetAwareModule, nn.Module):
         sync = self._syncs_all_branches()
         if routing.single is not None and not sync:
             return self.bns[routing.single](x)
+        if routing.split_sizes is not None and groupable(self.bns):
+            # Contiguous groups (the sampler's batches): written into one output, no copies.
+            return grouped_batch_norm(x, routing.split_sizes,
+                                      [self.bns[d] for d in routing.datasets])
         if routing.split_sizes is not None:
             # Split views: their backward is one concatenation of the gradients, where
             # indexing by slices zero-fills a full-size gradient per dataset and sums them.

@@ -1,0 +1,84 @@
+"""DSBN's mixed batch in one output: each dataset's contiguous samples through its own BatchNorm."""
+from functools import lru_cache
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.autograd import Function
+
+aten = torch.ops.aten
+
+
+def groupable(bns: Sequence[nn.Module]) -> bool:
+    """Whether :func:`grouped_batch_norm` computes exactly what these branches' forwards do: plain
+    ``nn.BatchNorm2d`` with running statistics and a momentum (the BatchNorm defaults)."""
+    return all(type(bn) is nn.BatchNorm2d and bn.track_running_stats and bn.momentum is not None
+               for bn in bns)
+
+
+def grouped_batch_norm(x: Tensor, sizes: Sequence[int], bns: Sequence[nn.BatchNorm2d]) -> Tensor:
+    """``torch.cat([bn(part) for bn, part in zip(bns, x.split(sizes))])`` without the copies.
+
+    Every group's normalisation is written into its rows of one output, and its input gradient
+    into its rows of one gradient; the same kernels, statistics and running-statistics updates
+    as the separate forwards, to the bit. Takes branches for which :func:`groupable` holds.
+    """
+    params = [p for bn in bns for p in (bn.weight, bn.bias)]
+    return _GroupedBatchNorm.apply(x, tuple(sizes), tuple(bns), *params)
+
+
+class _GroupedBatchNorm(Function):
+
+    @staticmethod
+    def forward(ctx, x: Tensor, sizes, bns, *params: Optional[Tensor]) -> Tensor:
+        out = torch.empty_like(x)  # keeps x's memory format (channels_last): rows stay dense
+        stats, start = [], 0
+        for size, bn in zip(sizes, bns):
+            if bn.training:
+                bn.num_batches_tracked.add_(1)
+            mean, invstd = (x.new_empty(0, dtype=_stat_dtype(x, bn)) for _ in range(2))
+            aten.native_batch_norm.out(
+                x.narrow(0, start, size), bn.weight, bn.bias, bn.running_mean, bn.running_var,
+                bn.training, bn.momentum, bn.eps, out=out.narrow(0, start, size),
+                save_mean=mean, save_invstd=invstd)
+            stats += [mean, invstd]
+            start += size
+        ctx.sizes, ctx.bns = sizes, bns
+        ctx.training = [bn.training for bn in bns]
+        ctx.save_for_backward(x, *params, *stats)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        num = len(ctx.sizes)
+        x, params, stats = (ctx.saved_tensors[0], ctx.saved_tensors[1:1 + 2 * num],
+                            ctx.saved_tensors[1 + 2 * num:])
+        needs_x = ctx.needs_input_grad[0]
+        grad_x = torch.empty_like(x) if needs_x else None
+        grad_params, start = [], 0
+        for i, (size, bn) in enumerate(zip(ctx.sizes, ctx.bns)):
+            mask = [needs_x, *ctx.needs_input_grad[3 + 2 * i:5 + 2 * i]]
+            rows = grad_x.narrow(0, start, size) if needs_x else None
+            grad_rows, *grads = aten.native_batch_norm_backward(
+                grad.narrow(0, start, size), x.narrow(0, start, size), params[2 * i],
+                bn.running_mean, bn.running_var, stats[2 * i], stats[2 * i + 1],
+                ctx.training[i], bn.eps, mask)
+            if needs_x:
+                rows.copy_(grad_rows)
+            grad_params += [g if m else None for g, m in zip(grads, mask[1:])]
+            start += size
+        return (grad_x, None, None, *grad_params)
+
+
+def _stat_dtype(x: Tensor, bn: nn.BatchNorm2d) -> torch.dtype:
+    """The dtype the kernel saves batch statistics in (it differs by device and mixed precision)."""
+    weight = None if bn.weight is None else bn.weight.dtype
+    return _probe_stat_dtype(x.device, x.dtype, weight, bn.running_mean.dtype)
+
+
+@lru_cache(maxsize=None)
+def _probe_stat_dtype(device, dtype, weight_dtype, stats_dtype) -> torch.dtype:
+    x = torch.ones(2, 1, device=device, dtype=dtype)
+    weight = None if weight_dtype is None else torch.ones(1, device=device, dtype=weight_dtype)
+    running = [torch.ones(1, device=device, dtype=stats_dtype) for _ in range(2)]
+    return aten.native_batch_norm(x, weight, weight, *running, True, 0.1, 1e-5)[1].dtype

@@ -1,0 +1,112 @@
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from mmseg_cdcl import dataset_context
+from mmseg_cdcl.models.layers import DSBN
+from mmseg_cdcl.models.layers.grouped_batch_norm import groupable, grouped_batch_norm
+
+# Runs of dataset indices as the sampler makes them, also out of dataset order and with a
+# dataset absent (2 of 4).
+GROUPS = [[1, 1, 0, 0, 0, 3], [0, 0, 1, 1]]
+
+
+def _branches(num, channels, dtype=torch.float32, seed=0, **kwargs):
+    gen = torch.Generator().manual_seed(seed)
+    bns = nn.ModuleList(nn.BatchNorm2d(channels, **kwargs) for _ in range(num)).to(dtype)
+    with torch.no_grad():
+        for bn in bns:
+            for p in bn.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen))
+            bn.running_mean.normal_(generator=gen)
+            bn.running_var.uniform_(0.5, 2, generator=gen)
+    return bns
+
+
+def _runs(dataset_idx):
+    runs, start = [], 0
+    for i in range(1, len(dataset_idx) + 1):
+        if i == len(dataset_idx) or dataset_idx[i] != dataset_idx[start]:
+            runs.append((dataset_idx[start], i - start))
+            start = i
+    return runs
+
+
+@pytest.mark.parametrize('dataset_idx', GROUPS, ids=['unordered', 'ordered'])
+@pytest.mark.parametrize('dtype,channels_last,training', [
+    (torch.float32, False, True), (torch.float64, False, True), (torch.bfloat16, False, True),
+    (torch.float32, True, True), (torch.float32, False, False)],
+    ids=['fp32', 'fp64', 'bf16', 'channels_last', 'eval'])
+def test_equals_separate_batchnorm_forwards_to_the_bit(dataset_idx, dtype, channels_last,
+                                                       training):
+    grouped = _branches(4, 5, dtype).train(training)
+    separate = copy.deepcopy(grouped)
+    x = torch.randn(len(dataset_idx), 5, 4, 6, dtype=dtype) * 3 + 1
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    xg, xs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    upstream = torch.randn_like(x)
+    runs = _runs(dataset_idx)
+
+    out_g = grouped_batch_norm(xg, [n for _, n in runs], [grouped[d] for d, _ in runs])
+    out_s = torch.cat([separate[d](part)
+                       for (d, _), part in zip(runs, xs.split([n for _, n in runs]))])
+    (out_g * upstream).sum().backward()
+    (out_s * upstream).sum().backward()
+
+    assert out_g.dtype == dtype and out_g.shape == x.shape
+    assert out_g.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert torch.equal(out_g, out_s) and torch.equal(xg.grad, xs.grad)
+    for bg, bs in zip(grouped, separate):
+        for key, value in bs.state_dict().items():  # running stats, num_batches_tracked
+            assert torch.equal(bg.state_dict()[key], value), key
+        for pg, ps in zip(bg.parameters(), bs.parameters()):
+            assert (pg.grad is None) == (ps.grad is None)  # branch 2 took no sample
+            assert pg.grad is None or torch.equal(pg.grad, ps.grad)
+    assert [int(bn.num_batches_tracked) for bn in grouped] == (
+        [int(d in dataset_idx and training) for d in range(4)])
+
+
+def test_frozen_branches_and_no_affine():
+    for kwargs, frozen in ((dict(affine=False), False), ({}, True)):
+        grouped = _branches(2, 3, **kwargs)
+        for p in grouped.parameters():
+            p.requires_grad_(not frozen)
+        separate = copy.deepcopy(grouped)
+        x = torch.randn(5, 3, 2, 2)
+        xg, xs = x.clone().requires_grad_(), x.clone().requires_grad_()
+        grouped_batch_norm(xg, [2, 3], list(grouped)).sum().backward()
+        torch.cat([separate[0](xs[:2]), separate[1](xs[2:])]).sum().backward()
+        assert torch.equal(xg.grad, xs.grad)
+        assert all(p.grad is None for p in grouped.parameters())
+
+
+def test_gradients_match_finite_differences():
+    bns = _branches(2, 3, torch.float64)
+    x = torch.randn(5, 3, 2, 3, dtype=torch.float64, requires_grad=True)
+    params = [p for bn in bns for p in bn.parameters()]
+    assert torch.autograd.gradcheck(
+        lambda x, *_: grouped_batch_norm(x, [3, 2], list(bns)), (x, *params))
+
+
+def test_groupable_only_for_the_batchnorm_it_reproduces():
+    assert groupable([nn.BatchNorm2d(4), nn.BatchNorm2d(4)])
+    assert not groupable([nn.BatchNorm2d(4), nn.BatchNorm2d(4, momentum=None)])
+    assert not groupable([nn.BatchNorm2d(4, track_running_stats=False)])
+    assert not groupable([nn.SyncBatchNorm(4)])
+
+
+@pytest.mark.parametrize('kwargs,path', [({}, '_GroupedBatchNormBackward'),
+                                         (dict(momentum=None), 'CatBackward0')],
+                         ids=['grouped', 'cumulative-average-fallback'])
+def test_dsbn_takes_the_grouped_path_for_contiguous_groups(kwargs, path):
+    dsbn = DSBN(4, num_datasets=2, **kwargs)
+    separate = copy.deepcopy(dsbn)
+    x = torch.randn(6, 4, 3, 3, requires_grad=True)
+    with dataset_context(dsbn, [0, 0, 0, 1, 1, 1]):
+        out = dsbn(x)
+    assert type(out.grad_fn).__name__ == path
+    torch.testing.assert_close(
+        out, torch.cat([separate.bns[0](x[:3]), separate.bns[1](x[3:])]), rtol=0, atol=0)
