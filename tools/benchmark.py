@@ -152,19 +152,18 @@ def make_batch(num_datasets, per_dataset, crop, cdcl, labels=True):
     return dict(inputs=inputs, data_samples=samples)
 
 
-def train_setup(kind, num_datasets, args, device):
-    """A model in training mode, its batch, the paper's SGD (momentum 0.9, wd 1e-4) and a
-    training step (under bf16 autocast with --amp)."""
+def train_step(kind, num_datasets, args, device):
+    """One training step of a model on its batch with the paper's SGD (momentum 0.9, wd 1e-4),
+    under bf16 autocast with --amp."""
     crop = tuple(args.crop)
     model = MODELS.build(model_cfg(kind, num_datasets, crop)).to(device).train()
     model = model.to(memory_format=_memory_format(args))
     sgd = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     batch = make_batch(num_datasets, args.batch, crop, kind == 'cdcl')
     if args.amp and device.type == 'cuda':  # what optim_wrapper=dict(type='AmpOptimWrapper')
-        optim = AmpOptimWrapper(optimizer=sgd, dtype='bfloat16')
-        return model, partial(model.train_step, batch, optim)
-    optim = OptimWrapper(sgd)  # AmpOptimWrapper is for accelerators: on CPU, autocast around it
-    return model, partial(_autocast(args, device, model.train_step), batch, optim)
+        return partial(model.train_step, batch, AmpOptimWrapper(optimizer=sgd, dtype='bfloat16'))
+    # AmpOptimWrapper is for accelerators: on the CPU, autocast around the step.
+    return partial(_autocast(args, device, model.train_step), batch, OptimWrapper(sgd))
 
 
 def _memory_format(args):
@@ -216,7 +215,7 @@ def bench_train_step(args, device):
     peak = _peak_tflops(args, device)
     for n in (2, 3):
         labels = dict(cdcl=f'CDCL {n} x {args.batch}', stock=f'PSPNet {n * args.batch}')
-        steps = [timed(train_setup(kind, n, args, device)[1], device) for kind in labels]
+        steps = [timed(train_step(kind, n, args, device), device) for kind in labels]
         a, b = alternate(*steps, args.pairs, args.warmup)
         rows.append(row('b', f'train step, {n} datasets', labels['cdcl'], a,
                         labels['stock'], b, 's'))
@@ -242,7 +241,7 @@ def peak_memory(args, spec):
     """In a child process: peak memory over two train steps (the second is the steady state),
     and its increase over the memory before them."""
     device = torch.device(args.device)
-    step = train_setup(spec['model'], spec['datasets'], args, device)[1]
+    step = train_step(spec['model'], spec['datasets'], args, device)
     cuda = device.type == 'cuda'
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -257,10 +256,13 @@ def peak_memory(args, spec):
 def _forward_macs(crop):
     """Multiply-adds of one stock PSPNet-R18-D8 forward of a crop (mmengine counts one fused
     multiply-add as one FLOP); CDCL routed to one dataset has the same (section c)."""
-    model = MODELS.build(model_cfg('stock', 1, crop)).eval()
+    return _complexity(MODELS.build(model_cfg('stock', 1, crop)).eval(), crop)['flops']
+
+
+def _complexity(model, crop):
     MMLogger.get_current_instance().setLevel(logging.ERROR)  # the counter's per-op warnings
     return get_model_complexity_info(model, input_shape=(3, *crop), show_table=False,
-                                     show_arch=False)['flops']
+                                     show_arch=False)
 
 
 def _peak_tflops(args, device):
@@ -283,9 +285,7 @@ def bench_inference(args, device):
     cdcl = MODELS.build(cfg).eval()
     plain = MODELS.build(ConfigDict(plain_model_cfg(cfg.to_dict(), 0))).eval()
     plain.load_state_dict(plain_state_dict(cdcl.state_dict(), 0))
-    MMLogger.get_current_instance().setLevel(logging.ERROR)  # the counter's per-op warnings
-    stats = [get_model_complexity_info(m, input_shape=(3, *crop), show_table=False,
-                                       show_arch=False) for m in (cdcl, plain)]
+    stats = [_complexity(m, crop) for m in (cdcl, plain)]
     cdcl, plain = (m.to(device).to(memory_format=_memory_format(args)) for m in (cdcl, plain))
     batch = make_batch(1, args.batch, crop, cdcl=False, labels=False)  # routed by default
     steps = [_autocast(args, device, partial(m.test_step, batch)) for m in (cdcl, plain)]
