@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from mmseg_cdcl import dataset_context
-from mmseg_cdcl.models.layers import DSBN
+from mmseg_cdcl.models.layers import DSBN, DatasetRouting
 from mmseg_cdcl.models.layers.grouped_batch_norm import groupable, grouped_batch_norm
 
 # Runs of dataset indices as the sampler makes them, also out of dataset order and with a
@@ -26,12 +26,9 @@ def _branches(num, channels, dtype=torch.float32, seed=0, **kwargs):
 
 
 def _runs(dataset_idx):
-    runs, start = [], 0
-    for i in range(1, len(dataset_idx) + 1):
-        if i == len(dataset_idx) or dataset_idx[i] != dataset_idx[start]:
-            runs.append((dataset_idx[start], i - start))
-            start = i
-    return runs
+    """(dataset, size) of each run of equal indices, as DSBN routes them."""
+    routing = DatasetRouting.build(dataset_idx)
+    return list(zip(routing.datasets, routing.split_sizes))
 
 
 @pytest.mark.parametrize('dataset_idx', GROUPS, ids=['unordered', 'ordered'])

@@ -32,11 +32,12 @@ class _GroupedBatchNorm(Function):
     @staticmethod
     def forward(ctx, x: Tensor, sizes, bns, *params: Optional[Tensor]) -> Tensor:
         out = torch.empty_like(x)  # keeps x's memory format (channels_last): rows stay dense
+        stat_dtype = _stat_dtype(x, bns[0])  # the branches of one DSBN share their dtypes
         stats, start = [], 0
         for size, bn in zip(sizes, bns):
             if bn.training:
                 bn.num_batches_tracked.add_(1)
-            mean, invstd = (x.new_empty(0, dtype=_stat_dtype(x, bn)) for _ in range(2))
+            mean, invstd = (x.new_empty(0, dtype=stat_dtype) for _ in range(2))
             aten.native_batch_norm.out(
                 x.narrow(0, start, size), bn.weight, bn.bias, bn.running_mean, bn.running_var,
                 bn.training, bn.momentum, bn.eps, out=out.narrow(0, start, size),
