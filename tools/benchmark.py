@@ -1,11 +1,11 @@
 """Speed and memory of CDCL (A) against stock MMSeg (B), section by section.
 
     python tools/benchmark.py [--device cpu|cuda] [--only a,b,c,d,e] [--crop H W] [--batch B]
-                              [--amp] [--channels-last] [--peak-tflops T]
+                              [--amp] [--channels-last] [--contiguous] [--peak-tflops T]
                               [--pairs N] [--warmup N] [--threads N] [--num-workers N]
                               [--out-dir DIR]
 
-a. DSBN vs nn.BatchNorm2d, forward + backward, 2 datasets x B (contiguous groups) vs 2B.
+a. DSBN vs nn.BatchNorm2d, forward + backward, 2 datasets x B vs 2B.
 b. model.train_step (SGD) of CDCL PSPNet-R18-D8, 2 (3) datasets x B, vs stock PSPNet-R18-D8,
    2B (3B): time, images/s (with the utilisation of the device's peak where it is known), and
    peak memory (peak RSS on CPU, max_memory_allocated on CUDA) measured in a fresh process per
@@ -18,7 +18,9 @@ Each section times A and B in one process in alternating pairs after warm-up, ea
 by the other variant than the one before (e: a child process per run); the table gives medians,
 min-max and the median (min-max) of the per-pair ratios A/B against the targets. --amp runs a, b
 and c under bf16 autocast (b: mmengine's AmpOptimWrapper on CUDA), --channels-last puts their
-models and inputs in channels_last memory format. CPU runs use one torch thread unless --threads
+models and inputs in channels_last memory format. CDCL batches alternate datasets as
+MultiDatasetSampler makes them, or with --contiguous, hold each dataset's samples together as it
+does with interleave=False. CPU runs use one torch thread unless --threads
 says otherwise: on a shared machine, with more, every parallel op waits for the other jobs' time
 slices.
 Writes <out-dir>/benchmark.json and benchmark.md and prints the table.
@@ -135,21 +137,27 @@ def model_cfg(kind, num_datasets, crop, **model_kwargs):
     return cfg
 
 
-def make_batch(num_datasets, per_dataset, crop, cdcl, labels=True):
-    """``per_dataset`` random images of each dataset, contiguous per dataset as the sampler
-    draws them; CDCL samples carry their ``dataset_idx``, stock ones nothing."""
+def dataset_order(num_datasets, per_dataset, args):
+    """The dataset of each sample of a batch, in MultiDatasetSampler's order (--contiguous)."""
+    if args.contiguous:
+        return [d for d in range(num_datasets) for _ in range(per_dataset)]
+    return [d for _ in range(per_dataset) for d in range(num_datasets)]
+
+
+def make_batch(num_datasets, per_dataset, crop, cdcl, args, labels=True):
+    """``per_dataset`` random images of each dataset in the sampler's order; CDCL samples carry
+    their ``dataset_idx``, stock ones nothing."""
     gen = torch.Generator().manual_seed(0)
     inputs, samples = [], []
-    for d in range(num_datasets):
-        for _ in range(per_dataset):
-            inputs.append(torch.randint(0, 256, (3, *crop), dtype=torch.uint8, generator=gen))
-            meta = dict(img_shape=crop, ori_shape=crop, pad_shape=crop, padding_size=[0] * 4)
-            sample = SegDataSample(metainfo=dict(meta, dataset_idx=d) if cdcl else meta)
-            if labels:
-                num_classes = DATASETS_USED[d][1] if cdcl else 19
-                sample.gt_sem_seg = PixelData(
-                    data=torch.randint(0, num_classes, (1, *crop), generator=gen))
-            samples.append(sample)
+    for d in dataset_order(num_datasets, per_dataset, args):
+        inputs.append(torch.randint(0, 256, (3, *crop), dtype=torch.uint8, generator=gen))
+        meta = dict(img_shape=crop, ori_shape=crop, pad_shape=crop, padding_size=[0] * 4)
+        sample = SegDataSample(metainfo=dict(meta, dataset_idx=d) if cdcl else meta)
+        if labels:
+            num_classes = DATASETS_USED[d][1] if cdcl else 19
+            sample.gt_sem_seg = PixelData(
+                data=torch.randint(0, num_classes, (1, *crop), generator=gen))
+        samples.append(sample)
     return dict(inputs=inputs, data_samples=samples)
 
 
@@ -160,7 +168,7 @@ def train_step(kind, num_datasets, args, device):
     model = MODELS.build(model_cfg(kind, num_datasets, crop)).to(device).train()
     model = model.to(memory_format=_memory_format(args))
     sgd = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    batch = make_batch(num_datasets, args.batch, crop, kind == 'cdcl')
+    batch = make_batch(num_datasets, args.batch, crop, kind == 'cdcl', args)
     if args.amp and device.type == 'cuda':  # what optim_wrapper=dict(type='AmpOptimWrapper')
         return partial(model.train_step, batch, AmpOptimWrapper(optimizer=sgd, dtype='bfloat16'))
     # AmpOptimWrapper is for accelerators: on the CPU, autocast around the step.
@@ -201,7 +209,7 @@ def bench_dsbn(args, device):
             return timed(run, device)
 
         # Routed once, as a model's forward routes all its DSBNs: the layers alone are timed.
-        with dataset_context(dsbn, [0] * args.batch + [1] * args.batch):
+        with dataset_context(dsbn, dataset_order(2, args.batch, args)):
             a, b = alternate(steps(dsbn), steps(bn), args.pairs, args.warmup)
         rows.append(row('a', f'DSBN fwd+bwd, C={channels} {h}x{w}',
                         f'DSBN 2 x {args.batch}', [t / DSBN_INNER for t in a],
@@ -288,7 +296,7 @@ def bench_inference(args, device):
     plain.load_state_dict(plain_state_dict(cdcl.state_dict(), 0))
     stats = [_complexity(m, crop) for m in (cdcl, plain)]
     cdcl, plain = (m.to(device).to(memory_format=_memory_format(args)) for m in (cdcl, plain))
-    batch = make_batch(1, args.batch, crop, cdcl=False, labels=False)  # routed by default
+    batch = make_batch(1, args.batch, crop, False, args, labels=False)  # routed by default
     steps = [_autocast(args, device, partial(m.test_step, batch)) for m in (cdcl, plain)]
     with torch.no_grad():
         a, b = alternate(*(timed(step, device) for step in steps), args.pairs, args.warmup)
@@ -319,7 +327,8 @@ def bench_loading(args, data_root):
     images = LOAD_BATCHES * 2 * args.batch
     loaders = (  # made per repetition with its own seed: both load other images each time
         lambda seed: DataLoader(multi, batch_sampler=MultiDatasetSampler(
-            InfiniteSampler(multi, seed=seed), batch_sizes=[args.batch] * 2),
+            InfiniteSampler(multi, seed=seed), batch_sizes=[args.batch] * 2,
+            interleave=not args.contiguous),
             num_workers=args.num_workers, collate_fn=pseudo_collate),
         lambda seed: DataLoader(concat, sampler=InfiniteSampler(concat, seed=seed),
                                 batch_size=2 * args.batch, num_workers=args.num_workers,
@@ -431,7 +440,8 @@ def child(args, spec):
     cmd = [sys.executable, osp.abspath(__file__), '--device', args.device, '--crop',
            *map(str, args.crop), '--batch', str(args.batch), '--threads', str(args.threads),
            '--only', 'b' if spec['kind'] == 'peak' else 'e', '--child', json.dumps(spec),
-           *(['--amp'] if args.amp else []), *(['--channels-last'] if args.channels_last else [])]
+           *(['--amp'] if args.amp else []), *(['--channels-last'] if args.channels_last else []),
+           *(['--contiguous'] if args.contiguous else [])]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT)]
     if proc.returncode or not lines:
@@ -488,6 +498,9 @@ def parse_args(argv=None):
                         help='bf16 autocast in a, b, c (b: AmpOptimWrapper on CUDA)')
     parser.add_argument('--channels-last', action='store_true',
                         help='models and inputs of a, b, c in channels_last memory format')
+    parser.add_argument('--contiguous', action='store_true',
+                        help="CDCL batches with each dataset's samples together (the sampler's "
+                        'interleave=False) instead of alternating datasets')
     parser.add_argument('--peak-tflops', type=float,
                         help="the device's peak TFLOP/s for the utilisation in b (default: the "
                         'dense bf16 peak of a known GPU with --amp)')
@@ -527,7 +540,7 @@ def main(argv=None):
     result = dict(machine=machine(device), sections={}, settings=dict(
         crop=list(args.crop), batch=args.batch, pairs=args.pairs, warmup=args.warmup,
         threads=torch.get_num_threads(), num_workers=args.num_workers, amp=args.amp,
-        channels_last=args.channels_last))
+        channels_last=args.channels_last, contiguous=args.contiguous))
     with tempfile.TemporaryDirectory() as tmp:
         data_root = osp.join(tmp, 'data', 'demo')
         if {'d', 'e'} & set(sections):

@@ -43,6 +43,18 @@ def test_batch_composition_contiguous_per_dataset():
         assert [_owner(i) for i in batch] == [0, 0, 1, 2, 2, 2]
 
 
+def test_equal_batch_sizes_alternate_datasets_with_the_same_draws_and_seeds():
+    interleaved = _sampler(batch_sizes=[2, 2, 2], intervals=dict(c=2))
+    contiguous = _sampler(batch_sizes=[2, 2, 2], intervals=dict(c=2), interleave=False)
+    batches = list(itertools.islice(iter(interleaved), 4))
+    assert [[_owner(i) for i, _ in batch] for batch in batches] == [
+        [0, 1, 2, 0, 1, 2], [0, 1, 0, 1]] * 2  # c takes part every other iteration
+    for batch, other in zip(batches, itertools.islice(iter(contiguous), 4)):
+        assert [_owner(i) for i, _ in other] == sorted(_owner(i) for i, _ in batch)
+        assert sorted(batch) == sorted(other)  # each draw keeps its augmentation seed
+    assert [i for i, _ in batches[2]] == interleaved.batch(2)
+
+
 def test_each_dataset_passes_through_its_own_reshuffled_passes():
     sampler = _sampler()
     batches = _draws(sampler, 21)  # b: 21 draws = 7 passes of 3

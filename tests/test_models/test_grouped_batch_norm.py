@@ -6,7 +6,8 @@ from torch import nn
 
 from mmseg_cdcl import dataset_context
 from mmseg_cdcl.models.layers import DSBN, DatasetRouting
-from mmseg_cdcl.models.layers.grouped_batch_norm import groupable, grouped_batch_norm
+from mmseg_cdcl.models.layers.grouped_batch_norm import (groupable, grouped_batch_norm,
+                                                         interleavable, interleaved_batch_norm)
 
 # Runs of dataset indices as the sampler makes them, also out of dataset order and with a
 # dataset absent (2 of 4).
@@ -107,3 +108,102 @@ def test_dsbn_takes_the_grouped_path_for_contiguous_groups(kwargs, path):
     assert type(out.grad_fn).__name__ == path
     torch.testing.assert_close(
         out, torch.cat([separate.bns[0](x[:3]), separate.bns[1](x[3:])]), rtol=0, atol=0)
+
+
+# Datasets alternating as the sampler makes them, also out of dataset order and with a dataset
+# absent (1 of 3).
+CYCLES = [([0, 1] * 3, 2), ([2, 0] * 2, 3), ([0, 1, 2] * 2, 3)]
+
+
+@pytest.mark.parametrize('dataset_idx,num', CYCLES, ids=['two', 'unordered', 'three'])
+@pytest.mark.parametrize('dtype,training', [
+    (torch.float32, True), (torch.float64, True), (torch.bfloat16, True), (torch.float32, False)],
+    ids=['fp32', 'fp64', 'bf16', 'eval'])
+def test_interleaved_equals_separate_batchnorms_to_the_bit(dataset_idx, num, dtype, training):
+    interleaved = _branches(num, 5, torch.float64 if dtype == torch.float64 else torch.float32,
+                            seed=1).train(training)
+    separate = copy.deepcopy(interleaved)
+    # bf16 activations with float32 BatchNorms, as under autocast.
+    x = (torch.randn(len(dataset_idx), 5, 4, 6) * 3 + 1).to(dtype)
+    xi, xs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    upstream = torch.randn_like(x)
+    routing = DatasetRouting.build(dataset_idx)
+    assert routing.interleave == len(routing.groups)
+
+    out_i = interleaved_batch_norm(xi, [interleaved[d] for d in routing.datasets])
+    (out_i * upstream).sum().backward()
+    out_s = torch.empty_like(x)
+    for d, rows in routing.groups:  # each dataset's samples, dense, through its BatchNorm
+        part = xs[rows].contiguous()
+        out_s[rows] = separate[d](part)
+    (out_s * upstream).sum().backward()
+
+    assert out_i.dtype == dtype and out_i.shape == x.shape
+    assert torch.equal(out_i, out_s) and torch.equal(xi.grad, xs.grad)
+    for d, (bi, bs) in enumerate(zip(interleaved, separate)):
+        for key, value in bs.state_dict().items():  # running stats, num_batches_tracked
+            assert torch.equal(bi.state_dict()[key], value), key
+        for pi, ps in zip(bi.parameters(), bs.parameters()):
+            assert (pi.grad is None) == (ps.grad is None) == (d not in dataset_idx)
+            assert pi.grad is None or torch.equal(pi.grad, ps.grad)
+    assert [int(bn.num_batches_tracked) for bn in interleaved] == (
+        [int(d in dataset_idx and training) for d in range(num)])
+
+
+def test_interleaved_frozen_branches_no_affine_and_gradients():
+    for kwargs, frozen in ((dict(affine=False), False), ({}, True)):
+        interleaved = _branches(2, 3, **kwargs)
+        for p in interleaved.parameters():
+            p.requires_grad_(not frozen)
+        separate = copy.deepcopy(interleaved)
+        x = torch.randn(4, 3, 2, 2)
+        xi, xs = x.clone().requires_grad_(), x.clone().requires_grad_()
+        upstream = torch.randn_like(x)
+        (interleaved_batch_norm(xi, list(interleaved)) * upstream).sum().backward()
+        out_s = torch.empty_like(x)
+        for d in range(2):
+            out_s[d::2] = separate[d](xs[d::2].contiguous())
+        (out_s * upstream).sum().backward()
+        assert torch.equal(xi.grad, xs.grad)
+        assert all(p.grad is None for p in interleaved.parameters())
+    bns = _branches(2, 3, torch.float64)
+    x = torch.randn(6, 3, 2, 3, dtype=torch.float64, requires_grad=True)
+    params = [p for bn in bns for p in bn.parameters()]
+    assert torch.autograd.gradcheck(lambda x, *_: interleaved_batch_norm(x, list(bns)),
+                                    (x, *params))
+
+
+def test_interleavable_needs_nchw_and_alike_branches():
+    x = torch.randn(4, 3, 2, 2)
+    assert interleavable(x, [nn.BatchNorm2d(3), nn.BatchNorm2d(3)])
+    assert not interleavable(x.contiguous(memory_format=torch.channels_last),
+                             [nn.BatchNorm2d(3), nn.BatchNorm2d(3)])
+    assert not interleavable(x, [nn.BatchNorm2d(3), nn.BatchNorm2d(3, eps=1e-3)])
+    assert not interleavable(x, [nn.BatchNorm2d(3), nn.BatchNorm2d(3).eval()])
+    assert not interleavable(x, [nn.BatchNorm2d(3, momentum=None)] * 2)
+    assert not interleavable(x, [nn.BatchNorm2d(3, track_running_stats=False)] * 2)
+
+
+@pytest.mark.parametrize('channels_last,path', [(False, 'ViewBackward0'), (True, 'CopySlices')],
+                         ids=['interleaved', 'channels-last-fallback'])
+def test_dsbn_takes_one_batchnorm_for_alternating_datasets(channels_last, path):
+    dsbn = _perturbed_dsbn()
+    separate = copy.deepcopy(dsbn)
+    x = torch.randn(6, 4, 3, 3)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with dataset_context(dsbn, [0, 1] * 3):
+        out = dsbn(x.requires_grad_())
+    assert type(out.grad_fn).__name__ == path
+    assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+    # The same bits as the contiguous layout of the same samples.
+    order = [0, 2, 4, 1, 3, 5]
+    with dataset_context(separate, [0, 0, 0, 1, 1, 1]):
+        expected = separate(x[order])
+    assert torch.equal(out[order], expected)
+
+
+def _perturbed_dsbn():
+    dsbn = DSBN(4, num_datasets=2)
+    dsbn.bns = _branches(2, 4, seed=2)
+    return dsbn

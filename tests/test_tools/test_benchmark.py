@@ -58,16 +58,17 @@ def test_benchmark_writes_json_and_table_of_every_measured_row(tmp_path):
     assert resume['a']['label'] == 'checkpoint at iter 1000' and resume['unit'] == 's'
 
 
-def test_benchmark_amp_channels_last_and_training_throughput(tmp_path):
+def test_benchmark_amp_channels_last_contiguous_and_training_throughput(tmp_path):
     result = subprocess.run(
         [sys.executable, 'tools/benchmark.py', '--only', 'a,b', '--crop', '32', '32',
          '--batch', '2', '--pairs', '1', '--warmup', '0', '--amp', '--channels-last',
-         '--peak-tflops', '2', '--out-dir', str(tmp_path)],
+         '--contiguous', '--peak-tflops', '2', '--out-dir', str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with open(tmp_path / 'benchmark.json') as f:
         report = json.load(f)
     assert report['settings']['amp'] is True and report['settings']['channels_last'] is True
+    assert report['settings']['contiguous'] is True
     rows = {r['name']: r for r in report['sections']['b']}
     for n in (2, 3):
         step, speed = rows[f'train step, {n} datasets'], rows[f'train throughput, {n} datasets']

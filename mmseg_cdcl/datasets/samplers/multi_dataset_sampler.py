@@ -15,12 +15,15 @@ class MultiDatasetSampler(Sampler):
     """Infinite, seeded batch sampler over a ``MultiDataset`` for DAT.
 
     Iteration ``s`` holds ``batch_sizes[i]`` samples of every dataset ``i`` with
-    ``s % intervals[i] == 0`` (the paper's interval t; 1 for all datasets is DAT), contiguous
-    per dataset in dataset order. Each dataset runs through its own reshuffled passes,
-    independently of the others' sizes. With several processes, each draws its own
-    ``batch_sizes[i]`` (per process, as MMSeg's ``batch_size``) from its share of every pass,
-    disjoint from the other processes' shares. Batch ``s`` is a function of the seed and ``s`` alone, so a resumed run
-    continues at iteration ``k`` (:meth:`set_step`) without loading the ``k`` batches before.
+    ``s % intervals[i] == 0`` (the paper's interval t; 1 for all datasets is DAT). When these
+    datasets have equal batch sizes, their samples alternate (A, B, A, B, ...), so that DSBN
+    normalises all of them in one BatchNorm call without copying activations; otherwise, or with
+    ``interleave=False``, each dataset's samples are contiguous, in dataset order. Each dataset
+    runs through its own reshuffled passes, independently of the others' sizes. With several
+    processes, each draws its own ``batch_sizes[i]`` (per process, as MMSeg's ``batch_size``)
+    from its share of every pass, disjoint from the other processes' shares. Batch ``s`` is a
+    function of the seed and ``s`` alone, so a resumed run continues at iteration ``k``
+    (:meth:`set_step`) without loading the ``k`` batches before.
     Each drawn sample comes with its own augmentation seed (keys ``(index, seed)``), so the
     augmentations repeat as well, whatever the number of workers.
 
@@ -41,6 +44,9 @@ class MultiDatasetSampler(Sampler):
         intervals (dict[str, int] | Sequence[int], optional): Dataset ``i`` takes part every
             ``intervals[i]`` iterations. Defaults to 1 for every dataset.
         batch_size (None): The loader's ``batch_size``, which must be None.
+        interleave (bool): Alternate datasets of equal batch sizes. Defaults to True. Models in
+            channels_last memory format train faster with False: DSBN cannot see their
+            alternating datasets' channels side by side and copies each dataset's samples.
         shuffle (bool): Reshuffle every pass of every dataset. Defaults to True.
         dataset (MultiDataset, optional): Instead of ``sampler``.
         seed (int, optional): Defaults to the sampler's seed, else a seed shared by all ranks.
@@ -52,6 +58,7 @@ class MultiDatasetSampler(Sampler):
                  batch_sizes: PerDataset = None,
                  intervals: Optional[PerDataset] = None,
                  batch_size: Optional[int] = None,
+                 interleave: bool = True,
                  shuffle: bool = True,
                  dataset=None,
                  seed: Optional[int] = None,
@@ -72,6 +79,7 @@ class MultiDatasetSampler(Sampler):
         if min(self.intervals) != 1:
             raise ValueError(f'MultiDatasetSampler.intervals={self.intervals}: some dataset '
                              'must take part in every iteration (interval 1)')
+        self.interleave = interleave
         self.shuffle = shuffle
         if seed is None:
             seed = getattr(sampler, 'seed', None)
@@ -110,23 +118,32 @@ class MultiDatasetSampler(Sampler):
         """Batches of ``(index, augmentation seed)`` keys (see :class:`MultiDataset`)."""
         step = self._step
         while True:
-            indices = self.batch(step)
+            draws = self._draws(step)
             # Each draw's own seed: its augmentations do not depend on which process or
             # worker loads it, nor on what was loaded before, so a resumed run repeats them.
-            seeds = np.random.SeedSequence([self.seed, step, self.rank]).generate_state(
-                len(indices))
-            yield list(zip(indices, seeds.tolist()))
+            seeds = iter(np.random.SeedSequence([self.seed, step, self.rank]).generate_state(
+                sum(map(len, draws))).tolist())
+            yield self._arrange([[(i, next(seeds)) for i in group] for group in draws])
             step += 1
 
     def batch(self, step: int) -> List[int]:
         """This process's batch of iteration ``step``."""
-        indices = []
+        return self._arrange(self._draws(step))
+
+    def _draws(self, step: int) -> List[List[int]]:
+        """The samples of each dataset taking part in iteration ``step``, in dataset order."""
+        draws = []
         for i, (size, interval) in enumerate(zip(self.batch_sizes, self.intervals)):
             if step % interval:
                 continue
             # Samples of dataset i this process drew before this iteration.
-            indices.extend(self._stream(i, math.ceil(step / interval) * size, size))
-        return indices
+            draws.append(self._stream(i, math.ceil(step / interval) * size, size))
+        return draws
+
+    def _arrange(self, groups: List[list]) -> list:
+        if self.interleave and len({len(group) for group in groups}) == 1:
+            return [item for column in zip(*groups) for item in column]
+        return [item for group in groups for item in group]
 
     def _stream(self, i: int, position: int, count: int) -> List[int]:
         """Items ``position ..`` of this process's share of dataset ``i``'s endless sequence of

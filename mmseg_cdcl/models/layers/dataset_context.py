@@ -12,15 +12,18 @@ class DatasetRouting(NamedTuple):
     """Where the samples of a batch go.
 
     ``groups`` holds one ``(dataset, rows)`` pair per dataset present, where ``rows`` is a slice
-    when the dataset's samples are contiguous (the sampler makes them so) and an index tensor
-    otherwise. ``single`` is the dataset of a batch routed as a whole, ``num_samples`` is None then.
-    ``split_sizes`` are the groups' sizes when they are contiguous (for ``Tensor.split``).
+    when the dataset's samples are contiguous or alternate with the other datasets' in a fixed
+    cycle (A, B, A, B, ..., as the sampler makes them), and an index tensor otherwise.
+    ``single`` is the dataset of a batch routed as a whole, ``num_samples`` is None then.
+    ``split_sizes`` are the groups' sizes when they are contiguous (for ``Tensor.split``);
+    ``interleave`` is the cycle's length when the samples alternate.
     """
     groups: Tuple[Tuple[int, Union[slice, Tensor]], ...]
     single: Optional[int]
     num_samples: Optional[int]
     contiguous: bool
     split_sizes: Optional[Tuple[int, ...]] = None
+    interleave: Optional[int] = None
 
     @classmethod
     def build(cls, dataset_idx: DatasetIndex) -> 'DatasetRouting':
@@ -35,10 +38,18 @@ class DatasetRouting(NamedTuple):
         values, counts = values.tolist(), counts.tolist()
         if len(values) == 1:
             return cls(((values[0], slice(None)), ), values[0], idx.numel(), True)
-        if len(set(values)) == len(values):
+        num = len(set(values))
+        cycle = idx[:num]
+        # Alternating datasets, each every num-th sample: strided slices (views, no copy).
+        alternate = (idx.numel() % num == 0 and len(set(cycle.tolist())) == num
+                     and torch.equal(idx.view(-1, num), cycle.expand(idx.numel() // num, num)))
+        if num == len(values):
             starts = [0] + torch.tensor(counts).cumsum(0).tolist()
             groups = tuple((d, slice(starts[i], starts[i + 1])) for i, d in enumerate(values))
-            return cls(groups, None, idx.numel(), True, tuple(counts))
+            return cls(groups, None, idx.numel(), True, tuple(counts), num if alternate else None)
+        if alternate:
+            groups = tuple((d, slice(i, None, num)) for i, d in enumerate(cycle.tolist()))
+            return cls(groups, None, idx.numel(), False, None, num)
         groups = tuple((d, (idx == d).nonzero().flatten()) for d in sorted(set(values)))
         return cls(groups, None, idx.numel(), False)
 

@@ -6,7 +6,8 @@ from mmseg.registry import MODELS
 from torch import Tensor, nn
 
 from .dataset_context import DatasetAwareModule
-from .grouped_batch_norm import groupable, grouped_batch_norm
+from .grouped_batch_norm import (groupable, grouped_batch_norm, interleavable,
+                                 interleaved_batch_norm)
 
 # The norm of Dataset-Aware Blocks when a config names none (num_datasets comes from the block).
 DSBN_CFG = dict(type='DSBN', requires_grad=True)
@@ -51,17 +52,24 @@ class DSBN(DatasetAwareModule, nn.Module):
         sync = self._syncs_all_branches()
         if routing.single is not None and not sync:
             return self.bns[routing.single](x)
-        if routing.split_sizes is not None and groupable(self.bns):
-            # Contiguous groups (the sampler's batches): written into one output, no copies.
-            return grouped_batch_norm(x, routing.split_sizes,
-                                      [self.bns[d] for d in routing.datasets])
+        bns = [self.bns[d] for d in routing.datasets]
+        if routing.interleave and interleavable(x, bns):
+            # Alternating datasets (the sampler's batches): one BatchNorm, no copies.
+            return interleaved_batch_norm(x, bns)
+        if routing.split_sizes is not None and groupable(bns):
+            # Contiguous groups: written into one output, no copy forward.
+            return grouped_batch_norm(x, routing.split_sizes, bns)
         if routing.split_sizes is not None:
             # Split views: their backward is one concatenation of the gradients, where
             # indexing by slices zero-fills a full-size gradient per dataset and sums them.
             parts = [self.bns[d](part)
                      for (d, _), part in zip(routing.groups, x.split(routing.split_sizes))]
         else:
-            parts = [self.bns[d](x[rows]) for d, rows in routing.groups]
+            # Dense copies: BatchNorm's kernels for a strided batch are slower and sum otherwise.
+            fmt = (torch.channels_last if x.dim() == 4 and x.is_contiguous(
+                memory_format=torch.channels_last) else torch.contiguous_format)
+            parts = [self.bns[d](x[rows].contiguous(memory_format=fmt))
+                     for d, rows in routing.groups]
         if sync:
             # Every rank must enter every branch's all-reduce, also with no sample of its own.
             for d in set(range(self.num_datasets)) - set(routing.datasets):
@@ -70,7 +78,7 @@ class DSBN(DatasetAwareModule, nn.Module):
             return parts[0]
         if routing.contiguous:
             return torch.cat(parts)
-        out = x.new_empty(x.shape)
+        out = torch.empty_like(x)
         for (_, rows), part in zip(routing.groups, parts):
             out[rows] = part
         return out

@@ -1,8 +1,9 @@
-"""DSBN's mixed batch in one output: each dataset's contiguous samples through its own BatchNorm."""
+"""DSBN's mixed batch without copies: each dataset's samples through its own BatchNorm."""
 from functools import lru_cache
 from typing import Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd import Function
 
@@ -14,6 +15,41 @@ def groupable(bns: Sequence[nn.Module]) -> bool:
     ``nn.BatchNorm2d`` with running statistics and a momentum (the BatchNorm defaults)."""
     return all(type(bn) is nn.BatchNorm2d and bn.track_running_stats and bn.momentum is not None
                for bn in bns)
+
+
+def interleaved_batch_norm(x: Tensor, bns: Sequence[nn.BatchNorm2d]) -> Tensor:
+    """DSBN of a batch whose samples cycle through the datasets (A, B, A, B, ...): one BatchNorm.
+
+    Seen as ``(N / G, G * C, H, W)``, a contiguous (NCHW) batch of G alternating datasets holds
+    dataset g's channel c at channel ``g * C + c``, so one BatchNorm call with the branches'
+    parameters and running statistics side by side normalises each dataset with its own
+    statistics: no copy of the activations forward or backward, and to the bit what separate
+    BatchNorms compute on each dataset's samples. Takes branches for which :func:`groupable`
+    holds, sharing their mode, ``eps`` and ``momentum``, in the cycle's dataset order.
+    """
+    num, first = len(bns), bns[0]
+    n, c = x.shape[:2]
+    weight, bias = ((None if getattr(first, key) is None else
+                     torch.cat([getattr(bn, key) for bn in bns])) for key in ('weight', 'bias'))
+    mean, var = (torch.cat([getattr(bn, key) for bn in bns])
+                 for key in ('running_mean', 'running_var'))
+    out = F.batch_norm(x.view(n // num, num * c, *x.shape[2:]), mean, var, weight, bias,
+                       first.training, first.momentum, first.eps)
+    if first.training:  # the running statistics were updated side by side
+        for bn, bn_mean, bn_var in zip(bns, mean.chunk(num), var.chunk(num)):
+            bn.running_mean.copy_(bn_mean)
+            bn.running_var.copy_(bn_var)
+            bn.num_batches_tracked.add_(1)
+    return out.view(x.shape)
+
+
+def interleavable(x: Tensor, bns: Sequence[nn.Module]) -> bool:
+    """Whether :func:`interleaved_batch_norm` applies: a contiguous (NCHW) batch and alike
+    branches (a channels_last batch cannot be seen with the datasets' channels side by side)."""
+    if not (x.is_contiguous() and groupable(bns)):
+        return False
+    return len({(bn.training, bn.eps, bn.momentum, bn.affine, bn.running_mean.dtype)
+                for bn in bns}) == 1
 
 
 def grouped_batch_norm(x: Tensor, sizes: Sequence[int], bns: Sequence[nn.BatchNorm2d]) -> Tensor:
