@@ -1,4 +1,5 @@
 import os.path as osp
+import re
 
 import numpy as np
 import pytest
@@ -175,3 +176,67 @@ def test_seeded_keys_repeat_augmentations(data_cwd):
     state = torch.get_rng_state()
     dataset[(4, 5)]
     assert torch.get_rng_state().equal(state)  # dropout's stream is left alone
+
+
+def test_batch_fetched_at_once_equals_its_samples_one_by_one(data_cwd):
+    import random
+
+    import torch
+    cfg = _cfg(str(data_cwd / 'data'))
+    for split in cfg['datasets'].values():
+        split['pipeline'] = PIPELINE[:2] + [
+            dict(type='RandomCrop', crop_size=(32, 32)), dict(type='RandomFlip', prob=0.5),
+            PIPELINE[-1]]
+    dataset = DATASETS.build(cfg)
+    keys = [(0, 11), (2, 12), (4, 13), (5, 14), 1]  # as torch's loader asks for a batch
+
+    def states():
+        return random.random(), np.random.random(), torch.rand(1).item()
+
+    one_by_one = [dataset[key] for key in keys]
+    after_one_by_one = states()
+    torch.manual_seed(0)  # the torch generator left as it was, different from before
+    at_once = dataset.__getitems__(keys)
+    after_at_once = states()
+    for x, y in zip(one_by_one, at_once):
+        assert x['inputs'].equal(y['inputs'])
+        assert x['data_samples'].gt_sem_seg.data.equal(y['data_samples'].gt_sem_seg.data)
+        assert x['data_samples'].dataset_name == y['data_samples'].dataset_name
+    assert after_at_once[:2] == after_one_by_one[:2]  # the last seeded sample's streams
+    torch.manual_seed(0)
+    assert after_at_once[2] == torch.rand(1).item()
+
+
+
+@pytest.mark.parametrize('ignore', [255, 250, 0, -1])
+@pytest.mark.parametrize('dtype', [np.uint8, np.int32, np.int64])
+def test_label_check_names_exactly_the_values_outside_the_label_space(data_cwd, ignore, dtype):
+    from mmcv.transforms import BaseTransform
+
+    @TRANSFORMS.register_module(force=True)
+    class LabelsOfOneRow(BaseTransform):
+        """A custom loader's label: the row ``values``."""
+        values = []
+
+        def transform(self, results):
+            results['gt_seg_map'] = np.array([self.values], dtype=dtype)
+            return results
+
+    # Either side of the 19 classes and of every ignore index, as far as the dtype holds them.
+    values = [v for v in (0, 18, 19, 249, 250, 251, 254, 255, 256, 300, -1, -2)
+              if np.array(v).astype(dtype) == v]
+    cfg = _cfg(str(data_cwd / 'data'), names=('cityscapes', ))
+    cfg['datasets']['cityscapes'].update(ignore_index=ignore, pipeline=PIPELINE[:2] + [
+        dict(type='LabelsOfOneRow'), PIPELINE[-1]])
+    dataset = DATASETS.build(cfg)
+    ignored = [ignore] if ignore in values else []
+    for row in [[5, v] + ignored for v in values] + [values]:
+        LabelsOfOneRow.values = row
+        outside = sorted({v for v in row if not (0 <= v < 19 or v == ignore)})
+        if outside:
+            with pytest.raises(ValueError, match=re.escape(f'holds values {outside}: expected '
+                                                           f'classes 0-18 or ignore index '
+                                                           f'{ignore}')):
+                dataset[0]
+        else:
+            assert dataset[0]['data_samples'].gt_sem_seg.data.tolist() == [[row]]

@@ -108,6 +108,15 @@ def test_resume_continues_without_replaying():
     assert list(itertools.islice(iter(resumed), 13)) == uninterrupted[17:]  # seeds included
 
 
+def test_batch_keys_are_a_function_of_the_step():
+    import numpy as np
+    sampler = _sampler(intervals=dict(c=3), rank=1, world_size=2)
+    for step, keys in enumerate(itertools.islice(iter(sampler), 40)):  # batches made ahead
+        indices = sampler.batch(step)
+        seeds = np.random.SeedSequence([7, step, 1]).generate_state(len(indices)).tolist()
+        assert keys == list(zip(indices, seeds))
+
+
 def test_each_draw_has_its_own_augmentation_seed():
     keys = [k for batch in itertools.islice(iter(_sampler()), 10) for k in batch]
     seeds = [seed for _, seed in keys]
