@@ -3,6 +3,7 @@
     python tools/benchmark.py [--device cpu|cuda] [--only a,b,c,d,e] [--crop H W] [--batch B]
                               [--amp] [--channels-last] [--contiguous] [--peak-tflops T]
                               [--pairs N] [--warmup N] [--threads N] [--num-workers N]
+                              [--default-malloc]
                               [--out-dir DIR]
 
 a. DSBN vs nn.BatchNorm2d, forward + backward, 2 datasets x B vs 2B.
@@ -19,19 +20,26 @@ by the other variant than the one before (e: a child process per run); the table
 min-max and the median (min-max) of the per-pair ratios A/B against the targets. --amp runs a, b
 and c under bf16 autocast (b: mmengine's AmpOptimWrapper on CUDA), --channels-last puts their
 models and inputs in channels_last memory format. CDCL batches alternate datasets as
-MultiDatasetSampler makes them, or with --contiguous, hold each dataset's samples together as it
-does with interleave=False. CPU runs use one torch thread unless --threads
-says otherwise: on a shared machine, with more, every parallel op waits for the other jobs' time
-slices.
+MultiDatasetSampler makes them, or with --contiguous (implied by --channels-last, as the sampler
+advises), hold each dataset's samples together as it does with interleave=False. CPU runs use
+one torch thread unless --threads says otherwise: on a shared machine, with more, every parallel
+op waits for the other jobs' time slices. The timing process keeps the memory it frees (glibc's mallopt, unless --default-malloc):
+by default glibc gives large freed blocks back to the system and page-faults them in again at
+the next allocation: up to thousands of faults per DSBN or BatchNorm call, as many as the
+allocation history makes, not the code timed (PyTorch's CPU tuning guide recommends a caching
+allocator, jemalloc or tcmalloc, for the same reason).
 Writes <out-dir>/benchmark.json and benchmark.md and prints the table.
 """
 import argparse
+import ctypes
+import ctypes.util
 import itertools
 import json
 import logging
 import os
 import os.path as osp
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -71,10 +79,16 @@ DATASETS_USED = (('cityscapes', 19), ('bdd100k', 19), ('camvid', 11))  # as the 
 DSBN_SHAPES = ((64, 128, 128), (128, 64, 64), (512, 32, 32))  # (C, H, W) of ResNet-18-D8 stages
 DSBN_INNER = 20  # forward + backward calls per timed repetition: one takes a few ms
 LOAD_BATCHES = 32  # batches per timed repetition of a data loader
+# Section d takes this many times --pairs: its repetitions last ~0.2 s, so that a few bursts of
+# other work on a shared machine move a median of 9 ratios by several percent.
+LOAD_PAIRS_FACTOR = 5
 RESUME_ITERS = (1000, 10)  # A, B
 # Targets (CPU medians of A/B): lowest, highest.
 TARGETS = dict(a=(0, 1.10), b=(0, 1.05), c=(0.97, 1.03), d=(0.95, float('inf')), e=(0, 1.2))
 RESULT = 'BENCHMARK_RESULT '  # marks the result line of a child process
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+TRIM_BYTES = 2 ** 31 - 1  # free memory atop the heap before glibc trims it: mallopt's int max
+MMAP_BYTES = 32 << 20  # glibc's largest mmap threshold (64-bit): smaller blocks from the heap
 # Dense bf16 tensor-core peaks (TFLOP/s, vendor datasheets) for the utilisation of b on CUDA.
 PEAK_BF16_TFLOPS = {'H100': 989.0, 'H200': 989.0, 'A100': 312.0}
 TRAIN_MACS_PER_FORWARD = 3  # a training step: the forward, and a backward of about twice its work
@@ -202,18 +216,27 @@ def bench_dsbn(args, device):
         x = x.contiguous(memory_format=_memory_format(args)).requires_grad_()
         grad = torch.randn_like(x)
 
-        def steps(norm):
+        faults = dict(a=[], b=[])
+
+        def steps(norm, variant):
             def run():
+                before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
                 for _ in range(DSBN_INNER):
                     norm(x).backward(grad)
+                faults[variant].append(
+                    (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / DSBN_INNER)
             return timed(run, device)
 
         # Routed once, as a model's forward routes all its DSBNs: the layers alone are timed.
         with dataset_context(dsbn, dataset_order(2, args.batch, args)):
-            a, b = alternate(steps(dsbn), steps(bn), args.pairs, args.warmup)
+            a, b = alternate(steps(dsbn, 'a'), steps(bn, 'b'), args.pairs, args.warmup)
+        # Page faults of the process (allocator), not of the device, also with --device cuda.
+        note = 'page faults per call {:.0f} / {:.0f}'.format(
+            *(statistics.median(faults[v][-args.pairs:]) for v in 'ab'))
         rows.append(row('a', f'DSBN fwd+bwd, C={channels} {h}x{w}',
                         f'DSBN 2 x {args.batch}', [t / DSBN_INNER for t in a],
-                        f'BatchNorm2d {2 * args.batch}', [t / DSBN_INNER for t in b], 's'))
+                        f'BatchNorm2d {2 * args.batch}', [t / DSBN_INNER for t in b], 's',
+                        note=note))
     return rows
 
 
@@ -346,12 +369,13 @@ def bench_loading(args, data_root):
             return images / (time.perf_counter() - start)
         return run
 
-    a, b = alternate(*map(throughput, loaders), args.pairs, args.warmup)
+    pairs = LOAD_PAIRS_FACTOR * args.pairs
+    a, b = alternate(*map(throughput, loaders), pairs, args.warmup)
     return [row('d', f'data loading, {args.num_workers} workers',
                 f'MultiDataset + MultiDatasetSampler 2 x {args.batch}', a,
                 f'ConcatDataset + InfiniteSampler {2 * args.batch}', b, 'images/s',
-                note=f'{images} images of {h}x{w} per repetition, the demo pipeline, '
-                f'crops {crop[0]}x{crop[1]}')]
+                note=f'{images} images of {h}x{w} per repetition, {pairs} pairs, the demo '
+                f'pipeline, crops {crop[0]}x{crop[1]}')]
 
 
 def _image_size(args):
@@ -450,6 +474,19 @@ def child(args, spec):
     return json.loads(lines[-1][len(RESULT):])
 
 
+def keep_freed_memory():
+    """Make glibc's malloc keep freed memory (no trimming, no mmap for large blocks); the name of
+    the allocator setting in effect."""
+    libc = ctypes.util.find_library('c')
+    try:
+        mallopt = ctypes.CDLL(libc).mallopt
+    except (OSError, AttributeError, TypeError):  # not glibc: its defaults stay
+        return 'default'
+    if mallopt(M_TRIM_THRESHOLD, TRIM_BYTES) and mallopt(M_MMAP_THRESHOLD, MMAP_BYTES):
+        return 'freed memory kept (mallopt)'
+    return 'default'
+
+
 def machine(device):
     with open('/proc/cpuinfo') as f:
         cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')),
@@ -500,7 +537,8 @@ def parse_args(argv=None):
                         help='models and inputs of a, b, c in channels_last memory format')
     parser.add_argument('--contiguous', action='store_true',
                         help="CDCL batches with each dataset's samples together (the sampler's "
-                        'interleave=False) instead of alternating datasets')
+                        'interleave=False) instead of alternating datasets; implied by '
+                        '--channels-last')
     parser.add_argument('--peak-tflops', type=float,
                         help="the device's peak TFLOP/s for the utilisation in b (default: the "
                         'dense bf16 peak of a known GPU with --amp)')
@@ -512,9 +550,13 @@ def parse_args(argv=None):
     parser.add_argument('--threads', type=int, default=1,
                         help="torch threads on CPU, 0 for torch's default (default: 1)")
     parser.add_argument('--num-workers', type=int, default=0, help='data loader workers (d)')
+    parser.add_argument('--default-malloc', action='store_true',
+                        help="time with glibc's default malloc settings (see above)")
     parser.add_argument('--out-dir', default=osp.join('work_dirs', 'benchmark'))
     parser.add_argument('--child', help=argparse.SUPPRESS)  # internal: one measurement as JSON
     args = parser.parse_args(argv)
+    # DSBN sees alternating datasets side by side in NCHW only (MultiDatasetSampler.interleave).
+    args.contiguous = args.contiguous or args.channels_last
     unknown = set(args.only.split(',')) - set('abcde')
     if unknown or min(args.pairs, args.batch, args.memory_pairs) < 1 or args.warmup < 0:
         parser.error(f'--only takes sections among a,b,c,d,e (got {sorted(unknown)}); '
@@ -537,10 +579,12 @@ def main(argv=None):
         return
     device = torch.device(args.device)
     sections = sorted(args.only.split(','))
+    # The children (peak memory, resume) keep glibc's defaults: they measure memory and start-up.
+    malloc = 'default' if args.default_malloc else keep_freed_memory()
     result = dict(machine=machine(device), sections={}, settings=dict(
         crop=list(args.crop), batch=args.batch, pairs=args.pairs, warmup=args.warmup,
         threads=torch.get_num_threads(), num_workers=args.num_workers, amp=args.amp,
-        channels_last=args.channels_last, contiguous=args.contiguous))
+        channels_last=args.channels_last, contiguous=args.contiguous, malloc=malloc))
     with tempfile.TemporaryDirectory() as tmp:
         data_root = osp.join(tmp, 'data', 'demo')
         if {'d', 'e'} & set(sections):

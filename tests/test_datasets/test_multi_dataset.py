@@ -1,8 +1,13 @@
 import os.path as osp
+import random
 import re
+import shutil
 
+import cv2
 import numpy as np
 import pytest
+import torch
+from mmcv.transforms import BaseTransform
 from mmseg.registry import DATASETS, TRANSFORMS
 
 from mmseg_cdcl.datasets import CamVidDataset
@@ -72,7 +77,6 @@ def test_remap_labels():
 @pytest.fixture
 def city(data_cwd, tmp_path):
     """A private copy of the generated Cityscapes val split to break."""
-    import shutil
     shutil.copytree(data_cwd / 'data' / 'cityscapes', tmp_path / 'cityscapes')
     images = sorted((tmp_path / 'cityscapes' / 'leftImg8bit' / 'val').rglob('*.png'))
     labels = sorted((tmp_path / 'cityscapes' / 'gtFine' / 'val').rglob('*.png'))
@@ -99,7 +103,6 @@ def test_image_without_label_is_named(city):
 
 
 def test_image_label_size_mismatch_is_named(city):
-    import cv2
     root, images, labels = city
     cv2.imwrite(str(labels[0]), np.zeros((10, 20), np.uint8))
     with pytest.raises(ValueError, match=rf"dataset 'cityscapes': image {images[0]} is 128x64 "
@@ -125,7 +128,6 @@ def test_truncated_image_is_named_when_loaded(city):
 
 
 def test_label_outside_the_label_space_is_named(city):
-    import cv2
     root, _, labels = city
     label = cv2.imread(str(labels[0]), cv2.IMREAD_UNCHANGED)
     label[0, :3] = [19, 40, 255]  # 255 is the ignore index, 19 and 40 are no classes
@@ -139,8 +141,6 @@ def test_label_outside_the_label_space_is_named(city):
 
 
 def test_label_value_beyond_a_byte_is_named(city):
-    from mmcv.transforms import BaseTransform
-    from mmseg.registry import TRANSFORMS
 
     @TRANSFORMS.register_module(force=True)
     class InstanceIdsAsLabels(BaseTransform):
@@ -162,32 +162,28 @@ def test_label_value_beyond_a_byte_is_named(city):
         dataset[0]
 
 
-def test_seeded_keys_repeat_augmentations(data_cwd):
+def _augmenting(data_cwd):
+    """Both datasets with random crops and flips."""
     cfg = _cfg(str(data_cwd / 'data'))
     for split in cfg['datasets'].values():
         split['pipeline'] = PIPELINE[:2] + [
             dict(type='RandomCrop', crop_size=(32, 32)), dict(type='RandomFlip', prob=0.5),
             PIPELINE[-1]]
-    dataset = DATASETS.build(cfg)
+    return DATASETS.build(cfg)
+
+
+def test_seeded_keys_repeat_augmentations(data_cwd):
+    dataset = _augmenting(data_cwd)
     first, again, other = dataset[(4, 123)], dataset[(4, 123)], dataset[(4, 124)]
     assert first['inputs'].equal(again['inputs'])
     assert not first['inputs'].equal(other['inputs'])
-    import torch
     state = torch.get_rng_state()
     dataset[(4, 5)]
     assert torch.get_rng_state().equal(state)  # dropout's stream is left alone
 
 
 def test_batch_fetched_at_once_equals_its_samples_one_by_one(data_cwd):
-    import random
-
-    import torch
-    cfg = _cfg(str(data_cwd / 'data'))
-    for split in cfg['datasets'].values():
-        split['pipeline'] = PIPELINE[:2] + [
-            dict(type='RandomCrop', crop_size=(32, 32)), dict(type='RandomFlip', prob=0.5),
-            PIPELINE[-1]]
-    dataset = DATASETS.build(cfg)
+    dataset = _augmenting(data_cwd)
     keys = [(0, 11), (2, 12), (4, 13), (5, 14), 1]  # as torch's loader asks for a batch
 
     def states():
@@ -207,11 +203,9 @@ def test_batch_fetched_at_once_equals_its_samples_one_by_one(data_cwd):
     assert after_at_once[2] == torch.rand(1).item()
 
 
-
 @pytest.mark.parametrize('ignore', [255, 250, 0, -1])
 @pytest.mark.parametrize('dtype', [np.uint8, np.int32, np.int64])
 def test_label_check_names_exactly_the_values_outside_the_label_space(data_cwd, ignore, dtype):
-    from mmcv.transforms import BaseTransform
 
     @TRANSFORMS.register_module(force=True)
     class LabelsOfOneRow(BaseTransform):

@@ -1,6 +1,7 @@
 import itertools
 from collections import Counter
 
+import numpy as np
 import pytest
 from mmengine.dataset import BaseDataset
 
@@ -109,7 +110,6 @@ def test_resume_continues_without_replaying():
 
 
 def test_batch_keys_are_a_function_of_the_step():
-    import numpy as np
     sampler = _sampler(intervals=dict(c=3), rank=1, world_size=2)
     for step, keys in enumerate(itertools.islice(iter(sampler), 40)):  # batches made ahead
         indices = sampler.batch(step)

@@ -47,7 +47,8 @@ def test_single_dataset_equals_batchnorm2d():
     torch.testing.assert_close(dsbn(x), bn(x), atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize('dataset_idx', [[0, 0, 1, 1, 1, 2], [0, 1, 2, 0, 1, 2], [1, 0, 2, 1, 0, 1]],
+@pytest.mark.parametrize('dataset_idx',
+                         [[0, 0, 1, 1, 1, 2], [0, 1, 2, 0, 1, 2], [1, 0, 2, 1, 0, 1]],
                          ids=['contiguous', 'alternating', 'unordered'])
 def test_mixed_batch_equals_separate_forwards(dataset_idx):
     torch.manual_seed(0)

@@ -1,4 +1,5 @@
 import copy
+import warnings
 
 import pytest
 import torch
@@ -67,12 +68,17 @@ def test_equals_separate_batchnorm_forwards_to_the_bit(dataset_idx, dtype, chann
         [int(d in dataset_idx and training) for d in range(4)])
 
 
-def test_frozen_branches_and_no_affine():
+def _frozen_or_without_affine(num, channels):
+    """Branches without affine parameters, then frozen ones, each with a copy."""
     for kwargs, frozen in ((dict(affine=False), False), ({}, True)):
-        grouped = _branches(2, 3, **kwargs)
-        for p in grouped.parameters():
+        bns = _branches(num, channels, **kwargs)
+        for p in bns.parameters():
             p.requires_grad_(not frozen)
-        separate = copy.deepcopy(grouped)
+        yield bns, copy.deepcopy(bns)
+
+
+def test_frozen_branches_and_no_affine():
+    for grouped, separate in _frozen_or_without_affine(2, 3):
         x = torch.randn(5, 3, 2, 2)
         xg, xs = x.clone().requires_grad_(), x.clone().requires_grad_()
         grouped_batch_norm(xg, [2, 3], list(grouped)).sum().backward()
@@ -151,11 +157,7 @@ def test_interleaved_equals_separate_batchnorms_to_the_bit(dataset_idx, num, dty
 
 
 def test_interleaved_frozen_branches_no_affine_and_gradients():
-    for kwargs, frozen in ((dict(affine=False), False), ({}, True)):
-        interleaved = _branches(2, 3, **kwargs)
-        for p in interleaved.parameters():
-            p.requires_grad_(not frozen)
-        separate = copy.deepcopy(interleaved)
+    for interleaved, separate in _frozen_or_without_affine(2, 3):
         x = torch.randn(4, 3, 2, 2)
         xi, xs = x.clone().requires_grad_(), x.clone().requires_grad_()
         upstream = torch.randn_like(x)
@@ -173,34 +175,38 @@ def test_interleaved_frozen_branches_no_affine_and_gradients():
                                     (x, *params))
 
 
-def test_interleavable_needs_nchw_and_alike_branches():
-    x = torch.randn(4, 3, 2, 2)
-    assert interleavable(x, [nn.BatchNorm2d(3), nn.BatchNorm2d(3)])
-    assert not interleavable(x.contiguous(memory_format=torch.channels_last),
-                             [nn.BatchNorm2d(3), nn.BatchNorm2d(3)])
-    assert not interleavable(x, [nn.BatchNorm2d(3), nn.BatchNorm2d(3, eps=1e-3)])
-    assert not interleavable(x, [nn.BatchNorm2d(3), nn.BatchNorm2d(3).eval()])
-    assert not interleavable(x, [nn.BatchNorm2d(3, momentum=None)] * 2)
-    assert not interleavable(x, [nn.BatchNorm2d(3, track_running_stats=False)] * 2)
+def test_interleavable_needs_alike_branches():
+    assert interleavable([nn.BatchNorm2d(3), nn.BatchNorm2d(3)])
+    assert not interleavable([nn.BatchNorm2d(3), nn.BatchNorm2d(3, eps=1e-3)])
+    assert not interleavable([nn.BatchNorm2d(3), nn.BatchNorm2d(3).eval()])
+    assert not interleavable([nn.BatchNorm2d(3, momentum=None)] * 2)
+    assert not interleavable([nn.BatchNorm2d(3, track_running_stats=False)] * 2)
 
 
-@pytest.mark.parametrize('channels_last,path', [(False, 'ViewBackward0'), (True, 'CopySlices')],
-                         ids=['interleaved', 'channels-last-fallback'])
+@pytest.mark.parametrize('channels_last,path', [(False, 'UnsafeViewBackward0'),
+                                                 (True, 'CloneBackward0')],
+                         ids=['nchw', 'channels-last'])
 def test_dsbn_takes_one_batchnorm_for_alternating_datasets(channels_last, path):
     dsbn = _perturbed_dsbn()
     separate = copy.deepcopy(dsbn)
     x = torch.randn(6, 4, 3, 3)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    with dataset_context(dsbn, [0, 1] * 3):
-        out = dsbn(x.requires_grad_())
-    assert type(out.grad_fn).__name__ == path
-    assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
-    # The same bits as the contiguous layout of the same samples.
+    # The same bits as the contiguous layout of the same samples (NCHW).
     order = [0, 2, 4, 1, 3, 5]
     with dataset_context(separate, [0, 0, 0, 1, 1, 1]):
         expected = separate(x[order])
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with dataset_context(dsbn, [0, 1] * 3), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        out = dsbn(x.requires_grad_())
+    assert type(out.grad_fn).__name__ == path
+    assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
     assert torch.equal(out[order], expected)
+    # channels_last copies to NCHW and back, and says how to avoid it.
+    assert [str(w.message).endswith('set MultiDatasetSampler(interleave=False)')
+            for w in caught] == [True] * channels_last
+    # A DAB's in-place ReLU follows: on a view, autograd would copy the activation for it.
+    assert not out._is_view() and type(out.relu_().grad_fn).__name__ == 'ReluBackward0'
 
 
 def _perturbed_dsbn():

@@ -1,6 +1,7 @@
 """tools/benchmark.py end to end at a tiny size: the structure of its JSON and table, not speed."""
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -32,6 +33,7 @@ def test_benchmark_writes_json_and_table_of_every_measured_row(tmp_path):
     assert machine['cpu'] and machine['cores'] >= 1 and machine['device'] == 'cpu'
     assert machine['torch'] in table and machine['cpu'] in table
     assert report['settings']['pairs'] == 1
+    assert report['settings']['malloc'] == 'freed memory kept (mallopt)'  # glibc here
     assert set(report['sections']) == set(ROWS)
     for section, names in ROWS.items():
         rows = report['sections'][section]
@@ -41,7 +43,8 @@ def test_benchmark_writes_json_and_table_of_every_measured_row(tmp_path):
             assert f"| {section} | {r['name']} |" in table
             for variant in ('a', 'b'):
                 stats = r[variant]
-                assert stats['label'] and len(stats['values']) == 1
+                # one timed pair (--pairs 1); data loading takes 5 times --pairs
+                assert stats['label'] and len(stats['values']) == (5 if section == 'd' else 1)
                 for key in ('median', 'min', 'max'):
                     assert math.isfinite(stats[key]) and stats[key] > 0
             assert all(math.isfinite(r['ratio'][k]) and r['ratio'][k] > 0
@@ -54,6 +57,8 @@ def test_benchmark_writes_json_and_table_of_every_measured_row(tmp_path):
     assert params['a']['median'] > params['b']['median']
     assert inference['target'] == '1.00 ± 0.03' and inference['met'] in (True, False)
     assert report['sections']['d'][0]['unit'] == 'images/s'
+    for dsbn in report['sections']['a']:  # the allocator's share, DSBN / BatchNorm
+        assert re.fullmatch(r'page faults per call \d+ / \d+', dsbn['note'])
     resume = report['sections']['e'][0]  # seconds to the first iteration after resuming
     assert resume['a']['label'] == 'checkpoint at iter 1000' and resume['unit'] == 's'
 
@@ -62,13 +67,14 @@ def test_benchmark_amp_channels_last_contiguous_and_training_throughput(tmp_path
     result = subprocess.run(
         [sys.executable, 'tools/benchmark.py', '--only', 'a,b', '--crop', '32', '32',
          '--batch', '2', '--pairs', '1', '--warmup', '0', '--amp', '--channels-last',
-         '--contiguous', '--peak-tflops', '2', '--out-dir', str(tmp_path)],
+         '--default-malloc', '--peak-tflops', '2', '--out-dir', str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with open(tmp_path / 'benchmark.json') as f:
         report = json.load(f)
     assert report['settings']['amp'] is True and report['settings']['channels_last'] is True
-    assert report['settings']['contiguous'] is True
+    assert report['settings']['contiguous'] is True  # as the sampler advises for channels_last
+    assert report['settings']['malloc'] == 'default'
     rows = {r['name']: r for r in report['sections']['b']}
     for n in (2, 3):
         step, speed = rows[f'train step, {n} datasets'], rows[f'train throughput, {n} datasets']

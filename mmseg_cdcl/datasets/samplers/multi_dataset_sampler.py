@@ -45,9 +45,9 @@ class MultiDatasetSampler(Sampler):
         intervals (dict[str, int] | Sequence[int], optional): Dataset ``i`` takes part every
             ``intervals[i]`` iterations. Defaults to 1 for every dataset.
         batch_size (None): The loader's ``batch_size``, which must be None.
-        interleave (bool): Alternate datasets of equal batch sizes. Defaults to True. Models in
-            channels_last memory format train faster with False: DSBN cannot see their
-            alternating datasets' channels side by side and copies each dataset's samples.
+        interleave (bool): Alternate datasets of equal batch sizes. Defaults to True. Set False
+            for models in channels_last memory format: DSBN sees alternating datasets side by
+            side in NCHW only, and copies a channels_last batch to NCHW and back (it warns).
         shuffle (bool): Reshuffle every pass of every dataset. Defaults to True.
         dataset (MultiDataset, optional): Instead of ``sampler``.
         seed (int, optional): Defaults to the sampler's seed, else a seed shared by all ranks.

@@ -21,7 +21,9 @@ class DSBN(DatasetAwareModule, nn.Module):
     DSBN_i(X_i) = γ_i·(X_i−μ_i)/√(σ_i²+ε) + β_i, with μ_i, σ_i² the batch statistics of dataset
     i's samples and γ_i, β_i and the running statistics kept per dataset. Which dataset each
     sample belongs to is set by :func:`mmseg_cdcl.dataset_context`; a batch mixing datasets is
-    normalised group by group in one forward. With ``num_datasets=1`` it is ``nn.BatchNorm2d``.
+    normalised group by group in one forward, and one of alternating datasets (A, B, A, B, ...,
+    as ``MultiDatasetSampler`` makes it) in one BatchNorm call, without copies. With
+    ``num_datasets=1`` it is ``nn.BatchNorm2d``.
 
     A plain BatchNorm state dict (e.g. ImageNet ``resnet18_v1c``) loads into every branch.
 
@@ -53,7 +55,8 @@ class DSBN(DatasetAwareModule, nn.Module):
         if routing.single is not None and not sync:
             return self.bns[routing.single](x)
         bns = [self.bns[d] for d in routing.datasets]
-        if routing.interleave and interleavable(x, bns):
+        if routing.interleave and x.dim() == 4 and interleavable(bns) and (
+                x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
             # Alternating datasets (the sampler's batches): one BatchNorm, no copies.
             return interleaved_batch_norm(x, bns)
         if routing.split_sizes is not None and groupable(bns):

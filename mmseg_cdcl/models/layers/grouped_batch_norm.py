@@ -1,4 +1,5 @@
 """DSBN's mixed batch without copies: each dataset's samples through its own BatchNorm."""
+import warnings
 from functools import lru_cache
 from typing import Optional, Sequence
 
@@ -24,9 +25,16 @@ def interleaved_batch_norm(x: Tensor, bns: Sequence[nn.BatchNorm2d]) -> Tensor:
     dataset g's channel c at channel ``g * C + c``, so one BatchNorm call with the branches'
     parameters and running statistics side by side normalises each dataset with its own
     statistics: no copy of the activations forward or backward, and to the bit what separate
-    BatchNorms compute on each dataset's samples. Takes branches for which :func:`groupable`
-    holds, sharing their mode, ``eps`` and ``momentum``, in the cycle's dataset order.
+    BatchNorms compute on each dataset's samples. A channels_last batch cannot be seen so: it is
+    made NCHW and back, two copies each way. Takes branches for which :func:`interleavable`
+    holds, in the cycle's dataset order.
     """
+    if not x.is_contiguous():
+        warnings.warn(
+            'DSBN got a channels_last batch of alternating datasets, which it copies to NCHW '
+            'and back; for channels_last models, set MultiDatasetSampler(interleave=False)')
+        out = interleaved_batch_norm(x.contiguous(), bns)
+        return out.contiguous(memory_format=torch.channels_last)
     num, first = len(bns), bns[0]
     n, c = x.shape[:2]
     weight, bias = ((None if getattr(first, key) is None else
@@ -40,16 +48,16 @@ def interleaved_batch_norm(x: Tensor, bns: Sequence[nn.BatchNorm2d]) -> Tensor:
             bn.running_mean.copy_(bn_mean)
             bn.running_var.copy_(bn_var)
             bn.num_batches_tracked.add_(1)
-    return out.view(x.shape)
+    # Not a view for autograd: the in-place ReLU of a Dataset-Aware Block on a view would make
+    # autograd copy the whole activation (CopySlices) forward and backward.
+    return aten._unsafe_view(out, x.shape)
 
 
-def interleavable(x: Tensor, bns: Sequence[nn.Module]) -> bool:
-    """Whether :func:`interleaved_batch_norm` applies: a contiguous (NCHW) batch and alike
-    branches (a channels_last batch cannot be seen with the datasets' channels side by side)."""
-    if not (x.is_contiguous() and groupable(bns)):
-        return False
-    return len({(bn.training, bn.eps, bn.momentum, bn.affine, bn.running_mean.dtype)
-                for bn in bns}) == 1
+def interleavable(bns: Sequence[nn.Module]) -> bool:
+    """Whether :func:`interleaved_batch_norm` computes what these branches' forwards do: alike
+    branches for which :func:`groupable` holds."""
+    return groupable(bns) and len({(bn.training, bn.eps, bn.momentum, bn.affine,
+                                    bn.running_mean.dtype) for bn in bns}) == 1
 
 
 def grouped_batch_norm(x: Tensor, sizes: Sequence[int], bns: Sequence[nn.BatchNorm2d]) -> Tensor:

@@ -15,9 +15,9 @@ class CDCLEncoderDecoder(EncoderDecoder):
     """EncoderDecoder trained across datasets (Cross-Dataset Collaborative Learning).
 
     Each sample's dataset comes from its data sample's metainfo: ``dataset_name`` (set by
-    ``MultiDataset``) or ``dataset_idx``. Training runs backbone and heads once on the mixed batch, DSBN normalising
-    each dataset's samples with its own statistics, and returns each dataset's losses, computed
-    with its own classifier and ignore index on its own samples, as
+    ``MultiDataset``) or ``dataset_idx``. Training runs backbone and heads once on the mixed
+    batch, DSBN normalising each dataset's samples with its own statistics, and returns each
+    dataset's losses, computed with its own classifier and ignore index on its own samples, as
     ``'<dataset>.decode.loss_ce'``, ``'<dataset>.aux.loss_ce'``, ... scaled by the dataset's
     weight, so that mmengine's ``parse_losses`` sums exactly L = Σ_i w_i·L_i. Prediction routes
     each sample to its dataset's branch and costs the FLOPs of the plain network.
@@ -102,7 +102,8 @@ class CDCLEncoderDecoder(EncoderDecoder):
             raise ValueError(
                 f'CDCLEncoderDecoder has {len(self.dataset_names)} datasets '
                 f'{list(self.dataset_names)} but not as many dataset branches in: '
-                + '; '.join(wrong[:5]) + (f'; ... ({len(wrong)} modules)' if len(wrong) > 5 else ''))
+                + '; '.join(wrong[:5])
+                + (f'; ... ({len(wrong)} modules)' if len(wrong) > 5 else ''))
 
     def dataset_indices(self, data_samples: Optional[list], batch_size: int) -> List[int]:
         """The model's dataset index of each sample, from its metainfo ``dataset_name``
