@@ -23,11 +23,11 @@ models and inputs in channels_last memory format. CDCL batches alternate dataset
 MultiDatasetSampler makes them, or with --contiguous (implied by --channels-last, as the sampler
 advises), hold each dataset's samples together as it does with interleave=False. CPU runs use
 one torch thread unless --threads says otherwise: on a shared machine, with more, every parallel
-op waits for the other jobs' time slices. The timing process keeps the memory it frees (glibc's mallopt, unless --default-malloc):
-by default glibc gives large freed blocks back to the system and page-faults them in again at
-the next allocation: up to thousands of faults per DSBN or BatchNorm call, as many as the
-allocation history makes, not the code timed (PyTorch's CPU tuning guide recommends a caching
-allocator, jemalloc or tcmalloc, for the same reason).
+op waits for the other jobs' time slices. The timing process keeps the memory it frees (glibc's
+mallopt, unless --default-malloc): by default glibc gives large freed blocks back to the system
+and page-faults them in again at the next allocation: up to thousands of faults per DSBN or
+BatchNorm call, as many as the allocation history makes, not the code timed (PyTorch's CPU
+tuning guide recommends a caching allocator, jemalloc or tcmalloc, for the same reason).
 Writes <out-dir>/benchmark.json and benchmark.md and prints the table.
 """
 import argparse
@@ -67,6 +67,7 @@ from torch.utils.data import DataLoader
 from mmseg_cdcl import dataset_context
 from mmseg_cdcl.apis import plain_model_cfg, plain_state_dict
 from mmseg_cdcl.datasets import MultiDatasetSampler
+from mmseg_cdcl.datasets.samplers.multi_dataset_sampler import arrange
 from mmseg_cdcl.models.layers import DSBN
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -153,9 +154,7 @@ def model_cfg(kind, num_datasets, crop, **model_kwargs):
 
 def dataset_order(num_datasets, per_dataset, args):
     """The dataset of each sample of a batch, in MultiDatasetSampler's order (--contiguous)."""
-    if args.contiguous:
-        return [d for d in range(num_datasets) for _ in range(per_dataset)]
-    return [d for _ in range(per_dataset) for d in range(num_datasets)]
+    return arrange([[d] * per_dataset for d in range(num_datasets)], not args.contiguous)
 
 
 def make_batch(num_datasets, per_dataset, crop, cdcl, args, labels=True):

@@ -11,6 +11,14 @@ PerDataset = Union[Dict[str, int], Sequence[int]]
 LOOKAHEAD = 16  # batches made at a time
 
 
+def arrange(groups: List[list], interleave: bool = True) -> list:
+    """One batch of each dataset's draws: alternating (A, B, A, B, ...) with ``interleave`` when
+    the groups have equal sizes, else one group after the other."""
+    if interleave and len({len(group) for group in groups}) == 1:
+        return [item for column in zip(*groups) for item in column]
+    return [item for group in groups for item in group]
+
+
 @DATA_SAMPLERS.register_module()
 class MultiDatasetSampler(Sampler):
     """Infinite, seeded batch sampler over a ``MultiDataset`` for DAT.
@@ -130,11 +138,11 @@ class MultiDatasetSampler(Sampler):
         # loads it, nor on what was loaded before, so a resumed run repeats them.
         seeds = iter(np.random.SeedSequence([self.seed, step, self.rank]).generate_state(
             sum(map(len, draws))).tolist())
-        return self._arrange([[(i, next(seeds)) for i in group] for group in draws])
+        return arrange([[(i, next(seeds)) for i in group] for group in draws], self.interleave)
 
     def batch(self, step: int) -> List[int]:
         """This process's batch of iteration ``step``."""
-        return self._arrange(self._draws(step))
+        return arrange(self._draws(step), self.interleave)
 
     def _draws(self, step: int) -> List[List[int]]:
         """The samples of each dataset taking part in iteration ``step``, in dataset order."""
@@ -146,10 +154,6 @@ class MultiDatasetSampler(Sampler):
             draws.append(self._stream(i, math.ceil(step / interval) * size, size))
         return draws
 
-    def _arrange(self, groups: List[list]) -> list:
-        if self.interleave and len({len(group) for group in groups}) == 1:
-            return [item for column in zip(*groups) for item in column]
-        return [item for group in groups for item in group]
 
     def _stream(self, i: int, position: int, count: int) -> List[int]:
         """Items ``position ..`` of this process's share of dataset ``i``'s endless sequence of
