@@ -13,24 +13,13 @@ from PIL import Image
 UNSIGNED = {size: np.dtype(f'u{size}') for size in (1, 2, 4, 8)}
 
 
-def load_seeded(dataset: BaseDataset, index: int, seed: Optional[int]) -> dict:
-    """``dataset[index]`` with the random numbers of its pipeline (python, numpy, torch CPU)
-    drawn from ``seed``; unseeded with ``seed=None``. The torch CPU generator (dropout) is given
-    back as it was; python's and numpy's, which only data transforms draw from, stay seeded:
-    restoring numpy's state would cost ~80 µs per sample."""
-    if seed is None:
-        return dataset[index]
-    # The CPU generator only: torch.manual_seed would also reseed every CUDA device, and
-    # without CUDA it records a lazy call with its stack at every sample.
-    cpu = torch.default_generator
-    state = cpu.get_state()
+def seed_pipeline(seed: int) -> None:
+    """Seed the random numbers a data pipeline draws from: python's, numpy's and torch's CPU
+    generator (not torch.manual_seed, which would also reseed every CUDA device and, without
+    CUDA, record a lazy call with its stack every sample)."""
     random.seed(seed)
     np.random.seed(seed)
-    cpu.manual_seed(seed)
-    try:  # no context manager: its calls cost a few µs of every sample
-        return dataset[index]
-    finally:
-        cpu.set_state(state)
+    torch.default_generator.manual_seed(seed)
 
 
 def check_image_label_pairs(name: str, dataset: BaseDataset) -> None:
@@ -144,7 +133,17 @@ class MultiDataset(ConcatDataset):
         """The samples at ``keys``; torch's loader fetches a batch with one call. Labels are
         checked once all are loaded: back to back, the check's code stays in the CPU's caches,
         which loading a sample empties (~10 µs a sample instead of ~30)."""
-        loaded = [self._load(key) for key in keys]
+        keys = [key if isinstance(key, tuple) else (key, None) for key in keys]
+        # The torch CPU generator (dropout's) is given back after the batch, python's and
+        # numpy's, which only data transforms draw from, stay seeded: restoring numpy's state
+        # would cost ~80 µs. No context manager: its calls cost a few µs of every batch.
+        cpu = torch.default_generator
+        state = cpu.get_state() if any(seed is not None for _, seed in keys) else None
+        try:
+            loaded = [self._load(*key) for key in keys]
+        finally:
+            if state is not None:
+                cpu.set_state(state)
         for dataset_idx, data in loaded:
             samples = data['data_samples']
             for sample in samples if isinstance(samples, list) else [samples]:  # lists under TTA
@@ -155,13 +154,14 @@ class MultiDataset(ConcatDataset):
                 self._check_labels(sample, dataset_idx)
         return [data for _, data in loaded]
 
-    def _load(self, key: Union[int, Tuple[int, int]]) -> Tuple[int, dict]:
-        """The dataset index and the sample at ``key``."""
-        idx, seed = key if isinstance(key, tuple) else (key, None)
+    def _load(self, idx: int, seed: Optional[int]) -> Tuple[int, dict]:
+        """The dataset index and sample ``idx``, augmented from ``seed`` unless None."""
         dataset_idx, sample_idx = self._get_ori_dataset_idx(idx)
         dataset = self.datasets[dataset_idx]
         try:
-            return dataset_idx, load_seeded(dataset, sample_idx, seed)
+            if seed is not None:
+                seed_pipeline(seed)
+            return dataset_idx, dataset[sample_idx]
         except Exception as e:
             info = dataset.get_data_info(sample_idx)
             raise RuntimeError(

@@ -154,7 +154,6 @@ class MultiDatasetSampler(Sampler):
             draws.append(self._stream(i, math.ceil(step / interval) * size, size))
         return draws
 
-
     def _stream(self, i: int, position: int, count: int) -> List[int]:
         """Items ``position ..`` of this process's share of dataset ``i``'s endless sequence of
         shuffled passes: every pass is dealt out to the processes as DistributedSampler does,
