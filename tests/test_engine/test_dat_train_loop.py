@@ -111,7 +111,7 @@ def test_resume_draws_the_same_batches_without_loading_skipped_ones(data_cwd, tm
     loaded = []
     original = MultiDataset._load  # every sample's, whether fetched alone or in a batch
     monkeypatch.setattr(MultiDataset, '_load',
-                        lambda self, key: loaded.append(key) or original(self, key))
+                        lambda self, *key: loaded.append(key) or original(self, *key))
     _train(_runner(data_cwd, tmp_path, 'full', max_iters=4), data_cwd)  # checkpoints at 2, 4
     uninterrupted = list(loaded)
     assert len(uninterrupted) == 4 * 4  # 4 iterations of 2 + 2 images
