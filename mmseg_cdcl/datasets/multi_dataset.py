@@ -134,9 +134,9 @@ class MultiDataset(ConcatDataset):
         checked once all are loaded: back to back, the check's code stays in the CPU's caches,
         which loading a sample empties (~10 µs a sample instead of ~30)."""
         keys = [key if isinstance(key, tuple) else (key, None) for key in keys]
-        # The torch CPU generator (dropout's) is given back after the batch, python's and
-        # numpy's, which only data transforms draw from, stay seeded: restoring numpy's state
-        # would cost ~80 µs. No context manager: its calls cost a few µs of every batch.
+        # Each seeded sample reseeds the generators. Torch's CPU one (dropout's) is given back
+        # after the batch; python's and numpy's, which only data transforms draw from, stay as
+        # the last sample left them (restoring numpy's state would cost ~80 µs).
         cpu = torch.default_generator
         state = cpu.get_state() if any(seed is not None for _, seed in keys) else None
         try:
