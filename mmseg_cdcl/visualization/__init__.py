@@ -1,0 +1,3 @@
+from .cdcl_local_visualizer import CDCLSegLocalVisualizer
+
+__all__ = ['CDCLSegLocalVisualizer']

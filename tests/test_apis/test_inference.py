@@ -1,0 +1,75 @@
+"""init_cdcl_model: the chosen dataset's branch, label space and colours; the caller's config
+untouched."""
+import copy
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmengine.runner import save_checkpoint
+from mmseg.registry import MODELS
+
+from conftest import REPO, small_cdcl_cfg
+from mmseg_cdcl.apis import init_cdcl_model
+from mmseg_cdcl.datasets import CamVidDataset
+
+CAMVID = dict(classes=tuple(f'c{i}' for i in range(11)),
+              palette=[[i * 20, 1, 2] for i in range(11)], ignore_index=255)
+
+
+@pytest.fixture(scope='module')
+def cdcl(tmp_path_factory):
+    """The Cityscapes + CamVid config (thin heads) and checkpoints with and without the
+    training MultiDataset's dataset_meta."""
+    init_default_scope('mmseg')  # the autouse fixture sets it per test, after this one
+    tmp = tmp_path_factory.mktemp('cdcl')
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'cdcl_cityscapes_camvid.py'))
+    cfg.model = small_cdcl_cfg(num_classes=(19, 11), names=('cityscapes', 'camvid'))
+    cfg.test_dataloader.dataset.datasets.camvid.ignore_index = 250
+    state_dict = MODELS.build(cfg.model).state_dict()
+    with_meta, without = str(tmp / 'with_meta.pth'), str(tmp / 'without_meta.pth')
+    save_checkpoint(dict(state_dict=state_dict, meta=dict(dataset_meta=dict(
+        classes=('road', ), dataset_names=['cityscapes', 'camvid'],
+        datasets=dict(camvid=CAMVID)))), with_meta)
+    save_checkpoint(dict(state_dict=state_dict, meta={}), without)
+    return cfg, with_meta, without
+
+
+def test_dataset_meta_is_the_checkpoints_for_the_chosen_dataset(cdcl):
+    cfg, with_meta, _ = cdcl
+    model = init_cdcl_model(cfg, with_meta, 'camvid')
+    assert model.dataset_meta == CAMVID
+    assert model.cfg.model.default_dataset == 'camvid'
+
+
+def test_dataset_meta_is_the_configs_dataset_without_checkpoint_meta(cdcl):
+    cfg, _, without = cdcl
+    for checkpoint in (without, None):
+        meta = init_cdcl_model(cfg, checkpoint, 'camvid').dataset_meta
+        assert meta['classes'] == CamVidDataset.METAINFO['classes']
+        assert meta['palette'] == CamVidDataset.METAINFO['palette']
+        assert meta['ignore_index'] == 250  # the config's test_dataloader's
+    meta = init_cdcl_model(cfg, without, 'cityscapes').dataset_meta
+    assert (len(meta['classes']), meta['classes'][-1], meta['ignore_index']) == (19, 'bicycle',
+                                                                                 255)
+
+
+def test_callers_config_is_left_unchanged(cdcl):
+    cfg, with_meta, _ = cdcl
+    before = copy.deepcopy(cfg.to_dict())
+    init_cdcl_model(cfg, with_meta, 'camvid')
+    assert cfg.to_dict() == before
+    assert 'default_dataset' not in cfg.model and cfg.model.train_cfg == {}
+
+
+def test_unknown_dataset_and_unknown_classes_are_named(cdcl):
+    cfg, _, without = cdcl
+    with pytest.raises(ValueError, match=r"unknown dataset 'kitti': the model's datasets are "
+                                         r"\['cityscapes', 'camvid'\]"):
+        init_cdcl_model(cfg, without, 'kitti')
+    model_only = Config(dict(model=cfg.model))
+    with pytest.raises(ValueError, match=r"no classes for dataset 'camvid': the checkpoint's "
+                                         r'meta has no dataset_meta.datasets.camvid and no '
+                                         r'test/val/train_dataloader of the config lists '
+                                         r"'camvid' under dataset.datasets"):
+        init_cdcl_model(model_only, without, 'camvid')

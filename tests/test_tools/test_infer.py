@@ -1,0 +1,88 @@
+"""tools/infer.py on a trained CDCL checkpoint: the chosen dataset's colours, every image of a
+folder tree, distinct outputs, unreadable images reported."""
+import os
+import os.path as osp
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from mmengine.config import Config
+
+from conftest import REPO, shrink_config
+from mmseg_cdcl.datasets import CamVidDataset
+
+CAMVID_COLOURS = {tuple(c) for c in CamVidDataset.METAINFO['palette']}
+
+
+@pytest.fixture(scope='module')
+def trained(data_cwd, tmp_path_factory):
+    """A CDCL Cityscapes + CamVid run of tools/train.py: its folder with config and checkpoint
+    (iter_2.pth, whose meta holds the MultiDataset's dataset_meta)."""
+    work_dir = tmp_path_factory.mktemp('cdcl_cityscapes_camvid')
+    cfg = shrink_config(Config.fromfile(osp.join(REPO, 'configs', 'cdcl_cityscapes_camvid.py')))
+    cfg.default_hooks.pop('visualization')
+    cfg.dump(str(work_dir / 'config.py'))
+    result = subprocess.run([sys.executable, osp.join(REPO, 'tools', 'train.py'),
+                             str(work_dir / 'config.py'), '--work-dir', str(work_dir)],
+                            cwd=data_cwd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return work_dir
+
+
+def _infer(trained, data_cwd, images, out, dataset='camvid'):
+    return subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools', 'infer.py'), str(trained / 'config.py'),
+         str(trained / 'iter_2.pth'), str(images), '--out-dir', str(out), '--dataset', dataset],
+        cwd=data_cwd, capture_output=True, text=True)
+
+
+def _colours(path):
+    return {tuple(c) for c in np.unique(cv2.imread(str(path))[..., ::-1].reshape(-1, 3), axis=0)}
+
+
+def test_infer_colours_with_the_chosen_dataset_palette(data_cwd, trained, tmp_path):
+    images = osp.join(data_cwd, 'data', 'camvid', 'images', 'val')
+    out = tmp_path / 'pred'
+    result = _infer(trained, data_cwd, images, out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = sorted(os.listdir(out))
+    assert written == sorted(os.listdir(images))
+    pred = cv2.imread(str(out / written[0]))
+    assert pred.shape == cv2.imread(osp.join(images, written[0])).shape
+    assert _colours(out / written[0]) <= CAMVID_COLOURS
+
+    result = _infer(trained, data_cwd, images, out, dataset='kitti')
+    assert result.returncode == 2
+    assert ("unknown dataset 'kitti': the model's datasets are ['cityscapes', 'camvid']"
+            in result.stderr)
+
+
+def test_infer_walks_sub_folders_keeps_same_stem_images_apart_and_skips_unreadable_ones(
+        data_cwd, trained, tmp_path):
+    camvid = sorted((data_cwd / 'data' / 'camvid' / 'images' / 'val').glob('*.png'))
+    root = tmp_path / 'photos'
+    (root / 'sub' / 'deeper').mkdir(parents=True)
+    shutil.copy(camvid[0], root / 'x.png')
+    cv2.imwrite(str(root / 'x.jpg'), cv2.imread(str(camvid[1])))
+    shutil.copy(camvid[1], root / 'sub' / 'y.PNG')
+    shutil.copy(camvid[2], root / 'sub' / 'deeper' / 'z.png')
+    (root / 'sub' / 'corrupt.png').write_bytes(b'not a png')
+    (root / 'notes.txt').write_text('not an image')
+    out = root / 'pred'  # inside the input: a second run must not predict the predictions
+
+    for _ in range(2):
+        result = _infer(trained, data_cwd, root, out)
+        assert result.returncode == 1
+        written = sorted(p.relative_to(out).as_posix() for p in out.rglob('*') if p.is_file())
+        assert written == ['sub/deeper/z.png', 'sub/y.png', 'x.jpg.png', 'x.png.png']
+        corrupt = root / 'sub' / 'corrupt.png'
+        assert f'skipped {corrupt}: not a decodable image' in result.stderr
+        assert (f'4 of 5 images predicted in {out}; 1 could not be read and were skipped: '
+                f'{corrupt}') in result.stderr
+    for name, image in (('x.png.png', camvid[0]), ('x.jpg.png', camvid[1]),
+                        ('sub/y.png', camvid[1]), ('sub/deeper/z.png', camvid[2])):
+        assert cv2.imread(str(out / name)).shape == cv2.imread(str(image)).shape
+        assert _colours(out / name) <= CAMVID_COLOURS

@@ -1,0 +1,89 @@
+"""Each sample is drawn in its own dataset's colours, by the visualizer and by tools/test.py."""
+import glob
+import os.path as osp
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.runner import save_checkpoint
+from mmengine.structures import PixelData
+from mmseg.datasets import CityscapesDataset
+from mmseg.registry import MODELS, VISUALIZERS
+from mmseg.structures import SegDataSample
+
+from conftest import REPO, shrink_config
+from mmseg_cdcl.datasets import CamVidDataset
+
+CITY, CAM = CityscapesDataset.METAINFO, CamVidDataset.METAINFO
+# What the runner gives the visualizer: a MultiDataset's metainfo.
+META = dict(classes=CITY['classes'], palette=CITY['palette'],
+            dataset_names=['cityscapes', 'camvid'],
+            datasets=dict(cityscapes=dict(CITY, ignore_index=255),
+                          camvid=dict(CAM, ignore_index=255)))
+
+
+def test_each_sample_is_drawn_with_its_datasets_palette(tmp_path):
+    visualizer = VISUALIZERS.build(dict(type='CDCLSegLocalVisualizer', alpha=1.0,
+                                        name='per_dataset_palette'))
+    visualizer.dataset_meta = META
+    label = torch.tensor([[[0, 1, 2, 3, 4, 5, 255]]])  # 255: not drawn
+    for dataset, palette in (('camvid', CAM['palette']), ('cityscapes', CITY['palette']),
+                             (None, CITY['palette'])):
+        sample = SegDataSample(gt_sem_seg=PixelData(data=label))
+        if dataset is not None:
+            sample.set_metainfo(dict(dataset_name=dataset))
+        out = tmp_path / f'{dataset}.png'
+        visualizer.add_datasample('x', np.zeros((1, 7, 3), np.uint8), sample, with_labels=False,
+                                  out_file=str(out))
+        drawn = cv2.imread(str(out))[..., ::-1]
+        assert drawn[0].tolist() == [list(c) for c in palette[:6]] + [[0, 0, 0]]
+    assert visualizer.dataset_meta is META  # left as the runner set it
+
+
+def test_cdcl_configs_draw_with_the_cdcl_visualizer():
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'cdcl_cityscapes_camvid.py'))
+    assert cfg.visualizer.type == 'CDCLSegLocalVisualizer'
+    assert cfg.visualizer.vis_backends == [dict(type='LocalVisBackend')]
+
+
+def _share_drawn(drawn, image, label, palette):
+    """Share of the labelled pixels of ``drawn`` that are ``image`` blended with ``palette``
+    as SegLocalVisualizer blends them (alpha 0.8); boxes of class names cover the rest."""
+    colours = np.array(list(palette) + [[0, 0, 0]] * (256 - len(palette)), np.uint8)
+    expected = (image * (1 - 0.8) + colours[label] * 0.8).astype(np.uint8)
+    return np.mean((np.abs(drawn.astype(int) - expected) <= 1).all(-1)[label != 255])
+
+
+def test_test_tool_show_dir_draws_each_dataset_in_its_colours(data_cwd, tmp_path):
+    cfg = shrink_config(Config.fromfile(osp.join(REPO, 'configs', 'cdcl_cityscapes_camvid.py')))
+    cfg.default_hooks.visualization.interval = 1  # draw every image, not every 50th
+    config, checkpoint = str(tmp_path / 'config.py'), str(tmp_path / 'model.pth')
+    cfg.dump(config)
+    torch.manual_seed(0)
+    save_checkpoint(dict(state_dict=MODELS.build(cfg.model).state_dict(), meta={}), checkpoint)
+    result = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools', 'test.py'), config, checkpoint, '--work-dir',
+         str(tmp_path / 'work'), '--show-dir', str(tmp_path / 'vis')], cwd=data_cwd,
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    data = osp.join(data_cwd, 'data')
+    drawn = 0
+    for images, labels, own, other in (
+            ('camvid/images/val', 'camvid/annotations/val', CAM, CITY),
+            ('cityscapes/leftImg8bit/val', 'cityscapes/gtFine/val', CITY, CAM)):
+        for image in sorted(glob.glob(osp.join(data, images, '**', '*.png'), recursive=True)):
+            name = osp.basename(image)
+            label = glob.glob(osp.join(data, labels, '**', name.replace(
+                'leftImg8bit', 'gtFine_labelTrainIds')), recursive=True)[0]
+            [vis] = glob.glob(str(tmp_path / 'vis' / 'vis_data' / 'vis_image' /
+                                  f'test_{name}_*.png'))
+            img = cv2.imread(image)[..., ::-1]
+            label = cv2.imread(label, cv2.IMREAD_UNCHANGED)
+            gt = cv2.imread(vis)[:, :img.shape[1], ::-1]  # ground truth | prediction
+            assert _share_drawn(gt, img, label, own['palette']) > 0.9
+            assert _share_drawn(gt, img, label, other['palette']) < 0.5
+            drawn += 1
+    assert drawn == 3 + 3
