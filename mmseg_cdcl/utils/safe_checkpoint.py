@@ -2,27 +2,77 @@
 
 Since torch 2.6 ``torch.load`` only unpickles allow-listed types, and mmengine 0.10.7 loads with
 that default, so ``load_from``, ``--resume`` and ``init_cfg=dict(type='Pretrained')`` fail on
-any checkpoint mmengine itself wrote. This allow-lists exactly what those hold (numpy arrays
-and scalars, mmengine's ``HistoryBuffer``) instead of turning ``weights_only`` off: any other
-pickled object is still refused, a checkpoint being untrusted input.
+any checkpoint mmengine itself wrote. This allow-lists exactly what those hold instead of turning
+``weights_only`` off, a checkpoint being untrusted input:
+
+- numpy arrays, scalars and dtypes, and mmengine's ``HistoryBuffer`` (the message hub's logs);
+- the statistics a ``HistoryBuffer`` pickles by reference: its own ``min``, ``max``,
+  ``current`` and ``mean`` (as ``getattr(HistoryBuffer, name)``), and the functions registered
+  with ``HistoryBuffer.register_statistics``, by their qualified names (``module.function``):
+  ``HistoryBuffer.__getstate__`` puts every registered statistic into every checkpoint. Each
+  is admitted when it is registered (those registered before ``mmseg_cdcl`` is imported, when
+  it is), so a load admits the statistics its process has registered, as resuming a run that
+  registered one needs its module imported first (``custom_imports``) anyway.
+
+Any other pickled function or class, including another function of a statistic's module, is
+still refused by torch's ``Unsupported global: GLOBAL module.name`` error, and a ``getattr`` of
+anything but a statistic by ``refusing getattr(owner, name)``. A statistic must be a module-level
+function: one defined in a class body is pickled through its class, which stays refused.
 """
+import functools
 import pickle
+from typing import Callable, List
 
 import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
 
+_OWN_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
+def _statistics() -> List[Callable]:
+    """HistoryBuffer's own statistics methods and those registered so far. (mmengine registers
+    its own lazily, at the first ``HistoryBuffer()``.)"""
+    own = [getattr(HistoryBuffer, name) for name in _OWN_STATISTICS]
+    return own + list(HistoryBuffer._statistics_methods.values())
+
 
 def _history_buffer_method(owner, name: str):
-    """The one use of ``getattr`` in mmengine checkpoints: a HistoryBuffer's statistics methods
-    (min, max, current, mean) pickled by reference. Anything else is refused."""
-    # The defaults are registered lazily, custom ones by HistoryBuffer.register_statistics.
-    allowed = {'min', 'max', 'current', 'mean', *HistoryBuffer._statistics_methods}
-    if owner is HistoryBuffer and name in allowed:
-        return getattr(owner, name)
+    """The one use of ``getattr`` in mmengine checkpoints: a HistoryBuffer statistics method
+    pickled by reference. Anything else is refused."""
+    method = getattr(owner, name, None) if owner is HistoryBuffer else None
+    if method is not None and any(method is statistic for statistic in _statistics()):
+        return method
+    allowed = sorted({*_OWN_STATISTICS, *HistoryBuffer._statistics_methods})
     raise pickle.UnpicklingError(
         f'refusing getattr({owner!r}, {name!r}) in a checkpoint: only HistoryBuffer statistics '
-        f'methods {sorted(allowed)} are allowed')
+        f'methods {allowed} are allowed')
+
+
+def _admit(statistics) -> None:
+    """Allow-list module-level functions by the name pickle writes for them, ``module.name``.
+    (HistoryBuffer's own methods go through ``getattr``.)"""
+    torch.serialization.add_safe_globals([
+        (f, f'{f.__module__}.{f.__qualname__}') for f in statistics
+        if '.' not in getattr(f, '__qualname__', '.')])  # e.g. not a callable instance
+
+
+def _admit_statistics_when_registered() -> None:
+    """Admit the statistics registered so far, and make ``HistoryBuffer.register_statistics``
+    admit those registered later."""
+    _admit(HistoryBuffer._statistics_methods.values())
+    register = HistoryBuffer.register_statistics.__func__
+    if getattr(register, 'admits_safe_loading', False):  # already wrapped
+        return
+
+    @functools.wraps(register)
+    def register_statistics(cls, method: Callable) -> Callable:
+        register(cls, method)
+        _admit([method])
+        return method
+
+    register_statistics.admits_safe_loading = True
+    HistoryBuffer.register_statistics = classmethod(register_statistics)
 
 
 def _numpy_globals() -> list:
@@ -45,3 +95,4 @@ def allow_mmengine_checkpoints() -> None:
         return
     torch.serialization.add_safe_globals(
         _numpy_globals() + [HistoryBuffer, (_history_buffer_method, 'builtins.getattr')])
+    _admit_statistics_when_registered()

@@ -1,18 +1,29 @@
-"""Checkpoints are written whole or not at all."""
-import glob
+"""A write keeps what stock mmengine's write does: mode, owner, links, special files, names."""
+import errno
+import json
 import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
+import shutil
+import socket
+import stat
+import tempfile
+import threading
+import warnings
+from pathlib import Path
 
+import mmengine
 import pytest
 import torch
 from mmengine.fileio import get_file_backend
+from mmengine.fileio.backends import LocalBackend
 from mmengine.runner import save_checkpoint
 
 from mmseg_cdcl.utils import AtomicLocalBackend
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason='needs root (mknod, chown)')
+
+
+def _files(folder):
+    return sorted(os.listdir(folder))
 
 
 def test_mmengine_writes_local_files_through_it(tmp_path):
@@ -20,51 +31,210 @@ def test_mmengine_writes_local_files_through_it(tmp_path):
     assert isinstance(get_file_backend(str(path)), AtomicLocalBackend)
     save_checkpoint(dict(state_dict=dict(w=torch.arange(3.))), str(path))
     assert torch.load(path)['state_dict']['w'].tolist() == [0., 1., 2.]
-    assert os.listdir(path.parent) == ['iter_2.pth']  # no temporary file left
+    assert _files(path.parent) == ['iter_2.pth']  # no temporary file left
 
 
-def test_a_failed_write_leaves_the_previous_file(tmp_path, monkeypatch):
+@pytest.mark.parametrize('umask', [0o022, 0o002, 0o077], ids=oct)
+def test_a_new_file_has_the_mode_of_a_stock_write(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        AtomicLocalBackend().put(b'x', tmp_path / 'iter_1.pth')
+        mmengine.dump(dict(a=1), str(tmp_path / 'results.json'))  # put_text
+        LocalBackend().put(b'x', tmp_path / 'stock.pth')
+    finally:
+        os.umask(previous)
+    for name in ('iter_1.pth', 'results.json', 'stock.pth'):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o666 & ~umask, name
+
+
+@pytest.mark.parametrize('mode', [0o664, 0o600, 0o4754], ids=oct)
+def test_an_existing_file_keeps_its_mode_and_extended_attributes(tmp_path, mode):
     path = tmp_path / 'last.pth'
-    backend = AtomicLocalBackend()
-    backend.put(b'previous', str(path))
-
-    def crash(*args):
-        raise OSError('disk full')
-
-    monkeypatch.setattr(os, 'replace', crash)
-    with pytest.raises(OSError, match='disk full'):
-        backend.put(b'new and longer content', str(path))
-    assert path.read_bytes() == b'previous'
-    assert os.listdir(tmp_path) == ['last.pth']
+    path.write_bytes(b'previous')
+    os.chmod(path, mode)
+    os.setxattr(path, 'user.team', b'seg')
+    AtomicLocalBackend().put(b'new', path)
+    assert path.read_bytes() == b'new'
+    assert stat.S_IMODE(os.stat(path).st_mode) == mode
+    assert os.getxattr(path, 'user.team') == b'seg'
 
 
-WRITER = textwrap.dedent('''
-    import sys, torch
-    import mmseg_cdcl  # noqa: F401
-    from mmengine.runner import save_checkpoint
-    save_checkpoint(dict(state_dict=dict(version=torch.tensor(0))), sys.argv[1])
-    print('ready', flush=True)
-    big = torch.ones(50_000_000)  # 200 MB: writing it takes a while
-    for version in range(1, 1000):
-        save_checkpoint(dict(state_dict=dict(version=torch.tensor(version), big=big)),
-                        sys.argv[1])
-''')
+@root_only
+def test_an_existing_file_keeps_its_owner_and_group(tmp_path):
+    path = tmp_path / 'iter_3.pth'
+    path.write_bytes(b'previous')
+    os.chown(path, 1234, 5678)
+    os.chmod(path, 0o6754)  # chown clears set-ID bits: they must be set after it
+    AtomicLocalBackend().put_text('new', path)
+    info = os.stat(path)
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (1234, 5678, 0o6754)
 
 
-def test_kill_while_saving_never_leaves_a_truncated_checkpoint(tmp_path):
-    path = str(tmp_path / 'iter_1000.pth')
-    for attempt in range(2):
-        writer = subprocess.Popen([sys.executable, '-c', WRITER, path], stdout=subprocess.PIPE,
-                                  text=True)
-        while writer.stdout.readline() != 'ready\n':  # after mmengine's warnings
-            assert writer.poll() is None
-        deadline = time.time() + 60
-        while not glob.glob(str(tmp_path / '.iter_1000.pth.*.tmp')):  # mid-write
-            assert time.time() < deadline and writer.poll() is None
-            time.sleep(0.001)
-        writer.send_signal(signal.SIGKILL)
-        writer.wait()
-        checkpoint = torch.load(path)  # whole: the previous version or the new one
-        assert 'version' in checkpoint['state_dict']
-        for leftover in glob.glob(str(tmp_path / '.iter_1000.pth.*.tmp')):
-            os.remove(leftover)  # what the killed writer could not rename
+def test_a_write_through_a_symlink_replaces_its_target_and_keeps_the_link(tmp_path):
+    disk = tmp_path / 'big_disk' / 'run1'
+    disk.mkdir(parents=True)
+    (disk / 'iter_3.pth').write_bytes(b'previous')
+    os.chmod(disk / 'iter_3.pth', 0o640)
+    (tmp_path / 'work_dirs').symlink_to(disk)  # work_dirs -> big_disk/run1
+    (disk / 'latest.pth').symlink_to('iter_3.pth')  # latest.pth -> iter_3.pth
+    AtomicLocalBackend().put(b'new', tmp_path / 'work_dirs' / 'latest.pth')
+    assert os.readlink(disk / 'latest.pth') == 'iter_3.pth'
+    assert os.readlink(tmp_path / 'work_dirs') == str(disk)
+    assert (disk / 'iter_3.pth').read_bytes() == b'new'
+    assert stat.S_IMODE(os.stat(disk / 'iter_3.pth').st_mode) == 0o640
+    assert _files(disk) == ['iter_3.pth', 'latest.pth']
+
+
+def test_a_dangling_symlink_gets_its_target_created(tmp_path):
+    (tmp_path / 'latest.pth').symlink_to('iter_9.pth')
+    AtomicLocalBackend().put(b'new', tmp_path / 'latest.pth')
+    assert os.readlink(tmp_path / 'latest.pth') == 'iter_9.pth'
+    assert (tmp_path / 'iter_9.pth').read_bytes() == b'new'
+
+
+def test_a_symlink_loop_fails_as_in_stock_mmengine(tmp_path):
+    (tmp_path / 'a').symlink_to('b')
+    (tmp_path / 'b').symlink_to('a')
+    with pytest.raises(OSError) as stock:
+        LocalBackend().put(b'new', tmp_path / 'a')
+    with pytest.raises(OSError) as atomic:
+        AtomicLocalBackend().put(b'new', tmp_path / 'a')
+    assert atomic.value.errno == stock.value.errno == errno.ELOOP
+    assert [os.readlink(tmp_path / n) for n in ('a', 'b')] == ['b', 'a']
+
+
+def test_a_hard_link_keeps_the_previous_content(tmp_path):
+    """Documented choice: the written name is replaced (atomically); other names keep the
+    previous file, as a ``cp -al`` snapshot should."""
+    (tmp_path / 'iter_3.pth').write_bytes(b'previous')
+    os.link(tmp_path / 'iter_3.pth', tmp_path / 'snapshot.pth')
+    AtomicLocalBackend().put(b'new', tmp_path / 'iter_3.pth')
+    assert (tmp_path / 'iter_3.pth').read_bytes() == b'new'
+    assert (tmp_path / 'snapshot.pth').read_bytes() == b'previous'
+    assert os.stat(tmp_path / 'snapshot.pth').st_nlink == 1
+
+
+@root_only
+def test_a_device_node_is_written_to_and_kept(tmp_path):
+    null = tmp_path / 'null'
+    os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # as /dev/null
+    AtomicLocalBackend().put(b'discarded', null)
+    AtomicLocalBackend().put_text('discarded', null)
+    info = os.lstat(null)
+    assert stat.S_ISCHR(info.st_mode) and os.major(info.st_rdev) == 1
+    assert os.minor(info.st_rdev) == 3 and _files(tmp_path) == ['null']
+
+
+def test_a_fifo_is_written_to_and_kept(tmp_path):
+    fifo = tmp_path / 'pipe'
+    os.mkfifo(fifo)
+    received = []
+    # A FIFO write waits for a reader (daemon: a replaced FIFO would leave it waiting).
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    AtomicLocalBackend().put(b'through the pipe', fifo)
+    reader.join(timeout=10)
+    assert received == [b'through the pipe']
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and _files(tmp_path) == ['pipe']
+
+
+def test_a_socket_path_fails_as_in_stock_mmengine_and_is_kept(tmp_path):
+    path = tmp_path / 'sock'
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        with pytest.raises(OSError) as stock:
+            LocalBackend().put(b'x', path)
+        with pytest.raises(OSError) as atomic:
+            AtomicLocalBackend().put(b'x', path)
+    assert atomic.value.errno == stock.value.errno == errno.ENXIO
+    assert stat.S_ISSOCK(os.lstat(path).st_mode)
+
+
+@pytest.mark.parametrize('name', ['i' * 250, 'i' * 255, 'é' * 127],
+                         ids=['250 chars', 'NAME_MAX', '254 bytes of UTF-8'])
+def test_names_up_to_the_file_system_limit_are_written(tmp_path, name):
+    assert len(os.fsencode(name)) <= os.pathconf(tmp_path, 'PC_NAME_MAX') == 255
+    AtomicLocalBackend().put(b'previous', tmp_path / name)
+    AtomicLocalBackend().put(b'new', tmp_path / name)
+    assert (tmp_path / name).read_bytes() == b'new' and _files(tmp_path) == [name]
+
+
+def test_a_file_that_cannot_be_replaced_is_written_in_place_with_a_warning(tmp_path,
+                                                                          monkeypatch):
+    """As a bind-mounted file (EBUSY on rename) or another user's file in a sticky folder."""
+    path = tmp_path / 'mounted.pth'
+    path.write_bytes(b'previous')
+    inode = os.stat(path).st_ino
+
+    def busy(*args):
+        raise OSError(errno.EBUSY, 'Device or resource busy')
+
+    monkeypatch.setattr(os, 'replace', busy)
+    with pytest.warns(UserWarning, match=r'mounted\.pth is written in place, not atomically'):
+        AtomicLocalBackend().put(b'new', path)
+    assert path.read_bytes() == b'new' and os.stat(path).st_ino == inode
+    assert _files(tmp_path) == ['mounted.pth']
+
+
+def _as_nobody(folder, names):
+    """Write b'new' to each of ``names`` in ``folder`` through both backends as user nobody
+    (65534), in a forked child: what each then holds or the error raised, the number of
+    warnings, the files of its folder."""
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child)
+        results = []
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            for name in names:
+                for backend in (LocalBackend(), AtomicLocalBackend()):
+                    with warnings.catch_warnings(record=True) as caught:
+                        warnings.simplefilter('always')
+                        try:
+                            backend.put(b'new', folder / name)
+                            got = (folder / name).read_bytes().decode()
+                        except OSError as error:
+                            got = errno.errorcode[error.errno]
+                    results.append([type(backend).__name__, name, got, len(caught),
+                                    sorted(os.listdir((folder / name).parent))])
+                    if got == 'new':  # for the next backend
+                        (folder / name).write_bytes(b'previous')
+        except BaseException as error:
+            results.append(repr(error))
+        finally:
+            os.write(write, json.dumps(results).encode())
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        results = json.loads(f.read())
+    os.waitpid(child, 0)
+    return results
+
+
+@root_only
+def test_as_another_user_files_are_refused_or_written_in_place_as_stock_mmengine_does():
+    tmp_path = Path(tempfile.mkdtemp())  # pytest's tmp_path is closed to other users
+    os.chmod(tmp_path, 0o755)
+    for folder, mode in (('locked', 0o555), ('sticky', 0o1777)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / 'f.pth').write_bytes(b'previous')
+        os.chmod(tmp_path / folder / 'f.pth', 0o666)  # writable by all, owned by root
+        os.chmod(tmp_path / folder, mode)
+    (tmp_path / 'open').mkdir()
+    (tmp_path / 'open' / 'read_only.pth').write_bytes(b'previous')
+    os.chmod(tmp_path / 'open' / 'read_only.pth', 0o444)
+    os.chmod(tmp_path / 'open', 0o777)  # a rename could replace the file: it must not
+    try:
+        results = _as_nobody(tmp_path, ['open/read_only.pth', 'locked/f.pth', 'sticky/f.pth'])
+    finally:
+        shutil.rmtree(tmp_path)
+    assert results == [
+        ['LocalBackend', 'open/read_only.pth', 'EACCES', 0, ['read_only.pth']],
+        ['AtomicLocalBackend', 'open/read_only.pth', 'EACCES', 0, ['read_only.pth']],
+        # No temporary file can be made in the folder, or renamed over another user's file:
+        # written in place, with a warning.
+        ['LocalBackend', 'locked/f.pth', 'new', 0, ['f.pth']],
+        ['AtomicLocalBackend', 'locked/f.pth', 'new', 1, ['f.pth']],
+        ['LocalBackend', 'sticky/f.pth', 'new', 0, ['f.pth']],
+        ['AtomicLocalBackend', 'sticky/f.pth', 'new', 1, ['f.pth']]]
