@@ -1,6 +1,7 @@
 """Speed and memory of CDCL (A) against stock MMSeg (B), section by section.
 
     python tools/benchmark.py [--device cpu|cuda] [--only a,b,c,d,e] [--crop H W] [--batch B]
+                              [--config STOCK_CONFIG]
                               [--amp] [--channels-last] [--contiguous] [--peak-tflops T]
                               [--pairs N] [--warmup N] [--threads N] [--num-workers N]
                               [--default-malloc]
@@ -10,8 +11,11 @@ a. DSBN vs nn.BatchNorm2d, forward + backward, 2 datasets x B vs 2B.
 b. model.train_step (SGD) of CDCL PSPNet-R18-D8, 2 (3) datasets x B, vs stock PSPNet-R18-D8,
    2B (3B): time, images/s (with the utilisation of the device's peak where it is known), and
    peak memory (peak RSS on CPU, max_memory_allocated on CUDA) measured in a fresh process per
-   variant so that peaks do not mix.
-c. Inference routed to one dataset vs the exported plain model: time, FLOPs, params.
+   variant so that peaks do not mix. With --config, the conversion of that stock MMSeg config
+   (``CDCLEncoderDecoder(num_classes=[...])``, as tools/convert_config.py writes it) against
+   the stock model.
+c. Inference routed to one dataset vs the exported plain model: time, FLOPs, params (--config
+   as in b).
 d. Data loading: MultiDataset + MultiDatasetSampler vs ConcatDataset + InfiniteSampler.
 e. Time from the start of a --resume to its first new iteration, checkpoint at iter 1000 vs 10.
 
@@ -69,6 +73,9 @@ from mmseg_cdcl.apis import plain_model_cfg, plain_state_dict
 from mmseg_cdcl.datasets import MultiDatasetSampler
 from mmseg_cdcl.datasets.samplers.multi_dataset_sampler import arrange
 from mmseg_cdcl.models.layers import DSBN
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from convert_config import load_config  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs')
@@ -139,8 +146,11 @@ def row(section, name, a_label, a, b_label, b, unit, target=True, note=''):
 
 
 # --- models and batches ------------------------------------------------------------------------
-def model_cfg(kind, num_datasets, crop, **model_kwargs):
-    """CDCL PSPNet-R18-D8 over the first ``num_datasets`` datasets, or stock PSPNet-R18-D8."""
+def model_cfg(kind, num_datasets, crop, config=None, **model_kwargs):
+    """CDCL PSPNet-R18-D8 over the first ``num_datasets`` datasets, or stock PSPNet-R18-D8; with
+    ``config``, that stock MMSeg model and its conversion."""
+    if config is not None:
+        return converted_cfg(kind, num_datasets, crop, config, **model_kwargs)
     cfg = Config.fromfile(CDCL_MODEL if kind == 'cdcl' else STOCK_MODEL).model
     cfg.update(pretrained=None, **model_kwargs)
     cfg.data_preprocessor.size = crop
@@ -150,6 +160,23 @@ def model_cfg(kind, num_datasets, crop, **model_kwargs):
         cfg.backbone.num_datasets = num_datasets
         cfg.decode_head.num_classes = cfg.auxiliary_head.num_classes = list(classes)
     return cfg
+
+
+def converted_cfg(kind, num_datasets, crop, config, **model_kwargs):
+    """A stock MMSeg model config (no pretrained weights), or its CDCL conversion over the
+    first ``num_datasets`` datasets."""
+    cfg = load_config(config).model
+    cfg.update(pretrained=None, **model_kwargs)
+    cfg.backbone.init_cfg = None
+    cfg.data_preprocessor.size = crop
+    if kind == 'cdcl':
+        names, classes = zip(*DATASETS_USED[:num_datasets])
+        cfg.update(type='CDCLEncoderDecoder', dataset_names=list(names), num_classes=list(classes))
+    return cfg
+
+
+def model_name(args):
+    return osp.basename(args.config).split('_')[0] if args.config else 'PSPNet'
 
 
 def dataset_order(num_datasets, per_dataset, args):
@@ -178,7 +205,7 @@ def train_step(kind, num_datasets, args, device):
     """One training step of a model on its batch with the paper's SGD (momentum 0.9, wd 1e-4),
     under bf16 autocast with --amp."""
     crop = tuple(args.crop)
-    model = MODELS.build(model_cfg(kind, num_datasets, crop)).to(device).train()
+    model = MODELS.build(model_cfg(kind, num_datasets, crop, args.config)).to(device).train()
     model = model.to(memory_format=_memory_format(args))
     sgd = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     batch = make_batch(num_datasets, args.batch, crop, kind == 'cdcl', args)
@@ -242,10 +269,11 @@ def bench_dsbn(args, device):
 # --- b. training step --------------------------------------------------------------------------
 def bench_train_step(args, device):
     rows = []
-    macs = TRAIN_MACS_PER_FORWARD * _forward_macs(tuple(args.crop))
+    macs = TRAIN_MACS_PER_FORWARD * _forward_macs(tuple(args.crop), args.config)
     peak = _peak_tflops(args, device)
     for n in (2, 3):
-        labels = dict(cdcl=f'CDCL {n} x {args.batch}', stock=f'PSPNet {n * args.batch}')
+        labels = dict(cdcl=f'CDCL {n} x {args.batch}',
+                      stock=f'{model_name(args)} {n * args.batch}')
         steps = [timed(train_step(kind, n, args, device), device) for kind in labels]
         a, b = alternate(*steps, args.pairs, args.warmup)
         rows.append(row('b', f'train step, {n} datasets', labels['cdcl'], a,
@@ -284,10 +312,10 @@ def peak_memory(args, spec):
     return dict(peak=peak, steps=peak - before, how=how)
 
 
-def _forward_macs(crop):
-    """Multiply-adds of one stock PSPNet-R18-D8 forward of a crop (mmengine counts one fused
+def _forward_macs(crop, config=None):
+    """Multiply-adds of one stock model's forward of a crop (mmengine counts one fused
     multiply-add as one FLOP); CDCL routed to one dataset has the same (section c)."""
-    return _complexity(MODELS.build(model_cfg('stock', 1, crop)).eval(), crop)['flops']
+    return _complexity(MODELS.build(model_cfg('stock', 1, crop, config)).eval(), crop)['flops']
 
 
 def _complexity(model, crop):
@@ -312,10 +340,10 @@ def _proc_status_mib(key):
 # --- c. inference ------------------------------------------------------------------------------
 def bench_inference(args, device):
     crop = tuple(args.crop)
-    cfg = model_cfg('cdcl', 2, crop, default_dataset=DATASETS_USED[0][0])
+    cfg = model_cfg('cdcl', 2, crop, args.config, default_dataset=DATASETS_USED[0][0])
     cdcl = MODELS.build(cfg).eval()
     plain = MODELS.build(ConfigDict(plain_model_cfg(cfg.to_dict(), 0))).eval()
-    plain.load_state_dict(plain_state_dict(cdcl.state_dict(), 0))
+    plain.load_state_dict(plain_state_dict(cdcl.state_dict(), 0, cdcl))
     stats = [_complexity(m, crop) for m in (cdcl, plain)]
     cdcl, plain = (m.to(device).to(memory_format=_memory_format(args)) for m in (cdcl, plain))
     batch = make_batch(1, args.batch, crop, False, args, labels=False)  # routed by default
@@ -324,7 +352,7 @@ def bench_inference(args, device):
         a, b = alternate(*(timed(step, device) for step in steps), args.pairs, args.warmup)
         diff = max((p.seg_logits.data - q.seg_logits.data).abs().max().item()
                    for p, q in zip(*(step() for step in steps)))
-    labels = 'CDCL routed to cityscapes', 'exported plain PSPNet'
+    labels = 'CDCL routed to cityscapes', f'exported plain {model_name(args)}'
     flops, params = ([s[key] for s in stats] for key in ('flops', 'params'))
     return [
         row('c', f'inference, batch {args.batch}', labels[0], a, labels[1], b, 's',
@@ -349,7 +377,7 @@ def bench_loading(args, data_root):
     images = LOAD_BATCHES * 2 * args.batch
     loaders = (  # made per repetition with its own seed: both load other images each time
         lambda seed: DataLoader(multi, batch_sampler=MultiDatasetSampler(
-            InfiniteSampler(multi, seed=seed), batch_sizes=[args.batch] * 2,
+            InfiniteSampler(multi, seed=seed), batch_sizes={name: args.batch for name in splits},
             interleave=not args.contiguous),
             num_workers=args.num_workers, collate_fn=pseudo_collate),
         lambda seed: DataLoader(concat, sampler=InfiniteSampler(concat, seed=seed),
@@ -463,6 +491,7 @@ def child(args, spec):
     cmd = [sys.executable, osp.abspath(__file__), '--device', args.device, '--crop',
            *map(str, args.crop), '--batch', str(args.batch), '--threads', str(args.threads),
            '--only', 'b' if spec['kind'] == 'peak' else 'e', '--child', json.dumps(spec),
+           *(['--config', args.config] if args.config else []),
            *(['--amp'] if args.amp else []), *(['--channels-last'] if args.channels_last else []),
            *(['--contiguous'] if args.contiguous else [])]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
@@ -530,6 +559,8 @@ def parse_args(argv=None):
     parser.add_argument('--only', default='a,b,c,d,e', help='sections, e.g. a,b')
     parser.add_argument('--crop', type=int, nargs=2, default=(128, 128), metavar=('H', 'W'))
     parser.add_argument('--batch', type=int, default=2, help='B: images per dataset')
+    parser.add_argument('--config', help='sections b and c: a stock MMSeg model config (path or '
+                        'mmseg::...) and its CDCL conversion instead of PSPNet-R18-D8')
     parser.add_argument('--amp', action='store_true',
                         help='bf16 autocast in a, b, c (b: AmpOptimWrapper on CUDA)')
     parser.add_argument('--channels-last', action='store_true',
@@ -561,8 +592,9 @@ def parse_args(argv=None):
         parser.error(f'--only takes sections among a,b,c,d,e (got {sorted(unknown)}); '
                      '--pairs, --batch and --memory-pairs must be >= 1, --warmup >= 0')
     if 'b' in args.only and args.batch < 2:
-        parser.error("section b trains PSPNet, whose PSPHead's 1x1 pooling has a BatchNorm "
-                     "over one dataset's samples: --batch must be >= 2")
+        parser.error("section b trains with BatchNorms after a 1x1 pooling (PSPNet's, "
+                     "DeepLab's), which need 2 or more of a dataset's samples: --batch must be "
+                     '>= 2')
     return args
 
 
@@ -583,7 +615,8 @@ def main(argv=None):
     result = dict(machine=machine(device), sections={}, settings=dict(
         crop=list(args.crop), batch=args.batch, pairs=args.pairs, warmup=args.warmup,
         threads=torch.get_num_threads(), num_workers=args.num_workers, amp=args.amp,
-        channels_last=args.channels_last, contiguous=args.contiguous, malloc=malloc))
+        channels_last=args.channels_last, contiguous=args.contiguous, malloc=malloc,
+        config=args.config or 'the paper\'s PSPNet-R18-D8'))
     with tempfile.TemporaryDirectory() as tmp:
         data_root = osp.join(tmp, 'data', 'demo')
         if {'d', 'e'} & set(sections):

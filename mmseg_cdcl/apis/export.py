@@ -3,7 +3,7 @@ import copy
 import os.path as osp
 import re
 from collections import OrderedDict
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 from mmengine.config import Config
@@ -11,16 +11,23 @@ from mmengine.registry import init_default_scope
 from mmengine.runner.checkpoint import _load_checkpoint
 from mmengine.utils import mkdir_or_exist
 from mmseg.registry import MODELS
+from torch import nn
 
-from ..models.layers import DSBN, DSBN_CFG
+from ..models.layers import DSBN, DSBN_CFG, DatasetBranches
 from .inference import dataset_test_pipeline
 
 # Arguments only the CDCL components take.
 _CDCL_ARGS = ('num_datasets', 'dataset_names', 'loss_weights', 'default_dataset')
+_CDCL_SEGMENTORS = ('CDCLEncoderDecoder', 'CDCLCascadeEncoderDecoder')
 
 
 def plain_model_cfg(cfg, d: int):
-    """Recursively rewrite a CDCL model config into the plain MMSeg one of dataset ``d``."""
+    """Rewrite a CDCL model config into the plain MMSeg one of dataset ``d``: for a converted
+    stock config, that config with dataset ``d``'s classes; for explicit DAB components, their
+    MMSeg counterparts."""
+    if isinstance(cfg, dict) and cfg.get('type') in _CDCL_SEGMENTORS and \
+            cfg.get('num_classes') is not None:
+        return _plain_converted_cfg(cfg, d)
     if isinstance(cfg, (list, tuple)):
         return type(cfg)(plain_model_cfg(c, d) for c in cfg)
     if not isinstance(cfg, dict):
@@ -43,25 +50,59 @@ def plain_model_cfg(cfg, d: int):
     return cfg
 
 
-def plain_state_dict(state_dict: dict, d: int) -> OrderedDict:
-    """Dataset ``d``'s branch of every DSBN and classifier, under plain MMSeg keys."""
-    branch = re.compile(r'\.(bns|conv_seg)\.(\d+)\.')
+def _plain_converted_cfg(cfg: dict, d: int) -> dict:
+    """The stock model config a ``CDCLEncoderDecoder(num_classes=[...])`` was merged onto, its
+    heads with dataset ``d``'s classes (those that predict the model's classes)."""
+    cfg = copy.deepcopy(cfg)
+    num_classes, ignore_index = cfg.pop('num_classes'), cfg.pop('ignore_index', None)
+    for key in _CDCL_ARGS:
+        cfg.pop(key, None)
+    cfg['type'] = 'CascadeEncoderDecoder' if cfg.get('num_stages') else 'EncoderDecoder'
+    decode = cfg['decode_head']
+    classes = (decode[-1] if isinstance(decode, list) else decode).get('num_classes')
+    for key in ('decode_head', 'auxiliary_head'):
+        heads = cfg.get(key)
+        for head in heads if isinstance(heads, list) else [heads] * (heads is not None):
+            if head.get('num_classes') != classes:
+                continue  # shared by the datasets (e.g. STDC's boundary head)
+            head['num_classes'] = num_classes[d]
+            if ignore_index is not None:
+                head['ignore_index'] = (ignore_index if isinstance(ignore_index, int) else
+                                        ignore_index[d])
+    return cfg
+
+
+def plain_state_dict(state_dict: dict, d: int, model: Optional[nn.Module] = None) -> OrderedDict:
+    """Dataset ``d``'s branch of every DSBN and per-dataset classifier, under plain MMSeg keys.
+
+    Args:
+        model (nn.Module, optional): The CDCL model, whose DSBN and ``DatasetBranches`` modules
+            tell which keys are per dataset. Defaults to the DAB components' (``bns``,
+            ``conv_seg``).
+    """
+    if model is None:
+        dsbn, classifiers = r'.+', r'.+\.conv_seg'
+    else:
+        dsbn, classifiers = ('|'.join(re.escape(name) for name, m in model.named_modules()
+                                      if isinstance(m, kind)) or '$^'
+                             for kind in (DSBN, DatasetBranches))
+    # '<dsbn>.bns.<d>.<key>' and '<classifier>.<d>.<key>' of dataset d become '<name>.<key>'.
+    branch = re.compile(rf'^(?:(?P<dsbn>{dsbn})\.bns|(?P<classifier>{classifiers}))\.(\d+)\.')
     plain = OrderedDict()
     for key, value in state_dict.items():
-        m = branch.search(key)
+        m = branch.match(key)
         if m is None:
             plain[key] = value
-        elif int(m.group(2)) == d:
-            kept = '.' if m.group(1) == 'bns' else '.conv_seg.'
-            plain[key[:m.start()] + kept + key[m.end():]] = value
+        elif int(m.group(3)) == d:
+            plain[f"{m.group('dsbn') or m.group('classifier')}.{key[m.end():]}"] = value
     return plain
 
 
 def export_single_dataset(config: Union[str, Config], checkpoint: str, dataset: str,
                           out_dir: str) -> Tuple[str, str]:
-    """Write ``<out_dir>/<dataset>.py`` and ``<out_dir>/<dataset>.pth``: a stock MMSeg
-    EncoderDecoder (ordinary BN, one classifier) holding ``dataset``'s branch, loadable with
-    ``mmseg.apis.init_model`` without mmseg_cdcl.
+    """Write ``<out_dir>/<dataset>.py`` and ``<out_dir>/<dataset>.pth``: the plain MMSeg model
+    (for a converted model the stock config, BN or SyncBN as there; one classifier) holding
+    ``dataset``'s branch, loadable with ``mmseg.apis.init_model`` without mmseg_cdcl.
 
     Returns:
         The paths of the config and the checkpoint.
@@ -80,6 +121,7 @@ def export_single_dataset(config: Union[str, Config], checkpoint: str, dataset: 
     if dataset_meta is not None:
         meta['dataset_meta'] = dataset_meta
 
+    model = MODELS.build(copy.deepcopy(cfg.model))  # which modules hold per-dataset weights
     plain = dict(default_scope='mmseg', model=plain_model_cfg(cfg.model.to_dict(), d))
     plain['model'].pop('pretrained', None)
     pipeline = dataset_test_pipeline(cfg, dataset)
@@ -89,5 +131,5 @@ def export_single_dataset(config: Union[str, Config], checkpoint: str, dataset: 
     ckpt_path = osp.join(out_dir, f'{dataset}.pth')
     mkdir_or_exist(out_dir)
     Config(plain).dump(config_path)
-    torch.save(dict(state_dict=plain_state_dict(state_dict, d), meta=meta), ckpt_path)
+    torch.save(dict(state_dict=plain_state_dict(state_dict, d, model), meta=meta), ckpt_path)
     return config_path, ckpt_path

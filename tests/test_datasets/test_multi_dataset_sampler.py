@@ -1,4 +1,5 @@
 import itertools
+import zlib
 from collections import Counter
 
 import numpy as np
@@ -45,8 +46,8 @@ def test_batch_composition_contiguous_per_dataset():
 
 
 def test_equal_batch_sizes_alternate_datasets_with_the_same_draws_and_seeds():
-    interleaved = _sampler(batch_sizes=[2, 2, 2], intervals=dict(c=2))
-    contiguous = _sampler(batch_sizes=[2, 2, 2], intervals=dict(c=2), interleave=False)
+    interleaved = _sampler(batch_sizes=dict(a=2, b=2, c=2), intervals=dict(c=2))
+    contiguous = _sampler(batch_sizes=dict(a=2, b=2, c=2), intervals=dict(c=2), interleave=False)
     batches = list(itertools.islice(iter(interleaved), 4))
     assert [[_owner(i) for i, _ in batch] for batch in batches] == [
         [0, 1, 2, 0, 1, 2], [0, 1, 0, 1]] * 2  # c takes part every other iteration
@@ -111,10 +112,33 @@ def test_resume_continues_without_replaying():
 
 def test_batch_keys_are_a_function_of_the_step():
     sampler = _sampler(intervals=dict(c=3), rank=1, world_size=2)
+    sizes = dict(a=2, b=1, c=3)
     for step, keys in enumerate(itertools.islice(iter(sampler), 40)):  # batches made ahead
         indices = sampler.batch(step)
-        seeds = np.random.SeedSequence([7, step, 1]).generate_state(len(indices)).tolist()
+        names = sampler.datasets(step)
+        assert names == (['a', 'b', 'c'] if step % 3 == 0 else ['a', 'b'])
+        seeds = [seed for name in names for seed in np.random.SeedSequence(
+            [7, step, 1, zlib.crc32(name.encode())]).generate_state(sizes[name]).tolist()]
         assert keys == list(zip(indices, seeds))
+
+
+def test_batches_do_not_depend_on_the_datasets_order():
+    """mmengine's dumped config lists the datasets sorted by name: same batches, same seeds."""
+    sizes = dict(cityscapes=10, bdd100k=7)
+
+    def named_batches(order):
+        multi = MultiDataset({name: _Sized(sizes[name]) for name in order})
+        sampler = MultiDatasetSampler(dataset=multi, batch_sizes=dict(cityscapes=2, bdd100k=3),
+                                      intervals=dict(bdd100k=2), seed=3)
+        ranges = {name: multi.dataset_range(d) for d, name in enumerate(order)}
+        local = {i: (name, i - r.start) for name, r in ranges.items() for i in r}
+        return [[(*local[i], seed) for i, seed in batch]
+                for batch in itertools.islice(iter(sampler), 12)]
+
+    written = named_batches(['cityscapes', 'bdd100k'])
+    assert written == named_batches(['bdd100k', 'cityscapes'])
+    assert [name for name, _, _ in written[0]] == ['bdd100k'] * 3 + ['cityscapes'] * 2
+    assert [name for name, _, _ in written[1]] == ['cityscapes'] * 2
 
 
 def test_each_draw_has_its_own_augmentation_seed():
@@ -130,8 +154,13 @@ def test_each_draw_has_its_own_augmentation_seed():
     (dict(batch_sizes=dict(a=2, b=1)), r"batch_sizes names \['a', 'b'\] but the datasets are "
                                        r"\['a', 'b', 'c'\]"),
     (dict(batch_sizes=dict(a=2, b=1, c=1, z=1)), r"names \['a', 'b', 'c', 'z'\]"),
-    (dict(batch_sizes=[2, 1]), r'batch_sizes=\[2, 1\]: expected one value per dataset'),
-    (dict(batch_sizes=dict(a=0, b=1, c=1)), r'expected positive ints'),
+    (dict(batch_sizes=[2, 1, 3]), r"batch_sizes=\[2, 1, 3\] is a list: give it by dataset "
+                                  r"name, e.g. \{'a': 2, 'b': 1, 'c': 3\}; a list pairs values "
+                                  r'with datasets by their order, which the config mmengine '
+                                  r'writes to the work dir does not keep'),
+    (dict(intervals=(1, 2, 2)), r'intervals=\[1, 2, 2\] is a list: give it by dataset name'),
+    (dict(batch_sizes=dict(a=0, b=1, c=1)), r"batch_sizes=\{'a': 0, 'b': 1, 'c': 1\}: "
+                                            r'expected positive ints'),
     (dict(intervals=dict(a=2, b=2, c=2)), r'some dataset must take part in every iteration'),
     (dict(batch_size=16), r'train_dataloader.batch_size=16 conflicts with '
                           r'MultiDatasetSampler.batch_sizes: set batch_size=None'),
@@ -143,4 +172,4 @@ def test_config_errors(kwargs, message):
 
 def test_needs_a_multi_dataset():
     with pytest.raises(TypeError, match='MultiDatasetSampler needs a MultiDataset, got _Sized'):
-        MultiDatasetSampler(dataset=_Sized(3), batch_sizes=[1])
+        MultiDatasetSampler(dataset=_Sized(3), batch_sizes=dict(a=1))

@@ -19,13 +19,15 @@ def in_data_cwd(data_cwd, monkeypatch):
     monkeypatch.chdir(data_cwd)  # where the configs' data/<dataset> roots are
 
 
-def _runner(data_cwd, tmp_path, name, max_iters=2, **train_cfg):
-    cfg = shrink_config(Config.fromfile(CONFIG), max_iters=max_iters)
+def _runner(data_cwd, tmp_path, name, max_iters=2, config=CONFIG, seed=0, optim=None,
+            **train_cfg):
+    cfg = shrink_config(Config.fromfile(config), max_iters=max_iters)
     cfg.default_hooks.checkpoint.interval = 2
     cfg.work_dir = str(tmp_path / name)
     cfg.experiment_name = f'{name}_{time.time()}'  # mmengine shares loggers by name
     cfg.train_cfg.update(train_cfg)
-    cfg.randomness = dict(seed=0, deterministic=True)
+    cfg.randomness = dict(seed=seed, deterministic=True)
+    cfg.optim_wrapper.update(optim or {})
     for head in ('decode_head', 'auxiliary_head'):
         cfg.model[head].dropout_ratio = 0  # the same forward in every mode
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
@@ -142,3 +144,74 @@ def test_checkpoint_of_another_architecture_is_refused(data_cwd, tmp_path):
     with pytest.raises(ValueError, match=r"the checkpoint holds none of the CDCL model's "
                                          r"weights \(its first keys: \['fc.weight'\]"):
         _train(runner, data_cwd)
+
+
+def test_accumulate_counts_whole_iterations_as_sum_does(data_cwd, tmp_path):
+    """optim_wrapper.accumulative_counts: a step every 2 iterations, the loss scaled by 1/2."""
+    weights, steps = {}, {}
+    for mode in ('sum', 'accumulate'):
+        runner = _runner(data_cwd, tmp_path, f'{mode}_counts', max_iters=4, mode=mode,
+                         optim=dict(accumulative_counts=2))
+        weights[mode], steps[mode] = _train(runner, data_cwd), runner.steps
+    assert steps == dict(sum=2, accumulate=2)
+    for key, value in weights['sum'].items():
+        torch.testing.assert_close(weights['accumulate'][key], value, rtol=1e-4, atol=1e-5,
+                                   msg=lambda m, key=key: f'{key}: {m}')
+
+
+def test_accumulate_refuses_batchnorm_shared_by_the_datasets(data_cwd, tmp_path):
+    runner = _runner(data_cwd, tmp_path, 'shared_bn', mode='accumulate', config=osp.join(
+        REPO, 'configs', 'ablations', 'cdcl_cityscapes_bdd_shared_bn.py'))
+    with pytest.raises(ValueError, match=r"DATTrainLoop\(mode='accumulate'\) forwards one "
+                                         r"dataset at a time, which makes mode='sum''s update "
+                                         r'only when every BatchNorm is dataset-specific \(DSBN\); '
+                                         r'28 BatchNorm layers are shared by the datasets \(e.g. '
+                                         r'backbone.stem.1, backbone.stem.4, backbone.stem.7\)'):
+        _train(runner, data_cwd)
+    assert runner.steps == 0
+
+
+def test_resume_without_a_seed_draws_the_interrupted_runs_batches(data_cwd, tmp_path,
+                                                                  monkeypatch):
+    """No randomness.seed in the config (as in the shipped ones): each run draws its own
+    seed, and the sampler is built before the checkpoint is loaded."""
+    loaded = []
+    original = MultiDataset._load
+    monkeypatch.setattr(MultiDataset, '_load',
+                        lambda self, *key: loaded.append(key) or original(self, *key))
+    full = _runner(data_cwd, tmp_path, 'full', max_iters=4, seed=None)
+    _train(full, data_cwd)
+    uninterrupted = list(loaded)
+
+    loaded.clear()
+    resumed = _runner(data_cwd, tmp_path, 'resumed', max_iters=4, seed=None)
+    assert resumed.train_loop.dataloader.batch_sampler.seed != full.seed  # before loading
+    resumed._resume, resumed._load_from = True, str(tmp_path / 'full' / 'iter_2.pth')
+    _train(resumed, data_cwd)
+    assert loaded == uninterrupted[8:]  # the same images and augmentation seeds
+
+
+def test_resume_with_another_number_of_processes_is_refused(data_cwd, tmp_path):
+    two = _runner(data_cwd, tmp_path, 'two', max_iters=2)
+    two.train_loop.dataloader.batch_sampler.world_size = 2  # as rank 0 of 2 processes
+    _train(two, data_cwd)
+    one = _runner(data_cwd, tmp_path, 'one', max_iters=4)
+    one._resume, one._load_from = True, str(tmp_path / 'two' / 'iter_2.pth')
+    with pytest.raises(ValueError, match=r'DATTrainLoop: the checkpoint was written by a run of '
+                                         r'2 process\(es\) and this run has 1: each process '
+                                         r'draws its own batch of every dataset'):
+        _train(one, data_cwd)
+    assert one.steps == 0
+
+
+def test_random_states_are_saved_without_the_hook_in_the_config(data_cwd, tmp_path):
+    from mmseg_cdcl.engine.hooks import RNGStateHook
+    cfg = Config.fromfile(CONFIG)
+    assert [h['type'] for h in cfg.custom_hooks] == ['ProgressBarHook', 'RNGStateHook']
+    runner = _runner(data_cwd, tmp_path, 'no_hook', max_iters=2)
+    runner._hooks = [h for h in runner.hooks if not isinstance(h, RNGStateHook)]
+    _train(runner, data_cwd)
+    assert sum(isinstance(h, RNGStateHook) for h in runner.hooks) == 1
+    checkpoint = torch.load(tmp_path / 'no_hook' / 'iter_2.pth')
+    assert set(checkpoint['rng_states']) == {'python', 'numpy', 'torch', 'cuda'}
+    assert checkpoint['message_hub']['runtime_info']['dat_sampler']['world_size'] == 1

@@ -109,3 +109,50 @@ def test_config_errors():
     with pytest.raises(ValueError, match=r"default_dataset='c' is not one of the datasets "
                                          r"\['a', 'b'\]"):
         _model(default_dataset='c')
+
+
+def test_dataset_names_containing_loss_add_only_losses():
+    """mmengine's parse_losses sums every log variable whose name contains 'loss'."""
+    model = _model(names=('glossy_roads', 'b'))
+    losses = model.loss(torch.randn(4, 3, 32, 32), seg_samples([0, 0, 1, 1], [5, 3]))
+    total, log_vars = model.parse_losses(losses)
+    terms = [v for k, v in losses.items() if k.rpartition('.')[2].startswith('loss')]
+    assert len(terms) == 4 and 'glossy_roads.decode.acc_seg' in log_vars
+    torch.testing.assert_close(total, sum(terms), rtol=0, atol=0)
+    assert float(log_vars['loss']) == pytest.approx(float(total))
+    assert float(log_vars['glossy_roads.loss']) == pytest.approx(
+        float(losses['glossy_roads.decode.loss_ce'] + losses['glossy_roads.aux.loss_ce']))
+
+
+def test_one_sample_of_a_dataset_before_a_1x1_pooling_names_the_dataset():
+    model = _model(names=('cityscapes', 'bdd100k'))
+    with pytest.raises(ValueError, match=r"dataset 'bdd100k': DSBN\(32, num_datasets=2\): "
+                                         r'dataset 1 has 1 value per channel in this training '
+                                         r'batch'):
+        model.loss(torch.randn(3, 3, 32, 32), seg_samples([0, 0, 1], [5, 3]))
+
+
+def test_gradient_checkpointing_trains_as_without_it():
+    """MMSeg's with_cp recomputes backbone blocks in the backward, outside dataset_context."""
+    model = _model()
+    checkpointed = copy.deepcopy(model)
+    for layer in checkpointed.backbone.modules():
+        if hasattr(layer, 'with_cp'):
+            layer.with_cp = True
+    x = torch.randn(4, 3, 32, 32)
+    samples = seg_samples([0, 1, 0, 1], [5, 3])
+    for m in (model, checkpointed):
+        m.parse_losses(m.loss(x, samples))[0].backward()
+    for (name, p), q in zip(model.named_parameters(), checkpointed.parameters()):
+        if p.grad is not None:
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+@pytest.mark.parametrize('names, message', [
+    (('a', 'a'), r"dataset_names=\['a', 'a'\] names a dataset twice"),
+    (('a', 'b.c'), r"dataset name 'b.c': expected a non-empty string without '.' or '/'"),
+    (('a', ''), r"dataset name '': expected a non-empty string"),
+])
+def test_dataset_name_errors(names, message):
+    with pytest.raises(ValueError, match=message):
+        _model(names=names)

@@ -5,6 +5,7 @@ from mmseg.registry import MODELS
 from torch import nn
 
 from mmseg_cdcl import dataset_context
+from mmseg_cdcl.models.decode_heads import head_dataset
 from mmseg_cdcl.models.layers import DSBN
 from conftest import seg_samples
 
@@ -26,32 +27,35 @@ def test_one_classifier_per_dataset_and_dsbn_convs():
     assert isinstance(fcn.convs[0].bn, DSBN)
 
 
-def test_routed_forward_shapes():
+def test_routed_forward_shapes_and_mixed_batches_refused():
     head = _psp()
     x = [torch.randn(4, 16, 6, 6)]
-    with dataset_context(head, 1):
-        assert head(x).shape == (4, 3, 6, 6)
-    with dataset_context(head, [0, 0, 1, 1]):
-        logits = head(x)
-    assert [tuple(t.shape) for t in logits] == [(2, 5, 6, 6), (2, 3, 6, 6)]
+    for d, classes in enumerate([5, 3]):
+        with dataset_context(head, d):
+            assert head(x).shape == (4, classes, 6, 6)
+    with dataset_context(head, [0, 0, 1, 1]), pytest.raises(
+            RuntimeError, match=r'DatasetBranches\(num_datasets=2\) got a batch of several '
+                                r'datasets \[0, 1\]: per-dataset classifiers run on one dataset '
+                                r'at a time'):
+        head(x)
 
 
 def test_loss_uses_each_dataset_ignore_index():
     head = _psp(ignore_index=[255, 0])
-    x = [torch.randn(4, 16, 8, 8)]
+    x = torch.randn(4, 16, 8, 8)
     samples = seg_samples([0, 0, 1, 1], [5, 3], size=(8, 8))
     for sample in samples[2:]:  # dataset 1 marks ignored pixels with 0
         sample.gt_sem_seg.data[sample.gt_sem_seg.data == 255] = 0
-    with dataset_context(head, [0, 0, 1, 1]):
-        logits = head(x)
-        losses = head.loss_by_feat(logits, samples)
-    assert set(losses) == {'0.loss_ce', '0.acc_seg', '1.loss_ce', '1.acc_seg'}
     for d, (rows, ignore) in enumerate([(slice(0, 2), 255), (slice(2, 4), 0)]):
+        with dataset_context(head, d), head_dataset(head, d):
+            assert head.ignore_index == ignore and head.num_classes == [5, 3][d]
+            logits = head([x[rows]])
+            losses = head.loss_by_feat(logits, samples[rows])
         label = torch.cat([s.gt_sem_seg.data for s in samples[rows]])
         # MMSeg's CrossEntropyLoss averages over all pixels (avg_non_ignore=False).
-        expected = F.cross_entropy(logits[d], label, ignore_index=ignore, reduction='none').mean()
-        torch.testing.assert_close(losses[f'{d}.loss_ce'], expected)
-    assert head.ignore_index == 255  # the base head's attribute is left as it was
+        expected = F.cross_entropy(logits, label, ignore_index=ignore, reduction='none').mean()
+        torch.testing.assert_close(losses['loss_ce'], expected)
+    assert head.ignore_index == 255 and head.num_classes == 5  # left as they were
 
 
 @pytest.mark.parametrize('kwargs, message', [
@@ -71,5 +75,6 @@ def test_shared_bn_ablation_keeps_per_dataset_classifiers():
     head = _psp(norm_cfg=dict(type='BN', requires_grad=True))
     assert not any(isinstance(m, DSBN) for m in head.modules())
     assert any(isinstance(m, nn.BatchNorm2d) for m in head.modules())
-    with dataset_context(head, [0, 1]):
-        assert [t.shape[1] for t in head([torch.randn(2, 16, 4, 4)])] == [5, 3]
+    for d, classes in enumerate([5, 3]):
+        with dataset_context(head, d):
+            assert head([torch.randn(2, 16, 4, 4)]).shape[1] == classes

@@ -1,5 +1,7 @@
 import copy
+import re
 
+import numpy as np
 import pytest
 import torch
 from mmcv.cnn import build_norm_layer
@@ -168,3 +170,144 @@ def test_dsbn_checkpoint_round_trip_and_mismatch():
 def test_invalid_num_datasets():
     with pytest.raises(ValueError, match="DSBN num_datasets must be a positive int, got 0"):
         DSBN(4, num_datasets=0)
+
+
+def test_one_value_per_channel_of_a_dataset_is_refused_not_nan():
+    """[a, a, b] at a 1x1 map (PSP's scale-1 pooling): BatchNorm2d's own check, per dataset."""
+    dsbn = DSBN(4, num_datasets=2)
+    before = copy.deepcopy(dsbn.state_dict())
+    with dataset_context(dsbn, [0, 0, 1]), pytest.raises(
+            ValueError, match=r'DSBN\(4, num_datasets=2\): dataset 1 has 1 value per channel in '
+                              r'this training batch \(input \(3, 4, 1, 1\)\)'):
+        dsbn(torch.randn(3, 4, 1, 1))
+    for key, value in dsbn.state_dict().items():  # nothing was written, no NaN
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0)
+    with dataset_context(dsbn, [0, 1, 0, 1]):  # 2 values each: fine
+        assert torch.isfinite(dsbn(torch.randn(4, 4, 1, 1))).all()
+    assert all(torch.isfinite(bn.running_var).all() for bn in dsbn.bns)
+    dsbn.eval()
+    with dataset_context(dsbn, [0, 0, 1]):  # running statistics need no batch
+        assert dsbn(torch.randn(3, 4, 1, 1)).shape == (3, 4, 1, 1)
+
+
+@pytest.mark.parametrize('dataset_idx', [[0, 0, 1, 1], [0, 1, 0, 1], [1, 0, 0, 1]],
+                         ids=['contiguous', 'alternating', 'unordered'])
+def test_non_contiguous_input_equals_separate_forwards(dataset_idx):
+    torch.manual_seed(0)
+    mixed = _perturbed(DSBN(3, num_datasets=2))
+    separate = copy.deepcopy(mixed)
+    idx = torch.tensor(dataset_idx)
+    base = torch.randn(4, 3, 6, 5) * (idx.view(-1, 1, 1, 1) + 1) + idx.view(-1, 1, 1, 1) * 4
+    x = base.transpose(2, 3)  # a transposed view: neither NCHW nor channels_last contiguous
+    assert not x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+    with dataset_context(mixed, dataset_idx):
+        out = mixed(x)
+    for d in range(2):
+        rows = (idx == d).nonzero().flatten()
+        with dataset_context(separate, d):
+            expected = separate(x[rows].contiguous())
+        torch.testing.assert_close(out[rows], expected, atol=1e-6, rtol=0)
+        torch.testing.assert_close(mixed.bns[d].running_mean, separate.bns[d].running_mean,
+                                   atol=1e-6, rtol=0)
+        torch.testing.assert_close(mixed.bns[d].running_var, separate.bns[d].running_var,
+                                   atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize('dataset_idx', [1, [0, 0, 1, 1], [0, 1, 0, 1], [1, 0, 0, 1]],
+                         ids=['single', 'contiguous', 'alternating', 'unordered'])
+@pytest.mark.parametrize('shape', [(4, 3), (4, 3, 5), (4, 3, 2, 2, 2)], ids=['2d', '3d', '5d'])
+def test_every_path_refuses_what_batchnorm2d_refuses(dataset_idx, shape):
+    dsbn = DSBN(3, num_datasets=2)
+    expected = f'expected 4D input (got {len(shape)}D input)'
+    with dataset_context(dsbn, dataset_idx), pytest.raises(ValueError, match=re.escape(expected)):
+        dsbn(torch.randn(*shape))
+
+
+def test_dataset_context_takes_numpy_and_tensor_indices():
+    dsbn = DSBN(2, num_datasets=3)
+    for index in (np.int64(2), torch.tensor(2), np.array(2)):
+        with dataset_context(dsbn, index) as routing:
+            assert routing.single == 2 and type(routing.single) is int
+    for indices in (np.array([0, 2, 2]), torch.tensor([0, 2, 2]), [np.int64(0), 2, 2]):
+        with dataset_context(dsbn, indices) as routing:
+            assert routing.datasets == (0, 2) and routing.split_sizes == (1, 2)
+    for bad in ([0.5, 1.0], np.array([[0, 1]]), [], True):
+        with pytest.raises(ValueError, match='dataset_idx must be an int or a non-empty 1-D '
+                                             'sequence with one integer dataset index per sample'):
+            with dataset_context(dsbn, bad):
+                pass
+
+
+@pytest.mark.parametrize('sync', [False, True], ids=['bn', 'syncbn'])
+def test_absent_datasets_statistics_never_change(sync):
+    """Intervals > 1: iterations without dataset 2. Its branch is never called, so neither its
+    running statistics nor its batch count move (SyncBatchNorm on empty batches shrank them)."""
+    dsbn = DSBN(3, num_datasets=3, sync=sync)
+    calls = [0, 0, 0]
+    for d, bn in enumerate(dsbn.bns):
+        bn.register_forward_hook(lambda *_, d=d: calls.__setitem__(d, calls[d] + 1))
+    absent = copy.deepcopy(dsbn.bns[2].state_dict())
+    for dataset_idx in (0, [0, 0, 1, 1], [0, 1, 0, 1], [1, 0, 0, 1], [1, 1, 0, 0]):
+        with dataset_context(dsbn, dataset_idx):
+            dsbn(torch.randn(4 if isinstance(dataset_idx, list) else 2, 3, 2, 2))
+    assert calls[2] == 0
+    for key, value in dsbn.bns[2].state_dict().items():
+        torch.testing.assert_close(value, absent[key], rtol=0, atol=0)
+    assert int(dsbn.bns[0].num_batches_tracked) == 5 and int(dsbn.bns[1].num_batches_tracked) == 4
+
+
+def test_convert_dsbn_replaces_every_batchnorm_with_copies_of_it():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), _perturbed(nn.BatchNorm2d(4, momentum=0.3)),
+                          nn.Sequential(nn.SyncBatchNorm(4, eps=1e-3)),
+                          nn.Flatten(2), nn.BatchNorm1d(4), nn.LayerNorm(5))
+    model[4].weight.requires_grad_(False)
+    model[1].running_mean.fill_(2.)
+    reference = copy.deepcopy(model)
+    assert DSBN.convert_dsbn(model, 2) is model
+    assert [type(m).__name__ for m in model] == ['Conv2d', 'DSBN', 'Sequential', 'Flatten',
+                                                 'DSBN', 'LayerNorm']
+    assert type(model[2][0].bns[1]) is nn.SyncBatchNorm and model[2][0].bns[1].eps == 1e-3
+    assert type(model[4].bns[0]) is nn.BatchNorm1d
+    assert not model[4].bns[1].weight.requires_grad and model[4].bns[1].bias.requires_grad
+    for d in range(2):
+        assert model[1].bns[d].momentum == 0.3
+        torch.testing.assert_close(model[1].bns[d].weight, reference[1].weight, rtol=0, atol=0)
+        torch.testing.assert_close(model[1].bns[d].running_mean, torch.full((4, ), 2.))
+    assert model[1].bns[0].weight is not model[1].bns[1].weight  # copies, not shared
+    # A checkpoint of the stock model loads into every branch; each dataset then computes
+    # what the stock model computes.
+    model.load_state_dict(reference.state_dict())
+    x = torch.randn(2, 3, 5, 1)
+    model.eval(), reference.eval()
+    for d in range(2):
+        with dataset_context(model, d):
+            torch.testing.assert_close(model(x), reference(x), rtol=0, atol=0)
+    assert DSBN.convert_dsbn(nn.BatchNorm2d(3), 2).num_datasets == 2
+
+
+def test_gradient_checkpointing_recomputes_with_the_forwards_routing():
+    """MMSeg's with_cp recomputes the forward in the backward, after dataset_context exited."""
+    torch.manual_seed(0)
+    dsbn = _perturbed(DSBN(3, num_datasets=2))
+    plain = copy.deepcopy(dsbn)
+    x = torch.randn(4, 3, 2, 2) * 3
+    xc, xp = x.clone().requires_grad_(), x.clone().requires_grad_()
+    dsbn.forget_routing()
+    with dataset_context(dsbn, [0, 1, 0, 1]):
+        out = torch.utils.checkpoint.checkpoint(dsbn, xc, use_reentrant=True)
+    out.pow(2).sum().backward()
+    with dataset_context(plain, [0, 1, 0, 1]):
+        plain(xp).pow(2).sum().backward()
+    torch.testing.assert_close(xc.grad, xp.grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(dsbn.bns[1].weight.grad, plain.bns[1].weight.grad)
+
+    # Ran for two routings in the step: which one a recomputation needs is unknown.
+    dsbn.forget_routing()
+    with dataset_context(dsbn, 0):
+        first = torch.utils.checkpoint.checkpoint(dsbn, xc, use_reentrant=True)
+    with dataset_context(dsbn, 1):
+        dsbn(x)
+    with pytest.raises(RuntimeError, match=r'DSBN\(3, num_datasets=2\) is recomputed in the '
+                                           r'backward \(gradient checkpointing\) but ran for '
+                                           r'several dataset routings in this step'):
+        first.sum().backward()

@@ -87,3 +87,24 @@ def test_benchmark_amp_channels_last_contiguous_and_training_throughput(tmp_path
         use = speed['a']['median'] * 2 * macs / 2e12
         assert f'{use:.1%} (A)' in speed['note'] and 'of 2 TFLOP/s' in speed['note']
         assert rows[f'peak memory, {n} datasets']['met'] in (True, False)
+
+
+def test_benchmark_measures_the_conversion_of_a_stock_config(tmp_path):
+    """--config: sections b and c of any MMSeg model's CDCL conversion against it."""
+    result = subprocess.run(
+        [sys.executable, 'tools/benchmark.py', '--only', 'b,c', '--config',
+         'mmseg::bisenetv2/bisenetv2_fcn_4xb4-160k_cityscapes-1024x1024.py', '--crop', '64',
+         '64', '--batch', '2', '--pairs', '1', '--warmup', '0', '--out-dir', str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with open(tmp_path / 'benchmark.json') as f:
+        report = json.load(f)
+    assert report['settings']['config'].startswith('mmseg::bisenetv2/')
+    train = report['sections']['b']
+    assert [r['b']['label'] for r in train[:2]] == ['bisenetv2 4', 'bisenetv2 4']
+    assert [r['a']['label'] for r in train[:2]] == ['CDCL 2 x 2', 'CDCL 2 x 2']
+    inference, flops, params = report['sections']['c']
+    assert inference['b']['label'] == 'exported plain bisenetv2'
+    assert flops['note'] == 'equal' and flops['a']['median'] == flops['b']['median'] > 0
+    assert params['a']['median'] > params['b']['median']
+    assert float(inference['note'].split()[-1]) < 1e-4  # the same logits

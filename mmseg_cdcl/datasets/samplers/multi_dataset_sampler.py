@@ -1,13 +1,13 @@
 """Batches of Dataset Alternation Training: every iteration holds a batch of each dataset."""
 import math
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+import zlib
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 from mmengine.dist import get_dist_info, sync_random_seed
 from mmseg.registry import DATA_SAMPLERS
 from torch.utils.data import Sampler
 
-PerDataset = Union[Dict[str, int], Sequence[int]]
 LOOKAHEAD = 16  # batches made at a time
 
 
@@ -27,8 +27,10 @@ class MultiDatasetSampler(Sampler):
     ``s % intervals[i] == 0`` (the paper's interval t; 1 for all datasets is DAT). When these
     datasets have equal batch sizes, their samples alternate (A, B, A, B, ...), so that DSBN
     normalises all of them in one BatchNorm call without copying activations; otherwise, or with
-    ``interleave=False``, each dataset's samples are contiguous, in dataset order. Each dataset
-    runs through its own reshuffled passes, independently of the others' sizes. With several
+    ``interleave=False``, each dataset's samples are contiguous. Each dataset runs through its
+    own reshuffled passes, independently of the others' sizes. Batches, their order and their
+    seeds depend on the datasets' names, not on their order in the ``MultiDataset`` (which a
+    config written to the work dir does not keep: mmengine sorts dict keys). With several
     processes, each draws its own ``batch_sizes[i]`` (per process, as MMSeg's ``batch_size``)
     from its share of every pass, disjoint from the other processes' shares. Batch ``s`` is a
     function of the seed and ``s`` alone, so a resumed run continues at iteration ``k``
@@ -48,10 +50,10 @@ class MultiDatasetSampler(Sampler):
 
     Args:
         sampler (Sampler, optional): The loader's sampler; its ``dataset`` and ``seed`` are used.
-        batch_sizes (dict[str, int] | Sequence[int]): Samples of each dataset per iteration and
-            process, by dataset name or in dataset order.
-        intervals (dict[str, int] | Sequence[int], optional): Dataset ``i`` takes part every
-            ``intervals[i]`` iterations. Defaults to 1 for every dataset.
+        batch_sizes (dict[str, int]): Samples of each dataset per iteration and process, by
+            dataset name.
+        intervals (dict[str, int], optional): Dataset ``name`` takes part every
+            ``intervals[name]`` iterations. Defaults to 1 for every dataset.
         batch_size (None): The loader's ``batch_size``, which must be None.
         interleave (bool): Alternate datasets of equal batch sizes. Defaults to True. Set False
             for models in channels_last memory format: DSBN sees alternating datasets side by
@@ -64,8 +66,8 @@ class MultiDatasetSampler(Sampler):
 
     def __init__(self,
                  sampler: Optional[Sampler] = None,
-                 batch_sizes: PerDataset = None,
-                 intervals: Optional[PerDataset] = None,
+                 batch_sizes: Dict[str, int] = None,
+                 intervals: Optional[Dict[str, int]] = None,
                  batch_size: Optional[int] = None,
                  interleave: bool = True,
                  shuffle: bool = True,
@@ -83,10 +85,14 @@ class MultiDatasetSampler(Sampler):
             raise TypeError('MultiDatasetSampler needs a MultiDataset, got '
                             f'{type(self.dataset).__name__}')
         self.dataset_names = list(names)
+        # Datasets by name: a dumped config lists them in another order than the original.
+        self._order = sorted(range(len(names)), key=lambda i: names[i])
+        self._name_keys = [zlib.crc32(name.encode()) for name in names]
         self.batch_sizes = self._per_dataset(batch_sizes, 'batch_sizes', None)
         self.intervals = self._per_dataset(intervals, 'intervals', 1)
         if min(self.intervals) != 1:
-            raise ValueError(f'MultiDatasetSampler.intervals={self.intervals}: some dataset '
+            raise ValueError(f'MultiDatasetSampler.intervals='
+                             f'{dict(zip(self.dataset_names, self.intervals))}: some dataset '
                              'must take part in every iteration (interval 1)')
         self.interleave = interleave
         self.shuffle = shuffle
@@ -105,23 +111,40 @@ class MultiDatasetSampler(Sampler):
     def _per_dataset(self, values, key: str, default: Optional[int]) -> List[int]:
         names = self.dataset_names
         if values is None and default is not None:
-            values = [default] * len(names)
+            values = {}
+        if isinstance(values, (list, tuple)):
+            raise ValueError(
+                f'MultiDatasetSampler.{key}={list(values)!r} is a list: give it by dataset name, '
+                f'e.g. {dict(zip(names, values))}; a list pairs values with datasets by their '
+                'order, which the config mmengine writes to the work dir does not keep')
         if isinstance(values, dict):
             unknown, missing = set(values) - set(names), set(names) - set(values)
             if unknown or (missing and default is None):
                 raise ValueError(f'MultiDatasetSampler.{key} names {sorted(values)} but the '
                                  f'datasets are {names}')
             values = [values.get(name, default) for name in names]
-        if values is None or len(values) != len(names):
-            raise ValueError(f'MultiDatasetSampler.{key}={values!r}: expected one value per '
-                             f'dataset {names}')
+        if values is None:
+            raise ValueError(f'MultiDatasetSampler.{key} is missing: expected one value per '
+                             f'dataset, by name, for {names}')
         if not all(isinstance(v, int) and v > 0 for v in values):
-            raise ValueError(f'MultiDatasetSampler.{key}={values!r}: expected positive ints')
+            raise ValueError(f'MultiDatasetSampler.{key}={dict(zip(names, values))}: expected '
+                             'positive ints')
         return list(values)
 
     def set_step(self, step: int) -> None:
         """Start the next iteration over the batches at iteration ``step`` (resume)."""
         self._step = step
+
+    def set_seed(self, seed: int) -> None:
+        """Draw the batches of ``seed`` (resume: the interrupted run's seed)."""
+        self.seed = seed
+        self._passes = {}
+
+    def state(self) -> dict:
+        """What the batches depend on besides the step (saved with checkpoints)."""
+        return dict(seed=self.seed, world_size=self.world_size,
+                    batch_sizes=dict(zip(self.dataset_names, self.batch_sizes)),
+                    intervals=dict(zip(self.dataset_names, self.intervals)))
 
     def __iter__(self) -> Iterator[List[Tuple[int, int]]]:
         """Batches of ``(index, augmentation seed)`` keys (see :class:`MultiDataset`)."""
@@ -133,25 +156,31 @@ class MultiDatasetSampler(Sampler):
             step += LOOKAHEAD
 
     def _keys(self, step: int) -> List[Tuple[int, int]]:
-        draws = self._draws(step)
         # Each draw's own seed: its augmentations do not depend on which process or worker
         # loads it, nor on what was loaded before, so a resumed run repeats them.
-        seeds = iter(np.random.SeedSequence([self.seed, step, self.rank]).generate_state(
-            sum(map(len, draws))).tolist())
-        return arrange([[(i, next(seeds)) for i in group] for group in draws], self.interleave)
+        keyed = []
+        for d, group in self._draws(step):
+            seeds = np.random.SeedSequence([self.seed, step, self.rank, self._name_keys[d]])
+            keyed.append(list(zip(group, seeds.generate_state(len(group)).tolist())))
+        return arrange(keyed, self.interleave)
 
     def batch(self, step: int) -> List[int]:
         """This process's batch of iteration ``step``."""
-        return arrange(self._draws(step), self.interleave)
+        return arrange([group for _, group in self._draws(step)], self.interleave)
 
-    def _draws(self, step: int) -> List[List[int]]:
-        """The samples of each dataset taking part in iteration ``step``, in dataset order."""
+    def datasets(self, step: int) -> List[str]:
+        """The datasets taking part in iteration ``step`` (the same in every process)."""
+        return [self.dataset_names[i] for i in self._order if not step % self.intervals[i]]
+
+    def _draws(self, step: int) -> List[Tuple[int, List[int]]]:
+        """The samples of each dataset taking part in iteration ``step``, by name."""
         draws = []
-        for i, (size, interval) in enumerate(zip(self.batch_sizes, self.intervals)):
+        for i in self._order:
+            size, interval = self.batch_sizes[i], self.intervals[i]
             if step % interval:
                 continue
             # Samples of dataset i this process drew before this iteration.
-            draws.append(self._stream(i, math.ceil(step / interval) * size, size))
+            draws.append((i, self._stream(i, math.ceil(step / interval) * size, size)))
         return draws
 
     def _stream(self, i: int, position: int, count: int) -> List[int]:
@@ -174,8 +203,8 @@ class MultiDatasetSampler(Sampler):
             for old in [k for k in self._passes if k[0] == i and k[1] < epoch - 1]:
                 del self._passes[old]
             n = self._sizes[i]
-            self._passes[key] = (np.random.default_rng([self.seed, i, epoch]).permutation(n)
-                                 if self.shuffle else np.arange(n))
+            rng = np.random.default_rng([self.seed, self._name_keys[i], epoch])
+            self._passes[key] = rng.permutation(n) if self.shuffle else np.arange(n)
         return self._passes[key]
 
     def __len__(self) -> int:

@@ -1,15 +1,21 @@
 """Dataset Alternation Training (DAT): one batch of every dataset, one step on their sum."""
 import os
 from contextlib import nullcontext
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
+import torch
+from mmengine.dist import all_reduce, all_reduce_params, get_world_size
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import IterBasedTrainLoop
 from mmengine.runner.loops import _InfiniteDataloaderIterator
 from mmseg.registry import LOOPS
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...datasets.samplers import MultiDatasetSampler
-from ...models.layers import DatasetAwareModule, DatasetRouting
+from ...models.decode_heads import is_dataset_aware
+from ...models.layers import DSBN, DatasetAwareModule, DatasetRouting
+from ..hooks import RNGStateHook
 
 
 def split_by_dataset(data_batch: dict) -> List[Tuple[int, dict]]:
@@ -46,16 +52,27 @@ class DATTrainLoop(IterBasedTrainLoop):
 
     - ``'sum'`` (DAT, the paper's choice): one forward of the whole batch, one backward of
       L = Σ_i w_i·L_i and one optimizer step;
-    - ``'accumulate'``: the same update, forwarding and back-propagating one dataset at a time
-      (gradients accumulate), which lowers peak memory;
+    - ``'accumulate'``: the same update when every BatchNorm is dataset-specific (DSBN),
+      forwarding and back-propagating one dataset at a time (gradients accumulate), which lowers
+      peak memory; refused for models with shared BatchNorm, whose statistics would then be
+      each dataset's instead of the batch's;
     - ``'alternate'``: a forward, backward and step per dataset, the paper's unstable baseline.
+
+    ``optim_wrapper.accumulative_counts`` accumulates whole iterations, in every mode. Under
+    DDP, an update in which some dataset has no sample (``'alternate'``, ``'accumulate'``,
+    intervals > 1) back-propagates without DDP's reducer, which would wait for the absent
+    dataset's branches, and averages the gradients over the processes before the step; the
+    absent branches keep no gradient, as in one process.
 
     At start it checks that dataset, sampler and model agree on the datasets (names, DSBN
     branches, classes per classifier), and that a fresh run does not start over the checkpoints
-    of an earlier one. A resumed run continues with the batches an
-    uninterrupted run would draw without loading the skipped ones. Each dataset's losses are
-    logged (``<dataset>.decode.loss_ce``, ``<dataset>.loss``); a non-finite loss stops training
-    with the dataset and iteration named, before it touches the weights.
+    of an earlier one. The sampler's seed, batch sizes, intervals and number of processes go
+    into every checkpoint: a resumed run continues with the batches an uninterrupted run would
+    draw (refusing another number of processes) without loading the skipped ones, and
+    ``RNGStateHook`` (added when the config has none) restores the random states. Each
+    dataset's losses are logged (``<dataset>.decode.loss_ce``, ``<dataset>.loss``); a
+    non-finite loss stops training with the dataset and iteration named, before it touches the
+    weights.
 
     Example:
         >>> train_cfg = dict(type='DATTrainLoop', max_iters=80000, val_interval=8000,
@@ -72,16 +89,47 @@ class DATTrainLoop(IterBasedTrainLoop):
             raise ValueError(f'DATTrainLoop mode={mode!r}: expected one of {self.MODES}')
         super().__init__(runner, dataloader, max_iters, **kwargs)
         self.mode = mode
+        if not any(isinstance(hook, RNGStateHook) for hook in runner.hooks):
+            runner.register_hook(RNGStateHook())
 
     def run(self):
         self.check_datasets_agree()
+        if self.mode == 'accumulate':
+            self.check_batch_norms_are_per_dataset()
+        sampler = self.dataloader.batch_sampler
         if self._iter == 0:
             self.check_work_dir_is_free()
-        if self._iter > 0:
-            self.dataloader.batch_sampler.set_step(self._iter)
+        else:
+            self.continue_sampler(sampler)
+            sampler.set_step(self._iter)
             self.dataloader_iterator = _Resumed(
                 self._iter, _InfiniteDataloaderIterator(self.dataloader))
+        self.runner.message_hub.update_info('dat_sampler', sampler.state())
         return super().run()
+
+    def continue_sampler(self, sampler: MultiDatasetSampler) -> None:
+        """Draw the interrupted run's batches: its seed, after checking that batch sizes,
+        intervals and the number of processes are its own."""
+        saved = self.runner.message_hub.get_info('dat_sampler')
+        if saved is None:  # a checkpoint of mmseg-cdcl 0.1
+            print_log('DATTrainLoop: the checkpoint does not hold the sampler\'s state; the '
+                      'resumed batches repeat the interrupted run only with randomness.seed '
+                      'set as it was', logger='current', level=30)
+            return
+        now = sampler.state()
+        if saved['world_size'] != now['world_size']:
+            raise ValueError(
+                f"DATTrainLoop: the checkpoint was written by a run of {saved['world_size']} "
+                f"process(es) and this run has {now['world_size']}: each process draws its own "
+                'batch of every dataset, so the resumed batches would repeat samples and change '
+                'the batch size. Resume with the same number of processes, or start a new run '
+                'from the checkpoint with load_from')
+        for key in ('batch_sizes', 'intervals'):
+            if saved[key] != now[key]:
+                raise ValueError(f'DATTrainLoop: the checkpoint\'s run drew {key}='
+                                 f'{saved[key]} and this run\'s sampler has {now[key]}: resume '
+                                 'with the same, or start a new run with load_from')
+        sampler.set_seed(saved['seed'])
 
     def run_iter(self, data_batch: dict) -> None:
         self.runner.call_hook('before_train_iter', batch_idx=self._iter, data_batch=data_batch)
@@ -92,32 +140,63 @@ class DATTrainLoop(IterBasedTrainLoop):
 
     def _train_step(self, data_batch: dict) -> dict:
         model, optim_wrapper = self.runner.model, self.runner.optim_wrapper
+        parts = split_by_dataset(data_batch)
+        distributed = is_model_wrapper(model) and hasattr(model, 'no_sync')
+        every_dataset = len(parts) == len(self.dataloader.dataset.dataset_names)
         if self.mode == 'sum':
-            return model.train_step(data_batch, optim_wrapper=optim_wrapper)
-        log_vars, parts = {}, split_by_dataset(data_batch)
-        for k, (_, part) in enumerate(parts):
-            if self.mode == 'alternate':
-                logs = model.train_step(part, optim_wrapper=optim_wrapper)
-            else:
-                logs = self._accumulate(model, optim_wrapper, part, last=k == len(parts) - 1)
+            if every_dataset or not distributed:
+                return model.train_step(data_batch, optim_wrapper=optim_wrapper)
+            return self._update(model, optim_wrapper, [data_batch])
+        if self.mode == 'accumulate':
+            return self._update(model, optim_wrapper, [part for _, part in parts])
+        log_vars = {}
+        for _, part in parts:  # 'alternate': an update per dataset
+            logs = (self._update(model, optim_wrapper, [part]) if distributed else
+                    model.train_step(part, optim_wrapper=optim_wrapper))
             log_vars.update(logs, loss=log_vars.get('loss', 0) + logs['loss'])
         return log_vars
 
     @staticmethod
-    def _accumulate(model, optim_wrapper, part: dict, last: bool) -> dict:
-        """Back-propagate one dataset's loss; step once the last dataset's is in."""
-        # DDP averages the gradients once, after the last dataset's backward.
-        no_sync = model.no_sync() if is_model_wrapper(model) and not last else nullcontext()
-        with no_sync:
-            with optim_wrapper.optim_context(model):
-                data = model.data_preprocessor(part, True)
-                losses = model._run_forward(data, mode='loss')
-            loss, log_vars = model.parse_losses(losses)
-            optim_wrapper.backward(loss)
-        if last:
+    def _update(model, optim_wrapper, parts: Sequence[dict]) -> dict:
+        """One update (a step once ``accumulative_counts`` iterations are in) from the summed
+        losses of ``parts``, each forwarded and back-propagated on its own."""
+        distributed = is_model_wrapper(model) and hasattr(model, 'no_sync')
+        module = model.module if is_model_wrapper(model) else model
+        log_vars = {}
+        for k, part in enumerate(parts):
+            # DDP's reducer would wait for the gradients of parameters no part uses (an absent
+            # dataset's branches): the gradients are averaged below instead.
+            with model.no_sync() if distributed else nullcontext():
+                with optim_wrapper.optim_context(model):
+                    data = module.data_preprocessor(part, True)
+                    losses = model._run_forward(data, mode='loss')
+                loss, logs = module.parse_losses(losses)
+                optim_wrapper.backward(optim_wrapper.scale_loss(loss))
+            if k < len(parts) - 1:
+                optim_wrapper._inner_count -= 1  # the parts are one iteration's backward
+            log_vars.update(logs, loss=log_vars.get('loss', 0) + logs['loss'])
+        if optim_wrapper.should_update():
+            if distributed:
+                _average_gradients(module)
             optim_wrapper.step()
             optim_wrapper.zero_grad()
         return log_vars
+
+    def check_batch_norms_are_per_dataset(self) -> None:
+        """mode='accumulate' forwards one dataset at a time: the same update as 'sum' only if
+        no BatchNorm normalises with statistics shared by the datasets."""
+        model = self.runner.model.module if is_model_wrapper(self.runner.model) else \
+            self.runner.model
+        model.train()
+        branches = {id(bn) for m in model.modules() if isinstance(m, DSBN) for bn in m.bns}
+        shared = [name for name, m in model.named_modules() if isinstance(m, _BatchNorm)
+                  and id(m) not in branches and (m.training or not m.track_running_stats)]
+        if shared:
+            raise ValueError(
+                "DATTrainLoop(mode='accumulate') forwards one dataset at a time, which makes "
+                "mode='sum''s update only when every BatchNorm is dataset-specific (DSBN); "
+                f'{len(shared)} BatchNorm layers are shared by the datasets (e.g. '
+                f"{', '.join(shared[:3])}): use mode='sum'")
 
     def check_work_dir_is_free(self) -> None:
         """A fresh run would overwrite (and, with ``max_keep_ckpts``, delete) the checkpoints
@@ -154,7 +233,8 @@ class DATTrainLoop(IterBasedTrainLoop):
                             f'{names}')
             names = None  # nothing more to compare
         for module_name, module in model.named_modules():
-            if not isinstance(module, DatasetAwareModule) or names is None:
+            if not (isinstance(module, DatasetAwareModule) or is_dataset_aware(module)) \
+                    or names is None:
                 continue
             if module.num_datasets != len(names):
                 problems.append(f'{module_name} ({type(module).__name__}) has num_datasets='
@@ -169,3 +249,22 @@ class DATTrainLoop(IterBasedTrainLoop):
         if problems:
             raise ValueError('DATTrainLoop: the datasets, sampler and model disagree:\n  - '
                              + '\n  - '.join(problems))
+
+
+def _average_gradients(module: torch.nn.Module) -> None:
+    """Average the gradients over the processes, as DDP does. Parameters without a gradient
+    (branches of datasets absent from the update) must be the same in every process."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        return
+    has_grad = torch.tensor([p.grad is not None for p in params], dtype=torch.int32,
+                            device=params[0].device)
+    all_reduce(has_grad)
+    world_size = get_world_size()
+    if not torch.all((has_grad == 0) | (has_grad == world_size)):
+        names = [n for (n, p), c in zip(module.named_parameters(), has_grad.tolist())
+                 if p.requires_grad and 0 < c < world_size]
+        raise RuntimeError(f'DATTrainLoop: {len(names)} parameters have gradients in some '
+                           f'processes only (e.g. {names[:3]}): every process must draw '
+                           'samples of the same datasets in an iteration')
+    all_reduce_params([p.grad for p in params if p.grad is not None], op='mean')

@@ -1,11 +1,13 @@
 """Routing of samples to dataset branches: which dataset each sample of a forward belongs to."""
+import numbers
 from contextlib import contextmanager
-from typing import Iterator, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-DatasetIndex = Union[int, Sequence[int], Tensor]
+DatasetIndex = Union[int, Sequence[int], Tensor, np.ndarray]
 
 
 class DatasetRouting(NamedTuple):
@@ -27,12 +29,19 @@ class DatasetRouting(NamedTuple):
 
     @classmethod
     def build(cls, dataset_idx: DatasetIndex) -> 'DatasetRouting':
-        if isinstance(dataset_idx, int):
-            return cls(((dataset_idx, slice(None)), ), dataset_idx, None, True)
-        idx = torch.as_tensor(dataset_idx, dtype=torch.long, device='cpu')
-        if idx.dim() != 1 or idx.numel() == 0:
+        if isinstance(dataset_idx, DatasetRouting):
+            return dataset_idx
+        if isinstance(dataset_idx, numbers.Integral) and not isinstance(dataset_idx, bool):
+            return cls(((int(dataset_idx), slice(None)), ), int(dataset_idx), None, True)
+        idx = (dataset_idx.detach().cpu() if isinstance(dataset_idx, Tensor) else
+               torch.as_tensor(np.asarray(dataset_idx)))
+        if idx.dim() == 0 and not idx.is_floating_point() and idx.dtype != torch.bool:
+            return cls.build(int(idx))  # a numpy or torch scalar: the whole batch
+        if idx.dim() != 1 or idx.numel() == 0 or idx.is_floating_point() or \
+                idx.dtype == torch.bool:
             raise ValueError('dataset_idx must be an int or a non-empty 1-D sequence with one '
-                             f'dataset index per sample, got shape {tuple(idx.shape)}')
+                             f'integer dataset index per sample, got {dataset_idx!r}')
+        idx = idx.long()
         # Runs of equal indices: contiguous groups become slices (views, no copy).
         values, counts = torch.unique_consecutive(idx, return_counts=True)
         values, counts = values.tolist(), counts.tolist()
@@ -57,14 +66,37 @@ class DatasetRouting(NamedTuple):
     def datasets(self) -> Tuple[int, ...]:
         return tuple(d for d, _ in self.groups)
 
+    def positions(self, rows: Union[slice, Tensor]) -> List[int]:
+        """The batch positions of a group's ``rows``."""
+        if isinstance(rows, slice):
+            return list(range(self.num_samples or 1)[rows])
+        return rows.tolist()
+
+    def split(self, x: Tensor) -> Tuple[Tensor, ...]:
+        """``x``'s rows of each group, each a dense tensor, in the order of ``groups``. The
+        backward of the parts is one concatenation (contiguous groups) or one interleaving
+        (alternating groups) of their gradients."""
+        if self.single is not None:
+            return (x, )
+        if self.split_sizes is not None:
+            return x.split(self.split_sizes)
+        if self.interleave is not None:
+            return tuple(part.contiguous() for part in
+                         x.reshape(-1, self.interleave, *x.shape[1:]).unbind(1))
+        return tuple(x.index_select(0, rows.to(x.device)) for _, rows in self.groups)
+
 
 class DatasetAwareModule:
     """Mixin of modules that behave per dataset (DSBN, per-dataset classifiers).
 
     :func:`dataset_context` sets their routing; ``num_datasets`` is the number of branches.
+    The routing of their last forward is kept for a recomputation during the backward
+    (gradient checkpointing, MMSeg's ``with_cp``), which runs after the context has exited.
     """
     num_datasets: int
     _routing: Optional[DatasetRouting] = None
+    _last_routing: Optional[DatasetRouting] = None
+    _several_routings: bool = False
 
     def check_routing(self, routing: DatasetRouting, name: str) -> None:
         for d in routing.datasets:
@@ -79,6 +111,8 @@ class DatasetAwareModule:
             RuntimeError: called outside :func:`dataset_context` with several datasets.
         """
         routing = self._routing
+        if routing is None and torch._C._current_autograd_node() is not None:
+            routing = self._recomputed_routing()
         if routing is None:
             if self.num_datasets == 1:
                 return _ONLY_DATASET
@@ -90,10 +124,31 @@ class DatasetAwareModule:
         if routing.num_samples not in (None, batch_size):
             raise ValueError(f'{type(self).__name__} got a batch of {batch_size} samples but '
                              f'dataset_context was given {routing.num_samples} dataset indices')
+        if routing is not self._last_routing:
+            self._several_routings = self._last_routing is not None
+            self._last_routing = routing
         return routing
+
+    def _recomputed_routing(self) -> Optional[DatasetRouting]:
+        """The routing of a forward that gradient checkpointing runs again in the backward."""
+        if self._several_routings:
+            raise RuntimeError(
+                f'{type(self).__name__}({self.extra_repr()}) is recomputed in the backward '
+                '(gradient checkpointing) but ran for several dataset routings in this step, so '
+                'which one to use is unknown: use with_cp only in modules that run once per step '
+                '(the backbone and neck)')
+        return self._last_routing
+
+    def forget_routing(self) -> None:
+        """Start a training step: forget the routings of earlier forwards."""
+        self._last_routing, self._several_routings = None, False
 
 
 _ONLY_DATASET = DatasetRouting.build(0)
+
+
+def dataset_aware_modules(model: nn.Module) -> List[Tuple[str, DatasetAwareModule]]:
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, DatasetAwareModule)]
 
 
 @contextmanager
@@ -101,16 +156,17 @@ def dataset_context(model: nn.Module, dataset_idx: DatasetIndex) -> Iterator[Dat
     """Route the forwards inside the block to dataset branches.
 
     Args:
-        model (nn.Module): Every dataset-aware module (DSBN, DAB heads) inside it is routed.
-        dataset_idx (int | Sequence[int] | Tensor): The dataset of the whole batch, or one
-            dataset index per sample.
+        model (nn.Module): Every dataset-aware module (DSBN, per-dataset classifiers) inside it
+            is routed.
+        dataset_idx (int | Sequence[int] | Tensor | DatasetRouting): The dataset of the whole
+            batch, or one dataset index per sample.
 
     Example:
         >>> with dataset_context(model, [0, 0, 1, 1]):
         ...     feats = model.backbone(images)
     """
     routing = DatasetRouting.build(dataset_idx)
-    modules = [(name, m) for name, m in model.named_modules() if isinstance(m, DatasetAwareModule)]
+    modules = dataset_aware_modules(model)
     for name, module in modules:
         module.check_routing(routing, name)
     previous = [module._routing for _, module in modules]

@@ -1,17 +1,28 @@
 """Dataset-Specific BatchNorm (DSBN), the norm of CDCL's Dataset-Aware Block."""
+import copy
 import re
+from typing import Optional
 
 import torch
 from mmseg.registry import MODELS
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
-from .dataset_context import DatasetAwareModule
+from .dataset_context import DatasetAwareModule, DatasetRouting
 from .grouped_batch_norm import (groupable, grouped_batch_norm, interleavable,
                                  interleaved_batch_norm)
 
 # The norm of Dataset-Aware Blocks when a config names none (num_datasets comes from the block).
 DSBN_CFG = dict(type='DSBN', requires_grad=True)
 _BN_STATE = ('weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked')
+
+
+class DatasetBatchTooSmall(ValueError):
+    """A dataset's samples in a training batch give one value per channel to a BatchNorm."""
+
+    def __init__(self, message: str, dataset: int):
+        super().__init__(message)
+        self.dataset = dataset
 
 
 @MODELS.register_module()
@@ -22,16 +33,22 @@ class DSBN(DatasetAwareModule, nn.Module):
     i's samples and γ_i, β_i and the running statistics kept per dataset. Which dataset each
     sample belongs to is set by :func:`mmseg_cdcl.dataset_context`; a batch mixing datasets is
     normalised group by group in one forward, and one of alternating datasets (A, B, A, B, ...,
-    as ``MultiDatasetSampler`` makes it) in one BatchNorm call, without copies. With
+    as ``MultiDatasetSampler`` makes it) in one BatchNorm call, without copies. A branch whose
+    dataset has no sample in a forward is not called: its statistics stay as they are. With
     ``num_datasets=1`` it is ``nn.BatchNorm2d``.
 
     A plain BatchNorm state dict (e.g. ImageNet ``resnet18_v1c``) loads into every branch.
+    :meth:`convert_dsbn` turns the BatchNorms of a built model into DSBNs.
 
     Args:
         num_features (int): Channels of the input.
         num_datasets (int): Number of datasets, i.e. of BatchNorm branches.
         sync (bool): Use ``nn.SyncBatchNorm`` branches (statistics over all GPUs). Defaults to
-            False. mmengine's ``sync_bn='torch'`` converts the branches as well.
+            False. mmengine's ``sync_bn='torch'`` converts the branches as well. Every process
+            must then have samples of the same datasets in a forward (as the sampler's batches
+            do), since only those branches synchronise.
+        branch (nn.Module, optional): A BatchNorm (any ``_BatchNorm``, e.g. ``BatchNorm1d`` or
+            ``SyncBatchNorm``) whose copies, state included, are the branches.
         **kwargs: ``eps``, ``momentum``, ``affine``, ``track_running_stats`` of each branch.
 
     Example:
@@ -40,55 +57,74 @@ class DSBN(DatasetAwareModule, nn.Module):
     """
     _abbr_ = 'bn'  # layer names and checkpoint keys stay MMSeg's (bn1, ...)
 
-    def __init__(self, num_features: int, num_datasets: int, sync: bool = False, **kwargs):
+    def __init__(self, num_features: int, num_datasets: int, sync: bool = False,
+                 branch: Optional[nn.Module] = None, **kwargs):
         super().__init__()
         if not isinstance(num_datasets, int) or num_datasets < 1:
             raise ValueError(f'DSBN num_datasets must be a positive int, got {num_datasets!r}')
         self.num_features = num_features
         self.num_datasets = num_datasets
-        norm = nn.SyncBatchNorm if sync else nn.BatchNorm2d
-        self.bns = nn.ModuleList(norm(num_features, **kwargs) for _ in range(num_datasets))
+        if branch is None:
+            norm = nn.SyncBatchNorm if sync else nn.BatchNorm2d
+            branch = norm(num_features, **kwargs)
+        self.bns = nn.ModuleList(copy.deepcopy(branch) for _ in range(num_datasets))
+
+    @classmethod
+    def convert_dsbn(cls, module: nn.Module, num_datasets: int) -> nn.Module:
+        """Every BatchNorm of ``module`` (BatchNorm1d/2d/3d or SyncBatchNorm, built through a
+        ``norm_cfg`` or directly) becomes a DSBN of ``num_datasets`` copies of it, state and
+        ``requires_grad`` included; as ``nn.SyncBatchNorm.convert_sync_batchnorm``, it returns
+        the converted module. Per-dataset modules (DSBN, ``DatasetBranches``) stay as they are.
+        """
+        if isinstance(module, _BatchNorm):
+            return cls(module.num_features, num_datasets, branch=module)
+        for name, child in module.named_children():
+            if isinstance(child, DatasetAwareModule):
+                continue
+            converted = cls.convert_dsbn(child, num_datasets)
+            if converted is not child:
+                setattr(module, name, converted)
+        return module
 
     def forward(self, x: Tensor) -> Tensor:
         routing = self.routing(x.shape[0])
-        sync = self._syncs_all_branches()
-        if routing.single is not None and not sync:
+        self.bns[0]._check_input_dim(x)  # the same error whatever path the batch takes
+        if self.bns[0].training or not self.bns[0].track_running_stats:
+            self._check_values_per_channel(x, routing)
+        if routing.single is not None:
             return self.bns[routing.single](x)
         bns = [self.bns[d] for d in routing.datasets]
-        if routing.interleave and x.dim() == 4 and interleavable(bns) and (
-                x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
+        dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
+        if routing.interleave and x.dim() == 4 and interleavable(bns) and dense:
             # Alternating datasets (the sampler's batches): one BatchNorm, no copies.
             return interleaved_batch_norm(x, bns)
-        if routing.split_sizes is not None and groupable(bns):
+        if routing.split_sizes is not None and x.dim() == 4 and groupable(bns) and dense:
             # Contiguous groups: written into one output, no copy forward.
             return grouped_batch_norm(x, routing.split_sizes, bns)
         if routing.split_sizes is not None:
             # Split views: their backward is one concatenation of the gradients, where
             # indexing by slices zero-fills a full-size gradient per dataset and sums them.
-            parts = [self.bns[d](part)
-                     for (d, _), part in zip(routing.groups, x.split(routing.split_sizes))]
-        else:
-            # Dense copies: BatchNorm's kernels for a strided batch are slower and sum otherwise.
-            fmt = (torch.channels_last if x.dim() == 4 and x.is_contiguous(
-                memory_format=torch.channels_last) else torch.contiguous_format)
-            parts = [self.bns[d](x[rows].contiguous(memory_format=fmt))
-                     for d, rows in routing.groups]
-        if sync:
-            # Every rank must enter every branch's all-reduce, also with no sample of its own.
-            for d in set(range(self.num_datasets)) - set(routing.datasets):
-                self.bns[d](x[:0])
-        if routing.single is not None:
-            return parts[0]
-        if routing.contiguous:
+            parts = [bn(part) for bn, part in zip(bns, x.split(routing.split_sizes))]
             return torch.cat(parts)
+        # Dense copies: BatchNorm's kernels for a strided batch are slower and sum otherwise.
+        fmt = (torch.channels_last if x.dim() == 4 and x.is_contiguous(
+            memory_format=torch.channels_last) else torch.contiguous_format)
         out = torch.empty_like(x)
-        for (_, rows), part in zip(routing.groups, parts):
-            out[rows] = part
+        for bn, (_, rows) in zip(bns, routing.groups):
+            out[rows] = bn(x[rows].contiguous(memory_format=fmt))
         return out
 
-    def _syncs_all_branches(self) -> bool:
-        return (self.training and isinstance(self.bns[0], nn.SyncBatchNorm)
-                and torch.distributed.is_available() and torch.distributed.is_initialized())
+    def _check_values_per_channel(self, x: Tensor, routing: DatasetRouting) -> None:
+        """BatchNorm's own check, per dataset: the grouped paths would write NaN statistics."""
+        per_sample = x[0].numel() // x.shape[1] if x.numel() else 1
+        for d, rows in routing.groups:
+            count = len(range(x.shape[0])[rows] if isinstance(rows, slice) else rows) * per_sample
+            if count <= 1:
+                raise DatasetBatchTooSmall(
+                    f'DSBN({self.extra_repr()}): dataset {d} has {count} value per channel in '
+                    f'this training batch (input {tuple(x.shape)}); its batch statistics need '
+                    'more than 1, e.g. 2 or more of its samples per process before a 1x1 '
+                    'pooling', dataset=d)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):

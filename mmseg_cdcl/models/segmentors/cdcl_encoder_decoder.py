@@ -1,29 +1,55 @@
 """The CDCL segmentor: one network, one branch per dataset, L = Σ_i w_i·L_i."""
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+import warnings
+from contextlib import ExitStack, contextmanager
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
-from mmengine.logging import MessageHub
+from mmengine.logging import MessageHub, print_log
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
-from torch import Tensor
+from torch import Tensor, nn
 
-from ..layers import DatasetAwareModule, DatasetRouting, dataset_context
+from ..decode_heads import build_dataset_aware_head, head_dataset, is_dataset_aware
+from ..decode_heads.dataset_aware_head import UNCONVERTIBLE
+from ..layers import (DSBN, DatasetAwareModule, DatasetBatchTooSmall, DatasetBranches,
+                      DatasetRouting, dataset_aware_modules, dataset_context)
 
 
 @MODELS.register_module()
 class CDCLEncoderDecoder(EncoderDecoder):
     """EncoderDecoder trained across datasets (Cross-Dataset Collaborative Learning).
 
+    Any MMSeg model config becomes CDCL by stating its datasets and their classes (the
+    conversion form)::
+
+        _base_ = ['mmseg::deeplabv3plus/deeplabv3plus_r18-d8_4xb2-80k_cityscapes-512x1024.py']
+        model = dict(type='CDCLEncoderDecoder', dataset_names=['cityscapes', 'camvid'],
+                     num_classes=[19, 11])
+
+    Every BatchNorm / SyncBN of backbone, neck and heads becomes a DSBN (Dataset-Aware Blocks;
+    LayerNorm and GroupNorm stay shared), and every classifier of every head whose classes are
+    the model's (``num_classes`` of the decode head) becomes one classifier per dataset; heads
+    with other outputs (STDC's 2-class boundary head) are shared. A config with ``num_stages``
+    (OCRNet) builds :class:`CDCLCascadeEncoderDecoder`. The paper's configs name the
+    Dataset-Aware components instead (``DABResNetV1c``, ``DABPSPHead``, ...), without
+    ``num_classes`` here.
+
     Each sample's dataset comes from its data sample's metainfo: ``dataset_name`` (set by
-    ``MultiDataset``) or ``dataset_idx``. Training runs backbone and heads once on the mixed
-    batch, DSBN normalising each dataset's samples with its own statistics, and returns each
-    dataset's losses, computed with its own classifier and ignore index on its own samples, as
-    ``'<dataset>.decode.loss_ce'``, ``'<dataset>.aux.loss_ce'``, ... scaled by the dataset's
-    weight, so that mmengine's ``parse_losses`` sums exactly L = Σ_i w_i·L_i. Prediction routes
-    each sample to its dataset's branch and costs the FLOPs of the plain network.
+    ``MultiDataset``) or ``dataset_idx``. Training runs backbone and neck once on the mixed
+    batch, DSBN normalising each dataset's samples with its own statistics, then every head once
+    per dataset on that dataset's samples, with its classifier, classes and ignore index. It
+    returns each dataset's losses as ``'<dataset>.decode.loss_ce'``, ``'<dataset>.aux.loss_ce'``,
+    ... scaled by the dataset's weight, so that mmengine's ``parse_losses`` sums exactly
+    L = Σ_i w_i·L_i. Prediction routes each sample to its dataset's branch and costs the FLOPs of
+    the plain network.
 
     Args:
         dataset_names (Sequence[str]): Name of each dataset, in dataset index order.
+        num_classes (Sequence[int], optional): Classes of each dataset: converts the stock
+            model config it is merged onto. Defaults to None (the components are already
+            dataset-aware).
+        ignore_index (int | Sequence[int], optional): Ignored label, shared or per dataset, of
+            the converted heads. Defaults to the heads' (255).
         loss_weights (Sequence[float] | dict, optional): w_i per dataset, as a list or by name.
             Defaults to 1 for every dataset.
         default_dataset (str | int, optional): Dataset of samples without ``dataset_idx``
@@ -39,17 +65,109 @@ class CDCLEncoderDecoder(EncoderDecoder):
     """
     plain_type = 'EncoderDecoder'  # what export_single_dataset turns it into
 
+    def __new__(cls, *args, **kwargs):
+        if cls is CDCLEncoderDecoder and kwargs.get('num_stages') is not None:
+            cls = MODELS.get('CDCLCascadeEncoderDecoder')  # a stock cascade config, converted
+        return super().__new__(cls)
+
     def __init__(self,
                  dataset_names: Sequence[str],
+                 num_classes: Optional[Sequence[int]] = None,
+                 ignore_index: Optional[Union[int, Sequence[int]]] = None,
                  loss_weights: Optional[Union[Sequence[float], Dict[str, float]]] = None,
                  default_dataset: Optional[Union[str, int]] = None,
                  **kwargs):
+        self.dataset_names = self._checked_names(dataset_names)
+        if num_classes is not None:
+            self._check_convertible(kwargs)
         super().__init__(**kwargs)
-        self.dataset_names = tuple(dataset_names)
+        if num_classes is not None:
+            self._make_dataset_aware(kwargs, num_classes, ignore_index)
+        self.dataset_ignore_index = self._ignore_indices(ignore_index)
         self.loss_weights = self._dataset_values(loss_weights, 'loss_weights', default=1.0)
         self.default_dataset = (None if default_dataset is None else
                                 self.dataset_index(default_dataset, 'default_dataset'))
         self._check_branches()
+
+    @staticmethod
+    def _checked_names(names: Sequence[str]) -> Tuple[str, ...]:
+        if isinstance(names, str) or not names:
+            raise ValueError(f'dataset_names must list the datasets, got {names!r}')
+        for name in names:
+            if not isinstance(name, str) or not name or '.' in name or '/' in name:
+                raise ValueError(f'dataset name {name!r}: expected a non-empty string without '
+                                 "'.' or '/' (they separate dataset, head and loss in log keys)")
+        if len(set(names)) != len(names):
+            raise ValueError(f'dataset_names={list(names)} names a dataset twice')
+        return tuple(names)
+
+    @staticmethod
+    def _check_convertible(cfgs: dict) -> None:
+        """Refuse heads CDCL cannot make per dataset before building anything."""
+        for key in ('decode_head', 'auxiliary_head'):
+            heads = cfgs.get(key)
+            for i, cfg in enumerate(heads if isinstance(heads, list) else [heads]):
+                kind = (cfg or {}).get('type')
+                if isinstance(kind, str) and kind in UNCONVERTIBLE:
+                    name = f'{key}[{i}]' if isinstance(heads, list) else key
+                    raise ValueError(f'{name} ({kind}) cannot be trained by CDCL: '
+                                     f'{UNCONVERTIBLE[kind]}')
+
+    def heads(self) -> List[nn.Module]:
+        """The decode heads (every stage of a cascade) and auxiliary heads."""
+        heads = []
+        for head in (self.decode_head, getattr(self, 'auxiliary_head', None)):
+            heads += list(head) if isinstance(head, nn.ModuleList) else [head] * (head is not None)
+        return heads
+
+    def _make_dataset_aware(self, cfgs: dict, num_classes: Sequence[int],
+                            ignore_index) -> None:
+        """Convert the stock model just built: one classifier per dataset in every head that
+        predicts the model's classes, every BatchNorm a DSBN."""
+        if isinstance(num_classes, int) or len(num_classes) != len(self.dataset_names):
+            raise ValueError(f'num_classes={num_classes!r}: expected one class count per '
+                             f'dataset {list(self.dataset_names)}')
+        decode = cfgs['decode_head']
+        classes = (decode[-1] if isinstance(decode, list) else decode).get('num_classes')
+
+        def convert(head: nn.Module, cfg: dict, name: str) -> nn.Module:
+            if is_dataset_aware(head):
+                return head
+            if cfg.get('num_classes') != classes:
+                print_log(f"CDCL: {name} ({cfg.get('type')}) predicts {cfg.get('num_classes')} "
+                          f'classes, not the model\'s {classes}: shared by the datasets',
+                          logger='current')
+                return head
+            return build_dataset_aware_head(cfg, num_classes, ignore_index, name)
+
+        for key in ('decode_head', 'auxiliary_head'):
+            cfg, head = cfgs.get(key), getattr(self, key, None)
+            if isinstance(head, nn.ModuleList):
+                for i, (h, c) in enumerate(zip(head, cfg)):
+                    head[i] = convert(h, c, f'{key}[{i}]')
+            elif head is not None:
+                setattr(self, key, convert(head, cfg, key))
+        DSBN.convert_dsbn(self, len(self.dataset_names))
+        if not any(isinstance(m, DSBN) for m in self.modules()):
+            message = ('CDCL: the model has no BatchNorm, so nothing is dataset-specific but the '
+                       'classifiers')
+            warnings.warn(message)
+            print_log(message, logger='current', level=30)
+
+    def _ignore_indices(self, ignore_index) -> Tuple[int, ...]:
+        """Each dataset's ignore index, for heads shared by the datasets."""
+        aware = [h for h in self.heads() if is_dataset_aware(h)]
+        if aware:
+            return tuple(aware[0].dataset_ignore_index)
+        if ignore_index is None or isinstance(ignore_index, int):
+            ignore_index = [self.decode_head_of_classes().ignore_index if ignore_index is None
+                            else ignore_index] * len(self.dataset_names)
+        return tuple(ignore_index)
+
+    def decode_head_of_classes(self) -> nn.Module:
+        """The head whose predictions are the model's (the last stage of a cascade)."""
+        return self.decode_head[-1] if isinstance(self.decode_head, nn.ModuleList) else \
+            self.decode_head
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
@@ -63,9 +181,12 @@ class CDCLEncoderDecoder(EncoderDecoder):
             raise ValueError(
                 'the checkpoint holds none of the CDCL model\'s weights (its first keys: '
                 f'{list(state_dict)[:3]}; the model\'s: {list(own)[:3]}): another architecture?')
+        classifiers = tuple(f'{name}.' for name, m in self.named_modules()
+                            if isinstance(m, DatasetBranches)) or ('\0', )
         wrong = [f'{k}: checkpoint {tuple(state_dict[prefix + k].shape)}, model '
                  f'{tuple(own[k].shape)}' for k in shared
-                 if state_dict[prefix + k].shape != own[k].shape and '.conv_seg.' not in k]
+                 if state_dict[prefix + k].shape != own[k].shape and not k.startswith(classifiers)
+                 and '.conv_seg.' not in k]
         if wrong:
             raise ValueError(f'the checkpoint does not fit the model: {len(wrong)} tensors have '
                              'other shapes, e.g. ' + '; '.join(wrong[:3]))
@@ -97,7 +218,8 @@ class CDCLEncoderDecoder(EncoderDecoder):
     def _check_branches(self) -> None:
         wrong = [f'{name} ({type(m).__name__}) has {m.num_datasets}'
                  for name, m in self.named_modules()
-                 if isinstance(m, DatasetAwareModule) and m.num_datasets != len(self.dataset_names)]
+                 if (isinstance(m, DatasetAwareModule) or is_dataset_aware(m))
+                 and m.num_datasets != len(self.dataset_names)]
         if wrong:
             raise ValueError(
                 f'CDCLEncoderDecoder has {len(self.dataset_names)} datasets '
@@ -129,18 +251,55 @@ class CDCLEncoderDecoder(EncoderDecoder):
                     'data through MultiDataset, or set model.default_dataset')
         return indices
 
+    @contextmanager
+    def dataset(self, d: int) -> Iterator[None]:
+        """Forwards inside run dataset ``d``'s branches, heads with its classes."""
+        with ExitStack() as stack:
+            stack.enter_context(dataset_context(self, d))
+            for head in self.heads():
+                stack.enter_context(head_dataset(head, d, self.dataset_ignore_index[d]))
+            saved = self.num_classes, self.out_channels
+            # Slide inference allocates its output with the routed dataset's classes.
+            self.num_classes = self.out_channels = self.decode_head_of_classes().out_channels
+            try:
+                yield
+            finally:
+                self.num_classes, self.out_channels = saved
+
+    def _groups(self, inputs: Tensor, data_samples: Optional[list]):
+        """The batch's routing, then each dataset's index, positions in the batch and samples."""
+        routing = DatasetRouting.build(self.dataset_indices(data_samples, len(inputs)))
+        groups = []
+        for d, rows in routing.groups:
+            positions = (list(range(len(inputs)))[rows] if isinstance(rows, slice) else
+                         rows.tolist())
+            samples = None if data_samples is None else [data_samples[i] for i in positions]
+            groups.append((d, positions, samples))
+        return routing, groups
+
     def loss(self, inputs: Tensor, data_samples: list) -> dict:
         """Each dataset's losses, named ``'<dataset>.<head>.<loss>'`` and weighted by w_i."""
-        with dataset_context(self, self.dataset_indices(data_samples, len(inputs))):
-            losses = super().loss(inputs, data_samples)
-        per_dataset = {}
-        for key, value in losses.items():
-            head, d, name = key.split('.', 2)  # e.g. 'aux.1.loss_ce' from the DAB heads
-            weight = self.loss_weights[int(d)]
-            if 'loss' in name and weight != 1:
-                value = value * weight
-            per_dataset[f'{self.dataset_names[int(d)]}.{head}.{name}'] = value
-        return per_dataset
+        routing, groups = self._groups(inputs, data_samples)
+        for _, module in dataset_aware_modules(self):
+            module.forget_routing()  # a new step for gradient checkpointing's recomputation
+        losses = {}
+        try:
+            with dataset_context(self, routing):
+                feats = self.extract_feat(inputs)
+            for (d, _, samples), group_feats in zip(groups, _split(feats, routing)):
+                with self.dataset(d):
+                    group = self._decode_head_forward_train(group_feats, samples)
+                    if self.with_auxiliary_head:
+                        group.update(self._auxiliary_head_forward_train(group_feats, samples))
+                weight = self.loss_weights[d]
+                for key, value in group.items():
+                    if 'loss' in key and weight != 1:
+                        value = ([v * weight for v in value] if isinstance(value, list) else
+                                 value * weight)
+                    losses[f'{self.dataset_names[d]}.{key}'] = value
+        except DatasetBatchTooSmall as e:
+            raise ValueError(f"dataset '{self.dataset_names[e.dataset]}': {e}") from e
+        return losses
 
     def parse_losses(self, losses: dict) -> Tuple[Tensor, dict]:
         """mmengine's sum of the losses, plus each dataset's total in the log; raises on a
@@ -149,11 +308,24 @@ class CDCLEncoderDecoder(EncoderDecoder):
         Raises:
             FloatingPointError: names the dataset, the loss and the iteration.
         """
-        loss, log_vars = super().parse_losses(losses)
-        for name in self.dataset_names:
-            terms = [v for k, v in log_vars.items() if k.startswith(f'{name}.') and 'loss' in k]
-            if terms:
-                log_vars[f'{name}.loss'] = sum(terms)
+        # mmengine sums every term whose name contains 'loss': dataset names must not count.
+        index = {name: d for d, name in enumerate(self.dataset_names)}
+        indexed = {}
+        for key, value in losses.items():
+            name, _, rest = key.partition('.')
+            indexed[f'{index[name]}.{rest}' if name in index and rest else key] = value
+        loss, indexed_vars = super().parse_losses(indexed)
+        log_vars, totals = {}, {}
+        for key, value in indexed_vars.items():
+            d, _, rest = key.partition('.')
+            if d.isdigit() and rest:
+                name = self.dataset_names[int(d)]
+                log_vars[f'{name}.{rest}'] = value
+                if 'loss' in rest:
+                    totals[f'{name}.loss'] = totals.get(f'{name}.loss', 0) + value
+            else:
+                log_vars[key] = value
+        log_vars.update(totals)
         if not torch.isfinite(loss):
             bad = [f'{k}={float(v)}' for k, v in log_vars.items()
                    if '.' in k and not torch.isfinite(v)]
@@ -166,20 +338,30 @@ class CDCLEncoderDecoder(EncoderDecoder):
 
     def predict(self, inputs: Tensor, data_samples: Optional[list] = None) -> list:
         """Predict each sample with its dataset's branch and classifier."""
-        routing = DatasetRouting.build(self.dataset_indices(data_samples, len(inputs)))
+        routing, groups = self._groups(inputs, data_samples)
         results = [None] * len(inputs)
-        for d, rows in routing.groups:
-            positions = range(len(inputs))[rows] if isinstance(rows, slice) else rows.tolist()
-            samples = None if data_samples is None else [data_samples[i] for i in positions]
-            # Slide inference allocates its output with the routed dataset's classes.
-            self.num_classes = self.out_channels = self.decode_head.dataset_num_classes[d]
-            with dataset_context(self, d):
-                predictions = super().predict(inputs[rows], samples)
+        for (d, positions, samples), part in zip(groups, routing.split(inputs)):
+            with self.dataset(d):
+                predictions = super().predict(part, samples)
             for i, prediction in zip(positions, predictions):
                 results[i] = prediction
         return results
 
     def _forward(self, inputs: Tensor, data_samples: Optional[list] = None):
         """Logits of the plain network on each sample's branch (a list for mixed batches)."""
-        with dataset_context(self, self.dataset_indices(data_samples, len(inputs))):
-            return super()._forward(inputs, data_samples)
+        routing, groups = self._groups(inputs, data_samples)
+        outputs = []
+        for (d, _, samples), part in zip(groups, routing.split(inputs)):
+            with self.dataset(d):
+                outputs.append(super()._forward(part, samples))
+        return outputs[0] if len(outputs) == 1 else outputs
+
+
+def _split(feats, routing: DatasetRouting) -> list:
+    """Each dataset group's part of the backbone's (or neck's) outputs."""
+    if isinstance(feats, Tensor):
+        return list(routing.split(feats))
+    if isinstance(feats, (list, tuple)):
+        parts = [_split(f, routing) for f in feats]
+        return [type(feats)(p[g] for p in parts) for g in range(len(routing.groups))]
+    return [feats] * len(routing.groups)

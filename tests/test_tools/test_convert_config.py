@@ -1,0 +1,193 @@
+"""CDCL for MMSeg's model zoo: tools/convert_config.py writes a CDCL config of a stock config,
+which trains through tools/train.py and exports to stock MMSeg, for every model family."""
+import copy
+import os.path as osp
+import subprocess
+import sys
+import textwrap
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.analysis import get_model_complexity_info
+from mmengine.config import Config
+from mmengine.structures import PixelData
+from mmseg.apis import inference_model
+from mmseg.registry import MODELS
+from torch import nn
+
+from conftest import REPO, seg_samples, shrink_config
+from convert_config import convert_config, load_config
+from mmseg_cdcl.apis import export_single_dataset, init_cdcl_model
+from mmseg_cdcl.models.layers import DSBN, DatasetBranches
+
+DATASETS = dict(cityscapes='mmseg::_base_/datasets/cityscapes.py',
+                camvid=osp.join(REPO, 'configs', '_base_', 'datasets', 'camvid.py'))
+FAMILIES = {  # family: its stock config in MMSeg 1.2.2's model zoo
+    'fcn_r18-d8': 'fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py',
+    'pspnet_r18-d8': 'pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py',
+    'deeplabv3_r18-d8': 'deeplabv3/deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py',
+    'deeplabv3plus_r18-d8': 'deeplabv3plus/deeplabv3plus_r18-d8_4xb2-80k_cityscapes-512x1024.py',
+    'upernet_r18': 'upernet/upernet_r18_4xb2-80k_cityscapes-512x1024.py',
+    'ocrnet_hr18s': 'ocrnet/ocrnet_hr18s_4xb2-80k_cityscapes-512x1024.py',
+    'bisenetv2_fcn': 'bisenetv2/bisenetv2_fcn_4xb4-160k_cityscapes-1024x1024.py',
+    'stdc1': 'stdc/stdc1_4xb12-80k_cityscapes-512x1024.py',
+    'pidnet-s': 'pidnet/pidnet-s_2xb6-120k_1024x1024-cityscapes.py',
+    'ddrnet_23-slim': 'ddrnet/ddrnet_23-slim_in1k-pre_2xb6-120k_cityscapes-1024x1024.py',
+    'segformer_mit-b0': 'segformer/segformer_mit-b0_8xb1-160k_cityscapes-1024x1024.py',
+    'fast_scnn': 'fastscnn/fast_scnn_8xb4-160k_cityscapes-512x1024.py',
+    'mobilenet-v2-d8_deeplabv3plus':
+        'mobilenet_v2/mobilenet-v2-d8_deeplabv3plus_4xb2-80k_cityscapes-512x1024.py',
+    'fpn_r50': 'sem_fpn/fpn_r50_4xb2-80k_cityscapes-512x1024.py',
+    'danet_r50-d8': 'danet/danet_r50-d8_4xb2-80k_cityscapes-512x1024.py',
+    'encnet_r50-d8': 'encnet/encnet_r50-d8_4xb2-80k_cityscapes-512x1024.py',
+}
+# The classifiers each family's conversion makes per dataset (found, not listed in the code).
+CLASSIFIERS = {
+    'ocrnet_hr18s': ['decode_head.0.conv_seg', 'decode_head.1.conv_seg'],
+    'pidnet-s': ['decode_head.conv_seg', 'decode_head.p_cls_seg'],
+    'ddrnet_23-slim': ['decode_head.aux_cls_seg', 'decode_head.conv_seg'],
+    'danet_r50-d8': ['auxiliary_head.conv_seg', 'decode_head.cam_conv_seg',
+                     'decode_head.conv_seg', 'decode_head.pam_conv_seg'],
+    'encnet_r50-d8': ['auxiliary_head.conv_seg', 'decode_head.conv_seg', 'decode_head.se_layer'],
+    'bisenetv2_fcn': ['auxiliary_head.0.conv_seg', 'auxiliary_head.1.conv_seg',
+                      'auxiliary_head.2.conv_seg', 'auxiliary_head.3.conv_seg',
+                      'decode_head.conv_seg'],
+    'stdc1': ['auxiliary_head.0.conv_seg', 'auxiliary_head.1.conv_seg',
+              'decode_head.conv_seg'],  # its boundary head (2 classes) is shared
+    'fast_scnn': ['auxiliary_head.0.conv_seg', 'auxiliary_head.1.conv_seg',
+                  'decode_head.conv_seg'],
+    'segformer_mit-b0': ['decode_head.conv_seg'], 'fpn_r50': ['decode_head.conv_seg'],
+}
+
+STOCK_PREDICT = textwrap.dedent('''
+    import sys
+    import numpy as np
+    from mmseg.apis import inference_model, init_model
+    model = init_model(sys.argv[1], sys.argv[2], device='cpu')
+    assert 'mmseg_cdcl' not in sys.modules
+    np.save(sys.argv[4], inference_model(model, sys.argv[3]).seg_logits.data.numpy())
+''')
+
+
+def _cdcl_config(family, data_cwd, tmp_path):
+    """The converted config, written by the tool and shrunk to test size."""
+    source = convert_config(f'mmseg::{FAMILIES[family]}', DATASETS)
+    written = tmp_path / 'cdcl.py'
+    written.write_text(source)
+    cfg = shrink_config(Config.fromfile(str(written)), crop=(64, 64), per_dataset=2)
+    cfg.model.backbone.init_cfg = None  # no ImageNet weights offline
+    for split in ('val', 'test'):  # one size, a multiple of 32 (DDRNet, PIDNet need it)
+        for dataset in cfg[f'{split}_dataloader'].dataset.datasets.values():
+            for transform in dataset.pipeline:
+                if transform.type == 'Resize':
+                    transform.update(scale=(128, 64), keep_ratio=False)
+    if family == 'pidnet-s':
+        # MMSeg 1.2.2's class-weighted CrossEntropyLoss indexes its weights with the ignore
+        # label 255 and fails on any label map with ignored pixels (mmsegmentation#3734).
+        for loss in cfg.model.decode_head.loss_decode:
+            if 'class_weight' in loss:
+                loss.class_weight = None
+    cfg.default_hooks.pop('visualization', None)
+    path = str(tmp_path / 'config.py')
+    cfg.dump(path)
+    return path, cfg
+
+
+def _no_dropout(model):
+    """Dropout and stochastic depth draw random numbers differently in separate forwards."""
+    for m in model.modules():
+        if 'Drop' in type(m).__name__:
+            m.eval()
+    return model
+
+
+@pytest.mark.parametrize('family', FAMILIES)
+def test_stock_config_converts_trains_and_exports(family, data_cwd, tmp_path):
+    config, cfg = _cdcl_config(family, data_cwd, tmp_path)
+    assert cfg.model.type == 'CDCLEncoderDecoder'
+    assert (cfg.model.dataset_names, cfg.model.num_classes) == (['cityscapes', 'camvid'], [19, 11])
+
+    # Two DAT iterations and per-dataset validation through the real tools/train.py.
+    work_dir = tmp_path / 'work'
+    result = subprocess.run([sys.executable, osp.join(REPO, 'tools', 'train.py'), config,
+                             '--work-dir', str(work_dir)], cwd=data_cwd, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert 'cityscapes/mIoU' in log and 'camvid/mIoU' in log
+    checkpoint = str(work_dir / 'iter_2.pth')
+
+    # Every BatchNorm is a DSBN, every classifier of the model's classes one per dataset.
+    model = MODELS.build(copy.deepcopy(cfg.model))
+    model.load_state_dict(torch.load(checkpoint)['state_dict'])
+    assert not [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                and not any(n.startswith(d + '.bns.') for d, dsbn in model.named_modules()
+                            if isinstance(dsbn, DSBN))]
+    classifiers = sorted(n for n, m in model.named_modules() if isinstance(m, DatasetBranches))
+    expected = CLASSIFIERS.get(family, ['auxiliary_head.conv_seg', 'decode_head.conv_seg'])
+    assert classifiers == expected
+    assert all([b.out_channels if hasattr(b, 'out_channels') else b.out_features
+                for b in model.get_submodule(n)] == [19, 11] for n in classifiers)
+
+    # A batch mixing the datasets (as the sampler interleaves them) trains as each dataset's
+    # samples alone: the same losses and gradients. In float64: BatchNorms after a 1x1 pooling
+    # (PIDNet's, DDRNet's) normalise 2 values, whose gradients magnify rounding differences.
+    _no_dropout(model.train().double())
+    separate = copy.deepcopy(model)
+    x = torch.randn(4, 3, 64, 64, dtype=torch.float64)
+    samples = seg_samples([0, 1, 0, 1], [19, 11], size=(64, 64))
+    for sample in samples:  # PIDNet's boundary targets
+        sample.gt_edge_map = PixelData(data=(sample.gt_sem_seg.data % 7 == 0).long())
+    losses = model.loss(x, samples)
+    model.parse_losses(losses)[0].backward()
+    total = 0
+    for d, rows in enumerate([[0, 2], [1, 3]]):
+        alone = separate.loss(x[rows], [samples[i] for i in rows])
+        for key, value in alone.items():
+            if 'loss' in key:
+                torch.testing.assert_close(losses[key], value, rtol=1e-9, atol=1e-9, msg=key)
+        total = total + separate.parse_losses(alone)[0]
+    total.backward()
+    for (name, p), q in zip(model.named_parameters(), separate.parameters()):
+        if p.grad is not None:
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-7, atol=1e-9, msg=name)
+
+    # Dataset camvid's branch exported: stock MMSeg (no mmseg_cdcl) predicts what CDCL does,
+    # with the stock config's parameters and FLOPs.
+    plain_config, plain_checkpoint = export_single_dataset(config, checkpoint, 'camvid',
+                                                           str(tmp_path / 'export'))
+    image = str(tmp_path / 'street.png')
+    cv2.imwrite(image, np.random.default_rng(0).integers(0, 255, (64, 96, 3), np.uint8))
+    stock = subprocess.run([sys.executable, '-c', STOCK_PREDICT, plain_config, plain_checkpoint,
+                            image, str(tmp_path / 'plain.npy')], capture_output=True, text=True)
+    assert stock.returncode == 0, stock.stderr[-3000:]
+    cdcl = init_cdcl_model(cfg, checkpoint, 'camvid')  # camvid's test pipeline, as the export
+    expected_logits = inference_model(cdcl, image).seg_logits.data.numpy()
+    assert expected_logits.shape == (11, 64, 96)
+    np.testing.assert_allclose(np.load(tmp_path / 'plain.npy'), expected_logits, rtol=0,
+                               atol=1e-4)
+
+    exported = Config.fromfile(plain_config).model
+    reference = load_config(f'mmseg::{FAMILIES[family]}').model
+    assert exported.type == reference.type  # e.g. CascadeEncoderDecoder for OCRNet
+    heads = [h for key in ('decode_head', 'auxiliary_head')
+             for h in (lambda v: v if isinstance(v, list) else [v] * (v is not None))(
+                 reference.get(key))]
+    for head in heads:
+        if head.num_classes == 19:
+            head.num_classes = 11
+    reference.pretrained, reference.backbone.init_cfg = None, None
+    if family == 'pidnet-s':
+        for loss in reference.decode_head.loss_decode:
+            if 'class_weight' in loss:
+                loss.class_weight = None
+    counts = [get_model_complexity_info(MODELS.build(m).eval(), input_shape=(3, 64, 64),
+                                        show_table=False, show_arch=False)
+              for m in (reference, exported)]
+    assert counts[0]['params'] == counts[1]['params']
+    assert counts[0]['flops'] == counts[1]['flops'] > 0
+    routed = get_model_complexity_info(cdcl.eval(), input_shape=(3, 64, 64), show_table=False,
+                                       show_arch=False)
+    assert routed['flops'] == counts[0]['flops']
