@@ -15,7 +15,8 @@ b. model.train_step (SGD) of CDCL PSPNet-R18-D8, 2 (3) datasets x B, vs stock PS
    (``CDCLEncoderDecoder(num_classes=[...])``, as tools/convert_config.py writes it) against
    the stock model.
 c. Inference routed to one dataset vs the exported plain model: time, FLOPs, params (--config
-   as in b).
+   as in b); and inference on images of unknown source (default_dataset='auto': the branch
+   chosen from DSBN statistics) vs inference routed to one dataset.
 d. Data loading: MultiDataset + MultiDatasetSampler vs ConcatDataset + InfiniteSampler.
 e. Time from the start of a --resume to its first new iteration, checkpoint at iter 1000 vs 10.
 
@@ -35,6 +36,7 @@ tuning guide recommends a caching allocator, jemalloc or tcmalloc, for the same 
 Writes <out-dir>/benchmark.json and benchmark.md and prints the table.
 """
 import argparse
+import copy
 import ctypes
 import ctypes.util
 import itertools
@@ -92,7 +94,8 @@ LOAD_BATCHES = 32  # batches per timed repetition of a data loader
 LOAD_PAIRS_FACTOR = 5
 RESUME_ITERS = (1000, 10)  # A, B
 # Targets (CPU medians of A/B): lowest, highest.
-TARGETS = dict(a=(0, 1.10), b=(0, 1.05), c=(0.97, 1.03), d=(0.95, float('inf')), e=(0, 1.2))
+TARGETS = dict(a=(0, 1.10), b=(0, 1.05), c=(0.97, 1.03), d=(0.95, float('inf')), e=(0, 1.2),
+               auto=(0, 1.15))
 RESULT = 'BENCHMARK_RESULT '  # marks the result line of a child process
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 TRIM_BYTES = 2 ** 31 - 1  # free memory atop the heap before glibc trims it: mallopt's int max
@@ -129,13 +132,14 @@ def alternate(run_a, run_b, pairs, warmup):
     return values
 
 
-def row(section, name, a_label, a, b_label, b, unit, target=True, note=''):
-    """A table row: each variant's median and range, the per-pair ratios A/B, the target."""
+def row(section, name, a_label, a, b_label, b, unit, target=True, note='', limits=None):
+    """A table row: each variant's median and range, the per-pair ratios A/B, the target
+    (the section's, or ``limits``' key of TARGETS)."""
     def summary(label, values):
         return dict(label=label, median=statistics.median(values), min=min(values),
                     max=max(values), values=list(values))
     ratios = [x / y for x, y in zip(a, b)]
-    lo, hi = TARGETS[section]
+    lo, hi = TARGETS[limits or section]
     median = statistics.median(ratios)
     text = ('' if not target else f'≥ {lo:.2f}' if hi == float('inf') else
             f'≤ {hi:.2f}' if lo == 0 else f'{(lo + hi) / 2:.2f} ± {(hi - lo) / 2:.2f}')
@@ -348,15 +352,25 @@ def bench_inference(args, device):
     cdcl, plain = (m.to(device).to(memory_format=_memory_format(args)) for m in (cdcl, plain))
     batch = make_batch(1, args.batch, crop, False, args, labels=False)  # routed by default
     steps = [_autocast(args, device, partial(m.test_step, batch)) for m in (cdcl, plain)]
+    auto = copy.deepcopy(cdcl)
+    auto.default_dataset = 'auto'
+    auto_step = _autocast(args, device, partial(auto.test_step, batch))
     with torch.no_grad():
         a, b = alternate(*(timed(step, device) for step in steps), args.pairs, args.warmup)
         diff = max((p.seg_logits.data - q.seg_logits.data).abs().max().item()
                    for p, q in zip(*(step() for step in steps)))
+        auto_times, routed = alternate(timed(auto_step, device), timed(steps[0], device),
+                                       args.pairs, args.warmup)
+        chosen = [r.dataset_name for r in auto_step()]
     labels = 'CDCL routed to cityscapes', f'exported plain {model_name(args)}'
     flops, params = ([s[key] for s in stats] for key in ('flops', 'params'))
     return [
         row('c', f'inference, batch {args.batch}', labels[0], a, labels[1], b, 's',
             note=f'largest logit difference {diff:.1e}'),
+        row('c', f'inference of unknown source, batch {args.batch}', 'CDCL, branch auto',
+            auto_times, labels[0], routed, 's', limits='auto',
+            note=f'branch from the first {auto.branch_selector.num_layers} DSBN layers; '
+                 f'chose {chosen} for random images'),
         row('c', f'FLOPs at 3x{crop[0]}x{crop[1]}', labels[0], flops[:1], labels[1],
             flops[1:], 'FLOPs', target=False,
             note='equal' if flops[0] == flops[1] else 'NOT EQUAL'),

@@ -1,6 +1,11 @@
 """Predict images with one dataset's branch of a CDCL model, in that dataset's colours.
 
-    python tools/infer.py CONFIG CHECKPOINT INPUT --dataset NAME --out-dir DIR [--device cpu]
+    python tools/infer.py CONFIG CHECKPOINT INPUT --dataset NAME|auto|ensemble --out-dir DIR
+                          [--device cpu]
+
+``--dataset auto`` predicts each image with the branch its DSBN statistics choose, ``ensemble``
+with all branches combined; each prediction's line then names the branch and its scores. With
+the config's ``model.label_space`` the predictions are in its classes and colours.
 
 INPUT is an image or a folder of images, searched with its sub-folders. DIR receives a colour
 prediction per image, in the chosen dataset's palette (and label space): ``a/b/x.jpg`` under
@@ -60,7 +65,9 @@ def main():
     parser.add_argument('config')
     parser.add_argument('checkpoint')
     parser.add_argument('input', help='an image or a folder of images (with sub-folders)')
-    parser.add_argument('--dataset', required=True, help="name from the config's dataset_names")
+    parser.add_argument('--dataset', required=True,
+                        help="name from the config's dataset_names, or auto or ensemble for "
+                        'images of unknown source')
     parser.add_argument('--out-dir', required=True)
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args()
@@ -86,12 +93,15 @@ def main():
         model = init_cdcl_model(cfg, args.checkpoint, args.dataset, device=args.device)
     except ValueError as e:
         parser.error(str(e))
+    palettes = {name: np.array(meta['palette'], dtype=np.uint8) for name, meta in
+                model.dataset_meta.get('datasets', {}).items()}  # auto: the chosen dataset's
     palette = np.array(model.dataset_meta['palette'], dtype=np.uint8)
     skipped = []
     for image in images:
         path = osp.join(root, image)
         try:
-            pred = inference_model(model, path).pred_sem_seg.data[0].cpu().numpy()
+            result = inference_model(model, path)
+            pred = result.pred_sem_seg.data[0].cpu().numpy()
         except Exception:
             reason = read_error(path)
             if reason is None:  # the image reads: a real failure, which stops the run
@@ -101,8 +111,11 @@ def main():
             continue
         out = osp.join(args.out_dir, outputs[image])
         mkdir_or_exist(osp.dirname(out))
-        cv2.imwrite(out, palette[pred][..., ::-1])  # RGB palette, BGR file
-        print(out)
+        colours = palettes.get(result.metainfo.get('dataset_name'), palette)
+        cv2.imwrite(out, colours[pred][..., ::-1])  # RGB palette, BGR file
+        scores = result.metainfo.get('dataset_scores')
+        print(out if scores is None else f"{out}: {result.metainfo['dataset_name']} (" + ', '.join(
+            f'{name} {score:.2f}' for name, score in scores.items()) + ')')
     if skipped:
         sys.exit(f'{len(images) - len(skipped)} of {len(images)} images predicted in '
                  f'{args.out_dir}; {len(skipped)} could not be read and were skipped: '

@@ -17,7 +17,8 @@ from ..models.layers import DSBN, DSBN_CFG, DatasetBranches
 from .inference import dataset_test_pipeline
 
 # Arguments only the CDCL components take.
-_CDCL_ARGS = ('num_datasets', 'dataset_names', 'loss_weights', 'default_dataset')
+_CDCL_ARGS = ('num_datasets', 'dataset_names', 'loss_weights', 'default_dataset', 'label_space',
+              'branch_selection')
 _CDCL_SEGMENTORS = ('CDCLEncoderDecoder', 'CDCLCascadeEncoderDecoder')
 
 
@@ -124,6 +125,14 @@ def export_single_dataset(config: Union[str, Config], checkpoint: str, dataset: 
     model = MODELS.build(copy.deepcopy(cfg.model))  # which modules hold per-dataset weights
     plain = dict(default_scope='mmseg', model=plain_model_cfg(cfg.model.to_dict(), d))
     plain['model'].pop('pretrained', None)
+    if model.label_space is not None:
+        # Carried for reading the plain model's predictions in the label space (LabelSpace
+        # of this dataset's mapping); stock MMSeg ignores it and predicts the dataset's classes.
+        space = model.label_space
+        plain['label_space'] = meta['label_space'] = dict(
+            classes=list(space.classes), palette=space.palette,
+            mapping={dataset: [None if t == 255 else space.classes[t]
+                               for t in space.tables[d]]})
     pipeline = dataset_test_pipeline(cfg, dataset)
     if pipeline is not None:
         plain['test_pipeline'] = pipeline

@@ -38,26 +38,46 @@ def init_cdcl_model(config: Union[str, Config], checkpoint: Optional[str], datas
     MultiDataset's), else as the config's dataloaders define ``dataset``. ``config`` is left
     as it is.
 
+    ``dataset='auto'`` predicts each image with the branch whose DSBN statistics its features
+    match best, ``dataset='ensemble'`` with all branches combined; each result's metainfo holds
+    ``dataset_name`` (the chosen branch) and ``dataset_scores`` (a score per dataset), and the
+    images go through the first dataset's test pipeline. With the config's
+    ``model.label_space``, every prediction is in its classes, and ``dataset_meta`` is its.
+
     Raises:
-        ValueError: ``dataset`` is not one of the config's ``model.dataset_names``, or neither
-            the checkpoint nor the config describes its classes.
+        ValueError: ``dataset`` is none of the config's ``model.dataset_names``, ``'auto'`` or
+            ``'ensemble'``, or neither the checkpoint nor the config describes its classes.
     """
     cfg = Config.fromfile(config) if isinstance(config, str) else copy.deepcopy(config)
     names = list(cfg.model.get('dataset_names', []))
-    if dataset not in names:
-        raise ValueError(f"unknown dataset '{dataset}': the model's datasets are {names}")
+    choose = dataset in ('auto', 'ensemble')
+    if dataset not in names and not choose:
+        raise ValueError(f"unknown dataset '{dataset}': the model's datasets are {names}, or "
+                         "'auto' or 'ensemble' for images of unknown source")
     cfg.model.default_dataset = dataset  # images given to inference_model carry no dataset
-    pipeline = dataset_test_pipeline(cfg, dataset)
+    label_space = cfg.model.get('label_space')
+    if label_space is not None and 'dataset_classes' not in label_space:
+        # Mappings by class name need each dataset's classes, which the config describes.
+        metas = {name: dataset_metainfo(cfg, name) for name in names}
+        label_space.dataset_classes = {n: m['classes'] for n, m in metas.items() if m}
+    pipeline = dataset_test_pipeline(cfg, names[0] if choose else dataset)
     if pipeline is not None:
         cfg.test_pipeline = pipeline
     model = init_model(cfg, checkpoint, device=device)
+    if model.label_space is not None:
+        model.dataset_meta = model.label_space.meta()
+        return model
     # init_model sets the checkpoint's dataset_meta: a MultiDataset's holds each dataset's.
-    meta = (getattr(model, 'dataset_meta', None) or {}).get('datasets', {}).get(dataset)
-    meta = meta or dataset_metainfo(cfg, dataset)
-    if meta is None:
-        raise ValueError(
-            f"no classes for dataset '{dataset}': the checkpoint's meta has no "
-            f"dataset_meta.datasets.{dataset} and no test/val/train_dataloader of the config "
-            f"lists '{dataset}' under dataset.datasets")
-    model.dataset_meta = meta
+    datasets = (getattr(model, 'dataset_meta', None) or {}).get('datasets', {})
+    metas = {}
+    for name in names if choose else [dataset]:
+        metas[name] = datasets.get(name) or dataset_metainfo(cfg, name)
+        if metas[name] is None:
+            raise ValueError(
+                f"no classes for dataset '{name}': the checkpoint's meta has no "
+                f"dataset_meta.datasets.{name} and no test/val/train_dataloader of the config "
+                f"lists '{name}' under dataset.datasets")
+    # Images of unknown source: each result is in its chosen dataset's classes.
+    model.dataset_meta = (dict(metas[names[0]], dataset_names=names, datasets=metas) if choose
+                          else metas[dataset])
     return model

@@ -112,3 +112,22 @@ def test_unknown_dataset_lists_known(cdcl, tmp_path):
     assert ("unknown dataset 'bdd100k': the model's datasets are ['cityscapes', 'camvid']"
             in result.stderr)
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_export_carries_the_label_space_and_stays_stock(cdcl, tmp_path):
+    """The dataset's mapping into the model's label space goes with the export (config and
+    checkpoint meta); the plain model still predicts the dataset's own classes."""
+    from mmseg_cdcl.apis import export_single_dataset
+    config, checkpoint, _ = cdcl
+    cfg = Config.fromfile(str(config))
+    cfg.model.label_space = dict(classes=['flat', 'other'],
+                                 mapping=dict(cityscapes=['flat'] * 2 + ['other'] * 17,
+                                              camvid=['other'] * 3 + ['flat'] * 2 +
+                                              ['other'] * 6))
+    plain_cfg, plain_ckpt = export_single_dataset(cfg, str(checkpoint), 'camvid', str(tmp_path))
+    exported = Config.fromfile(plain_cfg)
+    assert exported.label_space.mapping == dict(camvid=['other'] * 3 + ['flat'] * 2 +
+                                                ['other'] * 6)
+    assert 'label_space' not in exported.model and exported.model.type == 'EncoderDecoder'
+    assert exported.model.decode_head.num_classes == 11
+    assert torch.load(plain_ckpt)['meta']['label_space'] == exported.label_space.to_dict()

@@ -73,3 +73,36 @@ def test_unknown_dataset_and_unknown_classes_are_named(cdcl):
                                          r'test/val/train_dataloader of the config lists '
                                          r"'camvid' under dataset.datasets"):
         init_cdcl_model(model_only, without, 'camvid')
+
+
+@pytest.mark.parametrize('route', ['auto', 'ensemble'])
+def test_images_of_unknown_source_through_mmsegs_inference_model(cdcl, tmp_path, route):
+    """The contract: init_cdcl_model(config, checkpoint, 'auto') works with
+    mmseg.apis.inference_model for one image or a list; each result names its branch and a
+    score per dataset. Different classes per dataset: ensemble needs a label space."""
+    import cv2
+    import numpy as np
+    from mmseg.apis import inference_model
+    cfg, with_meta, _ = cdcl
+    cfg = copy.deepcopy(cfg)
+    cfg.model.label_space = dict(
+        classes=['flat', 'other'], palette=[[0, 0, 0], [255, 255, 255]],
+        mapping=dict(cityscapes=dict(road='flat', sidewalk='flat'),
+                     camvid=['other'] * 3 + ['flat'] * 2 + ['other'] * 6))
+    images = []
+    for i in range(2):
+        images.append(str(tmp_path / f'{i}.png'))
+        cv2.imwrite(images[-1], np.random.default_rng(i).integers(0, 255, (32, 48, 3), np.uint8))
+    model = init_cdcl_model(cfg, with_meta, route)
+    assert model.dataset_meta == dict(classes=('flat', 'other'), palette=[[0, 0, 0],
+                                                                          [255, 255, 255]])
+    one, many = inference_model(model, images[0]), inference_model(model, images)
+    for result in [one, *many]:
+        assert result.dataset_name in ('cityscapes', 'camvid')
+        assert set(result.dataset_scores) == {'cityscapes', 'camvid'}
+        assert sum(result.dataset_scores.values()) == pytest.approx(1)
+        assert result.seg_logits.data.shape == (2, 32, 48)
+    assert one.dataset_scores == pytest.approx(many[0].dataset_scores)
+    with pytest.raises(ValueError, match=r"unknown dataset 'kitti': the model's datasets are "
+                                         r"\['cityscapes', 'camvid'\], or 'auto' or 'ensemble'"):
+        init_cdcl_model(cfg, with_meta, 'kitti')

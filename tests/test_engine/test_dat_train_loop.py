@@ -215,3 +215,16 @@ def test_random_states_are_saved_without_the_hook_in_the_config(data_cwd, tmp_pa
     checkpoint = torch.load(tmp_path / 'no_hook' / 'iter_2.pth')
     assert set(checkpoint['rng_states']) == {'python', 'numpy', 'torch', 'cuda'}
     assert checkpoint['message_hub']['runtime_info']['dat_sampler']['world_size'] == 1
+
+
+def test_resume_after_a_kill_while_last_checkpoint_was_written(data_cwd, tmp_path):
+    """mmengine writes work_dir/last_checkpoint with a plain open(): a kill during it leaves it
+    empty. --resume then continues from the latest complete iter_N.pth."""
+    _train(_runner(data_cwd, tmp_path, 'killed', max_iters=4), data_cwd)  # iter_2, iter_4
+    (tmp_path / 'killed' / 'last_checkpoint').write_text('')
+    resumed = _runner(data_cwd, tmp_path, 'killed', max_iters=6)
+    resumed._resume = True
+    resumed.train_loop  # built: the resume point is found before loading
+    assert resumed._load_from == str(tmp_path / 'killed' / 'iter_4.pth')
+    _train(resumed, data_cwd)
+    assert resumed.iter == 6 and resumed.steps == 2

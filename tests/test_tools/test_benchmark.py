@@ -12,7 +12,8 @@ from conftest import REPO
 ROWS = {
     'a': ['DSBN fwd+bwd, C=64 128x128', 'DSBN fwd+bwd, C=128 64x64',
           'DSBN fwd+bwd, C=512 32x32'],
-    'c': ['inference, batch 1', 'FLOPs at 3x32x32', 'params (whole model)'],
+    'c': ['inference, batch 1', 'inference of unknown source, batch 1', 'FLOPs at 3x32x32',
+          'params (whole model)'],
     'd': ['data loading, 0 workers'],
     'e': ['resume to first new iteration'],
 }
@@ -51,7 +52,8 @@ def test_benchmark_writes_json_and_table_of_every_measured_row(tmp_path):
                        for k in ('median', 'min', 'max'))
             assert r['met'] in (True, False, None)
 
-    inference, flops, params = report['sections']['c']
+    inference, auto, flops, params = report['sections']['c']
+    assert auto['target'] == '≤ 1.15' and auto['a']['label'] == 'CDCL, branch auto'
     assert flops['a']['median'] == flops['b']['median'] and flops['note'] == 'equal'
     # CDCL holds a second dataset's BN and classifier: more parameters, the same FLOPs.
     assert params['a']['median'] > params['b']['median']
@@ -103,7 +105,7 @@ def test_benchmark_measures_the_conversion_of_a_stock_config(tmp_path):
     train = report['sections']['b']
     assert [r['b']['label'] for r in train[:2]] == ['bisenetv2 4', 'bisenetv2 4']
     assert [r['a']['label'] for r in train[:2]] == ['CDCL 2 x 2', 'CDCL 2 x 2']
-    inference, flops, params = report['sections']['c']
+    inference, _, flops, params = report['sections']['c']
     assert inference['b']['label'] == 'exported plain bisenetv2'
     assert flops['note'] == 'equal' and flops['a']['median'] == flops['b']['median'] > 0
     assert params['a']['median'] > params['b']['median']

@@ -1,5 +1,6 @@
 """Dataset Alternation Training (DAT): one batch of every dataset, one step on their sum."""
 import os
+import re
 from contextlib import nullcontext
 from typing import List, Sequence, Tuple
 
@@ -91,6 +92,31 @@ class DATTrainLoop(IterBasedTrainLoop):
         self.mode = mode
         if not any(isinstance(hook, RNGStateHook) for hook in runner.hooks):
             runner.register_hook(RNGStateHook())
+        self.find_resume_point()
+
+    def find_resume_point(self) -> None:
+        """``--resume`` reads the checkpoint to resume from ``work_dir/last_checkpoint``, which
+        mmengine writes with a plain ``open``: a kill during that write leaves it empty. Then
+        resume from the latest complete ``iter_N.pth`` (checkpoints are written atomically)."""
+        runner = self.runner
+        if not getattr(runner, '_resume', False) or runner._load_from is not None:
+            return
+        last = os.path.join(runner.work_dir, 'last_checkpoint')
+        if not os.path.isfile(last):
+            return
+        with open(last) as f:
+            named = f.read().strip()
+        if named and os.path.isfile(named):
+            return
+        saved = [(int(m.group(1)), name) for name in os.listdir(runner.work_dir)
+                 if (m := re.fullmatch(r'iter_(\d+)\.pth', name))]
+        if not saved:
+            return
+        latest = os.path.join(runner.work_dir, max(saved)[1])
+        print_log(f'DATTrainLoop: {last} names {named or "no checkpoint"!r} (a run killed while '
+                  f'writing it?): resuming from the latest checkpoint, {latest}',
+                  logger='current', level=30)
+        runner._load_from = latest
 
     def run(self):
         self.check_datasets_agree()

@@ -1,3 +1,4 @@
 from .multi_dataset_iou_metric import MultiDatasetIoUMetric
+from .unknown_source_metric import UnknownSourceMetric
 
-__all__ = ['MultiDatasetIoUMetric']
+__all__ = ['MultiDatasetIoUMetric', 'UnknownSourceMetric']

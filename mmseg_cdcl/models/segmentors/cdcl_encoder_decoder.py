@@ -13,6 +13,12 @@ from ..decode_heads import build_dataset_aware_head, head_dataset, is_dataset_aw
 from ..decode_heads.dataset_aware_head import UNCONVERTIBLE
 from ..layers import (DSBN, DatasetAwareModule, DatasetBatchTooSmall, DatasetBranches,
                       DatasetRouting, dataset_aware_modules, dataset_context)
+from ..utils import BranchSelector, LabelSpace
+from .unknown_source import ensemble, predict_routes
+
+# default_dataset of images of unknown source: the branch their DSBN statistics match best, or
+# all branches' probabilities combined.
+AUTO, ENSEMBLE = 'auto', 'ensemble'
 
 
 @MODELS.register_module()
@@ -53,8 +59,17 @@ class CDCLEncoderDecoder(EncoderDecoder):
         loss_weights (Sequence[float] | dict, optional): w_i per dataset, as a list or by name.
             Defaults to 1 for every dataset.
         default_dataset (str | int, optional): Dataset of samples without ``dataset_idx``
-            (e.g. images given to ``inference_model``). Defaults to None: such samples raise.
-        **kwargs: Arguments of :class:`mmseg.models.segmentors.EncoderDecoder`.
+            (e.g. images given to ``inference_model``): a dataset, ``'auto'`` (per image, the
+            branch whose DSBN statistics its features match best) or ``'ensemble'`` (all
+            branches' probabilities weighted by those scores). Such results carry
+            ``dataset_name`` and ``dataset_scores`` in their metainfo. Defaults to None: such
+            samples raise.
+        label_space (dict, optional): One output label space (:class:`LabelSpace`): every
+            prediction comes out in its classes.
+        branch_selection (dict, optional): Arguments of :class:`BranchSelector`.
+        **kwargs: Arguments of :class:`mmseg.models.segmentors.EncoderDecoder`. ``test_cfg``
+            may set ``unknown_source=True`` (predict every route of every image, for
+            ``UnknownSourceMetric``) and ``ensemble_weights='scores'`` or ``'uniform'``.
 
     Example:
         >>> model = dict(
@@ -76,6 +91,8 @@ class CDCLEncoderDecoder(EncoderDecoder):
                  ignore_index: Optional[Union[int, Sequence[int]]] = None,
                  loss_weights: Optional[Union[Sequence[float], Dict[str, float]]] = None,
                  default_dataset: Optional[Union[str, int]] = None,
+                 label_space: Optional[dict] = None,
+                 branch_selection: Optional[dict] = None,
                  **kwargs):
         self.dataset_names = self._checked_names(dataset_names)
         if num_classes is not None:
@@ -85,9 +102,14 @@ class CDCLEncoderDecoder(EncoderDecoder):
             self._make_dataset_aware(kwargs, num_classes, ignore_index)
         self.dataset_ignore_index = self._ignore_indices(ignore_index)
         self.loss_weights = self._dataset_values(loss_weights, 'loss_weights', default=1.0)
-        self.default_dataset = (None if default_dataset is None else
-                                self.dataset_index(default_dataset, 'default_dataset'))
+        self.default_dataset = (default_dataset if default_dataset in (None, AUTO, ENSEMBLE)
+                                else self.dataset_index(default_dataset, 'default_dataset'))
         self._check_branches()
+        self.label_space = None if label_space is None else LabelSpace(
+            dataset_names=self.dataset_names, num_classes=self.classes_per_dataset(),
+            **label_space)
+        self.branch_selector = BranchSelector(**(branch_selection or {}))
+        self._active: Optional[int] = None  # the dataset whose branch runs
 
     @staticmethod
     def _checked_names(names: Sequence[str]) -> Tuple[str, ...]:
@@ -97,6 +119,9 @@ class CDCLEncoderDecoder(EncoderDecoder):
             if not isinstance(name, str) or not name or '.' in name or '/' in name:
                 raise ValueError(f'dataset name {name!r}: expected a non-empty string without '
                                  "'.' or '/' (they separate dataset, head and loss in log keys)")
+            if name in (AUTO, ENSEMBLE):
+                raise ValueError(f'dataset name {name!r} is reserved: default_dataset={name!r} '
+                                 'chooses among the datasets')
         if len(set(names)) != len(names):
             raise ValueError(f'dataset_names={list(names)} names a dataset twice')
         return tuple(names)
@@ -163,6 +188,12 @@ class CDCLEncoderDecoder(EncoderDecoder):
             ignore_index = [self.decode_head_of_classes().ignore_index if ignore_index is None
                             else ignore_index] * len(self.dataset_names)
         return tuple(ignore_index)
+
+    def classes_per_dataset(self) -> Tuple[int, ...]:
+        """Classes of each dataset."""
+        head = self.decode_head_of_classes()
+        return tuple(getattr(head, 'dataset_num_classes', [head.num_classes] *
+                             len(self.dataset_names)))
 
     def decode_head_of_classes(self) -> nn.Module:
         """The head whose predictions are the model's (the last stage of a cascade)."""
@@ -241,8 +272,9 @@ class CDCLEncoderDecoder(EncoderDecoder):
             elif meta.get('dataset_idx') is not None:
                 indices.append(self.dataset_index(int(meta['dataset_idx']),
                                                   f"sample {i}'s dataset_idx"))
-            elif self.default_dataset is not None:
-                indices.append(self.default_dataset)
+            elif self.default_dataset is not None:  # None: to choose (auto, ensemble)
+                indices.append(self.default_dataset if isinstance(self.default_dataset, int)
+                               else None)
             else:
                 where = f" ({meta['img_path']})" if 'img_path' in meta else ''
                 raise ValueError(
@@ -258,17 +290,24 @@ class CDCLEncoderDecoder(EncoderDecoder):
             stack.enter_context(dataset_context(self, d))
             for head in self.heads():
                 stack.enter_context(head_dataset(head, d, self.dataset_ignore_index[d]))
-            saved = self.num_classes, self.out_channels
+            saved = self.num_classes, self.out_channels, self._active
             # Slide inference allocates its output with the routed dataset's classes.
             self.num_classes = self.out_channels = self.decode_head_of_classes().out_channels
+            self._active = d
             try:
                 yield
             finally:
-                self.num_classes, self.out_channels = saved
+                self.num_classes, self.out_channels, self._active = saved
 
-    def _groups(self, inputs: Tensor, data_samples: Optional[list]):
+    def _groups(self, inputs: Tensor, data_samples: Optional[list], indices=None):
         """The batch's routing, then each dataset's index, positions in the batch and samples."""
-        routing = DatasetRouting.build(self.dataset_indices(data_samples, len(inputs)))
+        if indices is None:
+            indices = self.dataset_indices(data_samples, len(inputs))
+        if None in indices:
+            raise ValueError(f'default_dataset={self.default_dataset!r} chooses a branch for '
+                             'inference; training and tensor outputs need each sample\'s '
+                             'dataset (MultiDataset sets it)')
+        routing = DatasetRouting.build(indices)
         groups = []
         for d, rows in routing.groups:
             positions = (list(range(len(inputs)))[rows] if isinstance(rows, slice) else
@@ -337,8 +376,39 @@ class CDCLEncoderDecoder(EncoderDecoder):
         return loss, log_vars
 
     def predict(self, inputs: Tensor, data_samples: Optional[list] = None) -> list:
-        """Predict each sample with its dataset's branch and classifier."""
-        routing, groups = self._groups(inputs, data_samples)
+        """Predict each sample with its dataset's branch and classifier; a sample of unknown
+        source (``default_dataset='auto'`` or ``'ensemble'``) with the branch its statistics
+        choose, or all branches combined."""
+        if (self.test_cfg or {}).get('unknown_source', False):
+            return predict_routes(self, inputs, data_samples)
+        indices = self.dataset_indices(data_samples, len(inputs))
+        unknown = [i for i, d in enumerate(indices) if d is None]
+        results = [None] * len(inputs)
+        if unknown:
+            choice, scores = self.branch_selector(self, inputs[unknown])
+            samples = None if data_samples is None else [data_samples[i] for i in unknown]
+            if self.default_dataset == ENSEMBLE:
+                chosen = ensemble(self, inputs[unknown], samples, scores)
+                for i, result in zip(unknown, chosen):
+                    results[i] = result
+            else:
+                for i, d in zip(unknown, choice.tolist()):
+                    indices[i] = d
+        known = [i for i, d in enumerate(indices) if d is not None and results[i] is None]
+        if known:
+            samples = None if data_samples is None else [data_samples[i] for i in known]
+            routed = self._predict_routed(inputs[known], samples, [indices[i] for i in known])
+            for i, result in zip(known, routed):
+                results[i] = result
+        for k, i in enumerate(unknown):
+            d = int(scores[k].argmax())
+            results[i].set_metainfo(dict(dataset_name=self.dataset_names[d], dataset_scores={
+                name: float(v) for name, v in zip(self.dataset_names, scores[k])}))
+        return results
+
+    def _predict_routed(self, inputs: Tensor, data_samples: Optional[list],
+                        indices: List[int]) -> list:
+        routing, groups = self._groups(inputs, data_samples, indices)
         results = [None] * len(inputs)
         for (d, positions, samples), part in zip(groups, routing.split(inputs)):
             with self.dataset(d):
@@ -346,6 +416,14 @@ class CDCLEncoderDecoder(EncoderDecoder):
             for i, prediction in zip(positions, predictions):
                 results[i] = prediction
         return results
+
+    def postprocess_result(self, seg_logits: Tensor, data_samples: Optional[list] = None):
+        """MMSeg's results, in the label space's classes when there is one (log-probabilities
+        as logits)."""
+        if self.label_space is not None and self._active is not None:
+            seg_logits = self.label_space.probabilities(seg_logits, self._active)
+            seg_logits = seg_logits.clamp_min(1e-12).log()
+        return super().postprocess_result(seg_logits, data_samples)
 
     def _forward(self, inputs: Tensor, data_samples: Optional[list] = None):
         """Logits of the plain network on each sample's branch (a list for mixed batches)."""

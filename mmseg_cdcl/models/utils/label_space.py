@@ -1,0 +1,117 @@
+"""One output label space for the datasets of a CDCL model (a target taxonomy)."""
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+IGNORE = 255
+Mapping = Union[Sequence[Optional[str]], Dict[str, Optional[str]], None]
+
+
+class LabelSpace:
+    """Each dataset's classes mapped to target classes: predictions of any branch come out in
+    the target classes (probabilities of the classes mapped to one target are summed), and
+    labels of a dataset can be evaluated there. Many-to-one is allowed; a class mapped to
+    ``None`` (or not named in a dict) is ignored.
+
+    Example (CamVid's 11 classes as the output of a Cityscapes + BDD100K model)::
+
+        model = dict(label_space=dict(
+            classes=('sky', 'building', ...),           # the target classes
+            palette=[[128, 128, 128], ...],
+            mapping=dict(cityscapes=dict(road='road', sidewalk='sidewalk', wall='building',
+                                         ...),           # by class name; others ignored
+                         bdd100k=['road', 'sidewalk', 'building', ...])))  # per class id
+
+    Args:
+        classes (Sequence[str]): Target class names.
+        mapping (dict): Per dataset name: a list with one target class name (or None) per class
+            id of the dataset, a dict from dataset class names to target class names (needs
+            ``dataset_classes``), or None where the dataset's classes are the target classes.
+        dataset_names (Sequence[str]): The model's datasets.
+        num_classes (Sequence[int]): Classes of each dataset.
+        palette (Sequence[Sequence[int]], optional): RGB colour of each target class.
+        dataset_classes (dict[str, Sequence[str]], optional): Class names of the datasets.
+
+    Raises:
+        ValueError: unknown datasets or class names, wrong lengths; names what and where.
+    """
+
+    def __init__(self, classes: Sequence[str], mapping: Dict[str, Mapping],
+                 dataset_names: Sequence[str], num_classes: Sequence[int],
+                 palette: Optional[Sequence[Sequence[int]]] = None,
+                 dataset_classes: Optional[Dict[str, Sequence[str]]] = None):
+        self.classes = tuple(classes)
+        if not self.classes or len(set(self.classes)) != len(self.classes):
+            raise ValueError(f'label_space.classes={list(self.classes)}: expected distinct '
+                             'target class names')
+        if palette is not None and len(palette) != len(self.classes):
+            raise ValueError(f'label_space.palette has {len(palette)} colours for '
+                             f'{len(self.classes)} classes')
+        self.palette = [list(c) for c in palette] if palette is not None else [
+            list(c) for c in np.random.default_rng(0).integers(0, 256, (len(self.classes), 3))]
+        mapping = dict(mapping or {})
+        unknown = set(mapping) - set(dataset_names)
+        if unknown:
+            raise ValueError(f'label_space.mapping names unknown datasets {sorted(unknown)}; '
+                             f'the model\'s datasets are {list(dataset_names)}')
+        dataset_classes = dict(dataset_classes or {})
+        self.tables = [self._table(name, mapping.get(name), n, dataset_classes.get(name))
+                       for name, n in zip(dataset_names, num_classes)]
+
+    def _table(self, name: str, mapping: Mapping, num_classes: int,
+               classes: Optional[Sequence[str]]) -> List[int]:
+        """Target id (or IGNORE) of each of the dataset's class ids."""
+        key = f'label_space.mapping.{name}'
+        if mapping is None:
+            if classes is not None and tuple(classes) == self.classes or (
+                    classes is None and num_classes == len(self.classes)):
+                mapping = list(self.classes)
+            else:
+                raise ValueError(f'{key} is missing: map the {num_classes} classes of dataset '
+                                 f"'{name}' to the target classes (a list of {num_classes} "
+                                 'target names or None, or a dict by class name)')
+        if isinstance(mapping, dict):
+            if classes is None:
+                raise ValueError(f'{key} maps class names, but the class names of dataset '
+                                 f"'{name}' are not known: give the mapping as a list of "
+                                 f'{num_classes} target names (one per class id)')
+            unknown = sorted(set(mapping) - set(classes))
+            if unknown:
+                raise ValueError(f"{key} names {unknown}, not classes of dataset '{name}' "
+                                 f'({list(classes)})')
+            mapping = [mapping.get(c) for c in classes]
+        mapping = list(mapping)
+        if len(mapping) != num_classes:
+            raise ValueError(f"{key} has {len(mapping)} entries but dataset '{name}' has "
+                             f'{num_classes} classes')
+        unknown = sorted({t for t in mapping if t is not None and t not in self.classes})
+        if unknown:
+            raise ValueError(f'{key} maps to {unknown}, which are not target classes '
+                             f'{list(self.classes)}')
+        return [IGNORE if t is None else self.classes.index(t) for t in mapping]
+
+    def matrix(self, dataset: int, like: Tensor) -> Tensor:
+        """(target classes, dataset classes): 1 where a dataset class maps to a target."""
+        table = self.tables[dataset]
+        m = like.new_zeros(len(self.classes), len(table))
+        for source, target in enumerate(table):
+            if target != IGNORE:
+                m[target, source] = 1
+        return m
+
+    def probabilities(self, logits: Tensor, dataset: int) -> Tensor:
+        """Target-class probabilities of a branch's logits ``(N, C_d, H, W)`` (or ``(C_d, H, W)``):
+        the sum of the probabilities of the classes mapped to each target."""
+        probs = logits.softmax(dim=-3)
+        return torch.einsum('ts,...shw->...thw', self.matrix(dataset, probs), probs)
+
+    def labels(self, label: Tensor, dataset: int) -> Tensor:
+        """A dataset's label map in target class ids (ignored: IGNORE)."""
+        lut = torch.full((256, ), IGNORE, dtype=torch.long, device=label.device)
+        lut[:len(self.tables[dataset])] = torch.tensor(self.tables[dataset], device=label.device)
+        return lut[label.long().clamp(0, 255)]
+
+    def meta(self) -> dict:
+        return dict(classes=self.classes, palette=self.palette)

@@ -1,0 +1,86 @@
+"""One output label space: each dataset's classes mapped to target classes, checked."""
+import pytest
+import torch
+from mmengine.config import Config
+
+from conftest import REPO
+from mmseg_cdcl.models.utils import LabelSpace
+
+TARGET = ('vehicle', 'ground', 'nature')
+A = ('car', 'truck', 'road', 'tree')
+B = ('road', 'vegetation', 'bus')
+
+
+def _space(mapping=None, **kwargs):
+    return LabelSpace(TARGET, mapping if mapping is not None else dict(
+        a=dict(car='vehicle', truck='vehicle', road='ground', tree='nature'),
+        b=['ground', 'nature', None]), dataset_names=['a', 'b'], num_classes=[4, 3],
+        dataset_classes=dict(a=A, b=B), **kwargs)
+
+
+def test_probabilities_of_classes_mapped_to_one_target_are_summed():
+    space = _space()
+    logits = torch.randn(2, 4, 3, 5)
+    probs = logits.softmax(1)
+    target = space.probabilities(logits, 0)
+    torch.testing.assert_close(target[:, 0], probs[:, 0] + probs[:, 1])  # car + truck
+    torch.testing.assert_close(target[:, 1], probs[:, 2])
+    torch.testing.assert_close(target.sum(1), torch.ones(2, 3, 5))
+    # b's 'bus' is mapped to None: its probability goes nowhere.
+    logits_b = torch.randn(3, 2, 2)
+    torch.testing.assert_close(space.probabilities(logits_b, 1).sum(0),
+                               1 - logits_b.softmax(0)[2])
+
+
+def test_labels_in_target_ids():
+    space = _space()
+    label = torch.tensor([[0, 1, 2, 3, 255]])
+    assert space.labels(label, 0).tolist() == [[0, 0, 1, 2, 255]]
+    assert space.labels(torch.tensor([[0, 1, 2, 255]]), 1).tolist() == [[1, 2, 255, 255]]
+
+
+def test_identity_for_a_dataset_with_the_target_classes():
+    space = LabelSpace(TARGET, dict(b=['ground', 'nature', 'vehicle']),
+                       dataset_names=['a', 'b'], num_classes=[3, 3],
+                       dataset_classes=dict(a=TARGET, b=B))
+    assert space.tables == [[0, 1, 2], [1, 2, 0]]
+
+
+@pytest.mark.parametrize('mapping, kwargs, message', [
+    (dict(a=['vehicle'] * 4, b=['ground'] * 2), {},
+     r"label_space.mapping.b has 2 entries but dataset 'b' has 3 classes"),
+    (dict(a=dict(car='vehicle', plane='vehicle'), b=[None] * 3), {},
+     r"label_space.mapping.a names \['plane'\], not classes of dataset 'a'"),
+    (dict(a=['vehicle', 'sky', 'ground', 'water'], b=[None] * 3), {},
+     r"label_space.mapping.a maps to \['sky', 'water'\], which are not target classes"),
+    (dict(a=[None] * 4, b=[None] * 3, kitti=[]), {},
+     r"label_space.mapping names unknown datasets \['kitti'\]; the model's datasets are "
+     r"\['a', 'b'\]"),
+    (dict(b=[None] * 3), {}, r'label_space.mapping.a is missing: map the 4 classes of '
+                             r"dataset 'a' to the target classes"),
+    (dict(a=[None] * 4, b=[None] * 3), dict(palette=[[0, 0, 0]]),
+     r'label_space.palette has 1 colours for 3 classes'),
+])
+def test_mapping_errors_name_what_is_wrong(mapping, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _space(mapping, **kwargs)
+
+
+def test_a_dict_mapping_needs_the_dataset_class_names():
+    with pytest.raises(ValueError, match=r"label_space.mapping.a maps class names, but the class "
+                                         r"names of dataset 'a' are not known: give the mapping "
+                                         r'as a list of 4 target names'):
+        LabelSpace(TARGET, dict(a=dict(car='vehicle'), b=[None] * 3), dataset_names=['a', 'b'],
+                   num_classes=[4, 3])
+
+
+def test_the_shipped_cityscapes_to_camvid_label_space():
+    cfg = Config.fromfile(f'{REPO}/configs/_base_/label_spaces/cityscapes_to_camvid.py')
+    space = LabelSpace(dataset_names=['cityscapes', 'bdd100k'], num_classes=[19, 19],
+                       **cfg.label_space)
+    classes = space.classes
+    assert len(classes) == 11
+    # wall -> building, truck and bus -> car, train ignored (CamVid has no train class)
+    assert [space.tables[0][i] for i in (3, 14, 15, 16)] == [
+        classes.index('building'), classes.index('car'), classes.index('car'), 255]
+    assert space.tables[0] == space.tables[1]
