@@ -1,49 +1,138 @@
 """The embedded demo: CDCL against its baselines on generated street scenes, on a CPU.
 
-    python tools/run_demo.py [--work-dir work_dirs/demo] [--seed 0] [--iters N]
+    python tools/run_demo.py [--work-dir work_dirs/demo] [--seed 0] [--verbose]
+                             [--iters N] [--num-images SPLIT=N ...] [--image-size H W]
 
 Generates Cityscapes- and BDD100K-format data (tools/make_demo_data.py) under data/demo unless
-it is there, trains CDCL (configs/demo/cdcl_cityscapes_bdd.py) and its baselines (one model per
-dataset; one joint model with shared BN and one classifier), evaluates each on both datasets'
-validation splits, and writes to the work dir: results.md and results.json (per-dataset mIoU),
-curves.png (training loss and validation mIoU) and panel.png (image | ground truth | CDCL |
-joint baseline on validation images).
+it holds the demo's images already, trains CDCL (configs/demo/cdcl_cityscapes_bdd.py) and its
+baselines (one model per dataset; one joint model with shared BN and one classifier), validates
+them during training on the first validation images of both datasets (the learning curves) and
+tests each final model on all of them. For CDCL against each baseline and dataset it gives the
+mIoU difference with a paired bootstrap 95% interval over the test images, and writes to the
+work dir: results.md (the table, ready to paste into README.md), results.json, curves.png
+(training loss, validation mIoU) and panel.png (image | ground truth | CDCL | joint baseline).
+
+The console shows a progress bar per training, a line per validation and the table; mmengine's
+complete logs (per-class IoU tables included) go to
+<work_dir>/<run>/<config>/<timestamp>/<timestamp>.log. --verbose puts them on the console too.
 """
 import argparse
 import glob
 import json
+import logging
 import os
 import os.path as osp
 import time
+import warnings
 
-import matplotlib
-import numpy as np
-from mmengine.config import Config
-from mmengine.dataset import pseudo_collate
-from mmengine.runner import Runner
-from mmseg.registry import DATASETS
+# mmengine reloads setuptools' pkg_resources whenever it resolves an `mmseg::` config path, and
+# setuptools (< 81, pinned for it) warns each time that pkg_resources is deprecated.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API',
+                        category=UserWarning)
 
-import mmseg_cdcl  # noqa: F401
-from make_demo_data import make_demo_data
+import cv2  # noqa: E402
+import matplotlib  # noqa: E402
+import numpy as np  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+from mmengine.dataset import pseudo_collate  # noqa: E402
+from mmengine.hooks import Hook  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+from mmseg.evaluation import IoUMetric  # noqa: E402
+from mmseg.registry import DATASETS  # noqa: E402
+
+import mmseg_cdcl  # noqa: F401,E402
+from make_demo_data import LAYOUTS, make_demo_data  # noqa: E402
+from mmseg_cdcl.evaluation.functional import (miou_from_counts,  # noqa: E402
+                                              paired_bootstrap_miou)
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO_SIZES = osp.join(REPO, 'configs', 'demo', '_base_', 'demo_sizes.py')
 DATASET_NAMES = ('cityscapes', 'bdd100k')
+DATASET_TITLES = {'cityscapes': 'Cityscapes', 'bdd100k': 'BDD100K'}
 MODELS = {  # label: demo config
     'CDCL (DSBN + DAT)': 'cdcl_cityscapes_bdd',
     'single: Cityscapes only': 'pspnet_r18-d8_cityscapes',
     'single: BDD100K only': 'pspnet_r18-d8_bdd100k',
     'joint: shared BN, one classifier': 'pspnet_r18-d8_cityscapes_bdd100k_joint',
 }
-PANEL_MODELS = ('CDCL (DSBN + DAT)', 'joint: shared BN, one classifier')
+CDCL = 'CDCL (DSBN + DAT)'
+PANEL_MODELS = (CDCL, 'joint: shared BN, one classifier')
 PANEL_IMAGES = 2  # per dataset
+BOOTSTRAP = dict(num_resamples=2000, level=0.95)
+DATA_SEED = 0  # --seed varies training (and the bootstrap) on the same data
+# mmseg's notices at every model build, about settings the demo keeps on purpose (MMSeg's loss
+# defaults, no drawing during validation); --verbose shows them.
+MMSEG_NOTICES = (r'``build_loss`` would be deprecated soon', r'Default ``avg_non_ignore`` is False',
+                 r'The draw is False, it means that the hook for visualization')
 
 
-def train(label, name, args):
-    """Train one demo model; return its validation history and panel predictions."""
+class QuietConsoleRunner(Runner):
+    """mmengine's Runner whose console shows errors only, as on ranks other than 0; its log
+    file is complete."""
+
+    def build_logger(self, log_level='INFO', log_file=None, **kwargs):
+        logger = super().build_logger(log_level, log_file, **kwargs)
+        for handler in logger.handlers:
+            if type(handler) is logging.StreamHandler:  # the console, not a FileHandler
+                handler.setLevel(logging.ERROR)
+        return logger
+
+
+class PerImageCounts(Hook):
+    """Each test image's per-class intersection and union, in its dataset's own label space
+    (as ``MultiDatasetIoUMetric`` counts them): ``counts[dataset][img_path] = (i, u)``."""
+
+    def __init__(self):
+        self.counts = {}
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        meta = runner.test_dataloader.dataset.metainfo
+        for sample in outputs:
+            name = meta['dataset_names'][sample.dataset_idx]
+            space = meta['datasets'][name]
+            pred = sample.pred_sem_seg.data.squeeze()
+            intersect, union, _, _ = IoUMetric.intersect_and_union(
+                pred, sample.gt_sem_seg.data.squeeze().to(pred), len(space['classes']),
+                space['ignore_index'])
+            self.counts.setdefault(name, {})[sample.img_path] = (intersect.numpy(),
+                                                                  union.numpy())
+
+
+def ensure_data(args):
+    """Generate data/demo unless it holds the demo's splits at their image counts and size."""
+    num_images = dict(args.num_images)
+    root = osp.join('data', 'demo')
+
+    def matches(name):
+        splits, img_prefix, _ = LAYOUTS[name]
+        for split in splits:
+            files = sorted(glob.glob(osp.join(root, name, img_prefix.format(split), '**', '*.*'),
+                                     recursive=True))
+            if len(files) != num_images[split]:
+                return False
+        first = cv2.imread(files[0]) if files else None
+        return first is not None and first.shape[:2] == tuple(args.image_size)
+
+    if not all(matches(name) for name in DATASET_NAMES):
+        print(f'generating {root}/{{{",".join(DATASET_NAMES)}}}: ' + ', '.join(
+            f'{n} {split}' for split, n in num_images.items()) + ' images per dataset, '
+            f'{args.image_size[0]}x{args.image_size[1]}', flush=True)
+        make_demo_data(root, datasets=DATASET_NAMES, num_images=num_images,
+                       image_size=tuple(args.image_size), seed=DATA_SEED, overwrite=True)
+
+
+def train_and_test(k, label, name, args):
+    """Train one demo model and test it on all validation images; return its validation
+    history, test metrics, per-image counts and panel predictions."""
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo', f'{name}.py'))
+    # Unformatted config text: yapf took 1-2.5 s at each of the Runner's four uses (log, dump,
+    # visualizer, checkpoint), a minute of the demo. (Config.fromfile does not pass on its own
+    # format_python_code to plain configs in mmengine 0.10.7.)
+    cfg = Config(cfg.to_dict(), cfg_text=cfg.text, filename=cfg.filename,
+                 env_variables=cfg.env_variables, format_python_code=False)
     cfg.work_dir = osp.join(args.run_dir, name)
     cfg.experiment_name = name
     cfg.visualizer.name = f'visualizer_{name}'  # mmengine shares instances by name
@@ -52,13 +141,21 @@ def train(label, name, args):
         cfg.train_cfg.update(max_iters=args.iters, val_interval=max(1, args.iters // 4))
         cfg.param_scheduler[0].end = args.iters
         cfg.default_hooks.checkpoint.interval = args.iters
-    runner = Runner.from_cfg(cfg)
+    if args.verbose:
+        runner = Runner.from_cfg(cfg)
+    else:  # the console hook instead of mmengine's log and the validation progress bar
+        cfg.custom_hooks = [h for h in cfg.custom_hooks if h.type != 'ProgressBarHook']
+        cfg.custom_hooks.append(dict(type='ConsoleProgressHook', title=f'[{k}/{len(MODELS)}] '
+                                     f'{label}'))
+        runner = QuietConsoleRunner.from_cfg(cfg)
+    per_image = PerImageCounts()
+    runner.register_hook(per_image)
     runner.train()
-    # This run's log folder is the newest <work_dir>/<timestamp>.
-    with open(sorted(glob.glob(osp.join(cfg.work_dir, '*', 'vis_data', 'scalars.json')))[-1]) as f:
+    metrics = runner.test()
+    with open(osp.join(runner.log_dir, 'vis_data', 'scalars.json')) as f:
         history = [json.loads(line) for line in f]
     predictions = panel_predictions(runner) if label in PANEL_MODELS else None
-    return history, predictions
+    return history, metrics, per_image.counts, predictions
 
 
 def panel_samples(dataset):
@@ -67,30 +164,102 @@ def panel_samples(dataset):
 
 
 def panel_predictions(runner):
-    model, dataset = runner.model.eval(), runner.val_dataloader.dataset
+    model, dataset = runner.model.eval(), runner.test_dataloader.dataset
     return [model.test_step(pseudo_collate([dataset[i]]))[0].pred_sem_seg.data[0].numpy()
             for i in panel_samples(dataset)]
 
 
-def final_scores(history):
-    val = [h for h in history if 'mIoU' in h]
-    return {key: val[-1][f'{key}/mIoU'] for key in DATASET_NAMES}
+def scores_and_intervals(metrics, counts, seed):
+    """Each model's mIoU per dataset (from its per-image counts, checked against the metric's)
+    and, for CDCL against each baseline and dataset, the paired bootstrap of the difference."""
+    scores, arrays = {}, {}
+    for label in MODELS:
+        scores[label], arrays[label] = {}, {}
+        for name in DATASET_NAMES:
+            images = sorted(counts[label][name])
+            if images != sorted(counts[CDCL][name]):
+                raise RuntimeError(f'{label} was tested on other {name} images than {CDCL}')
+            arrays[label][name] = [np.stack([counts[label][name][i][k] for i in images])
+                                   for k in (0, 1)]
+            miou = float(miou_from_counts(*arrays[label][name]))
+            if abs(miou - metrics[label][f'{name}/mIoU']) > 0.01:
+                raise RuntimeError(f'{label}: {name} mIoU from per-image counts {miou:.3f} != '
+                                   f'the metric\'s {metrics[label][f"{name}/mIoU"]}')
+            scores[label][name] = round(miou, 2)
+    intervals = {label: {name: paired_bootstrap_miou(*arrays[CDCL][name], *arrays[label][name],
+                                                      seed=seed, **BOOTSTRAP)
+                         for name in DATASET_NAMES}
+                 for label in MODELS if label != CDCL}
+    return scores, intervals
 
 
-def write_results(results, args, seconds):
-    rows = [f'| {label} | ' + ' | '.join(f'{s[d]:.2f}' for d in DATASET_NAMES) +
-            f' | {np.mean([s[d] for d in DATASET_NAMES]):.2f} |' for label, s in results.items()]
-    table = '\n'.join(['| model | Cityscapes mIoU | BDD100K mIoU | mean |', '|---|---|---|---|']
-                      + rows)
+def _signed(x):
+    return f'{x:+.2f}'.replace('-', '−')
+
+
+def results_markdown(scores, intervals, num_test, args, seconds):
+    """results.md: the table with the bootstrap intervals and what they establish."""
+    level = f'{BOOTSTRAP["level"]:.0%}'
+    header = ['model'] + [f'{DATASET_TITLES[d]} mIoU | CDCL − model ({level} interval)'
+                          for d in DATASET_NAMES] + ['mean mIoU']
+    rows = ['| ' + ' | '.join(header) + ' |', '|---' * (2 * len(DATASET_NAMES) + 2) + '|']
+    for label, score in scores.items():
+        cells = [label]
+        for d in DATASET_NAMES:
+            cells.append(f'{score[d]:.2f}')
+            if label == CDCL:
+                cells.append('')
+                continue
+            r = intervals[label][d]
+            difference = _signed(r['difference'])
+            cells.append(f'{f"**{difference}**" if r["excludes_zero"] else difference} '
+                         f'({_signed(r["low"])} to {_signed(r["high"])})')
+        cells.append(f'{np.mean([score[d] for d in DATASET_NAMES]):.2f}')
+        rows.append('| ' + ' | '.join(cells) + ' |')
+    verdicts = {'above': {}, 'below': {}, 'open': {}}  # {verdict: {baseline: [dataset, ...]}}
+    for label, per_dataset in intervals.items():
+        for d, r in per_dataset.items():
+            verdict = 'above' if r['low'] > 0 else 'below' if r['high'] < 0 else 'open'
+            verdicts[verdict].setdefault(label, []).append(DATASET_TITLES[d])
+
+    def listed(verdict):
+        return '; '.join(f'*{label}* on {" and ".join(names)}'
+                         for label, names in verdicts[verdict].items())
+
+    lines = [
+        f'Result of `make demo` (`tools/run_demo.py`, seed {args.seed}): '
+        f'{args.max_iters} iterations per model, tested on {num_test} validation images per '
+        f'dataset; {seconds / 60:.1f} min on {os.cpu_count()} CPU cores.',
+        '', *rows, '',
+        f'CDCL − model: the difference in mIoU (points) with its {level} paired bootstrap '
+        f'interval over the test images ({BOOTSTRAP["num_resamples"]} resamples, seed '
+        f'{args.seed}); **bold** where the interval excludes 0.',
+        '',
+        '- Established on these images (interval excludes 0): ' + (
+            f'CDCL is better than {listed("above")}.' if verdicts['above'] else 'none.') + (
+            f' CDCL is worse than {listed("below")}.' if verdicts['below'] else ''),
+        '- Not established (interval includes 0): ' + (
+            f'CDCL against {listed("open")}.' if verdicts['open'] else 'none of the '
+            f'{sum(len(r) for r in intervals.values())} comparisons.'),
+        f'- Not covered: every model was trained once (seed {args.seed}). The intervals say how '
+        'much the differences depend on which images were tested, not how much another '
+        'training seed would move them.',
+    ]
+    return '\n'.join(lines) + '\n'
+
+
+def write_results(scores, intervals, num_test, args, seconds):
+    text = results_markdown(scores, intervals, num_test, args, seconds)
     with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
-        f.write(f'Validation mIoU (%) on the generated demo data, seed {args.seed}, '
-                f'{seconds / 60:.1f} min of training and evaluation.\n\n{table}\n')
+        f.write(text)
     with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
-        json.dump(dict(seed=args.seed, seconds=round(seconds, 1), mIoU=results), f, indent=2)
-    return table
+        json.dump(dict(seed=args.seed, seconds=round(seconds, 1), iters=args.max_iters,
+                       test_images_per_dataset=num_test, mIoU=scores,
+                       cdcl_minus_baseline=intervals), f, indent=2)
+    return text
 
 
-def plot_curves(histories, path):
+def plot_curves(histories, curve_images, path):
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for label, history in histories.items():
         train = [h for h in history if 'loss' in h and 'mIoU' not in h]
@@ -100,7 +269,7 @@ def plot_curves(histories, path):
             ax.plot([h['step'] for h in val], [h[f'{name}/mIoU'] for h in val], 'o-', label=label)
     axes[0].set(title='training loss (sum over datasets for CDCL)', xlabel='iteration')
     for ax, name in zip(axes[1:], DATASET_NAMES):
-        ax.set(title=f'{name} val mIoU (%)', xlabel='iteration')
+        ax.set(title=f'{name} val mIoU (%), first {curve_images} images', xlabel='iteration')
     axes[2].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -109,7 +278,7 @@ def plot_curves(histories, path):
 
 def plot_panel(predictions, path):
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo', f'{MODELS[PANEL_MODELS[0]]}.py'))
-    dataset = DATASETS.build(cfg.val_dataloader.dataset)
+    dataset = DATASETS.build(cfg.test_dataloader.dataset)
     palette = np.array(dataset.metainfo['palette'] + [[0, 0, 0]] * (256 - 19), np.uint8)
     indices = panel_samples(dataset)
     fig, axes = plt.subplots(len(indices), 4, figsize=(13, 1.9 * len(indices)))
@@ -128,31 +297,64 @@ def plot_panel(predictions, path):
     plt.close(fig)
 
 
-def main():
+def parse_args():
+    sizes = Config.fromfile(DEMO_SIZES)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--work-dir', default='work_dirs/demo')
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of training and of the bootstrap (the data is always seed '
+                        f'{DATA_SEED}\'s)')
+    parser.add_argument('--verbose', action='store_true',
+                        help="mmengine's complete log and every warning on the console too")
     parser.add_argument('--iters', type=int, help='override the demo schedule (e.g. for tests)')
+    parser.add_argument('--num-images', nargs='+', metavar='SPLIT=N', default=[],
+                        help='images per split and dataset to generate, default: ' + ' '.join(
+                            f'{k}={v}' for k, v in sizes.demo_num_images.items()))
+    parser.add_argument('--image-size', nargs=2, type=int, metavar=('H', 'W'),
+                        default=list(sizes.demo_image_size), help='size of generated images')
     args = parser.parse_args()
+    num_images = dict(sizes.demo_num_images)
+    for item in args.num_images:
+        split, _, n = item.partition('=')
+        if split not in num_images or not n.isdigit():
+            parser.error(f'--num-images expects SPLIT=N with SPLIT in {list(num_images)}, '
+                         f'got {item!r}')
+        num_images[split] = int(n)
+    args.num_images = num_images
+    args.max_iters = args.iters or sizes.demo_iters
+    args.curve_images = sizes.demo_curve_images
+    return args
+
+
+def main():
+    args = parse_args()
+    if not args.verbose:
+        for message in MMSEG_NOTICES:
+            warnings.filterwarnings('ignore', message=message, category=UserWarning)
     start = time.time()
-    if not osp.isdir(osp.join('data', 'demo', 'bdd100k')):
-        print('generating data/demo ...', flush=True)
-        make_demo_data(osp.join('data', 'demo'), datasets=DATASET_NAMES, seed=args.seed)
+    ensure_data(args)
     # Each run trains in a folder of its own: earlier runs' checkpoints and logs stay.
     args.run_dir = osp.join(args.work_dir, time.strftime('%Y%m%d_%H%M%S'))
     os.makedirs(args.run_dir, exist_ok=True)
-    histories, predictions, results = {}, {}, {}
+    print(f'CDCL and three baselines, {args.max_iters} iterations each; validation on the first '
+          f'{min(args.curve_images, args.num_images["val"])} validation images of each dataset '
+          f'(learning curves), test on all {args.num_images["val"]} (the table).\n'
+          f'Complete logs (per-class IoU tables included): '
+          f'{args.run_dir}/<config>/<timestamp>/<timestamp>.log', flush=True)
+    histories, metrics, counts, predictions = {}, {}, {}, {}
     for k, (label, name) in enumerate(MODELS.items(), 1):
-        print(f'\n[{k}/{len(MODELS)}] training {label} (configs/demo/{name}.py), '
+        print(f'\n[{k}/{len(MODELS)}] {label}: configs/demo/{name}.py, '
               f'{(time.time() - start) / 60:.1f} min so far', flush=True)
-        histories[label], predictions[label] = train(label, name, args)
-        results[label] = final_scores(histories[label])
-    table = write_results(results, args, time.time() - start)
-    plot_curves(histories, osp.join(args.work_dir, 'curves.png'))
+        histories[label], metrics[label], counts[label], predictions[label] = train_and_test(
+            k, label, name, args)
+    scores, intervals = scores_and_intervals(metrics, counts, args.seed)
+    num_test = len(counts[CDCL][DATASET_NAMES[0]])
+    text = write_results(scores, intervals, num_test, args, time.time() - start)
+    plot_curves(histories, min(args.curve_images, args.num_images['val']),
+                osp.join(args.work_dir, 'curves.png'))
     plot_panel(predictions, osp.join(args.work_dir, 'panel.png'))
-    print(f'\n{table}\n\nseed {args.seed}; {(time.time() - start) / 60:.1f} min; results, '
-          f'curves and panel in {args.work_dir}/ (results.md, results.json, curves.png, '
-          f'panel.png); checkpoints and logs in {args.run_dir}/')
+    print(f'\n{text}\nResults, curves and panel in {args.work_dir}/ (results.md, results.json, '
+          f'curves.png, panel.png); checkpoints and complete logs in {args.run_dir}/')
 
 
 if __name__ == '__main__':

@@ -5,7 +5,7 @@ model = dict(pretrained=None, data_preprocessor=dict(size={{_base_.demo_crop}}))
 train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
                         dataset={{_base_.demo_cityscapes_train}})
 val_dataloader = {{_base_.demo_val_dataloader}}
-test_dataloader = val_dataloader
+test_dataloader = {{_base_.demo_test_dataloader}}
 val_evaluator = dict(type='MultiDatasetIoUMetric')
 test_evaluator = val_evaluator
 train_cfg = {{_base_.demo_train_cfg}}

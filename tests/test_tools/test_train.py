@@ -107,31 +107,3 @@ def test_test_tool_evaluates_a_checkpoint_per_dataset(data_cwd, trained, tmp_pat
     result = _run('test.py', 'cdcl_cityscapes_camvid', data_cwd, str(tmp_path),
                   str(trained / 'iter_2.pth'))
     assert 'cityscapes/mIoU' in result.stdout and 'camvid/mIoU' in result.stdout
-
-
-def test_run_demo_writes_table_curves_and_panel(tmp_path):
-    """The main job end to end at test size (2 iterations per model)."""
-    import cv2
-    from make_demo_data import make_demo_data
-    make_demo_data(str(tmp_path / 'data' / 'demo'), datasets=('cityscapes', 'bdd100k'),
-                   num_images=dict(train=4, val=2), image_size=(64, 128))
-    result = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'run_demo.py'), '--iters', '2', '--work-dir',
-         'wd'], cwd=tmp_path, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    with open(tmp_path / 'wd' / 'results.json') as f:
-        results = json.load(f)
-    assert results['seed'] == 0
-    assert list(results['mIoU']) == ['CDCL (DSBN + DAT)', 'single: Cityscapes only',
-                                     'single: BDD100K only', 'joint: shared BN, one classifier']
-    for scores in results['mIoU'].values():
-        assert set(scores) == {'cityscapes', 'bdd100k'}
-        assert all(0 <= v <= 100 for v in scores.values())
-    table = (tmp_path / 'wd' / 'results.md').read_text()
-    assert '| model | Cityscapes mIoU | BDD100K mIoU | mean |' in table
-    assert table.count('\n| ') == 5  # header and four models
-    assert table.splitlines()[-4] in result.stdout  # the table is printed too
-    curves = cv2.imread(str(tmp_path / 'wd' / 'curves.png'))
-    panel = cv2.imread(str(tmp_path / 'wd' / 'panel.png'))
-    assert curves.shape[1] > curves.shape[0] > 100
-    assert panel.shape[0] > 300 and panel.shape[1] > 600  # 4 rows of image | gt | 2 models

@@ -1,0 +1,126 @@
+"""The main job, tools/run_demo.py, end to end at test size (2 iterations per model)."""
+import glob
+import json
+import re
+import os.path as osp
+import subprocess
+import sys
+
+import cv2
+import pytest
+
+from conftest import REPO
+
+LABELS = ['CDCL (DSBN + DAT)', 'single: Cityscapes only', 'single: BDD100K only',
+          'joint: shared BN, one classifier']
+CLASS_TABLE = re.compile(r'^\|\s+Class\s+\|\s+IoU\s+\|', flags=re.M)  # per-class IoU tables
+TINY = ['--iters', '2', '--num-images', 'train=4', 'val=6', '--image-size', '64', '128']
+
+
+def _run_demo(cwd, *args):
+    result = subprocess.run([sys.executable, osp.join(REPO, 'tools', 'run_demo.py'), *TINY, *args],
+                            cwd=cwd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory):
+    """A quiet run in a folder without data: it generates its own."""
+    cwd = tmp_path_factory.mktemp('demo')
+    return cwd, _run_demo(cwd, '--work-dir', 'wd')
+
+
+def test_console_is_progress_validation_lines_and_the_table(demo):
+    cwd, result = demo
+    out = result.stdout
+    assert 'generating data/demo/{cityscapes,bdd100k}: 4 train, 6 val images' in out
+    for k, label in enumerate(LABELS, 1):
+        assert f'[{k}/4] {label} [########################] 2/2  loss ' in out
+    assert out.count('  iteration 1: validation mIoU cityscapes ') == 4
+    assert out.count('  iteration 2: validation mIoU cityscapes ') == 4
+    assert out.count('  test mIoU cityscapes ') == 4
+    assert (cwd / 'wd' / 'results.md').read_text() in out  # the table as written
+    # No mmengine log lines, per-class tables or warnings on the console: 35 lines in all.
+    assert 'mmengine - INFO' not in out and not CLASS_TABLE.search(out)
+    assert result.stderr == ''
+    assert len(out.splitlines()) < 45
+
+
+def test_complete_logs_go_to_each_run_folder(demo):
+    cwd, result = demo
+    [run] = [osp.basename(p) for p in glob.glob(str(cwd / 'wd' / '2*'))]  # a timestamp
+    assert f'wd/{run}/<config>/<timestamp>/<timestamp>.log' in result.stdout
+    logs = sorted(glob.glob(str(cwd / 'wd' / run / '*' / '*' / '*.log')))
+    assert len(logs) == 4
+    for log in logs:
+        text = open(log).read()
+        assert 'Iter(train) [1/2]' in text and 'Iter(test) [12/12]' in text
+        assert len(CLASS_TABLE.findall(text)) == 3 * 2  # 2 validations and the test, 2 sets
+
+
+def test_results_hold_paired_bootstrap_intervals(demo):
+    cwd, _ = demo
+    with open(cwd / 'wd' / 'results.json') as f:
+        results = json.load(f)
+    assert (results['seed'], results['iters'], results['test_images_per_dataset']) == (0, 2, 6)
+    assert list(results['mIoU']) == LABELS
+    for scores in results['mIoU'].values():
+        assert set(scores) == {'cityscapes', 'bdd100k'}
+        assert all(0 <= v <= 100 for v in scores.values())
+    assert list(results['cdcl_minus_baseline']) == LABELS[1:]
+    for label, per_dataset in results['cdcl_minus_baseline'].items():
+        for name, r in per_dataset.items():
+            expected = results['mIoU'][LABELS[0]][name] - results['mIoU'][label][name]
+            assert r['difference'] == pytest.approx(expected, abs=0.011)
+            assert r['low'] <= r['difference'] <= r['high']
+            assert r['excludes_zero'] == (r['low'] > 0 or r['high'] < 0)
+            assert (r['num_images'], r['num_resamples'], r['seed']) == (6, 2000, 0)
+    table = (cwd / 'wd' / 'results.md').read_text()
+    assert ('| model | Cityscapes mIoU | CDCL − model (95% interval) | BDD100K mIoU | '
+            'CDCL − model (95% interval) | mean mIoU |') in table
+    assert table.count('\n| ') == 5  # header and four models
+    assert '- Established on these images (interval excludes 0): ' in table
+    assert '- Not established (interval includes 0): ' in table
+    curves = cv2.imread(str(cwd / 'wd' / 'curves.png'))
+    panel = cv2.imread(str(cwd / 'wd' / 'panel.png'))
+    assert curves.shape[1] > curves.shape[0] > 100
+    assert panel.shape[0] > 300 and panel.shape[1] > 600  # 4 rows of image | gt | 2 models
+
+
+def test_verbose_restores_the_complete_console(demo):
+    cwd, quiet = demo
+    result = _run_demo(cwd, '--work-dir', 'wd_verbose', '--verbose')
+    assert 'generating' not in result.stdout  # the data of the first run is reused
+    assert result.stdout.count('Iter(train) [1/2]') == 4
+    assert len(CLASS_TABLE.findall(result.stdout)) == 4 * 3 * 2
+    assert 'avg_non_ignore' in result.stderr  # mmseg's notices, filtered only when quiet
+    assert 'pkg_resources is deprecated' not in result.stderr + quiet.stderr
+    with open(cwd / 'wd' / 'results.json') as f, open(cwd / 'wd_verbose' / 'results.json') as g:
+        assert json.load(f)['mIoU'] == json.load(g)['mIoU']  # the same runs, only louder
+
+
+def test_results_say_what_is_and_is_not_established():
+    from argparse import Namespace
+    from run_demo import results_markdown
+
+    def interval(low, high):
+        return dict(difference=(low + high) / 2, low=low, high=high,
+                    excludes_zero=low > 0 or high < 0)
+
+    scores = {label: dict(cityscapes=20.0, bdd100k=10.0) for label in LABELS}
+    intervals = {LABELS[1]: dict(cityscapes=interval(0.5, 1.5), bdd100k=interval(2.0, 3.0)),
+                 LABELS[2]: dict(cityscapes=interval(-0.4, 1.2), bdd100k=interval(-2.5, -0.1)),
+                 LABELS[3]: dict(cityscapes=interval(-1.0, 0.2), bdd100k=interval(0.1, 0.9))}
+    text = results_markdown(scores, intervals, 100, Namespace(seed=0, max_iters=240), 450)
+    assert ('| single: Cityscapes only | 20.00 | **+1.00** (+0.50 to +1.50) | 10.00 | '
+            '**+2.50** (+2.00 to +3.00) | 15.00 |') in text
+    assert ('| single: BDD100K only | 20.00 | +0.40 (−0.40 to +1.20) | 10.00 | '
+            '**−1.30** (−2.50 to −0.10) | 15.00 |') in text
+    assert ('- Established on these images (interval excludes 0): CDCL is better than '
+            '*single: Cityscapes only* on Cityscapes and BDD100K; *joint: shared BN, one '
+            'classifier* on BDD100K. CDCL is worse than *single: BDD100K only* on BDD100K.'
+            ) in text
+    assert ('- Not established (interval includes 0): CDCL against *single: BDD100K only* on '
+            'Cityscapes; *joint: shared BN, one classifier* on Cityscapes.') in text
+    assert 'tested on 100 validation images per dataset; 7.5 min on' in text
