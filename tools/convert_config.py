@@ -130,8 +130,8 @@ def convert_config(stock: str, datasets: Dict[str, str],
     iou_metrics = evaluator.get('iou_metrics', ['mIoU']) if isinstance(evaluator, dict) else \
         ['mIoU']
     lines = [
-        f'# CDCL (DSBN + DAT) of {osp.basename(stock)} over '
-        + ' + '.join(f'{n} ({classes[n]} classes)' for n in names) + '.',
+        f'# CDCL (DSBN + DAT) of {osp.basename(stock)}',
+        '# over ' + ' + '.join(f'{n} ({classes[n]} classes)' for n in names) + '.',
         '# Written by tools/convert_config.py from',
         f'#   model, schedule, optimizer and runtime: {stock}',
         *[f'#   {n}: {datasets[n]}' for n in names],

@@ -11,6 +11,10 @@ tests each final model on all of them. For CDCL against each baseline and datase
 mIoU difference with a paired bootstrap 95% interval over the test images, and writes to the
 work dir: results.md (the table, ready to paste into README.md), results.json, curves.png
 (training loss, validation mIoU) and panel.png (image | ground truth | CDCL | joint baseline).
+It then tests CDCL on images whose source it is not told, adding the generator's CamVid as a
+domain it never saw (configs/demo/cdcl_cityscapes_bdd_unknown_source.py; results.md's second
+table), and draws the BatchNorm statistics of the three models of one or both datasets
+(tools/analysis/bn_statistics.py: bn_statistics.png and .json).
 
 The console shows a progress bar per training, a line per validation and the table; mmengine's
 complete logs (per-class IoU tables included) go to
@@ -36,11 +40,12 @@ import numpy as np  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.dataset import pseudo_collate  # noqa: E402
 from mmengine.hooks import Hook  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
+from mmengine.runner import Runner, load_checkpoint  # noqa: E402
 from mmseg.evaluation import IoUMetric  # noqa: E402
 from mmseg.registry import DATASETS  # noqa: E402
 
 import mmseg_cdcl  # noqa: F401,E402
+from analysis.bn_statistics import bn_statistics  # noqa: E402
 from make_demo_data import LAYOUTS, make_demo_data  # noqa: E402
 from mmseg_cdcl.evaluation.functional import (miou_from_counts,  # noqa: E402
                                               paired_bootstrap_miou)
@@ -59,6 +64,8 @@ MODELS = {  # label: demo config
     'joint: shared BN, one classifier': 'pspnet_r18-d8_cityscapes_bdd100k_joint',
 }
 CDCL = 'CDCL (DSBN + DAT)'
+UNKNOWN_SOURCE = 'cdcl_cityscapes_bdd_unknown_source'  # CDCL's test on images of unknown source
+UNSEEN = 'camvid'  # the third domain of that test, in no model's training data
 PANEL_MODELS = (CDCL, 'joint: shared BN, one classifier')
 PANEL_IMAGES = 2  # per dataset
 BOOTSTRAP = dict(num_resamples=2000, level=0.95)
@@ -122,11 +129,16 @@ def ensure_data(args):
             f'{args.image_size[0]}x{args.image_size[1]}', flush=True)
         make_demo_data(root, datasets=DATASET_NAMES, num_images=num_images,
                        image_size=tuple(args.image_size), seed=DATA_SEED, overwrite=True)
+    unseen = glob.glob(osp.join(root, UNSEEN, LAYOUTS[UNSEEN][1].format('val'), '*.png'))
+    if len(unseen) != num_images['val']:
+        print(f'generating {root}/{UNSEEN}: {num_images["val"]} validation images', flush=True)
+        make_demo_data(root, datasets=(UNSEEN, ), image_size=tuple(args.image_size),
+                       num_images={UNSEEN: dict(train=0, val=num_images['val'], test=0)},
+                       seed=DATA_SEED, overwrite=True)
 
 
-def train_and_test(k, label, name, args):
-    """Train one demo model and test it on all validation images; return its validation
-    history, test metrics, per-image counts and panel predictions."""
+def demo_runner(name, title, args, **cfg_options):
+    """The Runner of a demo config: a folder of its own in the run, the console of the demo."""
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo', f'{name}.py'))
     # Unformatted config text: yapf took 1-2.5 s at each of the Runner's four uses (log, dump,
     # visualizer, checkpoint), a minute of the demo. (Config.fromfile does not pass on its own
@@ -141,13 +153,19 @@ def train_and_test(k, label, name, args):
         cfg.train_cfg.update(max_iters=args.iters, val_interval=max(1, args.iters // 4))
         cfg.param_scheduler[0].end = args.iters
         cfg.default_hooks.checkpoint.interval = args.iters
+    cfg.merge_from_dict(cfg_options)
     if args.verbose:
-        runner = Runner.from_cfg(cfg)
-    else:  # the console hook instead of mmengine's log and the validation progress bar
-        cfg.custom_hooks = [h for h in cfg.custom_hooks if h.type != 'ProgressBarHook']
-        cfg.custom_hooks.append(dict(type='ConsoleProgressHook', title=f'[{k}/{len(MODELS)}] '
-                                     f'{label}'))
-        runner = QuietConsoleRunner.from_cfg(cfg)
+        return Runner.from_cfg(cfg)
+    # The console hook instead of mmengine's log and the validation progress bar.
+    cfg.custom_hooks = [h for h in cfg.custom_hooks if h.type != 'ProgressBarHook']
+    cfg.custom_hooks.append(dict(type='ConsoleProgressHook', title=title))
+    return QuietConsoleRunner.from_cfg(cfg)
+
+
+def train_and_test(k, label, name, args):
+    """Train one demo model and test it on all validation images; return its validation
+    history, test metrics, per-image counts and panel predictions."""
+    runner = demo_runner(name, f'[{k}/{len(MODELS) + 1}] {label}', args)
     per_image = PerImageCounts()
     runner.register_hook(per_image)
     runner.train()
@@ -167,6 +185,41 @@ def panel_predictions(runner):
     model, dataset = runner.model.eval(), runner.test_dataloader.dataset
     return [model.test_step(pseudo_collate([dataset[i]]))[0].pred_sem_seg.data[0].numpy()
             for i in panel_samples(dataset)]
+
+
+def checkpoint(args, name):
+    return osp.join(args.run_dir, name, f'iter_{args.max_iters}.pth')
+
+
+def test_unknown_source(args):
+    """CDCL's test on images it is not told the source of: each route's metrics."""
+    runner = demo_runner(UNKNOWN_SOURCE, f'[5/5] {CDCL} on images of unknown source', args)
+    # Loaded here, quietly: the runner's load_from prints its path on the console.
+    load_checkpoint(runner.model, checkpoint(args, MODELS[CDCL]), map_location='cpu',
+                    logger='silent')
+    return runner.test()
+
+
+def unknown_source_markdown(metrics, num_test):
+    """results.md's second table: mIoU per route and source dataset, the branches chosen."""
+    sources = (*DATASET_NAMES, UNSEEN)
+    titles = dict(DATASET_TITLES, **{UNSEEN: 'CamVid (never trained on)'})
+    routes = [('oracle', 'its dataset\'s branch'), ('auto', 'auto'), ('ensemble', 'ensemble')]
+    routes += [(f'branch_{d}', f'{DATASET_TITLES[d]} branch') for d in DATASET_NAMES]
+    rows = ['| images | ' + ' | '.join(title for _, title in routes) + ' | auto chose ' + ' / '.join(
+        DATASET_TITLES[d] for d in DATASET_NAMES) + ' |', '|---' * (len(routes) + 2) + '|']
+    for source in sources:
+        cells = [titles[source]]
+        cells += [f"{metrics[f'{source}/{route}/mIoU']:.2f}"
+                  if f'{source}/{route}/mIoU' in metrics else '—' for route, _ in routes]
+        cells.append(' / '.join(str(metrics[f'choice/{source}/{d}']) for d in DATASET_NAMES))
+        rows.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join([
+        f'CDCL on images of unknown source ({num_test} validation images per dataset), mIoU in '
+        "CamVid's 11 classes (`configs/_base_/label_spaces/cityscapes_to_camvid.py`): the "
+        "branch of the image's dataset, the branch its DSBN statistics choose (auto), all "
+        'branches weighted by those scores (ensemble), and each branch for every image.',
+        '', *rows]) + '\n'
 
 
 def scores_and_intervals(metrics, counts, seed):
@@ -248,14 +301,15 @@ def results_markdown(scores, intervals, num_test, args, seconds):
     return '\n'.join(lines) + '\n'
 
 
-def write_results(scores, intervals, num_test, args, seconds):
+def write_results(scores, intervals, unknown, num_test, args, seconds):
     text = results_markdown(scores, intervals, num_test, args, seconds)
+    text += '\n' + unknown_source_markdown(unknown, num_test)
     with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
         f.write(text)
     with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
         json.dump(dict(seed=args.seed, seconds=round(seconds, 1), iters=args.max_iters,
                        test_images_per_dataset=num_test, mIoU=scores,
-                       cdcl_minus_baseline=intervals), f, indent=2)
+                       cdcl_minus_baseline=intervals, unknown_source=unknown), f, indent=2)
     return text
 
 
@@ -343,18 +397,27 @@ def main():
           f'{args.run_dir}/<config>/<timestamp>/<timestamp>.log', flush=True)
     histories, metrics, counts, predictions = {}, {}, {}, {}
     for k, (label, name) in enumerate(MODELS.items(), 1):
-        print(f'\n[{k}/{len(MODELS)}] {label}: configs/demo/{name}.py, '
+        print(f'\n[{k}/{len(MODELS) + 1}] {label}: configs/demo/{name}.py, '
               f'{(time.time() - start) / 60:.1f} min so far', flush=True)
         histories[label], metrics[label], counts[label], predictions[label] = train_and_test(
             k, label, name, args)
+    print(f'\n[5/5] {CDCL} on images of unknown source, {UNSEEN} added: '
+          f'configs/demo/{UNKNOWN_SOURCE}.py', flush=True)
+    unknown = test_unknown_source(args)
+    # The paper's Fig. 1: BN statistics per dataset, in CDCL's branches and the single models.
+    singles = [label for label in MODELS if label.startswith('single')]
+    bn_statistics(osp.join(REPO, 'configs', 'demo', f'{MODELS[CDCL]}.py'),
+                  [checkpoint(args, MODELS[label]) for label in (CDCL, *singles)],
+                  out_dir=args.work_dir, labels=['CDCL', *singles])
     scores, intervals = scores_and_intervals(metrics, counts, args.seed)
     num_test = len(counts[CDCL][DATASET_NAMES[0]])
-    text = write_results(scores, intervals, num_test, args, time.time() - start)
+    text = write_results(scores, intervals, unknown, num_test, args, time.time() - start)
     plot_curves(histories, min(args.curve_images, args.num_images['val']),
                 osp.join(args.work_dir, 'curves.png'))
     plot_panel(predictions, osp.join(args.work_dir, 'panel.png'))
     print(f'\n{text}\nResults, curves and panel in {args.work_dir}/ (results.md, results.json, '
-          f'curves.png, panel.png); checkpoints and complete logs in {args.run_dir}/')
+          f'curves.png, panel.png, bn_statistics.png); checkpoints and complete logs in '
+          f'{args.run_dir}/')
 
 
 if __name__ == '__main__':

@@ -72,3 +72,13 @@ def test_on_a_terminal_the_bar_is_redrawn_under_the_validation_lines(tmp_path):
     lines = text.split('\n')
     assert lines[0].endswith('\r  iteration 3: validation mIoU a 12.50 | b 7.25')
     assert lines[-2].split('\r')[-1].startswith('[1/4] toy [########################] 6/6  loss ')
+
+
+def test_a_test_of_images_of_unknown_source_shows_the_auto_route():
+    from mmseg_cdcl.engine.hooks.console_progress_hook import _per_dataset
+    metrics = {'cityscapes/oracle/mIoU': 33.9, 'cityscapes/auto/mIoU': 33.86,
+               'camvid/auto/mIoU': 12.2, 'camvid/ensemble/mIoU': 12.0, 'choice/camvid/bdd100k': 3,
+               'mIoU': 23.03}
+    assert _per_dataset(metrics) == 'mIoU (auto) cityscapes 33.86 | camvid 12.20'
+    assert _per_dataset({'a/mIoU': 1.0, 'a/aAcc': 5.0, 'mIoU': 1.0}) == 'mIoU a 1.00'
+    assert _per_dataset({'mIoU': 7.0}) == 'mIoU 7.00'

@@ -37,8 +37,10 @@ HEADS = {
     'SETRUPHead': ('_base_/models/setr_naive.py',
                    ['auxiliary_head.0.conv_seg', 'auxiliary_head.1.conv_seg',
                     'auxiliary_head.2.conv_seg', 'decode_head.conv_seg']),
+    'SETRMLAHead': ('_base_/models/setr_mla.py',
+                    [f'auxiliary_head.{i}.conv_seg' for i in range(4)] + ['decode_head.conv_seg']),
     'LRASPPHead': ('_base_/models/lraspp_m-v3-d8.py', ['decode_head.conv_seg']),
-    'ICNet (cascade of FCN heads)': ('_base_/models/icnet_r50-d8.py',
+    'ICNet (ICNeck, FCN heads)': ('_base_/models/icnet_r50-d8.py',
                                      ['auxiliary_head.0.conv_seg', 'auxiliary_head.1.conv_seg',
                                       'decode_head.conv_seg']),
 }

@@ -3,6 +3,7 @@ import warnings
 
 import pytest
 import torch
+from mmengine.utils.dl_utils.parrots_wrapper import SyncBatchNorm
 from torch import nn
 
 from mmseg_cdcl import dataset_context
@@ -99,7 +100,25 @@ def test_groupable_only_for_the_batchnorm_it_reproduces():
     assert groupable([nn.BatchNorm2d(4), nn.BatchNorm2d(4)])
     assert not groupable([nn.BatchNorm2d(4), nn.BatchNorm2d(4, momentum=None)])
     assert not groupable([nn.BatchNorm2d(4, track_running_stats=False)])
-    assert not groupable([nn.SyncBatchNorm(4)])
+    assert groupable([nn.SyncBatchNorm(4)])  # DSBN fuses them only when they do not sync
+    assert groupable([SyncBatchNorm(4)])  # mmengine's subclass: what configs' SyncBN build
+
+
+@pytest.mark.parametrize('synchronising, path', [(False, '_GroupedBatchNormBackward'),
+                                                 (True, 'CatBackward0')])
+def test_syncbn_branches_fuse_unless_they_synchronise(synchronising, path, monkeypatch):
+    """A converted stock config's SyncBN branches: one BatchNorm call on one process; separate
+    calls, each its all-reduce, in distributed training."""
+    dsbn = DSBN(4, num_datasets=2, sync=True)
+    separate = copy.deepcopy(dsbn)
+    monkeypatch.setattr(DSBN, '_synchronising', lambda self: synchronising)
+    x = torch.randn(4, 4, 3, 3, requires_grad=True)
+    with dataset_context(dsbn, [0, 0, 1, 1]):
+        out = dsbn(x)
+    assert type(out.grad_fn).__name__ == path
+    for d, rows in enumerate((slice(0, 2), slice(2, 4))):
+        with dataset_context(separate, d):
+            torch.testing.assert_close(out[rows], separate(x[rows]), rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize('kwargs,path', [({}, '_GroupedBatchNormBackward'),

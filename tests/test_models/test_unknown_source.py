@@ -62,12 +62,17 @@ def test_auto_picks_the_dataset_an_image_comes_from(shifted):
     assert correct >= 44, chosen
 
 
-def test_an_images_choice_does_not_depend_on_its_batch(shifted):
+@pytest.mark.parametrize('selector', [dict(), dict(num_layers=3), dict(num_layers=2,
+                                                                       distance='kl')],
+                         ids=['first-layer', 'three-layers', 'two-layers-kl'])
+def test_an_images_choice_does_not_depend_on_its_batch(shifted, selector):
+    from mmseg_cdcl.models.utils import BranchSelector
     model, images = shifted
+    selector = BranchSelector(**selector)
     mixed = torch.cat([images['val', 'cityscapes'][:3], images['val', 'bdd100k'][:3]])[
         torch.tensor([0, 3, 4, 1, 5, 2])]
-    together = model.branch_selector.distances(model, mixed)
-    alone = torch.cat([model.branch_selector.distances(model, x[None]) for x in mixed])
+    together = selector.distances(model, mixed)
+    alone = torch.cat([selector.distances(model, x[None]) for x in mixed])
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-6)
     assert together.argmin(1).tolist() == [0, 1, 1, 0, 1, 0]
 

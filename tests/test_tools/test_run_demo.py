@@ -35,16 +35,18 @@ def test_console_is_progress_validation_lines_and_the_table(demo):
     cwd, result = demo
     out = result.stdout
     assert 'generating data/demo/{cityscapes,bdd100k}: 4 train, 6 val images' in out
+    assert 'generating data/demo/camvid: 6 validation images' in out
     for k, label in enumerate(LABELS, 1):
-        assert f'[{k}/4] {label} [########################] 2/2  loss ' in out
+        assert f'[{k}/5] {label} [########################] 2/2  loss ' in out
     assert out.count('  iteration 1: validation mIoU cityscapes ') == 4
     assert out.count('  iteration 2: validation mIoU cityscapes ') == 4
     assert out.count('  test mIoU cityscapes ') == 4
+    assert '[5/5] CDCL (DSBN + DAT) on images of unknown source, camvid added' in out
     assert (cwd / 'wd' / 'results.md').read_text() in out  # the table as written
     # No mmengine log lines, per-class tables or warnings on the console: 35 lines in all.
     assert 'mmengine - INFO' not in out and not CLASS_TABLE.search(out)
     assert result.stderr == ''
-    assert len(out.splitlines()) < 45
+    assert len(out.splitlines()) < 65
 
 
 def test_complete_logs_go_to_each_run_folder(demo):
@@ -52,7 +54,8 @@ def test_complete_logs_go_to_each_run_folder(demo):
     [run] = [osp.basename(p) for p in glob.glob(str(cwd / 'wd' / '2*'))]  # a timestamp
     assert f'wd/{run}/<config>/<timestamp>/<timestamp>.log' in result.stdout
     logs = sorted(glob.glob(str(cwd / 'wd' / run / '*' / '*' / '*.log')))
-    assert len(logs) == 4
+    assert len(logs) == 5  # four trainings and CDCL's test on images of unknown source
+    logs = [log for log in logs if 'unknown_source' not in log]
     for log in logs:
         text = open(log).read()
         assert 'Iter(train) [1/2]' in text and 'Iter(test) [12/12]' in text
@@ -79,7 +82,8 @@ def test_results_hold_paired_bootstrap_intervals(demo):
     table = (cwd / 'wd' / 'results.md').read_text()
     assert ('| model | Cityscapes mIoU | CDCL − model (95% interval) | BDD100K mIoU | '
             'CDCL − model (95% interval) | mean mIoU |') in table
-    assert table.count('\n| ') == 5  # header and four models
+    first = table.split('CDCL on images of unknown source')[0]
+    assert first.count('\n| ') == 5  # header and four models
     assert '- Established on these images (interval excludes 0): ' in table
     assert '- Not established (interval includes 0): ' in table
     curves = cv2.imread(str(cwd / 'wd' / 'curves.png'))
@@ -88,12 +92,32 @@ def test_results_hold_paired_bootstrap_intervals(demo):
     assert panel.shape[0] > 300 and panel.shape[1] > 600  # 4 rows of image | gt | 2 models
 
 
+def test_cdcl_tested_on_images_of_unknown_source_and_bn_statistics_drawn(demo):
+    cwd, _ = demo
+    with open(cwd / 'wd' / 'results.json') as f:
+        unknown = json.load(f)['unknown_source']
+    for source in ('cityscapes', 'bdd100k', 'camvid'):
+        for route in ('auto', 'ensemble', 'branch_cityscapes', 'branch_bdd100k'):
+            assert 0 <= unknown[f'{source}/{route}/mIoU'] <= 100
+        assert sum(unknown[f'choice/{source}/{d}'] for d in ('cityscapes', 'bdd100k')) == 6
+    assert 'camvid/oracle/mIoU' not in unknown and 0 <= unknown['bdd100k/branch_accuracy'] <= 100
+    table = (cwd / 'wd' / 'results.md').read_text().split('CDCL on images of unknown source')[1]
+    assert table.count('\n| ') == 4  # header and three datasets
+    assert '| CamVid (never trained on) | — |' in table
+    with open(cwd / 'wd' / 'bn_statistics.json') as f:
+        stats = json.load(f)
+    assert [c['label'] for c in stats['checkpoints']] == [
+        'CDCL', 'single: Cityscapes only', 'single: BDD100K only']
+    assert cv2.imread(str(cwd / 'wd' / 'bn_statistics.png')).shape[0] > 300
+
+
 def test_verbose_restores_the_complete_console(demo):
     cwd, quiet = demo
     result = _run_demo(cwd, '--work-dir', 'wd_verbose', '--verbose')
     assert 'generating' not in result.stdout  # the data of the first run is reused
     assert result.stdout.count('Iter(train) [1/2]') == 4
     assert len(CLASS_TABLE.findall(result.stdout)) == 4 * 3 * 2
+    assert 'of images of unknown source, by route' in result.stdout
     assert 'avg_non_ignore' in result.stderr  # mmseg's notices, filtered only when quiet
     assert 'pkg_resources is deprecated' not in result.stderr + quiet.stderr
     with open(cwd / 'wd' / 'results.json') as f, open(cwd / 'wd_verbose' / 'results.json') as g:

@@ -110,13 +110,17 @@ class ConsoleProgressHook(Hook):
 
 
 def _per_dataset(metrics: Optional[Dict[str, float]]) -> str:
-    """``mIoU cityscapes 21.93 | bdd100k 20.36`` (each dataset's, else the overall mIoU)."""
+    """``mIoU cityscapes 21.93 | bdd100k 20.36`` (each dataset's, else the overall mIoU); of
+    images of unknown source (``UnknownSourceMetric``), the auto route's."""
     metrics = metrics or {}
-    scores = [f'{key[:-len("/mIoU")]} {value:.2f}' for key, value in metrics.items()
-              if key.endswith('/mIoU')]
+    auto = [(key.split('/')[0], value) for key, value in metrics.items()
+            if key.endswith('/auto/mIoU')]
+    scores = auto or [(key.split('/')[0], value) for key, value in metrics.items()
+                      if key.endswith('/mIoU') and key.count('/') == 1]
+    text = ' | '.join(f'{name} {value:.2f}' for name, value in scores)
     if not scores and 'mIoU' in metrics:
-        scores = [f'{metrics["mIoU"]:.2f}']
-    return 'mIoU ' + (' | '.join(scores) if scores else 'n/a')
+        text = f'{metrics["mIoU"]:.2f}'
+    return ('mIoU (auto) ' if auto else 'mIoU ') + (text or 'n/a')
 
 
 def _minutes(seconds: float) -> str:

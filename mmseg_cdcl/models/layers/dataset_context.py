@@ -66,12 +66,6 @@ class DatasetRouting(NamedTuple):
     def datasets(self) -> Tuple[int, ...]:
         return tuple(d for d, _ in self.groups)
 
-    def positions(self, rows: Union[slice, Tensor]) -> List[int]:
-        """The batch positions of a group's ``rows``."""
-        if isinstance(rows, slice):
-            return list(range(self.num_samples or 1)[rows])
-        return rows.tolist()
-
     def split(self, x: Tensor) -> Tuple[Tensor, ...]:
         """``x``'s rows of each group, each a dense tensor, in the order of ``groups``. The
         backward of the parts is one concatenation (contiguous groups) or one interleaving
@@ -152,7 +146,9 @@ def dataset_aware_modules(model: nn.Module) -> List[Tuple[str, DatasetAwareModul
 
 
 @contextmanager
-def dataset_context(model: nn.Module, dataset_idx: DatasetIndex) -> Iterator[DatasetRouting]:
+def dataset_context(model: nn.Module, dataset_idx: DatasetIndex,
+                    modules: Optional[List[DatasetAwareModule]] = None
+                    ) -> Iterator[DatasetRouting]:
     """Route the forwards inside the block to dataset branches.
 
     Args:
@@ -160,20 +156,25 @@ def dataset_context(model: nn.Module, dataset_idx: DatasetIndex) -> Iterator[Dat
             is routed.
         dataset_idx (int | Sequence[int] | Tensor | DatasetRouting): The dataset of the whole
             batch, or one dataset index per sample.
+        modules (list, optional): ``model``'s dataset-aware modules, if the caller keeps them
+            (walking a large model's modules takes most of a routing's time).
 
     Example:
         >>> with dataset_context(model, [0, 0, 1, 1]):
         ...     feats = model.backbone(images)
     """
     routing = DatasetRouting.build(dataset_idx)
-    modules = dataset_aware_modules(model)
-    for name, module in modules:
-        module.check_routing(routing, name)
-    previous = [module._routing for _, module in modules]
-    for _, module in modules:
+    if modules is None:
+        modules = [m for m in model.modules() if isinstance(m, DatasetAwareModule)]
+    low, high = min(routing.datasets), max(routing.datasets)
+    if modules and (low < 0 or high >= min(m.num_datasets for m in modules)):
+        for name, module in dataset_aware_modules(model):
+            module.check_routing(routing, name)
+    previous = [module._routing for module in modules]
+    for module in modules:
         module._routing = routing
     try:
         yield routing
     finally:
-        for (_, module), routing_before in zip(modules, previous):
+        for module, routing_before in zip(modules, previous):
             module._routing = routing_before

@@ -88,17 +88,20 @@ class DSBN(DatasetAwareModule, nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         routing = self.routing(x.shape[0])
-        self.bns[0]._check_input_dim(x)  # the same error whatever path the batch takes
-        if self.bns[0].training or not self.bns[0].track_running_stats:
+        first = self.bns[0]
+        if first.training or not first.track_running_stats:
             self._check_values_per_channel(x, routing)
         if routing.single is not None:
-            return self.bns[routing.single](x)
+            return self.bns[routing.single](x)  # which checks the input's dimensions
+        first._check_input_dim(x)  # the same error whatever path a mixed batch takes
         bns = [self.bns[d] for d in routing.datasets]
-        dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
-        if routing.interleave and x.dim() == 4 and interleavable(bns) and dense:
+        # One BatchNorm call for several datasets, where no branch synchronises over GPUs.
+        fused = x.dim() == 4 and not self._synchronising() and (
+            x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))
+        if routing.interleave and fused and interleavable(bns):
             # Alternating datasets (the sampler's batches): one BatchNorm, no copies.
             return interleaved_batch_norm(x, bns)
-        if routing.split_sizes is not None and x.dim() == 4 and groupable(bns) and dense:
+        if routing.split_sizes is not None and fused and groupable(bns):
             # Contiguous groups: written into one output, no copy forward.
             return grouped_batch_norm(x, routing.split_sizes, bns)
         if routing.split_sizes is not None:
@@ -113,6 +116,11 @@ class DSBN(DatasetAwareModule, nn.Module):
         for bn, (_, rows) in zip(bns, routing.groups):
             out[rows] = bn(x[rows].contiguous(memory_format=fmt))
         return out
+
+    def _synchronising(self) -> bool:
+        """Whether the branches are SyncBatchNorms that synchronise in this forward."""
+        return (isinstance(self.bns[0], nn.SyncBatchNorm) and self.bns[0].training
+                and torch.distributed.is_available() and torch.distributed.is_initialized())
 
     def _check_values_per_channel(self, x: Tensor, routing: DatasetRouting) -> None:
         """BatchNorm's own check, per dataset: the grouped paths would write NaN statistics."""

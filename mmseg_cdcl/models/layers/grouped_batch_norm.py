@@ -12,10 +12,16 @@ aten = torch.ops.aten
 
 
 def groupable(bns: Sequence[nn.Module]) -> bool:
-    """Whether :func:`grouped_batch_norm` computes exactly what these branches' forwards do: plain
-    ``nn.BatchNorm2d`` with running statistics and a momentum (the BatchNorm defaults)."""
-    return all(type(bn) is nn.BatchNorm2d and bn.track_running_stats and bn.momentum is not None
-               for bn in bns)
+    """Whether :func:`grouped_batch_norm` computes exactly what these branches' forwards do:
+    ``nn.BatchNorm2d`` (or ``nn.SyncBatchNorm`` that does not synchronise: the caller checks)
+    with running statistics and a momentum (the BatchNorm defaults)."""
+    return all(type(bn).forward in _BATCH_NORM_FORWARDS and bn.track_running_stats
+               and bn.momentum is not None for bn in bns)
+
+
+# BatchNorm2d's and SyncBatchNorm's forward (which subclasses such as mmengine's SyncBatchNorm,
+# what MMSeg configs' 'SyncBN' builds, keep): F.batch_norm of the module's state.
+_BATCH_NORM_FORWARDS = (nn.BatchNorm2d.forward, nn.SyncBatchNorm.forward)
 
 
 def interleaved_batch_norm(x: Tensor, bns: Sequence[nn.BatchNorm2d]) -> Tensor:

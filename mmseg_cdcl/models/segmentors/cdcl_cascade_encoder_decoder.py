@@ -21,3 +21,12 @@ class CDCLCascadeEncoderDecoder(CDCLEncoderDecoder, CascadeEncoderDecoder):
         **kwargs: Arguments of :class:`CDCLEncoderDecoder`.
     """
     plain_type = 'CascadeEncoderDecoder'
+
+    def _decode_losses(self, feats, parts, routing, groups):
+        """Each dataset's losses of the cascade, every stage on that dataset's samples."""
+        losses = {}
+        for g, (d, _, samples) in enumerate(groups):
+            with self.dataset(d):
+                losses[d] = CascadeEncoderDecoder._decode_head_forward_train(self, parts[g],
+                                                                             samples)
+        return losses

@@ -5,8 +5,10 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.logging import MessageHub, print_log
+from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
+from mmseg.utils import add_prefix
 from torch import Tensor, nn
 
 from ..decode_heads import build_dataset_aware_head, head_dataset, is_dataset_aware
@@ -110,6 +112,7 @@ class CDCLEncoderDecoder(EncoderDecoder):
             **label_space)
         self.branch_selector = BranchSelector(**(branch_selection or {}))
         self._active: Optional[int] = None  # the dataset whose branch runs
+        self._aware_modules: Optional[List[DatasetAwareModule]] = None  # found at first use
 
     @staticmethod
     def _checked_names(names: Sequence[str]) -> Tuple[str, ...]:
@@ -283,11 +286,18 @@ class CDCLEncoderDecoder(EncoderDecoder):
                     'data through MultiDataset, or set model.default_dataset')
         return indices
 
+    def route(self, dataset_idx) -> Iterator[DatasetRouting]:
+        """``dataset_context`` of the model, with its dataset-aware modules found once (the
+        model's modules do not change after it is built)."""
+        if self._aware_modules is None:
+            self._aware_modules = [m for m in self.modules() if isinstance(m, DatasetAwareModule)]
+        return dataset_context(self, dataset_idx, self._aware_modules)
+
     @contextmanager
     def dataset(self, d: int) -> Iterator[None]:
         """Forwards inside run dataset ``d``'s branches, heads with its classes."""
         with ExitStack() as stack:
-            stack.enter_context(dataset_context(self, d))
+            stack.enter_context(self.route(d))
             for head in self.heads():
                 stack.enter_context(head_dataset(head, d, self.dataset_ignore_index[d]))
             saved = self.num_classes, self.out_channels, self._active
@@ -321,23 +331,61 @@ class CDCLEncoderDecoder(EncoderDecoder):
         routing, groups = self._groups(inputs, data_samples)
         for _, module in dataset_aware_modules(self):
             module.forget_routing()  # a new step for gradient checkpointing's recomputation
-        losses = {}
+        per_dataset = {d: {} for d, _, _ in groups}
         try:
-            with dataset_context(self, routing):
+            with self.route(routing):
                 feats = self.extract_feat(inputs)
-            for (d, _, samples), group_feats in zip(groups, _split(feats, routing)):
-                with self.dataset(d):
-                    group = self._decode_head_forward_train(group_feats, samples)
-                    if self.with_auxiliary_head:
-                        group.update(self._auxiliary_head_forward_train(group_feats, samples))
-                weight = self.loss_weights[d]
-                for key, value in group.items():
-                    if 'loss' in key and weight != 1:
-                        value = ([v * weight for v in value] if isinstance(value, list) else
-                                 value * weight)
-                    losses[f'{self.dataset_names[d]}.{key}'] = value
+            parts = _LazySplit(feats, routing)
+            for d, losses in self._decode_losses(feats, parts, routing, groups).items():
+                per_dataset[d].update(losses)
+            for prefix, head in self._auxiliary_heads():
+                for d, losses in self._head_losses(head, feats, parts, routing, groups).items():
+                    per_dataset[d].update(add_prefix(losses, prefix))
         except DatasetBatchTooSmall as e:
             raise ValueError(f"dataset '{self.dataset_names[e.dataset]}': {e}") from e
+        weighted = {}
+        for d, losses in per_dataset.items():
+            weight = self.loss_weights[d]
+            for key, value in losses.items():
+                if 'loss' in key and weight != 1:
+                    value = ([v * weight for v in value] if isinstance(value, list) else
+                             value * weight)
+                weighted[f'{self.dataset_names[d]}.{key}'] = value
+        return weighted
+
+    def _decode_losses(self, feats, parts, routing: DatasetRouting, groups) -> Dict[int, dict]:
+        """Each dataset's losses of the decode head, named as MMSeg names them."""
+        return {d: add_prefix(losses, 'decode') for d, losses in
+                self._head_losses(self.decode_head, feats, parts, routing, groups).items()}
+
+    def _auxiliary_heads(self) -> List[Tuple[str, nn.Module]]:
+        """The auxiliary heads with MMSeg's prefixes of their losses."""
+        heads = getattr(self, 'auxiliary_head', None)
+        if heads is None:
+            return []
+        if isinstance(heads, nn.ModuleList):
+            return [(f'aux_{i}', head) for i, head in enumerate(heads)]
+        return [('aux', heads)]
+
+    def _head_losses(self, head: nn.Module, feats, parts, routing: DatasetRouting,
+                     groups) -> Dict[int, dict]:
+        """Each dataset's losses of one head. A head of MMSeg's usual form
+        (``cls_seg(_forward_feature(inputs))``, BaseDecodeHead's loss) runs its convs once on
+        the batch of all datasets (DSBN normalising each dataset's samples with its own
+        statistics) and its classifier and loss per dataset; any other head runs once per
+        dataset on that dataset's samples, its losses computed as the head computes them."""
+        if runs_on_mixed_batches(head):
+            with self.route(routing):
+                shared = head._forward_feature(feats)
+            losses = {}
+            for (d, _, samples), part in zip(groups, routing.split(shared)):
+                with self.dataset(d):
+                    losses[d] = head.loss_by_feat(head.cls_seg(part), samples)
+            return losses
+        losses = {}
+        for g, (d, _, samples) in enumerate(groups):
+            with self.dataset(d):
+                losses[d] = head.loss(parts[g], samples, self.train_cfg)
         return losses
 
     def parse_losses(self, losses: dict) -> Tuple[Tensor, dict]:
@@ -443,3 +491,34 @@ def _split(feats, routing: DatasetRouting) -> list:
         parts = [_split(f, routing) for f in feats]
         return [type(feats)(p[g] for p in parts) for g in range(len(routing.groups))]
     return [feats] * len(routing.groups)
+
+
+class _LazySplit:
+    """Each dataset group's part of the features, split (copied) when a head needs it."""
+
+    def __init__(self, feats, routing: DatasetRouting):
+        self.feats, self.routing, self._parts = feats, routing, None
+
+    def __getitem__(self, group: int):
+        if self._parts is None:
+            self._parts = _split(self.feats, self.routing)
+        return self._parts[group]
+
+
+def _standard_forward(self, inputs):
+    output = self._forward_feature(inputs)
+    output = self.cls_seg(output)
+    return output
+
+
+def runs_on_mixed_batches(head: nn.Module) -> bool:
+    """Whether ``head`` is MMSeg's usual decode head: its forward is (to the bytecode)
+    ``cls_seg(_forward_feature(inputs))`` (FCN, PSP, ASPP, UPerNet, STDC heads), its loss and
+    ``cls_seg`` are BaseDecodeHead's, and its classifier ``conv_seg`` is its only per-dataset
+    module. Its features then do not depend on the classes, and one forward of them serves
+    every dataset."""
+    kind, code, reference = type(head), type(head).forward.__code__, _standard_forward.__code__
+    return (code.co_code == reference.co_code and code.co_names == reference.co_names
+            and kind.loss is BaseDecodeHead.loss and kind.cls_seg is BaseDecodeHead.cls_seg
+            and [n for n, m in head.named_modules() if isinstance(m, DatasetBranches)] in (
+                [], ['conv_seg']))

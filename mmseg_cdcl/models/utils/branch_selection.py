@@ -5,12 +5,12 @@ embedding of the dataset (Segu, Tonioni, Tombari, "Batch Normalization Embedding
 Domain Generalization", Pattern Recognition 2023). An image's own feature statistics at the
 first DSBN layers are compared with each branch's, the features computed through that branch.
 """
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from ..layers import DSBN, dataset_context
+from ..layers import DSBN
 
 DISTANCES = ('wasserstein', 'kl')
 
@@ -20,9 +20,11 @@ class _Enough(Exception):
 
 
 def _moments(x: Tensor) -> Tuple[Tensor, Tensor]:
-    """Per image and channel: the mean and variance over the other dimensions."""
+    """Per image and channel: the mean and variance over the other dimensions (centred by
+    hand: torch's var kernel on the CPU took longer than the stem's convs)."""
     flat = x.flatten(2).float()
-    return flat.mean(2), flat.var(2, unbiased=False)
+    mean = flat.mean(2)
+    return mean, (flat - mean.unsqueeze(2)).square().mean(2)
 
 
 def distance(mean: Tensor, var: Tensor, bn: nn.BatchNorm2d, kind: str, eps: float) -> Tensor:
@@ -49,13 +51,14 @@ class BranchSelector:
     normalise): an image's choice does not depend on the rest of the batch.
 
     Args:
-        num_layers (int): DSBN layers compared (the first ones in forward order). Defaults to 3
-            (ResNet-V1c's deep stem).
+        num_layers (int): DSBN layers compared (the first ones in forward order). Defaults to
+            1: the first layer's input comes before any dataset-specific layer, so one probe
+            serves all branches; with more, each branch runs the layers before its last.
         distance (str): ``'wasserstein'`` or ``'kl'``. Defaults to ``'wasserstein'``.
         temperature (float): Scores are ``softmax(-distance / temperature)`` over branches.
     """
 
-    def __init__(self, num_layers: int = 3, distance: str = 'wasserstein',
+    def __init__(self, num_layers: int = 1, distance: str = 'wasserstein',
                  temperature: float = 0.1):
         if distance not in DISTANCES:
             raise ValueError(f'branch selection distance={distance!r}: expected one of '
@@ -70,24 +73,30 @@ class BranchSelector:
         if not dsbns:
             raise ValueError('choosing a dataset branch from BatchNorm statistics needs DSBN '
                              'layers, and the model has none')
-        columns = []
-        for d in range(dsbns[0].num_datasets):
-            columns.append(self._probe(model, inputs, dsbns, d))
-        return torch.stack(columns, 1)
+        branches = range(dsbns[0].num_datasets)
+        if self.num_layers == 1:
+            # The first DSBN's input comes before any dataset-specific layer: one probe serves
+            # every branch.
+            return self._probe(model, inputs, dsbns, 0, compare_with=branches)
+        return torch.cat([self._probe(model, inputs, dsbns, d) for d in branches], 1)
 
-    def _probe(self, model: nn.Module, inputs: Tensor, dsbns: List[DSBN], d: int) -> Tensor:
+    def _probe(self, model: nn.Module, inputs: Tensor, dsbns: List[DSBN], d: int,
+               compare_with: Sequence[int] = None) -> Tensor:
+        """(images, branches compared): the network through branch ``d`` until the compared
+        layers have run, each image's distance to the branches ``compare_with`` (``d``)."""
+        compare_with = [d] if compare_with is None else list(compare_with)
         seen: List[Tensor] = []
 
         def record(module, args):
             mean, var = _moments(args[0])
-            bn = module.bns[d]
-            seen.append(distance(mean, var, bn, self.distance, bn.eps))
+            seen.append(torch.stack([distance(mean, var, module.bns[b], self.distance,
+                                              module.bns[b].eps) for b in compare_with], 1))
             if len(seen) == self.num_layers:
                 raise _Enough
 
         handles = [m.register_forward_pre_hook(record) for m in dsbns]
         try:
-            with torch.no_grad(), dataset_context(model, d):
+            with torch.no_grad(), model.route(d):
                 model.extract_feat(inputs)
         except _Enough:
             pass
