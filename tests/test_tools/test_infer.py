@@ -86,3 +86,26 @@ def test_infer_walks_sub_folders_keeps_same_stem_images_apart_and_skips_unreadab
                         ('sub/y.png', camvid[1]), ('sub/deeper/z.png', camvid[2])):
         assert cv2.imread(str(out / name)).shape == cv2.imread(str(image)).shape
         assert _colours(out / name) <= CAMVID_COLOURS
+
+
+def test_infer_images_of_unknown_source_names_each_ones_branch(data_cwd, trained, tmp_path):
+    """--dataset auto: each image with the branch its DSBN statistics choose, coloured in that
+    dataset's palette, and its line names the branch and the scores."""
+    from mmseg.datasets import CityscapesDataset
+    images = tmp_path / 'mixed'
+    shutil.copytree(osp.join(data_cwd, 'data', 'camvid', 'images', 'val'), images)
+    out = tmp_path / 'pred'
+    result = _infer(trained, data_cwd, images, out, dataset='auto')
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith(str(out))]
+    assert len(lines) == len(os.listdir(images))
+    palettes = dict(camvid=CAMVID_COLOURS,
+                    cityscapes={tuple(c) for c in CityscapesDataset.METAINFO['palette']})
+    for line in lines:
+        path, _, rest = line.partition(': ')
+        chosen, scores = rest.split(' (')
+        names = [s.split()[0] for s in scores.rstrip(')').split(', ')]
+        assert chosen in ('cityscapes', 'camvid') and names == ['cityscapes', 'camvid']
+        assert sum(float(s.split()[1]) for s in scores.rstrip(')').split(', ')) == \
+            pytest.approx(1, abs=0.02)
+        assert _colours(path) <= palettes[chosen]
