@@ -175,3 +175,50 @@ def test_every_route_for_evaluation():
         assert torch.equal(result.pred_sem_seg.data, chosen)
         assert torch.equal(result.pred_auto.data, chosen)
     assert torch.equal(results[0].pred_oracle.data, results[0].pred_branch_a.data)
+
+
+def test_a_model_whose_dsbns_are_all_in_its_heads_chooses_from_the_first_of_them():
+    """SegFormer's backbone has LayerNorms only: its first DSBN is in the decode head."""
+    from convert_config import load_config
+    from mmseg_cdcl.models.utils.branch_selection import distance
+    cfg = load_config('mmseg::fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py').model
+    cfg.update(type='CDCLEncoderDecoder', dataset_names=['a', 'b'], num_classes=[19, 11],
+               pretrained=None, default_dataset='auto')
+    cfg.backbone.norm_cfg = dict(type='GN', num_groups=8, requires_grad=True)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg).eval()
+    first = model.decode_head.convs[0]
+    assert not any(isinstance(m, DSBN) for m in model.backbone.modules())
+    assert isinstance(first.bn, DSBN)
+    with torch.no_grad():
+        first.bn.bns[1].running_mean.fill_(0.5)
+        first.bn.bns[1].running_var.fill_(2.)
+        x = torch.randn(3, 3, 64, 64)
+        choice, scores = model.branch_selector(model, x)
+        features = first.conv(model.extract_feat(x)[model.decode_head.in_index])
+        flat = features.flatten(2)
+        mean, var = flat.mean(2), flat.var(2, unbiased=False)
+        expected = torch.stack([distance(mean, var, bn, 'wasserstein', bn.eps)
+                                for bn in first.bn.bns], 1)
+        calls = []
+        hook = model.backbone.register_forward_hook(lambda *_: calls.append(1))
+        results = model.predict(x)
+        hook.remove()
+        routed = copy.deepcopy(model)
+        routed.default_dataset = int(choice[0])
+        expected_logits = routed.predict(x[:1])[0].seg_logits.data
+    torch.testing.assert_close(scores, (-expected / 0.1).softmax(1))
+    assert choice.tolist() == expected.argmin(1).tolist()
+    assert [r.dataset_name for r in results] == ['ab'[d] for d in choice.tolist()]
+    assert [r.seg_logits.data.shape[0] for r in results] == [(19, 11)[d] for d in choice]
+    # The branches share the backbone's features: it ran once, for the choice and the prediction,
+    # also where slide inference's one window is a view of the image.
+    assert len(calls) == 1
+    torch.testing.assert_close(results[0].seg_logits.data, expected_logits)
+    model.test_cfg = ConfigDict(mode='slide', crop_size=(64, 64), stride=(64, 64))
+    hook = model.backbone.register_forward_hook(lambda *_: calls.append(2))
+    with torch.no_grad():
+        slid = model.predict(x)
+    hook.remove()
+    assert calls == [1, 2]
+    torch.testing.assert_close(slid[0].seg_logits.data, expected_logits)

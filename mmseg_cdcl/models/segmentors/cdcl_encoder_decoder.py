@@ -113,6 +113,7 @@ class CDCLEncoderDecoder(EncoderDecoder):
         self.branch_selector = BranchSelector(**(branch_selection or {}))
         self._active: Optional[int] = None  # the dataset whose branch runs
         self._aware_modules: Optional[List[DatasetAwareModule]] = None  # found at first use
+        self._shared_feats: Optional[list] = None  # [inputs, features] while branches share them
 
     @staticmethod
     def _checked_names(names: Sequence[str]) -> Tuple[str, ...]:
@@ -423,29 +424,66 @@ class CDCLEncoderDecoder(EncoderDecoder):
                 + ', '.join(bad) + '; no weights were updated with it')
         return loss, log_vars
 
+    def extract_feat(self, inputs: Tensor):
+        """MMSeg's features; while the branches share them (see ``_sharing_features``), those
+        of the tensor last seen if ``inputs`` views the same data (slide inference's single
+        window is a view of the whole image)."""
+        shared = self._shared_feats
+        if shared and _same_data(shared[0], inputs):
+            return shared[1]
+        feats = super().extract_feat(inputs)
+        if shared is not None:
+            self._shared_feats = [inputs, feats]
+        return feats
+
+    @contextmanager
+    def _sharing_features(self) -> Iterator[None]:
+        """Reuse the backbone's (and neck's) features across branches when no dataset-aware
+        module is in them (SegFormer: LayerNorms only): choosing an image's branch, then
+        predicting with it, runs them once."""
+        parts = [self.backbone] + ([self.neck] if self.with_neck else [])
+        if any(isinstance(m, DatasetAwareModule) for part in parts for m in part.modules()):
+            yield
+            return
+        self._shared_feats = []
+        try:
+            yield
+        finally:
+            self._shared_feats = None
+
     def predict(self, inputs: Tensor, data_samples: Optional[list] = None) -> list:
         """Predict each sample with its dataset's branch and classifier; a sample of unknown
         source (``default_dataset='auto'`` or ``'ensemble'``) with the branch its statistics
         choose, or all branches combined."""
         if (self.test_cfg or {}).get('unknown_source', False):
-            return predict_routes(self, inputs, data_samples)
+            with self._sharing_features():
+                return predict_routes(self, inputs, data_samples)
         indices = self.dataset_indices(data_samples, len(inputs))
         unknown = [i for i, d in enumerate(indices) if d is None]
+        if not unknown:
+            return self._predict_routed(inputs, data_samples, indices)
+        with self._sharing_features():
+            results = self._predict_unknown(inputs, data_samples, indices, unknown)
+        return results
+
+    def _predict_unknown(self, inputs, data_samples, indices, unknown) -> list:
+        """``predict`` of a batch with samples of unknown source (a batch of them alone is
+        passed on as the same tensor, whose features the branches may share)."""
         results = [None] * len(inputs)
-        if unknown:
-            choice, scores = self.branch_selector(self, inputs[unknown])
+        subset = inputs if len(unknown) == len(inputs) else inputs[unknown]
+        choice, scores = self.branch_selector(self, subset)
+        if self.default_dataset == ENSEMBLE:
             samples = None if data_samples is None else [data_samples[i] for i in unknown]
-            if self.default_dataset == ENSEMBLE:
-                chosen = ensemble(self, inputs[unknown], samples, scores)
-                for i, result in zip(unknown, chosen):
-                    results[i] = result
-            else:
-                for i, d in zip(unknown, choice.tolist()):
-                    indices[i] = d
+            for i, result in zip(unknown, ensemble(self, subset, samples, scores)):
+                results[i] = result
+        else:
+            for i, d in zip(unknown, choice.tolist()):
+                indices[i] = d
         known = [i for i, d in enumerate(indices) if d is not None and results[i] is None]
         if known:
             samples = None if data_samples is None else [data_samples[i] for i in known]
-            routed = self._predict_routed(inputs[known], samples, [indices[i] for i in known])
+            subset = inputs if len(known) == len(inputs) else inputs[known]
+            routed = self._predict_routed(subset, samples, [indices[i] for i in known])
             for i, result in zip(known, routed):
                 results[i] = result
         for k, i in enumerate(unknown):
@@ -481,6 +519,14 @@ class CDCLEncoderDecoder(EncoderDecoder):
             with self.dataset(d):
                 outputs.append(super()._forward(part, samples))
         return outputs[0] if len(outputs) == 1 else outputs
+
+
+def _same_data(a: Tensor, b: Tensor) -> bool:
+    """Whether ``b`` views exactly ``a``'s elements, unchanged (``a`` is held, so its memory
+    is not another tensor's)."""
+    return (a is b or a.data_ptr() == b.data_ptr() and a.shape == b.shape
+            and a.stride() == b.stride() and a.dtype == b.dtype and a.device == b.device
+            and a._version == b._version)
 
 
 def _split(feats, routing: DatasetRouting) -> list:

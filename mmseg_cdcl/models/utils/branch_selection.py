@@ -8,6 +8,7 @@ first DSBN layers are compared with each branch's, the features computed through
 from typing import List, Sequence, Tuple
 
 import torch
+from mmseg.structures import SegDataSample
 from torch import Tensor, nn
 
 from ..layers import DSBN
@@ -95,15 +96,21 @@ class BranchSelector:
                 raise _Enough
 
         handles = [m.register_forward_pre_hook(record) for m in dsbns]
+        # Through the heads too: a model's DSBNs may all be there (SegFormer's backbone has
+        # LayerNorms only). The samples route the forward to branch d with its classes.
+        samples = [SegDataSample(metainfo=dict(dataset_idx=d)) for _ in range(len(inputs))]
         try:
-            with torch.no_grad(), model.route(d):
-                model.extract_feat(inputs)
+            with torch.no_grad():
+                model._forward(inputs, samples)
         except _Enough:
             pass
         finally:
             for handle in handles:
                 handle.remove()
-        return torch.stack(seen, 0).mean(0)
+        if not seen:
+            raise ValueError('choosing a dataset branch from BatchNorm statistics: no DSBN layer '
+                             "ran in the model's forward")
+        return torch.stack(seen, 0).mean(0)  # fewer than num_layers if the model has fewer
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tuple[Tensor, Tensor]:
         """Each image's branch and its scores over the branches (summing to 1)."""
