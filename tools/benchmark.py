@@ -354,6 +354,7 @@ def bench_inference(args, device):
     steps = [_autocast(args, device, partial(m.test_step, batch)) for m in (cdcl, plain)]
     auto = copy.deepcopy(cdcl)
     auto.default_dataset = 'auto'
+    auto.branch_selector.num_layers = args.branch_layers
     auto_step = _autocast(args, device, partial(auto.test_step, batch))
     with torch.no_grad():
         a, b = alternate(*(timed(step, device) for step in steps), args.pairs, args.warmup)
@@ -586,6 +587,9 @@ def parse_args(argv=None):
     parser.add_argument('--peak-tflops', type=float,
                         help="the device's peak TFLOP/s for the utilisation in b (default: the "
                         'dense bf16 peak of a known GPU with --amp)')
+    parser.add_argument('--branch-layers', type=int, default=1,
+                        help="c: DSBN layers whose statistics choose an image's branch "
+                        "(model.branch_selection's num_layers)")
     parser.add_argument('--pairs', type=int, default=9, help='timed A/B pairs (5 or more '
                         'for a report; fewer for tests)')
     parser.add_argument('--warmup', type=int, default=1, help='untimed A/B pairs first')

@@ -22,7 +22,8 @@ ROWS = {
 def test_benchmark_writes_json_and_table_of_every_measured_row(tmp_path):
     result = subprocess.run(
         [sys.executable, 'tools/benchmark.py', '--only', 'a,c,d,e', '--crop', '32', '32',
-         '--batch', '1', '--pairs', '1', '--warmup', '1', '--out-dir', str(tmp_path)],
+         '--batch', '1', '--pairs', '1', '--warmup', '1', '--branch-layers', '3',
+         '--out-dir', str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with open(tmp_path / 'benchmark.json') as f:
@@ -54,6 +55,7 @@ def test_benchmark_writes_json_and_table_of_every_measured_row(tmp_path):
 
     inference, auto, flops, params = report['sections']['c']
     assert auto['target'] == '≤ 1.15' and auto['a']['label'] == 'CDCL, branch auto'
+    assert auto['note'].startswith('branch from the first 3 DSBN layers; chose [')
     assert flops['a']['median'] == flops['b']['median'] and flops['note'] == 'equal'
     # CDCL holds a second dataset's BN and classifier: more parameters, the same FLOPs.
     assert params['a']['median'] > params['b']['median']
