@@ -88,13 +88,14 @@ class DSBN(DatasetAwareModule, nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         routing = self.routing(x.shape[0])
-        first = self.bns[0]
+        branches = list(self.bns)  # ModuleList's indexing costs more than a BatchNorm's call
+        first = branches[0]
         if first.training or not first.track_running_stats:
             self._check_values_per_channel(x, routing)
         if routing.single is not None:
-            return self.bns[routing.single](x)  # which checks the input's dimensions
+            return branches[routing.single](x)  # which checks the input's dimensions
         first._check_input_dim(x)  # the same error whatever path a mixed batch takes
-        bns = [self.bns[d] for d in routing.datasets]
+        bns = [branches[d] for d in routing.datasets]
         # One BatchNorm call for several datasets, where no branch synchronises over GPUs.
         fused = x.dim() == 4 and not self._synchronising() and (
             x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))
