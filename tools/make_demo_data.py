@@ -21,6 +21,7 @@ import shutil
 
 import cv2
 import numpy as np
+from mmengine.config import Config
 
 CLASSES = ('road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light',
            'traffic sign', 'vegetation', 'terrain', 'sky', 'person', 'rider', 'car', 'truck',
@@ -28,15 +29,12 @@ CLASSES = ('road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic lig
 (ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION, TERRAIN, SKY, PERSON,
  RIDER, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE) = range(19)
 IGNORE = 255
-CAMVID_CLASSES = ('sky', 'building', 'pole', 'road', 'sidewalk', 'tree', 'sign', 'fence', 'car',
-                  'pedestrian', 'bicyclist')
-# SegNet's 11 CamVid classes are coarser; CamVid's own 'Train' is void in them.
-CITYSCAPES_TO_CAMVID = {
-    'road': 'road', 'sidewalk': 'sidewalk', 'building': 'building', 'wall': 'building',
-    'fence': 'fence', 'pole': 'pole', 'traffic light': 'sign', 'traffic sign': 'sign',
-    'vegetation': 'tree', 'terrain': 'tree', 'sky': 'sky', 'person': 'pedestrian',
-    'rider': 'bicyclist', 'car': 'car', 'truck': 'car', 'bus': 'car', 'train': None,
-    'motorcycle': 'bicyclist', 'bicycle': 'bicyclist'}
+# SegNet's 11 CamVid classes are coarser; CamVid's own 'Train' is void in them. The mapping is
+# the shipped label space's, so that generated CamVid labels are what it makes of predictions.
+_LABEL_SPACE = Config.fromfile(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                                        'configs/_base_/label_spaces/cityscapes_to_camvid.py'))
+CAMVID_CLASSES = tuple(_LABEL_SPACE.label_space['classes'])
+CITYSCAPES_TO_CAMVID = dict(_LABEL_SPACE.cityscapes_to_camvid)
 CAMVID_LUT = np.full(256, IGNORE, np.uint8)  # Cityscapes train id -> CamVid class index
 CAMVID_LUT[:19] = [IGNORE if CITYSCAPES_TO_CAMVID[c] is None
                    else CAMVID_CLASSES.index(CITYSCAPES_TO_CAMVID[c]) for c in CLASSES]

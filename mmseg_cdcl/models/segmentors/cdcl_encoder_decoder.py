@@ -234,7 +234,8 @@ class CDCLEncoderDecoder(EncoderDecoder):
             return dataset
         if dataset in self.dataset_names:
             return self.dataset_names.index(dataset)
-        raise ValueError(f'{key}={dataset!r} is not one of the datasets {list(self.dataset_names)}')
+        raise ValueError(f'{key}={dataset!r} is not one of the datasets '
+                         f'{list(self.dataset_names)}')
 
     def _dataset_values(self, values, key: str, default: float) -> List[float]:
         if values is None:
