@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from ..decode_heads import build_dataset_aware_head, head_dataset, is_dataset_aware
 from ..decode_heads.dataset_aware_head import UNCONVERTIBLE
 from ..layers import (DSBN, DatasetAwareModule, DatasetBatchTooSmall, DatasetBranches,
-                      DatasetRouting, dataset_aware_modules, dataset_context)
+                      DatasetRouting, dataset_context)
 from ..utils import BranchSelector, LabelSpace
 from .unknown_source import ensemble, predict_routes
 
@@ -288,12 +288,16 @@ class CDCLEncoderDecoder(EncoderDecoder):
                     'data through MultiDataset, or set model.default_dataset')
         return indices
 
-    def route(self, dataset_idx) -> Iterator[DatasetRouting]:
-        """``dataset_context`` of the model, with its dataset-aware modules found once (the
-        model's modules do not change after it is built)."""
+    def aware_modules(self) -> List[DatasetAwareModule]:
+        """The model's dataset-aware modules, found once (its modules do not change after it
+        is built)."""
         if self._aware_modules is None:
             self._aware_modules = [m for m in self.modules() if isinstance(m, DatasetAwareModule)]
-        return dataset_context(self, dataset_idx, self._aware_modules)
+        return self._aware_modules
+
+    def route(self, dataset_idx) -> Iterator[DatasetRouting]:
+        """``dataset_context`` of the model."""
+        return dataset_context(self, dataset_idx, self.aware_modules())
 
     @contextmanager
     def dataset(self, d: int) -> Iterator[None]:
@@ -331,7 +335,7 @@ class CDCLEncoderDecoder(EncoderDecoder):
     def loss(self, inputs: Tensor, data_samples: list) -> dict:
         """Each dataset's losses, named ``'<dataset>.<head>.<loss>'`` and weighted by w_i."""
         routing, groups = self._groups(inputs, data_samples)
-        for _, module in dataset_aware_modules(self):
+        for module in self.aware_modules():
             module.forget_routing()  # a new step for gradient checkpointing's recomputation
         per_dataset = {d: {} for d, _, _ in groups}
         try:
