@@ -1,10 +1,14 @@
-# `make demo` (the main job) and `make test` each set up .venv first (tools/setup_env.sh, a no-op
-# when it is up to date). CDCL_WHEELS=DIR lets pip take prebuilt wheels (mmcv) from DIR.
+# `make demo` (the main job) and `make test` each set up .venv first (tools/setup_env.sh: exactly
+# the versions of requirements/lock.txt; a no-op when .venv matches it). CDCL_WHEELS=DIR lets pip
+# take prebuilt wheels (mmcv) from DIR. `make lock` re-resolves the pins into the lock.
 PY := .venv/bin/python
 
-.PHONY: env demo test
+.PHONY: env lock demo test
 env:
 	bash tools/setup_env.sh
+
+lock:
+	bash tools/setup_env.sh --update-lock
 
 demo: env
 	$(PY) tools/run_demo.py

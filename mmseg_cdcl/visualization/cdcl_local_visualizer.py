@@ -17,14 +17,26 @@ class CDCLSegLocalVisualizer(SegLocalVisualizer):
     sample that carries ``dataset_name`` with ``dataset_meta['datasets'][dataset_name]``'s
     classes and palette instead, and any other sample as ``SegLocalVisualizer`` does.
 
+    Args:
+        with_labels (bool): Whether ``add_datasample`` writes each class's name in a box on
+            the drawing when its caller does not say (MMSeg's visualization hook never does):
+            the boxes hide much of a small image. Defaults to True, as in MMSeg.
+        **kwargs: Arguments of ``SegLocalVisualizer``.
+
     Example:
-        >>> visualizer = dict(type='CDCLSegLocalVisualizer',
+        >>> visualizer = dict(type='CDCLSegLocalVisualizer', with_labels=False,
         ...                   vis_backends=[dict(type='LocalVisBackend')], name='visualizer')
     """
+
+    def __init__(self, name: str = 'visualizer', with_labels: bool = True, **kwargs):
+        super().__init__(name, **kwargs)
+        self.with_labels = with_labels
 
     @master_only
     def add_datasample(self, name: str, image, data_sample: Optional[SegDataSample] = None,
                        *args, **kwargs) -> None:
+        if len(args) < 7:  # not given positionally (after draw_gt, ..., step)
+            kwargs.setdefault('with_labels', self.with_labels)
         own = self.dataset_meta
         dataset = data_sample.get('dataset_name') if data_sample is not None else None
         if dataset is not None and 'datasets' in (own or {}):

@@ -51,15 +51,40 @@ def test_cdcl_configs_draw_with_the_cdcl_visualizer():
 
 def _share_drawn(drawn, image, label, palette):
     """Share of the labelled pixels of ``drawn`` that are ``image`` blended with ``palette``
-    as SegLocalVisualizer blends them (alpha 0.8); boxes of class names cover the rest."""
+    as SegLocalVisualizer blends them (alpha 0.8)."""
     colours = np.array(list(palette) + [[0, 0, 0]] * (256 - len(palette)), np.uint8)
     expected = (image * (1 - 0.8) + colours[label] * 0.8).astype(np.uint8)
     return np.mean((np.abs(drawn.astype(int) - expected) <= 1).all(-1)[label != 255])
 
 
+def test_class_name_boxes_follow_the_visualizers_setting(tmp_path):
+    """``with_labels`` of the config applies where MMSeg's hook calls ``add_datasample``
+    without it; an explicit argument still wins."""
+    image = np.full((64, 64, 3), 100, np.uint8)
+    label = torch.zeros((1, 64, 64), dtype=torch.long)
+    label[:, 32:] = 1
+    drawn = {}
+    for with_labels, kwargs in ((True, {}), (False, {}), (False, dict(with_labels=True))):
+        visualizer = VISUALIZERS.build(dict(
+            type='CDCLSegLocalVisualizer', with_labels=with_labels,
+            name=f'boxes_{with_labels}_{len(kwargs)}'))
+        visualizer.dataset_meta = META
+        sample = SegDataSample(gt_sem_seg=PixelData(data=label))
+        out = tmp_path / f'{with_labels}_{len(kwargs)}.png'
+        visualizer.add_datasample('x', image, sample, draw_pred=False, out_file=str(out),
+                                  **kwargs)
+        drawn[with_labels, len(kwargs)] = cv2.imread(str(out))[..., ::-1]
+    # Without boxes every pixel is its class's colour blended with the image; with them not.
+    assert _share_drawn(drawn[False, 0], image, label[0].numpy(), CITY['palette']) == 1
+    assert _share_drawn(drawn[True, 0], image, label[0].numpy(), CITY['palette']) < 1
+    np.testing.assert_array_equal(drawn[False, 1], drawn[True, 0])
+
+
 def test_test_tool_show_dir_draws_each_dataset_in_its_colours(data_cwd, tmp_path):
     cfg = shrink_config(Config.fromfile(osp.join(REPO, 'configs', 'cdcl_cityscapes_camvid.py')))
     cfg.default_hooks.visualization.interval = 1  # draw every image, not every 50th
+    # No class-name boxes: where they fall and how they render is the drawing library's.
+    cfg.visualizer.with_labels = False
     config, checkpoint = str(tmp_path / 'config.py'), str(tmp_path / 'model.pth')
     cfg.dump(config)
     torch.manual_seed(0)
@@ -83,7 +108,7 @@ def test_test_tool_show_dir_draws_each_dataset_in_its_colours(data_cwd, tmp_path
             img = cv2.imread(image)[..., ::-1]
             label = cv2.imread(label, cv2.IMREAD_UNCHANGED)
             gt = cv2.imread(vis)[:, :img.shape[1], ::-1]  # ground truth | prediction
-            assert _share_drawn(gt, img, label, own['palette']) > 0.9
+            assert _share_drawn(gt, img, label, own['palette']) == 1
             assert _share_drawn(gt, img, label, other['palette']) < 0.5
             drawn += 1
     assert drawn == 3 + 3
