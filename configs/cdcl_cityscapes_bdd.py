@@ -30,5 +30,8 @@ val_dataloader = dict(
         type='MultiDataset',
         datasets=dict(cityscapes={{_base_.cityscapes_val}}, bdd100k={{_base_.bdd100k_val}})))
 test_dataloader = val_dataloader
+# tools/test.py --tta: each dataset's views (MultiDataset takes a pipeline per dataset).
+tta_pipeline = dict(cityscapes={{_base_.cityscapes_tta_pipeline}},
+                    bdd100k={{_base_.bdd100k_tta_pipeline}})
 val_evaluator = dict(type='MultiDatasetIoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator

@@ -11,3 +11,4 @@ train_dataloader = dict(
     dataset=dict(datasets=dict(camvid={{_base_.camvid_train}})))
 val_dataloader = dict(dataset=dict(datasets=dict(camvid={{_base_.camvid_val}})))
 test_dataloader = val_dataloader
+tta_pipeline = dict(camvid={{_base_.camvid_tta_pipeline}})

@@ -13,3 +13,5 @@ val_dataloader = dict(
     dataset=dict(datasets=dict(_delete_=True, cityscapes={{_base_.cityscapes_val}},
                                camvid={{_base_.camvid_val}})))
 test_dataloader = val_dataloader
+tta_pipeline = dict(_delete_=True, cityscapes={{_base_.cityscapes_tta_pipeline}},
+                    camvid={{_base_.camvid_tta_pipeline}})

@@ -4,3 +4,6 @@ custom_imports = dict(imports=['mmseg_cdcl'], allow_failed_imports=False)
 custom_hooks = [dict(type='ProgressBarHook'), dict(type='RNGStateHook')]
 # Draws each sample (tools/test.py --show-dir) in its own dataset's classes and colours.
 visualizer = dict(type='CDCLSegLocalVisualizer')
+# tools/test.py --tta: MMSeg's SegTTAModel, with the dataset scores of images of unknown
+# source (auto, ensemble) averaged over their views.
+tta_model = dict(type='CDCLTTAModel')

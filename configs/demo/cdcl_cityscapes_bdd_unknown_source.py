@@ -13,3 +13,4 @@ demo_camvid_val = dict(
 test_dataloader = dict(dataset=dict(datasets=dict(camvid=demo_camvid_val)))
 test_evaluator = dict(_delete_=True, type='UnknownSourceMetric',
                       label_space={{_base_.label_space}})
+tta_pipeline = dict(camvid={{_base_.demo_tta_pipeline}})

@@ -6,15 +6,7 @@ from mmengine.config import Config
 from mmseg.apis import init_model
 from mmseg.registry import DATASETS
 
-
-def dataset_test_pipeline(cfg: Config, dataset: str) -> Optional[list]:
-    """The test pipeline of ``dataset`` in the config's test (else val) MultiDataset, else the
-    config's top-level ``test_pipeline``."""
-    for loader in ('test_dataloader', 'val_dataloader'):
-        datasets = (cfg.get(loader) or {}).get('dataset', {}).get('datasets', {})
-        if dataset in datasets and 'pipeline' in datasets[dataset]:
-            return datasets[dataset]['pipeline']
-    return cfg.get('test_pipeline')
+from ..datasets.transforms import dataset_test_pipeline
 
 
 def dataset_metainfo(cfg: Config, dataset: str) -> Optional[dict]:
@@ -40,8 +32,10 @@ def init_cdcl_model(config: Union[str, Config], checkpoint: Optional[str], datas
 
     ``dataset='auto'`` predicts each image with the branch whose DSBN statistics its features
     match best, ``dataset='ensemble'`` with all branches combined; each result's metainfo holds
-    ``dataset_name`` (the chosen branch) and ``dataset_scores`` (a score per dataset), and the
-    images go through the first dataset's test pipeline. With the config's
+    ``dataset_name`` (the chosen branch) and ``dataset_scores`` (a score per dataset). An image
+    is predicted with the test pipeline of the dataset whose branch predicts it (auto's choice
+    is made on the first dataset's; ensemble predicts on the first dataset's), named in its
+    metainfo ``pipeline_dataset`` (see ``DatasetTestPipelines``). With the config's
     ``model.label_space``, every prediction is in its classes, and ``dataset_meta`` is its.
 
     Raises:

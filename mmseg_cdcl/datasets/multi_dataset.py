@@ -101,6 +101,10 @@ class MultiDataset(ConcatDataset):
     Args:
         datasets (dict[str, dict | BaseDataset]): Datasets by name, in dataset index order.
         lazy_init (bool): Load annotations only when first needed. Defaults to False.
+        pipeline (dict[str, list], optional): A pipeline per dataset name replacing that
+            dataset's own: MMSeg's ``tools/test.py --tta`` sets it to the config's
+            ``tta_pipeline``, which for a MultiDataset is one pipeline per dataset, e.g.
+            ``tta_pipeline = dict(cityscapes=[...], bdd100k=[...])``. Defaults to None.
         check_files (bool): Before training, check that every image has its label file, that
             both open, that their sizes agree, and that label files wider than 8 bits hold
             only values 0-255, which MMSeg's uint8 labels keep (reads file headers, and all of
@@ -122,11 +126,13 @@ class MultiDataset(ConcatDataset):
     """
 
     def __init__(self, datasets: Dict[str, Union[dict, BaseDataset]], lazy_init: bool = False,
-                 check_files: bool = True):
+                 check_files: bool = True, pipeline: Optional[Dict[str, list]] = None):
         if not isinstance(datasets, dict) or not datasets:
             raise TypeError('MultiDataset.datasets must be a non-empty dict of datasets by '
                             f'name, got {type(datasets).__name__}')
         self.dataset_names: List[str] = list(datasets)
+        if pipeline is not None:
+            datasets = self._with_pipelines(datasets, pipeline)
         self.check_files = check_files
         # Built lazily so that full_init can name a dataset that finds no samples.
         datasets = [dict(d, lazy_init=True) if isinstance(d, dict) else d
@@ -143,6 +149,24 @@ class MultiDataset(ConcatDataset):
         self._label_spaces = list(self._metainfo['datasets'].items())
         if not lazy_init:
             self.full_init()
+
+    def _with_pipelines(self, datasets: dict, pipelines) -> dict:
+        """``datasets`` (configs) with the pipelines given by name."""
+        if not isinstance(pipelines, dict) or set(pipelines) != set(datasets):
+            raise ValueError(
+                'MultiDataset.pipeline must be a dict of one pipeline per dataset '
+                f'{self.dataset_names}, each dataset with its own scales (e.g. '
+                'tta_pipeline=dict(' + ', '.join(f'{n}=[...]' for n in self.dataset_names)
+                + ') for tools/test.py --tta), got '
+                + (f'the datasets {sorted(pipelines)}' if isinstance(pipelines, dict) else
+                   f'a {type(pipelines).__name__}'))
+        replaced = {}
+        for name, dataset in datasets.items():
+            if not isinstance(dataset, dict):
+                raise TypeError(f"MultiDataset.pipeline: dataset '{name}' is built already; "
+                                'expected its config')
+            replaced[name] = dict(dataset, pipeline=pipelines[name])
+        return replaced
 
     def full_init(self):
         if self._fully_initialized:

@@ -20,12 +20,24 @@ def _pipelines(scale):
         dict(type='LoadAnnotations'),
         dict(type='PackSegInputs'),
     ]
-    return train, test
+    # tools/test.py --tta: MMSeg's multi-scale and flip views, the scales relative to the
+    # dataset's test scale (ratio 1 is its test pipeline).
+    tta = [
+        dict(type='LoadImageFromFile'),
+        dict(type='TestTimeAug', transforms=[
+            [dict(type='Resize', scale=(int(scale[0] * r), int(scale[1] * r)), keep_ratio=True)
+             for r in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)],
+            [dict(type='RandomFlip', prob=0., direction='horizontal'),
+             dict(type='RandomFlip', prob=1., direction='horizontal')],
+            [dict(type='LoadAnnotations')], [dict(type='PackSegInputs')]]),
+    ]
+    return train, test, tta
 
 
-cityscapes_train_pipeline, cityscapes_test_pipeline = _pipelines((2048, 1024))
-bdd100k_train_pipeline, bdd100k_test_pipeline = _pipelines((1280, 720))
-camvid_train_pipeline, camvid_test_pipeline = _pipelines((480, 360))
+cityscapes_train_pipeline, cityscapes_test_pipeline, cityscapes_tta_pipeline = _pipelines(
+    (2048, 1024))
+bdd100k_train_pipeline, bdd100k_test_pipeline, bdd100k_tta_pipeline = _pipelines((1280, 720))
+camvid_train_pipeline, camvid_test_pipeline, camvid_tta_pipeline = _pipelines((480, 360))
 
 
 def _split(type, root, img, ann, pipeline):

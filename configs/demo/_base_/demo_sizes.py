@@ -25,6 +25,16 @@ demo_test_pipeline = [
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),
 ]
+# tools/test.py --tta: the demo test scale's multi-scale and flip views, as the paper configs'.
+demo_tta_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='TestTimeAug', transforms=[
+        [dict(type='Resize', scale=(int(256 * r), int(128 * r)), keep_ratio=True)
+         for r in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)],
+        [dict(type='RandomFlip', prob=0., direction='horizontal'),
+         dict(type='RandomFlip', prob=1., direction='horizontal')],
+        [dict(type='LoadAnnotations')], [dict(type='PackSegInputs')]]),
+]
 
 
 def _split(type, name, img, ann, pipeline):

@@ -59,6 +59,14 @@ class UnknownSourceMetric(BaseMetric):
             if 'pred_auto' not in sample:
                 raise KeyError('UnknownSourceMetric needs the predictions of every route: set '
                                'the model\'s test_cfg.unknown_source=True')
+            merged = sample.get('pred_sem_seg', {}).get('data')
+            if merged is not None and not torch.equal(merged, sample['pred_auto']['data']):
+                # The model predicts pred_sem_seg as auto: something merged predictions after it.
+                raise ValueError(
+                    'UnknownSourceMetric: the prediction (pred_sem_seg) is not auto\'s '
+                    '(pred_auto), so it was changed after the model predicted the routes, e.g. '
+                    'merged over the views of test-time augmentation, whose routes would be '
+                    'the last view\'s; test without --tta')
             source = sample['source_dataset']
             label = space.labels(sample['gt_sem_seg']['data'].squeeze(), names.index(source))
             areas = {}

@@ -11,6 +11,7 @@ from mmseg.registry import MODELS
 from mmseg.utils import add_prefix
 from torch import Tensor, nn
 
+from ...datasets.transforms import inference_pipeline
 from ..decode_heads import build_dataset_aware_head, head_dataset, is_dataset_aware
 from ..decode_heads.dataset_aware_head import UNCONVERTIBLE
 from ..layers import (DSBN, DatasetAwareModule, DatasetBatchTooSmall, DatasetBranches,
@@ -456,6 +457,22 @@ class CDCLEncoderDecoder(EncoderDecoder):
         finally:
             self._shared_feats = None
 
+    @property
+    def cfg(self):
+        """The config ``mmseg.apis.init_model`` keeps with the model. ``inference_model``
+        preprocesses images with its ``test_pipeline``: for a config whose test (else val)
+        MultiDataset gives each dataset its pipeline, it is set here to all of them
+        (``DatasetTestPipelines``), so that each image is predicted with the test pipeline of
+        the dataset whose branch predicts it."""
+        return self.__dict__.get('_cfg')
+
+    @cfg.setter
+    def cfg(self, cfg) -> None:
+        pipeline = None if cfg is None else inference_pipeline(cfg, list(self.dataset_names))
+        if pipeline is not None:
+            cfg.test_pipeline = pipeline
+        self.__dict__['_cfg'] = cfg
+
     def predict(self, inputs: Tensor, data_samples: Optional[list] = None) -> list:
         """Predict each sample with its dataset's branch and classifier; a sample of unknown
         source (``default_dataset='auto'`` or ``'ensemble'``) with the branch its statistics
@@ -463,6 +480,8 @@ class CDCLEncoderDecoder(EncoderDecoder):
         if (self.test_cfg or {}).get('unknown_source', False):
             with self._sharing_features():
                 return predict_routes(self, inputs, data_samples)
+        if data_samples and 'pipeline_dataset' in data_samples[0].metainfo:
+            return self._predict_dataset_inputs(inputs, data_samples)
         indices = self.dataset_indices(data_samples, len(inputs))
         unknown = [i for i, d in enumerate(indices) if d is None]
         if not unknown:
@@ -495,6 +514,41 @@ class CDCLEncoderDecoder(EncoderDecoder):
             d = int(scores[k].argmax())
             results[i].set_metainfo(dict(dataset_name=self.dataset_names[d], dataset_scores={
                 name: float(v) for name, v in zip(self.dataset_names, scores[k])}))
+        return results
+
+    def _predict_dataset_inputs(self, inputs: Tensor, data_samples: list) -> list:
+        """``predict`` of images prepared by every dataset's test pipeline
+        (``DatasetTestPipelines``): each with the inputs of the dataset whose branch predicts
+        it. Auto chooses on the inputs given (the first dataset's pipeline's); ensemble
+        combines the branches on them."""
+        versions = []
+        for sample in data_samples:
+            own = sample.metainfo['pipeline_dataset']
+            versions.append(dict(sample.metainfo['dataset_inputs'], **{own: None}))
+            del sample.dataset_inputs  # the other datasets' images: not part of the result
+        indices = self.dataset_indices(data_samples, len(inputs))
+        if None in indices:
+            choice, scores = self.branch_selector(self, inputs)
+        results = []
+        for i, d in enumerate(indices):
+            if d is None and self.default_dataset == AUTO:
+                d = int(choice[i])
+            if d is None:  # ensemble
+                result = ensemble(self, inputs[i:i + 1], data_samples[i:i + 1], scores[i:i + 1])
+            else:
+                version = versions[i][self.dataset_names[d]]
+                part, sample = inputs[i:i + 1], data_samples[i]
+                if version is not None:  # another dataset's pipeline made inputs[i]
+                    data = self.data_preprocessor(dict(inputs=[version['inputs']],
+                                                       data_samples=[version['data_samples']]))
+                    part, sample = data['inputs'], data['data_samples'][0]
+                    sample.set_metainfo(dict(pipeline_dataset=self.dataset_names[d]))
+                result = self._predict_routed(part, [sample], [d])
+            if indices[i] is None:
+                result[0].set_metainfo(dict(dataset_name=self.dataset_names[int(
+                    scores[i].argmax())], dataset_scores={
+                        name: float(v) for name, v in zip(self.dataset_names, scores[i])}))
+            results += result
         return results
 
     def _predict_routed(self, inputs: Tensor, data_samples: Optional[list],
