@@ -43,15 +43,22 @@ def tool_commands() -> Dict[str, str]:
     return commands
 
 
+# Options whose value a tool writes: never redirected to the installed files.
+OUTPUT_OPTIONS = ('-o', '--out', '--output', '--out-dir', '--work-dir', '--show-dir')
+
+
 def shipped_args(args: List[str]) -> List[str]:
     """``args`` with each ``configs/...`` path that names no file from the current folder but a
     shipped one replaced by the shipped file (also after ``NAME=``, as in ``--dataset``), so the
-    README's commands run as written; each replacement is said on stderr."""
+    README's commands run as written; each replacement is said on stderr. The value of an
+    output option (``OUTPUT_OPTIONS``) is left as it is."""
     root, out = shipped_root(), []
-    for arg in args:
+    for i, arg in enumerate(args):
         name, sep, path = arg.rpartition('=')
         shipped = osp.join(root, path)
-        if path.startswith('configs/') and not osp.exists(path) and osp.isfile(shipped):
+        written = (i > 0 and args[i - 1] in OUTPUT_OPTIONS) or name in OUTPUT_OPTIONS
+        if (path.startswith('configs/') and not written and not osp.exists(path)
+                and osp.isfile(shipped)):
             print(f'{path}: not in {os.getcwd()}, using the installed {shipped}',
                   file=sys.stderr)
             arg = name + sep + shipped

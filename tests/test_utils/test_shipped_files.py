@@ -49,6 +49,10 @@ def test_configs_arguments_resolve_to_shipped_files_unless_the_folder_has_them(
     err = capsys.readouterr().err
     assert err.count('using the installed') == 2
     assert f'configs/_base_/datasets/camvid.py: not in {tmp_path}, using the installed ' in err
+    # A path a tool writes stays the user's, even where it names a shipped config.
+    written = ['-o', 'configs/cdcl_cityscapes_bdd.py', '--out=configs/cdcl_cityscapes_bdd.py',
+               '--work-dir', 'configs/cdcl_cityscapes_bdd.py']
+    assert shipped_args(written) == written
     # A config of the user's own at the same path wins.
     (tmp_path / 'configs').mkdir()
     (tmp_path / 'configs' / 'cdcl_cityscapes_bdd.py').write_text('x = 1\n')
