@@ -16,8 +16,8 @@ from mmengine.config import Config
 from conftest import REPO, shrink_config
 from mmseg_cdcl.datasets import CamVidDataset
 
-BUILD_INPUTS = ('setup.py', 'MANIFEST.in', 'README.md', 'requirements', 'mmseg_cdcl', 'configs',
-                'tools')
+BUILD_INPUTS = ('setup.py', 'pyproject.toml', 'MANIFEST.in', 'README.md', 'requirements',
+                'mmseg_cdcl', 'configs', 'tools')
 IGNORE = shutil.ignore_patterns('__pycache__', '*.pyc', '*.egg-info')
 
 
