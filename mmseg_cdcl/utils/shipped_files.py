@@ -1,0 +1,91 @@
+"""The configs and tools shipped with mmseg-cdcl, and running a tool as a command.
+
+A wheel ships configs/ and tools/ in ``mmseg_cdcl/.mim/``, where OpenMMLab packages ship theirs
+(``mim run``/``mim train`` look there); a clone (editable install) has them beside the package.
+"""
+import os
+import os.path as osp
+import runpy
+import subprocess
+import sys
+from typing import Dict, List
+
+PACKAGE = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# A file each of configs/ and tools/ has, so an unrelated folder named configs/ is not taken.
+_MARKERS = ('configs/cdcl_cityscapes_bdd.py', 'tools/train.py')
+
+
+def shipped_root() -> str:
+    """The folder holding configs/ and tools/: ``mmseg_cdcl/.mim`` of an installed wheel, else
+    the clone the package is imported from."""
+    candidates = (osp.join(PACKAGE, '.mim'), osp.dirname(PACKAGE))
+    for root in candidates:
+        if all(osp.isfile(osp.join(root, marker)) for marker in _MARKERS):
+            return root
+    raise FileNotFoundError(
+        f'neither {candidates[0]} (an installed wheel) nor {candidates[1]} (a clone) holds '
+        f'{" and ".join(_MARKERS)}: reinstall mmseg-cdcl (pip install mmseg-cdcl, or '
+        'pip install -e . in a clone)')
+
+
+def tool_commands() -> Dict[str, str]:
+    """Each shipped tool by command name (its path under tools/ without the extension, e.g.
+    ``train``, ``analysis/bn_statistics``, ``dist_train``) -> its file."""
+    tools = osp.join(shipped_root(), 'tools')
+    commands = {}
+    for folder, dirs, files in os.walk(tools):
+        dirs[:] = sorted(d for d in dirs if d != '__pycache__')
+        for name in sorted(files):
+            stem, ext = osp.splitext(name)
+            if ext in ('.py', '.sh') and stem != 'setup_env':  # setup_env.sh: the clone's .venv
+                rel = osp.relpath(osp.join(folder, stem), tools).replace(os.sep, '/')
+                commands[rel] = osp.join(folder, name)
+    return commands
+
+
+# Options whose value a tool writes: never redirected to the installed files.
+OUTPUT_OPTIONS = ('-o', '--out', '--output', '--out-dir', '--work-dir', '--show-dir')
+
+
+def shipped_args(args: List[str]) -> List[str]:
+    """``args`` with each ``configs/...`` path that names no file from the current folder but a
+    shipped one replaced by the shipped file (also after ``NAME=``, as in ``--dataset``), so the
+    README's commands run as written; each replacement is said on stderr. The value of an
+    output option (``OUTPUT_OPTIONS``) is left as it is."""
+    root, out = shipped_root(), []
+    for i, arg in enumerate(args):
+        name, sep, path = arg.rpartition('=')
+        shipped = osp.join(root, path)
+        written = (i > 0 and args[i - 1] in OUTPUT_OPTIONS) or name in OUTPUT_OPTIONS
+        if (path.startswith('configs/') and not written and not osp.exists(path)
+                and osp.isfile(shipped)):
+            print(f'{path}: not in {os.getcwd()}, using the installed {shipped}',
+                  file=sys.stderr)
+            arg = name + sep + shipped
+        out.append(arg)
+    return out
+
+
+def run_tool(command: str, args: List[str]) -> int:
+    """Run the shipped ``tools/<command>`` with ``args`` as ``python tools/<command>.py`` (or
+    ``bash tools/<command>.sh``) would from a clone, and return its exit status.
+
+    Args:
+        command (str): A name from :func:`tool_commands`.
+        args (list[str]): Its arguments; ``configs/...`` paths go through :func:`shipped_args`.
+    """
+    commands = tool_commands()
+    if command not in commands:
+        raise KeyError(f'no command {command!r}; the commands are {", ".join(commands)}')
+    path, args = commands[command], shipped_args(args)
+    if path.endswith('.sh'):
+        return subprocess.call(['bash', path, *args])
+    # As `python path args`: the script's folder first on sys.path, the arguments in sys.argv;
+    # run in this process, which has imported torch and MMSeg already.
+    sys.argv = [path, *args]
+    sys.path[0] = osp.dirname(path)
+    try:
+        runpy.run_path(path, run_name='__main__')
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return 0
