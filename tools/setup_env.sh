@@ -34,7 +34,7 @@ else
     done
     constraints=(-c "$lock")
     stamp=$venv/.cdcl-env
-    want=$(cat requirements/*.txt setup.py tools/setup_env.sh | sha256sum | cut -d' ' -f1)
+    want=$(cat requirements/*.txt setup.py pyproject.toml tools/setup_env.sh | sha256sum | cut -d' ' -f1)
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] &&
         "$venv/bin/python" tools/env_lock.py check >/dev/null 2>&1; then
         echo "setup_env: $venv is up to date"
