@@ -6,6 +6,8 @@ from mmengine.config import Config
 from mmseg.apis import init_model
 from mmseg.registry import DATASETS
 
+from .checkpoint import load_cdcl_checkpoint
+
 
 def dataset_test_pipeline(cfg: Config, dataset: str) -> Optional[list]:
     """The test pipeline of ``dataset`` in the config's test (else val) MultiDataset, else the
@@ -63,7 +65,13 @@ def init_cdcl_model(config: Union[str, Config], checkpoint: Optional[str], datas
     pipeline = dataset_test_pipeline(cfg, names[0] if choose else dataset)
     if pipeline is not None:
         cfg.test_pipeline = pipeline
-    model = init_model(cfg, checkpoint, device=device)
+    model = init_model(cfg, None, device=device)
+    if checkpoint is not None:
+        # Not init_model's loading: a checkpoint that states its datasets only in its meta
+        # (written before its state dict did) loads by dataset name too.
+        meta = load_cdcl_checkpoint(model, checkpoint).get('meta') or {}
+        if 'dataset_meta' in meta:
+            model.dataset_meta = meta['dataset_meta']
     if model.label_space is not None:
         model.dataset_meta = model.label_space.meta()
         return model
