@@ -326,17 +326,22 @@ class CDCLEncoderDecoder(EncoderDecoder):
                            notes: List[str]) -> None:
         """Refuse a dataset's classifier of other classes; drop it where the dataset starts
         from another's branches (``branch_map``), and say which start fresh."""
-        refused = []
+        refused, started = [], set()
         for d, key, theirs, ours in classifier_misfits(state_dict, own, patterns, prefix):
             name = self.dataset_names[d]
             source = (f'branch {sources[d]}' if stated is None else
                       f"branch '{stated[sources[d]]}'")
+            classifier = key.rsplit('.', 2)[0]  # '<classifier>.<d>.<param>'
+            first = (classifier, d) not in started  # once per classifier: its weight's shapes
+            started.add((classifier, d))
             if stated is not None and stated[sources[d]] != name:
                 del state_dict[prefix + key]
-                notes.append(f"{key} of dataset '{name}' starts fresh ({source} of the "
-                             f'checkpoint has {theirs}, the model {ours})')
-            else:
-                refused.append(f'{key}: checkpoint {theirs} ({source}), model {ours}')
+                if first:
+                    notes.append(f"{classifier} of dataset '{name}' starts fresh ({source} of "
+                                 f'the checkpoint has {theirs}, the model {ours})')
+            elif first:
+                refused.append(f"dataset '{name}' ({source} of the checkpoint) {key}: "
+                               f'checkpoint {theirs}, model {ours}')
         if refused:
             raise ValueError(
                 "the checkpoint's classifiers do not fit the model's datasets "
