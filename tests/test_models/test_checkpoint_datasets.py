@@ -190,8 +190,8 @@ def test_a_stock_checkpoints_classifier_of_other_classes_starts_fresh_logged_onc
     model = MODELS.build(cfg)
     with _log() as log:
         load_checkpoint(model, str(tmp_path / 'stock.pth'))
-    line = ("CDCL checkpoint: the classifier fits no branch of decode_head.conv_seg of dataset 'camvid' "
-            '(checkpoint (19, 128, 1, 1), model (11, 128, 1, 1)), auxiliary_head.conv_seg of '
-            "dataset 'camvid' (checkpoint (19, 64, 1, 1), model (11, 64, 1, 1)): they start "
-            'fresh')
+    line = ('CDCL checkpoint: the classifier fits no branch of decode_head.conv_seg of dataset '
+            "'camvid' (checkpoint (19, 128, 1, 1), model (11, 128, 1, 1)), "
+            "auxiliary_head.conv_seg of dataset 'camvid' (checkpoint (19, 64, 1, 1), model "
+            '(11, 64, 1, 1)): they start fresh')
     assert [m for m in log if m.startswith('CDCL')] == [line]
