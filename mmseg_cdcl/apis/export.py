@@ -5,16 +5,18 @@ import re
 from collections import OrderedDict
 from typing import Optional, Tuple, Union
 
+import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from mmengine.runner.checkpoint import _load_checkpoint
+from mmengine.logging import print_log
 from mmengine.utils import mkdir_or_exist
 from mmseg.registry import MODELS
 from torch import nn
 
 from ..models.layers import DSBN, DSBN_CFG, DatasetBranches
-from .inference import dataset_test_pipeline
+from .checkpoint import load_cdcl_checkpoint
+from .inference import dataset_metainfo, dataset_test_pipeline
 
 # Arguments only the CDCL components take.
 _CDCL_ARGS = ('num_datasets', 'dataset_names', 'loss_weights', 'default_dataset', 'label_space',
@@ -115,14 +117,17 @@ def export_single_dataset(config: Union[str, Config], checkpoint: str, dataset: 
         raise ValueError(f"unknown dataset '{dataset}': the model's datasets are {names}")
     d = names.index(dataset)
 
-    ckpt = _load_checkpoint(checkpoint, map_location='cpu')
-    state_dict = ckpt.get('state_dict', ckpt)
-    dataset_meta = ckpt.get('meta', {}).get('dataset_meta', {}).get('datasets', {}).get(dataset)
-    meta = dict(exported_from=dict(checkpoint=osp.abspath(checkpoint), dataset=dataset))
-    if dataset_meta is not None:
-        meta['dataset_meta'] = dataset_meta
-
-    model = MODELS.build(copy.deepcopy(cfg.model))  # which modules hold per-dataset weights
+    # The checkpoint's branches by dataset name, into the model whose modules tell which
+    # weights are per dataset; strict: no weight of the export may be left as initialised.
+    model = MODELS.build(copy.deepcopy(cfg.model))
+    ckpt = load_cdcl_checkpoint(model, checkpoint, strict=True)
+    if 'dataset_meta' in (ckpt.get('meta') or {}):
+        model.dataset_meta = ckpt['meta']['dataset_meta']
+    model.set_dataset_classes({name: meta['classes'] for name in names
+                               if name not in model.dataset_classes and
+                               (meta := dataset_metainfo(cfg, name)) is not None})
+    meta = dict(exported_from=dict(checkpoint=osp.abspath(checkpoint), dataset=dataset),
+                dataset_meta=_dataset_meta(cfg, ckpt, model, dataset))
     plain = dict(default_scope='mmseg', model=plain_model_cfg(cfg.model.to_dict(), d))
     plain['model'].pop('pretrained', None)
     if model.label_space is not None:
@@ -132,7 +137,7 @@ def export_single_dataset(config: Union[str, Config], checkpoint: str, dataset: 
         plain['label_space'] = meta['label_space'] = dict(
             classes=list(space.classes), palette=space.palette,
             mapping={dataset: [None if t == 255 else space.classes[t]
-                               for t in space.tables[d]]})
+                               for t in space.table(d)]})
     pipeline = dataset_test_pipeline(cfg, dataset)
     if pipeline is not None:
         plain['test_pipeline'] = pipeline
@@ -140,5 +145,27 @@ def export_single_dataset(config: Union[str, Config], checkpoint: str, dataset: 
     ckpt_path = osp.join(out_dir, f'{dataset}.pth')
     mkdir_or_exist(out_dir)
     Config(plain).dump(config_path)
-    torch.save(dict(state_dict=plain_state_dict(state_dict, d, model), meta=meta), ckpt_path)
+    torch.save(dict(state_dict=plain_state_dict(model.state_dict(), d, model), meta=meta),
+               ckpt_path)
     return config_path, ckpt_path
+
+
+def _dataset_meta(cfg: Config, checkpoint: dict, model: nn.Module, dataset: str) -> dict:
+    """``dataset``'s ``classes`` and ``palette``, which stock ``init_model`` needs (without
+    them it guesses classes from the class count, and fails on cascades): the checkpoint's
+    meta, else the config's dataloaders, else the class names the checkpoint states, else
+    class ids as names."""
+    meta = ((checkpoint.get('meta') or {}).get('dataset_meta') or {}).get('datasets', {}).get(
+        dataset) or dataset_metainfo(cfg, dataset)
+    meta = dict(meta or {})
+    num_classes = model.classes_per_dataset()[model.dataset_index(dataset)]
+    if meta.get('classes') is None:
+        meta['classes'] = model.dataset_classes.get(dataset)
+    if meta['classes'] is None:
+        print_log(f"export: no class names of dataset '{dataset}' in the checkpoint or the "
+                  'config: its classes are named by their ids', logger='current', level=30)
+        meta['classes'] = tuple(str(i) for i in range(num_classes))
+    meta['classes'] = tuple(meta['classes'])
+    if meta.get('palette') is None:
+        meta['palette'] = np.random.default_rng(0).integers(0, 256, (num_classes, 3)).tolist()
+    return meta

@@ -7,6 +7,7 @@ from mmseg.apis import init_model
 from mmseg.registry import DATASETS
 
 from ..datasets.transforms import dataset_test_pipeline
+from .checkpoint import load_cdcl_checkpoint
 
 
 def dataset_metainfo(cfg: Config, dataset: str) -> Optional[dict]:
@@ -49,15 +50,20 @@ def init_cdcl_model(config: Union[str, Config], checkpoint: Optional[str], datas
         raise ValueError(f"unknown dataset '{dataset}': the model's datasets are {names}, or "
                          "'auto' or 'ensemble' for images of unknown source")
     cfg.model.default_dataset = dataset  # images given to inference_model carry no dataset
-    label_space = cfg.model.get('label_space')
-    if label_space is not None and 'dataset_classes' not in label_space:
-        # Mappings by class name need each dataset's classes, which the config describes.
-        metas = {name: dataset_metainfo(cfg, name) for name in names}
-        label_space.dataset_classes = {n: m['classes'] for n, m in metas.items() if m}
     pipeline = dataset_test_pipeline(cfg, names[0] if choose else dataset)
     if pipeline is not None:
         cfg.test_pipeline = pipeline
-    model = init_model(cfg, checkpoint, device=device)
+    model = init_model(cfg, None, device=device)
+    if checkpoint is not None:
+        # Not init_model's loading: a checkpoint that states its datasets only in its meta
+        # (written before its state dict did) loads by dataset name too.
+        meta = load_cdcl_checkpoint(model, checkpoint).get('meta') or {}
+        if 'dataset_meta' in meta:
+            model.dataset_meta = meta['dataset_meta']
+    # Mappings by class name need each dataset's classes: the checkpoint's, else the config's.
+    model.set_dataset_classes({name: meta['classes'] for name in names
+                               if name not in model.dataset_classes and
+                               (meta := dataset_metainfo(cfg, name)) is not None})
     if model.label_space is not None:
         model.dataset_meta = model.label_space.meta()
         return model

@@ -131,3 +131,50 @@ def test_export_carries_the_label_space_and_stays_stock(cdcl, tmp_path):
     assert 'label_space' not in exported.model and exported.model.type == 'EncoderDecoder'
     assert exported.model.decode_head.num_classes == 11
     assert torch.load(plain_ckpt)['meta']['label_space'] == exported.label_space.to_dict()
+
+
+def test_a_cascade_exported_from_a_checkpoint_without_dataset_meta_loads_in_stock_mmseg(
+        tmp_path):
+    """PointRend converted to CDCL, its checkpoint without meta: the export states the
+    dataset's classes and palette, without which stock init_model fails on a cascade."""
+    from convert_config import load_config
+    from mmseg_cdcl.apis import export_single_dataset
+    cfg = load_config('mmseg::_base_/models/pointrend_r50.py')
+    cfg.model.update(type='CDCLEncoderDecoder', dataset_names=['cityscapes', 'camvid'],
+                     num_classes=[19, 11], pretrained=None)
+    cfg.model.backbone.init_cfg = None
+    cfg.test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackSegInputs')]
+    cfg.dump(str(tmp_path / 'pointrend.py'))
+    save_checkpoint(dict(state_dict=MODELS.build(cfg.model).state_dict()),
+                    str(tmp_path / 'pointrend.pth'))
+    plain_cfg, plain_ckpt = export_single_dataset(str(tmp_path / 'pointrend.py'),
+                                                  str(tmp_path / 'pointrend.pth'), 'camvid',
+                                                  str(tmp_path / 'out'))
+    meta = torch.load(plain_ckpt, weights_only=True)['meta']['dataset_meta']
+    assert meta['classes'] == tuple(str(i) for i in range(11))  # the config names none
+    assert len(meta['palette']) == 11
+    loads = textwrap.dedent('''
+        import sys
+        from mmseg.apis import init_model
+        model = init_model(sys.argv[1], sys.argv[2], device='cpu')
+        assert 'mmseg_cdcl' not in sys.modules
+        print(type(model).__name__, len(model.dataset_meta['classes']))
+    ''')
+    stock = subprocess.run([sys.executable, '-c', loads, plain_cfg, plain_ckpt],
+                           capture_output=True, text=True)
+    assert stock.returncode == 0, stock.stderr
+    assert stock.stdout.split()[-2:] == ['CascadeEncoderDecoder', '11']
+
+
+def test_the_export_names_the_classes_the_config_gives(cdcl, tmp_path):
+    """No dataset_meta in the checkpoint for cityscapes: the config's dataset names them."""
+    from mmseg_cdcl.apis import export_single_dataset
+    config, checkpoint, _ = cdcl
+    cfg = Config.fromfile(str(config))
+    cfg.test_dataloader = dict(dataset=dict(type='MultiDataset', datasets=dict(
+        cityscapes=dict(type='CityscapesDataset', data_root='nowhere'))))
+    _, plain_ckpt = export_single_dataset(cfg, str(checkpoint), 'cityscapes', str(tmp_path))
+    meta = torch.load(plain_ckpt, weights_only=True)['meta']['dataset_meta']
+    from mmseg.datasets import CityscapesDataset
+    assert meta['classes'] == CityscapesDataset.METAINFO['classes']
+    assert meta['palette'] == CityscapesDataset.METAINFO['palette']

@@ -84,3 +84,49 @@ def test_the_shipped_cityscapes_to_camvid_label_space():
     assert [space.tables[0][i] for i in (3, 14, 15, 16)] == [
         classes.index('building'), classes.index('car'), classes.index('car'), 255]
     assert space.tables[0] == space.tables[1]
+
+
+def _model_with_names_mapping(**label_space):
+    from mmseg.registry import MODELS
+
+    from conftest import small_cdcl_cfg
+    return MODELS.build(small_cdcl_cfg((4, 3), ('a', 'b'), label_space=dict(
+        classes=TARGET, mapping=dict(a=dict(car='vehicle', truck='vehicle', road='ground',
+                                            tree='nature'),
+                                     b=['ground', 'nature', None]), **label_space)))
+
+
+def test_class_names_of_a_mapping_come_when_the_model_learns_them(tmp_path):
+    """MODELS.build (tools/test.py, mmseg.apis.init_model) takes a label space by class names;
+    the classes come from the checkpoint (its state dict states them) or dataset_meta."""
+    from mmengine.runner import load_checkpoint, save_checkpoint
+    model = _model_with_names_mapping()
+    with pytest.raises(ValueError, match=r"label_space.mapping.a maps class names, but the class "
+                                         r"names of dataset 'a' are not known: the checkpoint "
+                                         r'does not state them; give '
+                                         r'label_space.dataset_classes.a'):
+        model.label_space.probabilities(torch.randn(1, 4, 2, 2), 0)
+    model.dataset_meta = dict(datasets=dict(a=dict(classes=A), b=dict(classes=B)))
+    assert model.label_space.table(0) == [0, 0, 1, 2]
+    save_checkpoint(dict(state_dict=model.state_dict()), str(tmp_path / 'ab.pth'))
+    loaded = _model_with_names_mapping()
+    load_checkpoint(loaded, str(tmp_path / 'ab.pth'))
+    assert loaded.dataset_classes == dict(a=A, b=B)
+    assert loaded.label_space.table(0) == [0, 0, 1, 2]
+    with pytest.raises(ValueError, match=r"label_space.mapping.a names \['truck'\], not classes "
+                                         r"of dataset 'a' \(\['car', 'lorry', 'road', 'tree'\]\)"):
+        _model_with_names_mapping().set_dataset_classes(dict(a=('car', 'lorry', 'road', 'tree')))
+    with pytest.raises(ValueError, match=r"dataset 'a' has classes \['x', 'y'\] here but the "
+                                         r'model has 4 classes'):
+        _model_with_names_mapping().set_dataset_classes(dict(a=('x', 'y')))
+
+
+def test_dataset_classes_by_registered_dataset_type():
+    space = LabelSpace(('flat', 'other'), dict(c=dict(road='flat', sidewalk='flat')),
+                       dataset_names=['c'], num_classes=[19],
+                       dataset_classes=dict(c='CityscapesDataset'))
+    assert space.table(0) == [0, 0] + [255] * 17
+    with pytest.raises(ValueError, match=r"label_space.dataset_classes.c='Kitti': expected class "
+                                         r'names or the type of a registered dataset'):
+        LabelSpace(('flat', ), dict(c=None), dataset_names=['c'], num_classes=[1],
+                   dataset_classes=dict(c='Kitti'))

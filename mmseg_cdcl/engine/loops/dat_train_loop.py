@@ -275,6 +275,10 @@ class DATTrainLoop(IterBasedTrainLoop):
         if problems:
             raise ValueError('DATTrainLoop: the datasets, sampler and model disagree:\n  - '
                              + '\n  - '.join(problems))
+        if hasattr(model, 'set_dataset_classes'):
+            # Its checkpoints then state the class names (label spaces by class name use them).
+            model.set_dataset_classes({name: meta.get('classes') for name, meta in
+                                       dataset.metainfo['datasets'].items()})
 
 
 def _average_gradients(module: torch.nn.Module) -> None:

@@ -88,6 +88,9 @@ class DatasetAwareModule:
     (gradient checkpointing, MMSeg's ``with_cp``), which runs after the context has exited.
     """
     num_datasets: int
+    # Dataset d's state lies under '<module>.<branch_prefix><d>.' in state dicts: loading maps
+    # a checkpoint's branches to the model's by dataset name through it.
+    branch_prefix = ''
     _routing: Optional[DatasetRouting] = None
     _last_routing: Optional[DatasetRouting] = None
     _several_routings: bool = False

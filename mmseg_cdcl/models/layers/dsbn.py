@@ -56,6 +56,7 @@ class DSBN(DatasetAwareModule, nn.Module):
         >>> backbone = dict(type='ResNetV1c', depth=18, norm_cfg=norm_cfg)
     """
     _abbr_ = 'bn'  # layer names and checkpoint keys stay MMSeg's (bn1, ...)
+    branch_prefix = 'bns.'
 
     def __init__(self, num_features: int, num_datasets: int, sync: bool = False,
                  branch: Optional[nn.Module] = None, **kwargs):

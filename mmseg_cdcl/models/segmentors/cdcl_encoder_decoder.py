@@ -17,6 +17,8 @@ from ..decode_heads.dataset_aware_head import UNCONVERTIBLE
 from ..layers import (DSBN, DatasetAwareModule, DatasetBatchTooSmall, DatasetBranches,
                       DatasetRouting, dataset_context)
 from ..utils import BranchSelector, LabelSpace
+from ..utils.checkpoint_datasets import (branch_patterns, branch_sources, classifier_misfits,
+                                         fresh_classifiers, map_branches)
 from .unknown_source import ensemble, predict_routes
 
 # default_dataset of images of unknown source: the branch their DSBN statistics match best, or
@@ -68,7 +70,16 @@ class CDCLEncoderDecoder(EncoderDecoder):
             ``dataset_name`` and ``dataset_scores`` in their metainfo. Defaults to None: such
             samples raise.
         label_space (dict, optional): One output label space (:class:`LabelSpace`): every
-            prediction comes out in its classes.
+            prediction comes out in its classes. A mapping by class names needs the dataset's
+            class names: ``label_space.dataset_classes``, else those the checkpoint states
+            (or ``dataset_meta['datasets']`` given to the model, or the training data).
+        branch_map (dict, optional): Loading a checkpoint of other datasets: for each of the
+            model's datasets the checkpoint lacks, the checkpoint dataset whose branches
+            (DSBN, classifiers) it starts from (``dict(camvid='cityscapes')``; a classifier of
+            other classes starts fresh); with it, the checkpoint's datasets the model lacks
+            are left out (``dict(cityscapes='cityscapes')`` loads that one dataset). Defaults
+            to None: a checkpoint that states its datasets must have the model's, in any
+            order (its branches are loaded by name).
         branch_selection (dict, optional): Arguments of :class:`BranchSelector`.
         **kwargs: Arguments of :class:`mmseg.models.segmentors.EncoderDecoder`. ``test_cfg``
             may set ``unknown_source=True`` (predict every route of every image, for
@@ -96,6 +107,7 @@ class CDCLEncoderDecoder(EncoderDecoder):
                  default_dataset: Optional[Union[str, int]] = None,
                  label_space: Optional[dict] = None,
                  branch_selection: Optional[dict] = None,
+                 branch_map: Optional[Dict[str, str]] = None,
                  **kwargs):
         self.dataset_names = self._checked_names(dataset_names)
         if num_classes is not None:
@@ -110,7 +122,12 @@ class CDCLEncoderDecoder(EncoderDecoder):
         self._check_branches()
         self.label_space = None if label_space is None else LabelSpace(
             dataset_names=self.dataset_names, num_classes=self.classes_per_dataset(),
-            **label_space)
+            defer_class_names=True, **label_space)
+        # Class names of the datasets, where known: stated in checkpoints, checked at loading.
+        self.dataset_classes: Dict[str, Tuple[str, ...]] = dict(
+            getattr(self.label_space, 'dataset_classes', {}))
+        self.branch_map = self._checked_branch_map(branch_map)
+        self.register_state_dict_post_hook(_state_datasets)
         self.branch_selector = BranchSelector(**(branch_selection or {}))
         self._active: Optional[int] = None  # the dataset whose branch runs
         self._aware_modules: Optional[List[DatasetAwareModule]] = None  # found at first use
@@ -130,6 +147,67 @@ class CDCLEncoderDecoder(EncoderDecoder):
         if len(set(names)) != len(names):
             raise ValueError(f'dataset_names={list(names)} names a dataset twice')
         return tuple(names)
+
+    def _checked_branch_map(self, branch_map) -> Optional[Dict[str, str]]:
+        if branch_map is None:
+            return None
+        if not isinstance(branch_map, dict) or not all(
+                isinstance(v, str) for v in branch_map.values()):
+            raise ValueError(f'branch_map={branch_map!r}: expected a dict from dataset names '
+                             "of the model to dataset names of the checkpoint")
+        unknown = sorted(set(branch_map) - set(self.dataset_names))
+        if unknown:
+            raise ValueError(f'branch_map names {unknown}, not datasets of the model '
+                             f'{list(self.dataset_names)}')
+        return dict(branch_map)
+
+    @property
+    def dataset_meta(self) -> Optional[dict]:
+        """MMSeg's ``dataset_meta`` (``init_model`` sets the checkpoint's); its
+        ``datasets[name]['classes']`` (a ``MultiDataset``'s metainfo) are the datasets'
+        class names."""
+        return self.__dict__.get('_dataset_meta')
+
+    @dataset_meta.setter
+    def dataset_meta(self, meta: Optional[dict]) -> None:
+        datasets = (meta or {}).get('datasets') or {}
+        self.set_dataset_classes({name: m.get('classes') for name, m in datasets.items()
+                                  if isinstance(m, dict)})
+        self.__dict__['_dataset_meta'] = meta
+
+    def set_dataset_classes(self, classes: Dict[str, Optional[Sequence[str]]]) -> None:
+        """Learn the class names of datasets (the label space's mappings by class name wait
+        for them).
+
+        Raises:
+            ValueError: other class names than the model knows, or another number of them.
+        """
+        known = {}
+        for d, name in enumerate(self.dataset_names):
+            names = classes.get(name)
+            if names is None:
+                continue
+            names = tuple(names)
+            own = self.dataset_classes.get(name)
+            if len(names) != self.classes_per_dataset()[d] or own not in (None, names):
+                raise ValueError(
+                    f"dataset '{name}' has classes {list(names)} here but the model has "
+                    + (f'{self.classes_per_dataset()[d]} classes' if own is None else
+                       f'{list(own)}'))
+            known[name] = names
+        self.dataset_classes.update(known)
+        if self.label_space is not None:
+            self.label_space.set_dataset_classes(known)
+
+    def stated_datasets(self) -> dict:
+        """What the model's state dicts state about its datasets (see
+        :mod:`mmseg_cdcl.models.utils.checkpoint_datasets`)."""
+        classes = self.classes_per_dataset()
+        return dict(dataset_names=list(self.dataset_names), datasets={
+            name: dict(num_classes=classes[d], ignore_index=self.dataset_ignore_index[d],
+                       classes=(list(self.dataset_classes[name]) if name in
+                                self.dataset_classes else None))
+            for d, name in enumerate(self.dataset_names)})
 
     @staticmethod
     def _check_convertible(cfgs: dict) -> None:
@@ -208,8 +286,11 @@ class CDCLEncoderDecoder(EncoderDecoder):
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
         """A checkpoint of another architecture is an error, not a warning: mmengine loads
-        ``load_from`` non-strictly and would train on from partly random weights. Classifiers
-        may differ (fine-tuning to other classes, as in MMSeg)."""
+        ``load_from`` non-strictly and would train on from partly random weights. A checkpoint
+        that states its datasets has its branches loaded by dataset name (``branch_map`` for
+        other datasets); one that does not, by position. A dataset's classifier of other classes
+        is an error too; a single-dataset MMSeg checkpoint's classifier loads into the datasets
+        it fits, the others start fresh (fine-tuning to other classes, as in MMSeg)."""
         own = self.state_dict()
         shared = [k[len(prefix):] for k in state_dict if k.startswith(prefix)
                   and k[len(prefix):] in own]
@@ -217,17 +298,60 @@ class CDCLEncoderDecoder(EncoderDecoder):
             raise ValueError(
                 'the checkpoint holds none of the CDCL model\'s weights (its first keys: '
                 f'{list(state_dict)[:3]}; the model\'s: {list(own)[:3]}): another architecture?')
+        patterns = branch_patterns(self, prefix)
+        stated = local_metadata.get('dataset_names')
+        notes, sources = [], list(range(len(self.dataset_names)))
+        if stated is not None:
+            sources, notes = branch_sources(self.dataset_names, stated, self.branch_map)
+            map_branches(state_dict, patterns, sources)
+        self._check_classifiers(state_dict, own, patterns, prefix, stated, sources, notes)
         classifiers = tuple(f'{name}.' for name, m in self.named_modules()
                             if isinstance(m, DatasetBranches)) or ('\0', )
         wrong = [f'{k}: checkpoint {tuple(state_dict[prefix + k].shape)}, model '
-                 f'{tuple(own[k].shape)}' for k in shared
-                 if state_dict[prefix + k].shape != own[k].shape and not k.startswith(classifiers)
+                 f'{tuple(own[k].shape)}' for k in shared if prefix + k in state_dict
+                 and state_dict[prefix + k].shape != own[k].shape and not k.startswith(classifiers)
                  and '.conv_seg.' not in k]
         if wrong:
             raise ValueError(f'the checkpoint does not fit the model: {len(wrong)} tensors have '
                              'other shapes, e.g. ' + '; '.join(wrong[:3]))
+        if stated is not None:  # the class names of the datasets that load their own branches
+            datasets = local_metadata.get('datasets') or {}
+            self.set_dataset_classes({name: (datasets.get(name) or {}).get('classes')
+                                      for name in self.dataset_names if name in stated})
+        if notes:
+            print_log('CDCL checkpoint: ' + '; '.join(notes), logger='current')
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
+
+    def _check_classifiers(self, state_dict, own, patterns, prefix, stated, sources,
+                           notes: List[str]) -> None:
+        """Refuse a dataset's classifier of other classes; drop it where the dataset starts
+        from another's branches (``branch_map``), and say which start fresh."""
+        refused, started = [], set()
+        for d, key, theirs, ours in classifier_misfits(state_dict, own, patterns, prefix):
+            name = self.dataset_names[d]
+            source = (f'branch {sources[d]}' if stated is None else
+                      f"branch '{stated[sources[d]]}'")
+            classifier = key.rsplit('.', 2)[0]  # '<classifier>.<d>.<param>'
+            first = (classifier, d) not in started  # once per classifier: its weight's shapes
+            started.add((classifier, d))
+            if stated is not None and stated[sources[d]] != name:
+                del state_dict[prefix + key]
+                if first:
+                    notes.append(f"{classifier} of dataset '{name}' starts fresh ({source} of "
+                                 f'the checkpoint has {theirs}, the model {ours})')
+            elif first:
+                refused.append(f"dataset '{name}' ({source} of the checkpoint) {key}: "
+                               f'checkpoint {theirs}, model {ours}')
+        if refused:
+            raise ValueError(
+                "the checkpoint's classifiers do not fit the model's datasets "
+                f'{list(self.dataset_names)}: a checkpoint of other datasets or classes? '
+                + '; '.join(refused[:4]))
+        fresh = fresh_classifiers(state_dict, patterns, prefix, self.dataset_names)
+        if fresh:
+            notes.append('the classifier fits no branch of ' + ', '.join(fresh)
+                         + ': they start fresh')
 
     def dataset_index(self, dataset: Union[str, int], key: str = 'dataset') -> int:
         """Index of a dataset given by name or index."""
@@ -578,6 +702,12 @@ class CDCLEncoderDecoder(EncoderDecoder):
             with self.dataset(d):
                 outputs.append(super()._forward(part, samples))
         return outputs[0] if len(outputs) == 1 else outputs
+
+
+def _state_datasets(model: CDCLEncoderDecoder, state_dict, prefix: str,
+                    local_metadata: dict) -> None:
+    """State dict hook: the model's datasets, stated in its metadata."""
+    local_metadata.update(model.stated_datasets())
 
 
 def _same_data(a: Tensor, b: Tensor) -> bool:

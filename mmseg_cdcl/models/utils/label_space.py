@@ -1,5 +1,5 @@
 """One output label space for the datasets of a CDCL model (a target taxonomy)."""
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -32,7 +32,13 @@ class LabelSpace:
         dataset_names (Sequence[str]): The model's datasets.
         num_classes (Sequence[int]): Classes of each dataset.
         palette (Sequence[Sequence[int]], optional): RGB colour of each target class.
-        dataset_classes (dict[str, Sequence[str]], optional): Class names of the datasets.
+        dataset_classes (dict[str, Sequence[str] | str], optional): Class names of the
+            datasets, or the type of a registered dataset (``'CityscapesDataset'``) whose
+            ``METAINFO`` holds them.
+        defer_class_names (bool): Keep a mapping by class names of a dataset whose class names
+            are not known yet until :meth:`set_dataset_classes` gives them (the CDCL model
+            learns them from its checkpoint or training data); using it before raises.
+            Defaults to False: raise at once.
 
     Raises:
         ValueError: unknown datasets or class names, wrong lengths; names what and where.
@@ -41,7 +47,8 @@ class LabelSpace:
     def __init__(self, classes: Sequence[str], mapping: Dict[str, Mapping],
                  dataset_names: Sequence[str], num_classes: Sequence[int],
                  palette: Optional[Sequence[Sequence[int]]] = None,
-                 dataset_classes: Optional[Dict[str, Sequence[str]]] = None):
+                 dataset_classes: Optional[Dict[str, Union[Sequence[str], str]]] = None,
+                 defer_class_names: bool = False):
         self.classes = tuple(classes)
         if not self.classes or len(set(self.classes)) != len(self.classes):
             raise ValueError(f'label_space.classes={list(self.classes)}: expected distinct '
@@ -56,9 +63,43 @@ class LabelSpace:
         if unknown:
             raise ValueError(f'label_space.mapping names unknown datasets {sorted(unknown)}; '
                              f'the model\'s datasets are {list(dataset_names)}')
-        dataset_classes = dict(dataset_classes or {})
-        self.tables = [self._table(name, mapping.get(name), n, dataset_classes.get(name))
-                       for name, n in zip(dataset_names, num_classes)]
+        self.dataset_names, self.num_classes = list(dataset_names), list(num_classes)
+        self.dataset_classes = {name: _registered_classes(classes, name) for name, classes in
+                                (dataset_classes or {}).items()}
+        # Mappings by class name waiting for the dataset's class names, by dataset index.
+        self._deferred: Dict[int, dict] = {}
+        self.tables: List[Optional[List[int]]] = []
+        for d, (name, n) in enumerate(zip(dataset_names, num_classes)):
+            classes = self.dataset_classes.get(name)
+            if defer_class_names and isinstance(mapping.get(name), dict) and classes is None:
+                self._deferred[d] = mapping[name]
+                self.tables.append(None)
+            else:
+                self.tables.append(self._table(name, mapping.get(name), n, classes))
+
+    def set_dataset_classes(self, dataset_classes: Dict[str, Sequence[str]]) -> None:
+        """Give the class names of datasets, completing the mappings by class name that
+        waited for them."""
+        for d, mapping in list(self._deferred.items()):
+            name = self.dataset_names[d]
+            if dataset_classes.get(name) is not None:
+                self.dataset_classes[name] = tuple(dataset_classes[name])
+                self.tables[d] = self._table(name, mapping, self.num_classes[d],
+                                             self.dataset_classes[name])
+                del self._deferred[d]
+
+    def table(self, dataset: int) -> List[int]:
+        """Target id (or IGNORE) of each of the dataset's class ids."""
+        table = self.tables[dataset]
+        if table is None:
+            name = self.dataset_names[dataset]
+            raise ValueError(
+                f'label_space.mapping.{name} maps class names, but the class names of dataset '
+                f"'{name}' are not known: the checkpoint does not state them; give "
+                f'label_space.dataset_classes.{name} (its class names, or a registered dataset '
+                "type such as 'CityscapesDataset'), or the mapping as a list of "
+                f'{self.num_classes[dataset]} target names (one per class id)')
+        return table
 
     def _table(self, name: str, mapping: Mapping, num_classes: int,
                classes: Optional[Sequence[str]]) -> List[int]:
@@ -94,7 +135,7 @@ class LabelSpace:
 
     def matrix(self, dataset: int, like: Tensor) -> Tensor:
         """(target classes, dataset classes): 1 where a dataset class maps to a target."""
-        table = self.tables[dataset]
+        table = self.table(dataset)
         m = like.new_zeros(len(self.classes), len(table))
         for source, target in enumerate(table):
             if target != IGNORE:
@@ -110,8 +151,23 @@ class LabelSpace:
     def labels(self, label: Tensor, dataset: int) -> Tensor:
         """A dataset's label map in target class ids (ignored: IGNORE)."""
         lut = torch.full((256, ), IGNORE, dtype=torch.long, device=label.device)
-        lut[:len(self.tables[dataset])] = torch.tensor(self.tables[dataset], device=label.device)
+        table = self.table(dataset)
+        lut[:len(table)] = torch.tensor(table, device=label.device)
         return lut[label.long().clamp(0, 255)]
 
     def meta(self) -> dict:
         return dict(classes=self.classes, palette=self.palette)
+
+
+def _registered_classes(classes: Union[Sequence[str], str], name: str) -> Tuple[str, ...]:
+    """Class names given as such, or as the type of a registered dataset."""
+    if not isinstance(classes, str):
+        return tuple(classes)
+    from mmseg.registry import DATASETS
+    dataset = DATASETS.get(classes)
+    names = getattr(dataset, 'METAINFO', {}).get('classes')
+    if names is None:
+        raise ValueError(f"label_space.dataset_classes.{name}='{classes}': expected class names "
+                         'or the type of a registered dataset with METAINFO classes '
+                         "(e.g. 'CityscapesDataset')")
+    return tuple(names)
