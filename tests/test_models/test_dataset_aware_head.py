@@ -96,6 +96,14 @@ def test_heads_that_cannot_be_made_per_dataset_are_refused_by_name(path, message
     cfg.update(type='CDCLEncoderDecoder', dataset_names=['a', 'b'], num_classes=[19, 11])
     with pytest.raises(ValueError, match=message):
         MODELS.build(cfg)
+    # Before anything is built: a backbone that cannot be built is never reached.
+    cfg.backbone = dict(type='BackboneThatIsNeverBuilt')
+    with pytest.raises(ValueError, match=message):
+        MODELS.build(cfg)
+    cfg = _model_cfg('fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py')
+    cfg.backbone = dict(type='BackboneThatIsNeverBuilt')
+    with pytest.raises(KeyError, match='BackboneThatIsNeverBuilt is not in the'):
+        MODELS.build(cfg)  # a convertible model gets as far as its backbone
 
 
 def test_a_model_without_batchnorm_gets_per_dataset_classifiers_and_a_warning():

@@ -11,7 +11,8 @@ from mmseg.registry import MODELS
 from mmseg.utils import add_prefix
 from torch import Tensor, nn
 
-from ..decode_heads import build_dataset_aware_head, head_dataset, is_dataset_aware
+from ..decode_heads import (build_dataset_aware_head, check_dataset_aware_head, head_dataset,
+                            is_dataset_aware)
 from ..decode_heads.dataset_aware_head import UNCONVERTIBLE
 from ..layers import (DSBN, DatasetAwareModule, DatasetBatchTooSmall, DatasetBranches,
                       DatasetRouting, dataset_context)
@@ -96,21 +97,28 @@ class CDCLEncoderDecoder(EncoderDecoder):
                  label_space: Optional[dict] = None,
                  branch_selection: Optional[dict] = None,
                  **kwargs):
+        # Every refusal that needs only the config comes before the model is built.
         self.dataset_names = self._checked_names(dataset_names)
         if num_classes is not None:
-            self._check_convertible(kwargs)
+            self._check_convertible(kwargs, num_classes, ignore_index)
+        default_dataset = (default_dataset if default_dataset in (None, AUTO, ENSEMBLE)
+                           else self.dataset_index(default_dataset, 'default_dataset'))
+        self._check_ensemble(default_dataset, label_space, kwargs.get('test_cfg'),
+                             _config_classes(num_classes, kwargs))
+        branch_selector = BranchSelector(**(branch_selection or {}))
         super().__init__(**kwargs)
         if num_classes is not None:
             self._make_dataset_aware(kwargs, num_classes, ignore_index)
         self.dataset_ignore_index = self._ignore_indices(ignore_index)
         self.loss_weights = self._dataset_values(loss_weights, 'loss_weights', default=1.0)
-        self.default_dataset = (default_dataset if default_dataset in (None, AUTO, ENSEMBLE)
-                                else self.dataset_index(default_dataset, 'default_dataset'))
+        self.default_dataset = default_dataset
         self._check_branches()
+        self._check_ensemble(default_dataset, label_space, self.test_cfg,
+                             self.classes_per_dataset())
         self.label_space = None if label_space is None else LabelSpace(
             dataset_names=self.dataset_names, num_classes=self.classes_per_dataset(),
             **label_space)
-        self.branch_selector = BranchSelector(**(branch_selection or {}))
+        self.branch_selector = branch_selector
         self._active: Optional[int] = None  # the dataset whose branch runs
         self._aware_modules: Optional[List[DatasetAwareModule]] = None  # found at first use
         self._shared_feats: Optional[list] = None  # [inputs, features] while branches share them
@@ -130,17 +138,41 @@ class CDCLEncoderDecoder(EncoderDecoder):
             raise ValueError(f'dataset_names={list(names)} names a dataset twice')
         return tuple(names)
 
-    @staticmethod
-    def _check_convertible(cfgs: dict) -> None:
-        """Refuse heads CDCL cannot make per dataset before building anything."""
+    def _check_convertible(self, cfgs: dict, num_classes: Sequence[int], ignore_index) -> None:
+        """Refuse what CDCL cannot convert before building anything: ``num_classes`` of another
+        length than the datasets, heads it cannot make per dataset."""
+        if isinstance(num_classes, (int, str)) or len(num_classes) != len(self.dataset_names):
+            raise ValueError(f'num_classes={num_classes!r}: expected one class count per '
+                             f'dataset {list(self.dataset_names)}')
+        classes = _head_classes(cfgs.get('decode_head'))
         for key in ('decode_head', 'auxiliary_head'):
             heads = cfgs.get(key)
             for i, cfg in enumerate(heads if isinstance(heads, list) else [heads]):
+                name = f'{key}[{i}]' if isinstance(heads, list) else key
                 kind = (cfg or {}).get('type')
                 if isinstance(kind, str) and kind in UNCONVERTIBLE:
-                    name = f'{key}[{i}]' if isinstance(heads, list) else key
                     raise ValueError(f'{name} ({kind}) cannot be trained by CDCL: '
                                      f'{UNCONVERTIBLE[kind]}')
+                if cfg is not None and cfg.get('num_classes') == classes and \
+                        not isinstance(classes, (list, tuple)):  # converted as built below
+                    check_dataset_aware_head(cfg, num_classes, ignore_index, name)
+
+    def _check_ensemble(self, default_dataset, label_space: Optional[dict],
+                        test_cfg: Optional[dict], classes: Optional[Sequence[int]]) -> None:
+        """The ensemble adds the branches' probabilities class by class: their classes must be
+        the same, or mapped into one label space."""
+        if label_space is not None or classes is None or len(set(classes)) == 1:
+            return
+        if default_dataset == ENSEMBLE:
+            key, instead = "default_dataset='ensemble'", "or use default_dataset='auto'"
+        elif (test_cfg or {}).get('unknown_source', False):
+            key, instead = 'test_cfg.unknown_source=True (its ensemble route)', ''
+        else:
+            return
+        raise ValueError(
+            f"{key} adds the branches' probabilities, but the datasets have other classes "
+            f'{dict(zip(self.dataset_names, classes))}: set model.label_space (LabelSpace: one '
+            f"output label space, each dataset's classes mapped to it) {instead}".rstrip())
 
     def heads(self) -> List[nn.Module]:
         """The decode heads (every stage of a cascade) and auxiliary heads."""
@@ -153,11 +185,7 @@ class CDCLEncoderDecoder(EncoderDecoder):
                             ignore_index) -> None:
         """Convert the stock model just built: one classifier per dataset in every head that
         predicts the model's classes, every BatchNorm a DSBN."""
-        if isinstance(num_classes, int) or len(num_classes) != len(self.dataset_names):
-            raise ValueError(f'num_classes={num_classes!r}: expected one class count per '
-                             f'dataset {list(self.dataset_names)}')
-        decode = cfgs['decode_head']
-        classes = (decode[-1] if isinstance(decode, list) else decode).get('num_classes')
+        classes = _head_classes(cfgs['decode_head'])
 
         def convert(head: nn.Module, cfg: dict, name: str) -> nn.Module:
             if is_dataset_aware(head):
@@ -524,6 +552,19 @@ class CDCLEncoderDecoder(EncoderDecoder):
             with self.dataset(d):
                 outputs.append(super()._forward(part, samples))
         return outputs[0] if len(outputs) == 1 else outputs
+
+
+def _head_classes(decode) -> Optional[Union[int, Sequence[int]]]:
+    """``num_classes`` of a decode head config (the last stage's of a cascade)."""
+    decode = decode[-1] if isinstance(decode, list) else decode
+    return None if decode is None else decode.get('num_classes')
+
+
+def _config_classes(num_classes, cfgs: dict) -> Optional[Sequence[int]]:
+    """Classes of each dataset as the config states them (converted or DAB heads); None where
+    only the built model tells."""
+    classes = num_classes if num_classes is not None else _head_classes(cfgs.get('decode_head'))
+    return classes if isinstance(classes, (list, tuple)) else None
 
 
 def _same_data(a: Tensor, b: Tensor) -> bool:
