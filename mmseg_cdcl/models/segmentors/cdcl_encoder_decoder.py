@@ -5,17 +5,20 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.logging import MessageHub, print_log
+from mmengine.structures import PixelData
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
 from mmseg.utils import add_prefix
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..decode_heads import (build_dataset_aware_head, check_dataset_aware_head, head_dataset,
                             is_dataset_aware)
 from ..decode_heads.dataset_aware_head import UNCONVERTIBLE
 from ..layers import (DSBN, DatasetAwareModule, DatasetBatchTooSmall, DatasetBranches,
-                      DatasetRouting, dataset_context)
+                      DatasetRouting, DatasetStatistics, dataset_context, updated_buffers)
 from ..utils import BranchSelector, LabelSpace
 from .unknown_source import ensemble, predict_routes
 
@@ -122,6 +125,7 @@ class CDCLEncoderDecoder(EncoderDecoder):
         self._active: Optional[int] = None  # the dataset whose branch runs
         self._aware_modules: Optional[List[DatasetAwareModule]] = None  # found at first use
         self._shared_feats: Optional[list] = None  # [inputs, features] while branches share them
+        self._make_statistics_per_dataset()
 
     @staticmethod
     def _checked_names(names: Sequence[str]) -> Tuple[str, ...]:
@@ -206,10 +210,58 @@ class CDCLEncoderDecoder(EncoderDecoder):
                 setattr(self, key, convert(head, cfg, key))
         DSBN.convert_dsbn(self, len(self.dataset_names))
         if not any(isinstance(m, DSBN) for m in self.modules()):
-            message = ('CDCL: the model has no BatchNorm, so nothing is dataset-specific but the '
-                       'classifiers')
-            warnings.warn(message)
-            print_log(message, logger='current', level=30)
+            _warn('CDCL: the model has no BatchNorm, so nothing is dataset-specific but the '
+                  'classifiers')
+
+    def _make_statistics_per_dataset(self, size: int = 64) -> None:
+        """Every module that updates a buffer from its inputs in training (EMANet's bases)
+        becomes one copy per dataset (:class:`DatasetStatistics`), as DSBN makes BatchNorm's
+        statistics per dataset. The buffers are found by one training step's forward of two
+        ``size`` x ``size`` images, with the model restored afterwards; it runs only if the
+        model has buffers besides BatchNorm's. A buffer of a top-level component itself (a
+        head, the backbone) cannot be copied without it: the model is warned about by name."""
+        aware = [f'{n}.' for n, m in self.named_modules()
+                 if isinstance(m, (DatasetAwareModule, _BatchNorm))] + ['data_preprocessor.']
+        candidates = [n for n, _ in self.named_buffers() if not n.startswith(tuple(aware))]
+        if not candidates:
+            return
+        samples = []
+        for _ in range(2):
+            sample = SegDataSample(metainfo=dict(
+                dataset_idx=0, img_shape=(size, size), ori_shape=(size, size),
+                pad_shape=(size, size), padding_size=[0] * 4))
+            sample.gt_sem_seg = PixelData(data=torch.zeros(1, size, size, dtype=torch.long))
+            samples.append(sample)
+        inputs = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+        try:
+            updated = updated_buffers(self, lambda: self.loss(inputs, samples), candidates)
+        except Exception as e:  # noqa: B902  (any model's forward: the check is best effort)
+            _warn(f'CDCL: cannot tell whether the buffers {candidates} are updated from the '
+                  f'inputs in training (a training forward of 2 {size}x{size} images raised '
+                  f'{type(e).__name__}: {e}); if they are, the datasets share them')
+            return
+        finally:
+            self._aware_modules = None
+        components = {'': 'the segmentor', 'backbone': 'the backbone', 'neck': 'the neck'}
+        components.update({name: 'a head' for name, m in self.named_modules()
+                           if any(m is h for h in self.heads())})
+        owners: Dict[str, List[str]] = {}
+        for name in updated:
+            owner, _, buffer = name.rpartition('.')
+            owners.setdefault(owner, []).append(buffer)
+        for owner, buffers in owners.items():
+            module = self.get_submodule(owner)
+            if owner in components:
+                _warn(f'CDCL: {owner or "the model"} ({type(module).__name__}) updates its '
+                      f'buffers {buffers} from the inputs in training, and as '
+                      f'{components[owner]} it cannot be copied per dataset: the datasets share '
+                      "them, so one dataset's samples change the forward of another's")
+                continue
+            parent, _, attr = owner.rpartition('.')
+            setattr(self.get_submodule(parent), attr,
+                    DatasetStatistics.of(module, len(self.dataset_names)))
+            print_log(f'CDCL: {owner} ({type(module).__name__}) updates its buffers {buffers} '
+                      'from the inputs in training: one copy per dataset', logger='current')
 
     def _ignore_indices(self, ignore_index) -> Tuple[int, ...]:
         """Each dataset's ignore index, for heads shared by the datasets."""
@@ -552,6 +604,11 @@ class CDCLEncoderDecoder(EncoderDecoder):
             with self.dataset(d):
                 outputs.append(super()._forward(part, samples))
         return outputs[0] if len(outputs) == 1 else outputs
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message)
+    print_log(message, logger='current', level=30)
 
 
 def _head_classes(decode) -> Optional[Union[int, Sequence[int]]]:
