@@ -171,6 +171,7 @@ NEVER_BUILT = dict(type='BackboneThatIsNeverBuilt')  # reaching it raises a KeyE
      r"other classes \{'a': 5, 'b': 3\}: set model.label_space \(LabelSpace: one output label "
      r"space, each dataset's classes mapped to it\) or use default_dataset='auto'"),
     (dict(default_dataset='c'), r"default_dataset='c' is not one of the datasets \['a', 'b'\]"),
+    (dict(loss_weights=dict(z=2)), r"loss_weights names unknown datasets \['z'\]"),
 ])
 def test_config_errors_come_before_the_model_is_built(kwargs, message):
     cfg = small_cdcl_cfg(**kwargs)

@@ -41,6 +41,16 @@ class RunningMeanNeck(nn.Module):
 
 
 @MODELS.register_module(force=True)
+class LargeInputNeck(RunningMeanNeck):
+    """A neck for inputs of 128 pixels or more."""
+
+    def forward(self, feats):
+        if feats[-1].shape[-1] < 16:
+            raise ValueError(f'LargeInputNeck: features of {feats[-1].shape[-1]} pixels')
+        return super().forward(feats)
+
+
+@MODELS.register_module(force=True)
 class RunningMeanFCNHead(FCNHead):
     """An FCN head that keeps a running mean of its input itself, not in a submodule."""
 
@@ -137,6 +147,16 @@ def test_a_statistic_a_component_holds_itself_is_warned_about_by_name():
                                          r"dataset: the datasets share them"):
         model = MODELS.build(ConfigDict(cfg))
     assert not any(isinstance(m, DatasetStatistics) for m in model.modules())
+
+
+def test_a_model_the_probe_cannot_run_is_warned_about_with_its_buffers():
+    with pytest.warns(UserWarning, match=r"CDCL: cannot tell whether the buffers "
+                                         r"\['neck.centre.mean'\] are updated from the inputs in "
+                                         r'training \(a training forward of 2 64x64 images '
+                                         r'raised ValueError: LargeInputNeck: features of 8 '
+                                         r'pixels\); if they are, the datasets share them'):
+        model = MODELS.build(ConfigDict(small_cdcl_cfg(neck=dict(type='LargeInputNeck'))))
+    assert isinstance(model.neck.centre, RunningMean)
 
 
 def test_the_probe_leaves_the_model_and_the_random_stream_as_they_were():

@@ -109,11 +109,12 @@ class CDCLEncoderDecoder(EncoderDecoder):
         self._check_ensemble(default_dataset, label_space, kwargs.get('test_cfg'),
                              _config_classes(num_classes, kwargs))
         branch_selector = BranchSelector(**(branch_selection or {}))
+        loss_weights = self._dataset_values(loss_weights, 'loss_weights', default=1.0)
         super().__init__(**kwargs)
         if num_classes is not None:
             self._make_dataset_aware(kwargs, num_classes, ignore_index)
         self.dataset_ignore_index = self._ignore_indices(ignore_index)
-        self.loss_weights = self._dataset_values(loss_weights, 'loss_weights', default=1.0)
+        self.loss_weights = loss_weights
         self.default_dataset = default_dataset
         self._check_branches()
         self._check_ensemble(default_dataset, label_space, self.test_cfg,
@@ -235,7 +236,7 @@ class CDCLEncoderDecoder(EncoderDecoder):
         inputs = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
         try:
             updated = updated_buffers(self, lambda: self.loss(inputs, samples), candidates)
-        except Exception as e:  # noqa: B902  (any model's forward: the check is best effort)
+        except Exception as e:  # any model's forward: the check is best effort
             _warn(f'CDCL: cannot tell whether the buffers {candidates} are updated from the '
                   f'inputs in training (a training forward of 2 {size}x{size} images raised '
                   f'{type(e).__name__}: {e}); if they are, the datasets share them')
