@@ -156,3 +156,47 @@ def test_gradient_checkpointing_trains_as_without_it():
 def test_dataset_name_errors(names, message):
     with pytest.raises(ValueError, match=message):
         _model(names=names)
+
+
+NEVER_BUILT = dict(type='BackboneThatIsNeverBuilt')  # reaching it raises a KeyError
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(branch_selection=dict(temperature=0)),
+     r'branch selection temperature=0: expected a positive finite number'),
+    (dict(branch_selection=dict(temperature=-0.1)),
+     r'branch selection temperature=-0.1: expected a positive finite number'),
+    (dict(default_dataset='ensemble'),
+     r"default_dataset='ensemble' adds the branches' probabilities, but the datasets have "
+     r"other classes \{'a': 5, 'b': 3\}: set model.label_space \(LabelSpace: one output label "
+     r"space, each dataset's classes mapped to it\) or use default_dataset='auto'"),
+    (dict(default_dataset='c'), r"default_dataset='c' is not one of the datasets \['a', 'b'\]"),
+    (dict(loss_weights=dict(z=2)), r"loss_weights names unknown datasets \['z'\]"),
+])
+def test_config_errors_come_before_the_model_is_built(kwargs, message):
+    cfg = small_cdcl_cfg(**kwargs)
+    with pytest.raises(ValueError, match=message):
+        MODELS.build(ConfigDict(cfg))
+    cfg['backbone'] = NEVER_BUILT
+    with pytest.raises(ValueError, match=message):
+        MODELS.build(ConfigDict(cfg))
+    with pytest.raises(KeyError, match='BackboneThatIsNeverBuilt is not in the'):
+        MODELS.build(ConfigDict(small_cdcl_cfg(), backbone=NEVER_BUILT))  # a valid config's
+
+
+def test_ensemble_of_datasets_with_the_same_or_mapped_classes_builds():
+    assert _model(num_classes=(5, 5), default_dataset='ensemble').default_dataset == 'ensemble'
+    space = dict(classes=('x', 'y'), mapping=dict(a=['x', 'x', 'y', 'y', None],
+                                                  b=['y', 'x', None]))
+    model = _model(default_dataset='ensemble', label_space=space)
+    assert model.label_space.tables == [[0, 0, 1, 1, 255], [1, 0, 255]]
+
+
+def test_num_classes_of_another_length_is_refused_before_the_model_is_built():
+    from convert_config import load_config
+    cfg = load_config('mmseg::fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py').model
+    cfg.update(type='CDCLEncoderDecoder', dataset_names=['a', 'b'], num_classes=[19, 11, 19],
+               pretrained=None, backbone=NEVER_BUILT)
+    with pytest.raises(ValueError, match=r"num_classes=\[19, 11, 19\]: expected one class "
+                                         r"count per dataset \['a', 'b'\]"):
+        MODELS.build(cfg)

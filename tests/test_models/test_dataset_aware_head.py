@@ -11,7 +11,7 @@ from torch import nn
 from conftest import seg_samples
 from convert_config import load_config
 from mmseg_cdcl.models.decode_heads import build_dataset_aware_head, head_dataset
-from mmseg_cdcl.models.layers import DSBN, DatasetBranches
+from mmseg_cdcl.models.layers import DSBN, DatasetBranches, DatasetStatistics
 
 AUX_AND_DECODE = ['auxiliary_head.conv_seg', 'decode_head.conv_seg']
 # The heads of MMSeg 1.2.2 beyond tests/test_tools/test_convert_config.py's model families, each
@@ -64,8 +64,11 @@ def test_every_cpu_head_converts_and_trains_per_dataset(head):
     cfg.data_preprocessor.size = (size, size)
     torch.manual_seed(0)
     model = MODELS.build(cfg)
-    found = sorted(n for n, m in model.named_modules() if isinstance(m, DatasetBranches))
+    found = sorted(n for n, m in model.named_modules() if isinstance(m, DatasetBranches)
+                   and not isinstance(m, DatasetStatistics))
     assert found == classifiers
+    statistics = sorted(n for n, m in model.named_modules() if isinstance(m, DatasetStatistics))
+    assert statistics == (['decode_head.ema_module'] if head == 'EMAHead' else [])
     assert any(isinstance(m, DSBN) for m in model.modules())
     samples = seg_samples([0, 1, 0, 1], [19, 11], size=(size, size))
     losses = model.loss(torch.randn(4, 3, size, size), samples)
@@ -96,6 +99,14 @@ def test_heads_that_cannot_be_made_per_dataset_are_refused_by_name(path, message
     cfg.update(type='CDCLEncoderDecoder', dataset_names=['a', 'b'], num_classes=[19, 11])
     with pytest.raises(ValueError, match=message):
         MODELS.build(cfg)
+    # Before anything is built: a backbone that cannot be built is never reached.
+    cfg.backbone = dict(type='BackboneThatIsNeverBuilt')
+    with pytest.raises(ValueError, match=message):
+        MODELS.build(cfg)
+    cfg = _model_cfg('fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py')
+    cfg.backbone = dict(type='BackboneThatIsNeverBuilt')
+    with pytest.raises(KeyError, match='BackboneThatIsNeverBuilt is not in the'):
+        MODELS.build(cfg)  # a convertible model gets as far as its backbone
 
 
 def test_a_model_without_batchnorm_gets_per_dataset_classifiers_and_a_warning():

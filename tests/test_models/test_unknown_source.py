@@ -150,7 +150,22 @@ def test_known_datasets_predict_in_the_label_space():
 
 
 def test_combining_branches_of_other_classes_needs_a_label_space():
-    model = _toy('ensemble', label_space=None)
+    """Refused when the model is built, and by the ensemble itself where the route is set
+    later."""
+    with pytest.raises(ValueError, match=r"default_dataset='ensemble' adds the branches' "
+                                         r"probabilities, but the datasets have other classes "
+                                         r"\{'a': 5, 'b': 3\}: set model.label_space"):
+        _toy('ensemble', label_space=None)
+    cfg = small_cdcl_cfg()
+    cfg['test_cfg'] = dict(mode='whole', unknown_source=True)
+    with pytest.raises(ValueError, match=r"test_cfg.unknown_source=True \(its ensemble route\) "
+                                         r"adds the branches' probabilities, but the datasets "
+                                         r"have other classes \{'a': 5, 'b': 3\}: set "
+                                         r"model.label_space \(LabelSpace: one output label "
+                                         r"space, each dataset's classes mapped to it\)$"):
+        MODELS.build(ConfigDict(cfg))
+    model = _toy(None, label_space=None)
+    model.default_dataset = 'ensemble'
     with pytest.raises(ValueError, match=r"combining the branches of datasets with other "
                                          r"classes \{'a': 5, 'b': 3\} needs one output label "
                                          r'space: set model.label_space'):

@@ -13,6 +13,7 @@ from typing import Iterator, List, Optional, Sequence, Union
 
 from mmengine.config import ConfigDict
 from mmengine.logging import print_log
+import torch
 from mmseg.registry import MODELS
 from torch import nn
 
@@ -67,6 +68,53 @@ def class_dependent_modules(head: nn.Module, probe: nn.Module, owner: str) -> Li
     return names
 
 
+def _checked_cfg(cfg: dict, num_classes: Sequence[int], ignore_index,
+                 owner: str) -> List[Optional[int]]:
+    """The refusals that need only the head's config; each dataset's ignore index."""
+    kind = _type_name(cfg)
+    if kind in UNCONVERTIBLE:
+        raise ValueError(f'{owner} cannot be trained by CDCL: {UNCONVERTIBLE[kind]}')
+    if 'num_classes' not in cfg:
+        raise ValueError(f'{owner} has no num_classes in its config: not a classifier head')
+    given_out = cfg.get('out_channels')
+    if given_out is not None and given_out != cfg['num_classes']:
+        raise ValueError(f'{owner} has out_channels={given_out} for num_classes='
+                         f"{cfg['num_classes']} (binary segmentation): CDCL needs one output "
+                         'per class')
+    return _per_dataset(cfg.get('ignore_index', 255) if ignore_index is None else
+                        ignore_index, len(num_classes), 'ignore_index', owner)
+
+
+def _classifiers(head: nn.Module, probe: nn.Module, owner: str) -> List[str]:
+    names = class_dependent_modules(head, probe, owner)
+    if not names:
+        raise ValueError(f'{owner}: none of its parameters depends on num_classes, so it has no '
+                         'classifier to make per dataset')
+    return names
+
+
+def check_dataset_aware_head(cfg: dict, num_classes: Sequence[int],
+                             ignore_index: Union[int, Sequence[int], None] = None,
+                             owner: str = 'decode_head') -> None:
+    """Raise what :func:`build_dataset_aware_head` would raise, before the model is built: the
+    head is built for two class counts on the meta device (no memory, no random numbers), or
+    on the CPU where its ``__init__`` reads tensors' values.
+
+    Raises:
+        ValueError: the head cannot be made per dataset; names it and why.
+    """
+    owner = f'{owner} ({_type_name(cfg)})'
+    _checked_cfg(cfg, num_classes, ignore_index, owner)
+    counts = (num_classes[0], num_classes[0] + 1)
+    try:
+        with torch.device('meta'):
+            heads = [MODELS.build(ConfigDict(cfg, num_classes=c)) for c in counts]
+    except Exception:  # e.g. Segmenter's head calls .item() on a drop-path schedule
+        with torch.random.fork_rng(devices=[]):  # the model's initialisation stays the same
+            heads = [MODELS.build(ConfigDict(cfg, num_classes=c)) for c in counts]
+    _classifiers(*heads, owner)
+
+
 def build_dataset_aware_head(cfg: dict, num_classes: Sequence[int],
                              ignore_index: Union[int, Sequence[int], None] = None,
                              owner: str = 'decode_head') -> nn.Module:
@@ -86,28 +134,14 @@ def build_dataset_aware_head(cfg: dict, num_classes: Sequence[int],
         ValueError: the head cannot be made per dataset (e.g. query-based heads); names it
             and why.
     """
-    kind = _type_name(cfg)
-    owner = f'{owner} ({kind})'
-    if kind in UNCONVERTIBLE:
-        raise ValueError(f'{owner} cannot be trained by CDCL: {UNCONVERTIBLE[kind]}')
-    if 'num_classes' not in cfg:
-        raise ValueError(f'{owner} has no num_classes in its config: not a classifier head')
-    given_out = cfg.get('out_channels')
-    if given_out is not None and given_out != cfg['num_classes']:
-        raise ValueError(f'{owner} has out_channels={given_out} for num_classes='
-                         f"{cfg['num_classes']} (binary segmentation): CDCL needs one output "
-                         'per class')
-    ignore_index = _per_dataset(cfg.get('ignore_index', 255) if ignore_index is None else
-                                ignore_index, len(num_classes), 'ignore_index', owner)
+    owner = f'{owner} ({_type_name(cfg)})'
+    ignore_index = _checked_cfg(cfg, num_classes, ignore_index, owner)
     heads = [MODELS.build(ConfigDict(cfg, num_classes=c, ignore_index=i))
              for c, i in zip(num_classes, ignore_index)]
     counts = set(num_classes)
     probe = (heads[[c != num_classes[0] for c in num_classes].index(True)] if len(counts) > 1
              else MODELS.build(ConfigDict(cfg, num_classes=num_classes[0] + 1)))
-    names = class_dependent_modules(heads[0], probe, owner)
-    if not names:
-        raise ValueError(f'{owner}: none of its parameters depends on num_classes, so it has no '
-                         'classifier to make per dataset')
+    names = _classifiers(heads[0], probe, owner)
     head = heads[0]
     for name in names:
         parent, _, attr = name.rpartition('.')

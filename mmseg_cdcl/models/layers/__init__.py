@@ -1,7 +1,9 @@
 from .dataset_branches import DatasetBranches
 from .dataset_context import (DatasetAwareModule, DatasetRouting, dataset_aware_modules,
                               dataset_context)
+from .dataset_statistics import DatasetStatistics, updated_buffers
 from .dsbn import DSBN, DSBN_CFG, DatasetBatchTooSmall, dsbn_cfg
 
 __all__ = ['DSBN', 'DSBN_CFG', 'DatasetAwareModule', 'DatasetBatchTooSmall', 'DatasetBranches',
-           'DatasetRouting', 'dataset_aware_modules', 'dataset_context', 'dsbn_cfg']
+           'DatasetRouting', 'DatasetStatistics', 'dataset_aware_modules', 'dataset_context',
+           'dsbn_cfg', 'updated_buffers']

@@ -5,17 +5,21 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.logging import MessageHub, print_log
+from mmengine.structures import PixelData
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
 from mmseg.utils import add_prefix
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...datasets.transforms import inference_pipeline
-from ..decode_heads import build_dataset_aware_head, head_dataset, is_dataset_aware
+from ..decode_heads import (build_dataset_aware_head, check_dataset_aware_head, head_dataset,
+                            is_dataset_aware)
 from ..decode_heads.dataset_aware_head import UNCONVERTIBLE
 from ..layers import (DSBN, DatasetAwareModule, DatasetBatchTooSmall, DatasetBranches,
-                      DatasetRouting, dataset_context)
+                      DatasetRouting, DatasetStatistics, dataset_context, updated_buffers)
 from ..utils import BranchSelector, LabelSpace
 from ..utils.checkpoint_datasets import (branch_patterns, branch_sources, classifier_misfits,
                                          fresh_classifiers, map_branches)
@@ -109,29 +113,39 @@ class CDCLEncoderDecoder(EncoderDecoder):
                  branch_selection: Optional[dict] = None,
                  branch_map: Optional[Dict[str, str]] = None,
                  **kwargs):
+        # Every refusal that needs only the config comes before the model is built.
         self.dataset_names = self._checked_names(dataset_names)
         if num_classes is not None:
-            self._check_convertible(kwargs)
+            self._check_convertible(kwargs, num_classes, ignore_index)
+        default_dataset = (default_dataset if default_dataset in (None, AUTO, ENSEMBLE)
+                           else self.dataset_index(default_dataset, 'default_dataset'))
+        self._check_ensemble(default_dataset, label_space, kwargs.get('test_cfg'),
+                             _config_classes(num_classes, kwargs))
+        branch_selector = BranchSelector(**(branch_selection or {}))
+        loss_weights = self._dataset_values(loss_weights, 'loss_weights', default=1.0)
+        branch_map = self._checked_branch_map(branch_map)
         super().__init__(**kwargs)
         if num_classes is not None:
             self._make_dataset_aware(kwargs, num_classes, ignore_index)
         self.dataset_ignore_index = self._ignore_indices(ignore_index)
-        self.loss_weights = self._dataset_values(loss_weights, 'loss_weights', default=1.0)
-        self.default_dataset = (default_dataset if default_dataset in (None, AUTO, ENSEMBLE)
-                                else self.dataset_index(default_dataset, 'default_dataset'))
+        self.loss_weights = loss_weights
+        self.default_dataset = default_dataset
         self._check_branches()
+        self._check_ensemble(default_dataset, label_space, self.test_cfg,
+                             self.classes_per_dataset())
         self.label_space = None if label_space is None else LabelSpace(
             dataset_names=self.dataset_names, num_classes=self.classes_per_dataset(),
             defer_class_names=True, **label_space)
         # Class names of the datasets, where known: stated in checkpoints, checked at loading.
         self.dataset_classes: Dict[str, Tuple[str, ...]] = dict(
             getattr(self.label_space, 'dataset_classes', {}))
-        self.branch_map = self._checked_branch_map(branch_map)
+        self.branch_map = branch_map
         self.register_state_dict_post_hook(_state_datasets)
-        self.branch_selector = BranchSelector(**(branch_selection or {}))
+        self.branch_selector = branch_selector
         self._active: Optional[int] = None  # the dataset whose branch runs
         self._aware_modules: Optional[List[DatasetAwareModule]] = None  # found at first use
         self._shared_feats: Optional[list] = None  # [inputs, features] while branches share them
+        self._make_statistics_per_dataset()
 
     @staticmethod
     def _checked_names(names: Sequence[str]) -> Tuple[str, ...]:
@@ -209,17 +223,41 @@ class CDCLEncoderDecoder(EncoderDecoder):
                                 self.dataset_classes else None))
             for d, name in enumerate(self.dataset_names)})
 
-    @staticmethod
-    def _check_convertible(cfgs: dict) -> None:
-        """Refuse heads CDCL cannot make per dataset before building anything."""
+    def _check_convertible(self, cfgs: dict, num_classes: Sequence[int], ignore_index) -> None:
+        """Refuse what CDCL cannot convert before building anything: ``num_classes`` of another
+        length than the datasets, heads it cannot make per dataset."""
+        if isinstance(num_classes, (int, str)) or len(num_classes) != len(self.dataset_names):
+            raise ValueError(f'num_classes={num_classes!r}: expected one class count per '
+                             f'dataset {list(self.dataset_names)}')
+        classes = _head_classes(cfgs.get('decode_head'))
         for key in ('decode_head', 'auxiliary_head'):
             heads = cfgs.get(key)
             for i, cfg in enumerate(heads if isinstance(heads, list) else [heads]):
+                name = f'{key}[{i}]' if isinstance(heads, list) else key
                 kind = (cfg or {}).get('type')
                 if isinstance(kind, str) and kind in UNCONVERTIBLE:
-                    name = f'{key}[{i}]' if isinstance(heads, list) else key
                     raise ValueError(f'{name} ({kind}) cannot be trained by CDCL: '
                                      f'{UNCONVERTIBLE[kind]}')
+                if cfg is not None and cfg.get('num_classes') == classes and \
+                        not isinstance(classes, (list, tuple)):  # converted as built below
+                    check_dataset_aware_head(cfg, num_classes, ignore_index, name)
+
+    def _check_ensemble(self, default_dataset, label_space: Optional[dict],
+                        test_cfg: Optional[dict], classes: Optional[Sequence[int]]) -> None:
+        """The ensemble adds the branches' probabilities class by class: their classes must be
+        the same, or mapped into one label space."""
+        if label_space is not None or classes is None or len(set(classes)) == 1:
+            return
+        if default_dataset == ENSEMBLE:
+            key, instead = "default_dataset='ensemble'", "or use default_dataset='auto'"
+        elif (test_cfg or {}).get('unknown_source', False):
+            key, instead = 'test_cfg.unknown_source=True (its ensemble route)', ''
+        else:
+            return
+        raise ValueError(
+            f"{key} adds the branches' probabilities, but the datasets have other classes "
+            f'{dict(zip(self.dataset_names, classes))}: set model.label_space (LabelSpace: one '
+            f"output label space, each dataset's classes mapped to it) {instead}".rstrip())
 
     def heads(self) -> List[nn.Module]:
         """The decode heads (every stage of a cascade) and auxiliary heads."""
@@ -232,11 +270,7 @@ class CDCLEncoderDecoder(EncoderDecoder):
                             ignore_index) -> None:
         """Convert the stock model just built: one classifier per dataset in every head that
         predicts the model's classes, every BatchNorm a DSBN."""
-        if isinstance(num_classes, int) or len(num_classes) != len(self.dataset_names):
-            raise ValueError(f'num_classes={num_classes!r}: expected one class count per '
-                             f'dataset {list(self.dataset_names)}')
-        decode = cfgs['decode_head']
-        classes = (decode[-1] if isinstance(decode, list) else decode).get('num_classes')
+        classes = _head_classes(cfgs['decode_head'])
 
         def convert(head: nn.Module, cfg: dict, name: str) -> nn.Module:
             if is_dataset_aware(head):
@@ -257,10 +291,58 @@ class CDCLEncoderDecoder(EncoderDecoder):
                 setattr(self, key, convert(head, cfg, key))
         DSBN.convert_dsbn(self, len(self.dataset_names))
         if not any(isinstance(m, DSBN) for m in self.modules()):
-            message = ('CDCL: the model has no BatchNorm, so nothing is dataset-specific but the '
-                       'classifiers')
-            warnings.warn(message)
-            print_log(message, logger='current', level=30)
+            _warn('CDCL: the model has no BatchNorm, so nothing is dataset-specific but the '
+                  'classifiers')
+
+    def _make_statistics_per_dataset(self, size: int = 64) -> None:
+        """Every module that updates a buffer from its inputs in training (EMANet's bases)
+        becomes one copy per dataset (:class:`DatasetStatistics`), as DSBN makes BatchNorm's
+        statistics per dataset. The buffers are found by one training step's forward of two
+        ``size`` x ``size`` images, with the model restored afterwards; it runs only if the
+        model has buffers besides BatchNorm's. A buffer of a top-level component itself (a
+        head, the backbone) cannot be copied without it: the model is warned about by name."""
+        aware = [f'{n}.' for n, m in self.named_modules()
+                 if isinstance(m, (DatasetAwareModule, _BatchNorm))] + ['data_preprocessor.']
+        candidates = [n for n, _ in self.named_buffers() if not n.startswith(tuple(aware))]
+        if not candidates:
+            return
+        samples = []
+        for _ in range(2):
+            sample = SegDataSample(metainfo=dict(
+                dataset_idx=0, img_shape=(size, size), ori_shape=(size, size),
+                pad_shape=(size, size), padding_size=[0] * 4))
+            sample.gt_sem_seg = PixelData(data=torch.zeros(1, size, size, dtype=torch.long))
+            samples.append(sample)
+        inputs = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+        try:
+            updated = updated_buffers(self, lambda: self.loss(inputs, samples), candidates)
+        except Exception as e:  # any model's forward: the check is best effort
+            _warn(f'CDCL: cannot tell whether the buffers {candidates} are updated from the '
+                  f'inputs in training (a training forward of 2 {size}x{size} images raised '
+                  f'{type(e).__name__}: {e}); if they are, the datasets share them')
+            return
+        finally:
+            self._aware_modules = None
+        components = {'': 'the segmentor', 'backbone': 'the backbone', 'neck': 'the neck'}
+        components.update({name: 'a head' for name, m in self.named_modules()
+                           if any(m is h for h in self.heads())})
+        owners: Dict[str, List[str]] = {}
+        for name in updated:
+            owner, _, buffer = name.rpartition('.')
+            owners.setdefault(owner, []).append(buffer)
+        for owner, buffers in owners.items():
+            module = self.get_submodule(owner)
+            if owner in components:
+                _warn(f'CDCL: {owner or "the model"} ({type(module).__name__}) updates its '
+                      f'buffers {buffers} from the inputs in training, and as '
+                      f'{components[owner]} it cannot be copied per dataset: the datasets share '
+                      "them, so one dataset's samples change the forward of another's")
+                continue
+            parent, _, attr = owner.rpartition('.')
+            setattr(self.get_submodule(parent), attr,
+                    DatasetStatistics.of(module, len(self.dataset_names)))
+            print_log(f'CDCL: {owner} ({type(module).__name__}) updates its buffers {buffers} '
+                      'from the inputs in training: one copy per dataset', logger='current')
 
     def _ignore_indices(self, ignore_index) -> Tuple[int, ...]:
         """Each dataset's ignore index, for heads shared by the datasets."""
@@ -708,6 +790,24 @@ def _state_datasets(model: CDCLEncoderDecoder, state_dict, prefix: str,
                     local_metadata: dict) -> None:
     """State dict hook: the model's datasets, stated in its metadata."""
     local_metadata.update(model.stated_datasets())
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message)
+    print_log(message, logger='current', level=30)
+
+
+def _head_classes(decode) -> Optional[Union[int, Sequence[int]]]:
+    """``num_classes`` of a decode head config (the last stage's of a cascade)."""
+    decode = decode[-1] if isinstance(decode, list) else decode
+    return None if decode is None else decode.get('num_classes')
+
+
+def _config_classes(num_classes, cfgs: dict) -> Optional[Sequence[int]]:
+    """Classes of each dataset as the config states them (converted or DAB heads); None where
+    only the built model tells."""
+    classes = num_classes if num_classes is not None else _head_classes(cfgs.get('decode_head'))
+    return classes if isinstance(classes, (list, tuple)) else None
 
 
 def _same_data(a: Tensor, b: Tensor) -> bool:

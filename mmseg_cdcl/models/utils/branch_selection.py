@@ -5,6 +5,7 @@ embedding of the dataset (Segu, Tonioni, Tombari, "Batch Normalization Embedding
 Domain Generalization", Pattern Recognition 2023). An image's own feature statistics at the
 first DSBN layers are compared with each branch's, the features computed through that branch.
 """
+import math
 from typing import List, Sequence, Tuple
 
 import torch
@@ -66,6 +67,11 @@ class BranchSelector:
                              f'{DISTANCES}')
         if num_layers < 1:
             raise ValueError(f'branch selection num_layers={num_layers}: expected >= 1')
+        if not (isinstance(temperature, (int, float)) and 0 < temperature < math.inf):
+            # softmax(-distance / temperature) of a temperature <= 0 ranks the farthest branch
+            # first (or gives NaN scores at 0)
+            raise ValueError(f'branch selection temperature={temperature!r}: expected a '
+                             'positive finite number')
         self.num_layers, self.distance, self.temperature = num_layers, distance, temperature
 
     def distances(self, model: nn.Module, inputs: Tensor) -> Tensor:
