@@ -2,7 +2,7 @@
 # when it is up to date). CDCL_WHEELS=DIR lets pip take prebuilt wheels (mmcv) from DIR.
 PY := .venv/bin/python
 
-.PHONY: env demo test
+.PHONY: env demo test test-fast
 env:
 	bash tools/setup_env.sh
 
@@ -11,3 +11,7 @@ demo: env
 
 test: env
 	$(PY) -m pytest -q
+
+# The fast tier for everyday work: every package module at unit level, no test marked slow.
+test-fast: env
+	$(PY) -m pytest -q -m "not slow"

@@ -9,9 +9,9 @@ from mmseg.registry import MODELS
 from torch import nn
 
 from conftest import seg_samples
-from convert_config import load_config
 from mmseg_cdcl.models.decode_heads import build_dataset_aware_head, head_dataset
 from mmseg_cdcl.models.layers import DSBN, DatasetBranches
+from mmseg_cdcl.utils import load_config
 
 AUX_AND_DECODE = ['auxiliary_head.conv_seg', 'decode_head.conv_seg']
 # The heads of MMSeg 1.2.2 beyond tests/test_tools/test_convert_config.py's model families, each
