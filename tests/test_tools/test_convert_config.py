@@ -103,6 +103,7 @@ def _no_dropout(model):
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('family', FAMILIES)
 def test_stock_config_converts_trains_and_exports(family, data_cwd, tmp_path):
     config, cfg = _cdcl_config(family, data_cwd, tmp_path)

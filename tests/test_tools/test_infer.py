@@ -12,6 +12,9 @@ import pytest
 from mmengine.config import Config
 
 from conftest import REPO, shrink_config
+
+# Each test trains or runs a tool in a fresh interpreter.
+pytestmark = pytest.mark.slow
 from mmseg_cdcl.datasets import CamVidDataset
 
 CAMVID_COLOURS = {tuple(c) for c in CamVidDataset.METAINFO['palette']}

@@ -11,6 +11,9 @@ import pytest
 
 from conftest import REPO
 
+# Each test trains or runs a tool in a fresh interpreter.
+pytestmark = pytest.mark.slow
+
 LABELS = ['CDCL (DSBN + DAT)', 'single: Cityscapes only', 'single: BDD100K only',
           'joint: shared BN, one classifier']
 CLASS_TABLE = re.compile(r'^\|\s+Class\s+\|\s+IoU\s+\|', flags=re.M)  # per-class IoU tables

@@ -11,6 +11,9 @@ from mmengine.config import Config
 
 from conftest import REPO, shrink_config
 
+# Each test trains or runs a tool in a fresh interpreter.
+pytestmark = pytest.mark.slow
+
 CDCL = ['cdcl_cityscapes_bdd', 'cdcl_cityscapes_camvid', 'cdcl_cityscapes_bdd_camvid',
         'ablations/cdcl_cityscapes_bdd_interval2', 'ablations/cdcl_cityscapes_bdd_alternate',
         'ablations/cdcl_cityscapes_bdd_shared_bn']
