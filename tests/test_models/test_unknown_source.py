@@ -92,6 +92,7 @@ def _toy(default_dataset, label_space=LABEL_SPACE):
     return model.eval()
 
 
+@pytest.mark.slow
 def test_auto_routes_each_image_and_reports_its_scores():
     model = _toy('auto')
     x = torch.randn(3, 3, 32, 32)
@@ -112,6 +113,7 @@ def test_auto_routes_each_image_and_reports_its_scores():
         torch.testing.assert_close(result.seg_logits.data, expected.seg_logits.data)
 
 
+@pytest.mark.slow
 def test_ensemble_is_the_score_weighted_sum_of_the_branches_probabilities():
     model = _toy('ensemble')
     x = torch.randn(2, 3, 32, 32)

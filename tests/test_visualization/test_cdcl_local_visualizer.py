@@ -6,6 +6,7 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import save_checkpoint
@@ -57,6 +58,7 @@ def _share_drawn(drawn, image, label, palette):
     return np.mean((np.abs(drawn.astype(int) - expected) <= 1).all(-1)[label != 255])
 
 
+@pytest.mark.slow
 def test_test_tool_show_dir_draws_each_dataset_in_its_colours(data_cwd, tmp_path):
     cfg = shrink_config(Config.fromfile(osp.join(REPO, 'configs', 'cdcl_cityscapes_camvid.py')))
     cfg.default_hooks.visualization.interval = 1  # draw every image, not every 50th

@@ -1,5 +1,6 @@
-"""mmseg_cdcl.apis.convert_config: a stock MMSeg config and dataset configs become one CDCL
-config, in-process (tests/test_tools/test_convert_config.py trains the result per family)."""
+"""mmseg_cdcl.apis.convert_config in-process: a stock MMSeg config and dataset configs become
+one CDCL config (tests/test_tools/test_convert_config.py, a name pytest allows once, trains the
+result per model family and runs the command line)."""
 import os.path as osp
 
 import pytest
