@@ -12,10 +12,10 @@ import pytest
 from mmengine.config import Config
 
 from conftest import REPO, shrink_config
+from mmseg_cdcl.datasets import CamVidDataset
 
 # Each test trains or runs a tool in a fresh interpreter.
 pytestmark = pytest.mark.slow
-from mmseg_cdcl.datasets import CamVidDataset
 
 CAMVID_COLOURS = {tuple(c) for c in CamVidDataset.METAINFO['palette']}
 
