@@ -1,7 +1,10 @@
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import mmseg_cdcl  # noqa: F401  (registers the components)
@@ -68,3 +71,20 @@ def data_cwd(tmp_path_factory):
     make_demo_data(str(cwd / 'data'), num_images=dict(train=6, val=3, test=2),
                    image_size=(64, 128), seed=0)
     return cwd
+
+
+@pytest.fixture(scope='session')
+def trained_cdcl(data_cwd, tmp_path_factory):
+    """A two-iteration run of tools/train.py on configs/cdcl_cityscapes_camvid.py at test size,
+    trained once for the tests of the tools that read a trained model: its folder holds
+    config.py and iter_2.pth (whose meta holds the MultiDataset's dataset_meta)."""
+    work_dir = tmp_path_factory.mktemp('cdcl_cityscapes_camvid')
+    cfg = shrink_config(Config.fromfile(os.path.join(REPO, 'configs',
+                                                     'cdcl_cityscapes_camvid.py')))
+    cfg.default_hooks.pop('visualization')
+    cfg.dump(str(work_dir / 'config.py'))
+    result = subprocess.run([sys.executable, os.path.join(REPO, 'tools', 'train.py'),
+                             str(work_dir / 'config.py'), '--work-dir', str(work_dir)],
+                            cwd=data_cwd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return work_dir
