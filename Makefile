@@ -3,7 +3,7 @@
 # take prebuilt wheels (mmcv) from DIR. `make lock` re-resolves the pins into the lock.
 PY := .venv/bin/python
 
-.PHONY: env lock demo test
+.PHONY: env lock demo test test-fast
 env:
 	bash tools/setup_env.sh
 
@@ -15,3 +15,7 @@ demo: env
 
 test: env
 	$(PY) -m pytest -q
+
+# The fast tier for everyday work: every package module at unit level, no test marked slow.
+test-fast: env
+	$(PY) -m pytest -q -m "not slow"

@@ -1,11 +1,15 @@
 import os
+import subprocess
 import sys
 
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import mmseg_cdcl  # noqa: F401  (registers the components)
+# shrink_config: re-exported for the tests that take it from here
+from mmseg_cdcl.testing import make_demo_data, shrink_config  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
@@ -57,48 +61,30 @@ def seg_samples(dataset_idx, num_classes, size=(32, 32), seed=0):
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, 'tools'))
 
 
 @pytest.fixture(scope='session')
 def data_cwd(tmp_path_factory):
     """A folder whose ``data/`` holds small generated Cityscapes, BDD100K and CamVid in their
     real layouts, so the real configs' ``data/<dataset>`` roots resolve from it."""
-    from make_demo_data import make_demo_data
     cwd = tmp_path_factory.mktemp('cwd')
     make_demo_data(str(cwd / 'data'), num_images=dict(train=6, val=3, test=2),
                    image_size=(64, 128), seed=0)
     return cwd
 
 
-def shrink_config(cfg, crop=(64, 64), per_dataset=2, max_iters=2):
-    """The same config at test size: small resizes and crops, few images, few iterations, no
-    workers, no pretrained download. Everything else stays the config's."""
-    def walk(node):
-        if isinstance(node, dict):
-            kind = node.get('type')
-            if kind in ('RandomResize', 'Resize'):
-                node['scale'] = (crop[1] * 2, crop[0])
-            if kind == 'RandomCrop':
-                node['crop_size'] = crop
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(cfg._cfg_dict)
-    cfg.model.pretrained = None
-    cfg.model.data_preprocessor.size = crop
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[loader].update(num_workers=0, persistent_workers=False)
-    batch_sampler = cfg.train_dataloader.get('batch_sampler')
-    if batch_sampler is not None:
-        batch_sampler.batch_sizes = {k: per_dataset for k in batch_sampler.batch_sizes}
-    else:
-        cfg.train_dataloader.batch_size = per_dataset
-    cfg.train_cfg.update(max_iters=max_iters, val_interval=max_iters)
-    cfg.param_scheduler[0].end = max_iters
-    cfg.default_hooks.checkpoint.interval = max_iters
-    cfg.default_hooks.logger.interval = 1
-    return cfg
+@pytest.fixture(scope='session')
+def trained_cdcl(data_cwd, tmp_path_factory):
+    """A two-iteration run of tools/train.py on configs/cdcl_cityscapes_camvid.py at test size,
+    trained once for the tests of the tools that read a trained model: its folder holds
+    config.py and iter_2.pth (whose meta holds the MultiDataset's dataset_meta)."""
+    work_dir = tmp_path_factory.mktemp('cdcl_cityscapes_camvid')
+    cfg = shrink_config(Config.fromfile(os.path.join(REPO, 'configs',
+                                                     'cdcl_cityscapes_camvid.py')))
+    cfg.default_hooks.pop('visualization')
+    cfg.dump(str(work_dir / 'config.py'))
+    result = subprocess.run([sys.executable, os.path.join(REPO, 'tools', 'train.py'),
+                             str(work_dir / 'config.py'), '--work-dir', str(work_dir)],
+                            cwd=data_cwd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return work_dir

@@ -3,6 +3,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 import mmseg_cdcl
 
 BUILD = textwrap.dedent('''
@@ -43,6 +45,7 @@ def test_stock_mmseg_config_with_custom_imports(tmp_path):
     assert rest.strip() == "['SyncBatchNorm'] 12790086"  # stock PSPNet-R18-D8: 12.79 M params
 
 
+@pytest.mark.slow
 def test_dsbn_in_a_stock_backbone_and_cdcl_components_from_config(tmp_path):
     segmentor, backbone, rest = _build(tmp_path, '''
         _base_ = ['mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py']

@@ -60,7 +60,6 @@ import torch
 from mmengine.analysis import get_model_complexity_info
 from mmengine.config import Config, ConfigDict
 from mmengine.dataset import ConcatDataset, InfiniteSampler, pseudo_collate
-from mmengine.hooks import Hook
 from mmengine.logging import MMLogger
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.registry import init_default_scope
@@ -74,10 +73,10 @@ from mmseg_cdcl import dataset_context
 from mmseg_cdcl.apis import plain_model_cfg, plain_state_dict
 from mmseg_cdcl.datasets import MultiDatasetSampler
 from mmseg_cdcl.datasets.samplers.multi_dataset_sampler import arrange
+from mmseg_cdcl.engine import FirstIterationTimeHook
 from mmseg_cdcl.models.layers import DSBN
-
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from convert_config import load_config  # noqa: E402
+from mmseg_cdcl.testing import make_demo_data, shrink_config, shrink_datasets
+from mmseg_cdcl.utils import load_config
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs')
@@ -386,7 +385,7 @@ def bench_loading(args, data_root):
     crop, (h, w) = tuple(args.crop), _image_size(args)
     demo = Config.fromfile(DEMO_DATA)
     splits = dict(cityscapes=demo.demo_cityscapes_train, bdd100k=demo.demo_bdd100k_train)
-    _adapt(splits, data_root, crop, scale=(w, h))
+    shrink_datasets(splits, crop, data_dir=osp.dirname(data_root))  # resized to (w, h)
     multi = DATASETS.build(dict(type='MultiDataset', datasets=splits))
     concat = ConcatDataset([DATASETS.build(s) for s in splits.values()])
     images = LOAD_BATCHES * 2 * args.batch
@@ -424,35 +423,17 @@ def _image_size(args):
     return args.crop[0], 2 * args.crop[1]  # street scenes twice as wide as high
 
 
-def _adapt(node, data_root, crop, scale):
-    """The demo configs' data roots moved under ``data_root``, their crops and scales ours."""
-    if isinstance(node, dict):
-        if node.get('type') == 'RandomResize':
-            node['scale'] = scale
-        if node.get('type') == 'RandomCrop':
-            node['crop_size'] = crop
-        if str(node.get('data_root', '')).startswith('data/demo/'):
-            node['data_root'] = osp.join(data_root, osp.basename(node['data_root']))
-        node = list(node.values())
-    for value in node if isinstance(node, list) else ():
-        _adapt(value, data_root, crop, scale)
-
-
 # --- e. resume ---------------------------------------------------------------------------------
 def bench_resume(args, data_root, work_dir):
     """Train the demo config 10 iterations at 32x32, copy its checkpoint as one of iteration
     1000 (the loop, message hub and scheduler counters), and time a resume from each."""
     config = osp.join(work_dir, 'resume_config.py')
-    cfg = Config.fromfile(DEMO_CONFIG)
-    _adapt(cfg._cfg_dict, data_root, crop=(32, 32), scale=(64, 32))
-    cfg.model.data_preprocessor.size = (32, 32)
     # Two per dataset: PSPHead's 1x1 pooling has a BatchNorm over one dataset's samples.
-    cfg.train_dataloader.batch_sampler.batch_sizes = dict(cityscapes=2, bdd100k=2)
+    cfg = shrink_config(Config.fromfile(DEMO_CONFIG), crop=(32, 32), per_dataset=2,
+                        max_iters=RESUME_ITERS[1], data_dir=osp.dirname(data_root))
     cfg.merge_from_dict(dict(val_dataloader=None, val_cfg=None, val_evaluator=None,
                              test_dataloader=None, test_cfg=None, test_evaluator=None))
-    cfg.train_cfg.update(max_iters=RESUME_ITERS[1], val_interval=RESUME_ITERS[1])
     cfg.param_scheduler[0].end = max(RESUME_ITERS) + 1
-    cfg.default_hooks.checkpoint.interval = RESUME_ITERS[1]
     cfg.default_hooks.pop('visualization')
     cfg.dump(config)
     child(args, dict(kind='train', config=config, work_dir=osp.join(work_dir, 'train')))
@@ -474,16 +455,6 @@ def bench_resume(args, data_root, work_dir):
                 note='from Runner.from_cfg to the end of the first new iteration, DATTrainLoop')]
 
 
-class _FirstIteration(Hook):
-    """Records the seconds from ``start`` to the end of the first (new) iteration."""
-
-    def __init__(self, start):
-        self.start, self.times = start, {}
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        self.times.setdefault('first_iter', time.perf_counter() - self.start)
-
-
 def train_run(spec):
     """In a child process: train the config, or resume it for one new iteration."""
     from mmengine.runner import Runner
@@ -492,7 +463,7 @@ def train_run(spec):
     if spec.get('checkpoint'):
         cfg.merge_from_dict(dict(load_from=spec['checkpoint'], resume=True))
         cfg.train_cfg.max_iters = spec['iters'] + 1
-    hook = _FirstIteration(time.perf_counter())
+    hook = FirstIterationTimeHook(time.perf_counter())
     runner = Runner.from_cfg(cfg)
     runner.register_hook(hook)
     runner.train()
@@ -638,8 +609,6 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         data_root = osp.join(tmp, 'data', 'demo')
         if {'d', 'e'} & set(sections):
-            sys.path.insert(0, osp.join(REPO, 'tools'))
-            from make_demo_data import make_demo_data
             make_demo_data(data_root, datasets=('cityscapes', 'bdd100k'),
                            num_images=dict(train=16, val=1), image_size=_image_size(args))
         runs = dict(a=partial(bench_dsbn, args, device), b=partial(bench_train_step, args, device),

@@ -23,7 +23,6 @@ complete logs (per-class IoU tables included) go to
 import argparse
 import glob
 import json
-import logging
 import os
 import os.path as osp
 import time
@@ -39,16 +38,16 @@ import matplotlib  # noqa: E402
 import numpy as np  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.dataset import pseudo_collate  # noqa: E402
-from mmengine.hooks import Hook  # noqa: E402
 from mmengine.runner import Runner, load_checkpoint  # noqa: E402
-from mmseg.evaluation import IoUMetric  # noqa: E402
 from mmseg.registry import DATASETS  # noqa: E402
 
-import mmseg_cdcl  # noqa: F401,E402
-from analysis.bn_statistics import bn_statistics  # noqa: E402
-from make_demo_data import LAYOUTS, make_demo_data  # noqa: E402
-from mmseg_cdcl.evaluation.functional import (miou_from_counts,  # noqa: E402
-                                              paired_bootstrap_miou)
+from mmseg_cdcl.engine import PerImageCountsHook, QuietConsoleRunner  # noqa: E402
+from mmseg_cdcl.evaluation import bn_statistics  # noqa: E402
+from mmseg_cdcl.evaluation.model_comparison import (comparison_markdown,  # noqa: E402
+                                                    scores_and_intervals,
+                                                    unknown_source_markdown)
+from mmseg_cdcl.testing import make_demo_data, shrink_schedule  # noqa: E402
+from mmseg_cdcl.testing.demo_data import LAYOUTS  # noqa: E402
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
@@ -74,38 +73,6 @@ DATA_SEED = 0  # --seed varies training (and the bootstrap) on the same data
 # defaults, no drawing during validation); --verbose shows them.
 MMSEG_NOTICES = (r'``build_loss`` would be deprecated soon', r'Default ``avg_non_ignore`` is False',
                  r'The draw is False, it means that the hook for visualization')
-
-
-class QuietConsoleRunner(Runner):
-    """mmengine's Runner whose console shows errors only, as on ranks other than 0; its log
-    file is complete."""
-
-    def build_logger(self, log_level='INFO', log_file=None, **kwargs):
-        logger = super().build_logger(log_level, log_file, **kwargs)
-        for handler in logger.handlers:
-            if type(handler) is logging.StreamHandler:  # the console, not a FileHandler
-                handler.setLevel(logging.ERROR)
-        return logger
-
-
-class PerImageCounts(Hook):
-    """Each test image's per-class intersection and union, in its dataset's own label space
-    (as ``MultiDatasetIoUMetric`` counts them): ``counts[dataset][img_path] = (i, u)``."""
-
-    def __init__(self):
-        self.counts = {}
-
-    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        meta = runner.test_dataloader.dataset.metainfo
-        for sample in outputs:
-            name = meta['dataset_names'][sample.dataset_idx]
-            space = meta['datasets'][name]
-            pred = sample.pred_sem_seg.data.squeeze()
-            intersect, union, _, _ = IoUMetric.intersect_and_union(
-                pred, sample.gt_sem_seg.data.squeeze().to(pred), len(space['classes']),
-                space['ignore_index'])
-            self.counts.setdefault(name, {})[sample.img_path] = (intersect.numpy(),
-                                                                  union.numpy())
 
 
 def ensure_data(args):
@@ -150,9 +117,7 @@ def demo_runner(name, title, args, **cfg_options):
     cfg.visualizer.name = f'visualizer_{name}'  # mmengine shares instances by name
     cfg.randomness = dict(seed=args.seed)
     if args.iters:
-        cfg.train_cfg.update(max_iters=args.iters, val_interval=max(1, args.iters // 4))
-        cfg.param_scheduler[0].end = args.iters
-        cfg.default_hooks.checkpoint.interval = args.iters
+        shrink_schedule(cfg, args.iters, val_interval=max(1, args.iters // 4))
     cfg.merge_from_dict(cfg_options)
     if args.verbose:
         return Runner.from_cfg(cfg)
@@ -166,7 +131,7 @@ def train_and_test(k, label, name, args):
     """Train one demo model and test it on all validation images; return its validation
     history, test metrics, per-image counts and panel predictions."""
     runner = demo_runner(name, f'[{k}/{len(MODELS) + 1}] {label}', args)
-    per_image = PerImageCounts()
+    per_image = PerImageCountsHook()
     runner.register_hook(per_image)
     runner.train()
     metrics = runner.test()
@@ -200,110 +165,29 @@ def test_unknown_source(args):
     return runner.test()
 
 
-def unknown_source_markdown(metrics, num_test):
-    """results.md's second table: mIoU per route and source dataset, the branches chosen."""
-    sources = (*DATASET_NAMES, UNSEEN)
-    titles = dict(DATASET_TITLES, **{UNSEEN: 'CamVid (never trained on)'})
-    routes = [('oracle', 'its dataset\'s branch'), ('auto', 'auto'), ('ensemble', 'ensemble')]
-    routes += [(f'branch_{d}', f'{DATASET_TITLES[d]} branch') for d in DATASET_NAMES]
-    rows = ['| images | ' + ' | '.join(title for _, title in routes) + ' | auto chose ' + ' / '.join(
-        DATASET_TITLES[d] for d in DATASET_NAMES) + ' |', '|---' * (len(routes) + 2) + '|']
-    for source in sources:
-        cells = [titles[source]]
-        cells += [f"{metrics[f'{source}/{route}/mIoU']:.2f}"
-                  if f'{source}/{route}/mIoU' in metrics else '—' for route, _ in routes]
-        cells.append(' / '.join(str(metrics[f'choice/{source}/{d}']) for d in DATASET_NAMES))
-        rows.append('| ' + ' | '.join(cells) + ' |')
-    return '\n'.join([
-        f'CDCL on images of unknown source ({num_test} validation images per dataset), mIoU in '
-        "CamVid's 11 classes (`configs/_base_/label_spaces/cityscapes_to_camvid.py`): the "
-        "branch of the image's dataset, the branch its DSBN statistics choose (auto), all "
-        'branches weighted by those scores (ensemble), and each branch for every image.',
-        '', *rows]) + '\n'
-
-
-def scores_and_intervals(metrics, counts, seed):
-    """Each model's mIoU per dataset (from its per-image counts, checked against the metric's)
-    and, for CDCL against each baseline and dataset, the paired bootstrap of the difference."""
-    scores, arrays = {}, {}
-    for label in MODELS:
-        scores[label], arrays[label] = {}, {}
-        for name in DATASET_NAMES:
-            images = sorted(counts[label][name])
-            if images != sorted(counts[CDCL][name]):
-                raise RuntimeError(f'{label} was tested on other {name} images than {CDCL}')
-            arrays[label][name] = [np.stack([counts[label][name][i][k] for i in images])
-                                   for k in (0, 1)]
-            miou = float(miou_from_counts(*arrays[label][name]))
-            if abs(miou - metrics[label][f'{name}/mIoU']) > 0.01:
-                raise RuntimeError(f'{label}: {name} mIoU from per-image counts {miou:.3f} != '
-                                   f'the metric\'s {metrics[label][f"{name}/mIoU"]}')
-            scores[label][name] = round(miou, 2)
-    intervals = {label: {name: paired_bootstrap_miou(*arrays[CDCL][name], *arrays[label][name],
-                                                      seed=seed, **BOOTSTRAP)
-                         for name in DATASET_NAMES}
-                 for label in MODELS if label != CDCL}
-    return scores, intervals
-
-
-def _signed(x):
-    return f'{x:+.2f}'.replace('-', '−')
-
-
 def results_markdown(scores, intervals, num_test, args, seconds):
-    """results.md: the table with the bootstrap intervals and what they establish."""
-    level = f'{BOOTSTRAP["level"]:.0%}'
-    header = ['model'] + [f'{DATASET_TITLES[d]} mIoU | CDCL − model ({level} interval)'
-                          for d in DATASET_NAMES] + ['mean mIoU']
-    rows = ['| ' + ' | '.join(header) + ' |', '|---' * (2 * len(DATASET_NAMES) + 2) + '|']
-    for label, score in scores.items():
-        cells = [label]
-        for d in DATASET_NAMES:
-            cells.append(f'{score[d]:.2f}')
-            if label == CDCL:
-                cells.append('')
-                continue
-            r = intervals[label][d]
-            difference = _signed(r['difference'])
-            cells.append(f'{f"**{difference}**" if r["excludes_zero"] else difference} '
-                         f'({_signed(r["low"])} to {_signed(r["high"])})')
-        cells.append(f'{np.mean([score[d] for d in DATASET_NAMES]):.2f}')
-        rows.append('| ' + ' | '.join(cells) + ' |')
-    verdicts = {'above': {}, 'below': {}, 'open': {}}  # {verdict: {baseline: [dataset, ...]}}
-    for label, per_dataset in intervals.items():
-        for d, r in per_dataset.items():
-            verdict = 'above' if r['low'] > 0 else 'below' if r['high'] < 0 else 'open'
-            verdicts[verdict].setdefault(label, []).append(DATASET_TITLES[d])
+    """results.md's first table: each model's mIoU and CDCL's differences with their bootstrap
+    intervals, and what they establish."""
+    return (f'Result of `make demo` (`tools/run_demo.py`, seed {args.seed}): '
+            f'{args.max_iters} iterations per model, tested on {num_test} validation images per '
+            f'dataset; {seconds / 60:.1f} min on {os.cpu_count()} CPU cores.\n\n'
+            + comparison_markdown(scores, intervals, CDCL, DATASET_TITLES, args.seed,
+                                  BOOTSTRAP['num_resamples'], BOOTSTRAP['level']))
 
-    def listed(verdict):
-        return '; '.join(f'*{label}* on {" and ".join(names)}'
-                         for label, names in verdicts[verdict].items())
 
-    lines = [
-        f'Result of `make demo` (`tools/run_demo.py`, seed {args.seed}): '
-        f'{args.max_iters} iterations per model, tested on {num_test} validation images per '
-        f'dataset; {seconds / 60:.1f} min on {os.cpu_count()} CPU cores.',
-        '', *rows, '',
-        f'CDCL − model: the difference in mIoU (points) with its {level} paired bootstrap '
-        f'interval over the test images ({BOOTSTRAP["num_resamples"]} resamples, seed '
-        f'{args.seed}); **bold** where the interval excludes 0.',
-        '',
-        '- Established on these images (interval excludes 0): ' + (
-            f'CDCL is better than {listed("above")}.' if verdicts['above'] else 'none.') + (
-            f' CDCL is worse than {listed("below")}.' if verdicts['below'] else ''),
-        '- Not established (interval includes 0): ' + (
-            f'CDCL against {listed("open")}.' if verdicts['open'] else 'none of the '
-            f'{sum(len(r) for r in intervals.values())} comparisons.'),
-        f'- Not covered: every model was trained once (seed {args.seed}). The intervals say how '
-        'much the differences depend on which images were tested, not how much another '
-        'training seed would move them.',
-    ]
-    return '\n'.join(lines) + '\n'
+def unknown_source_results(metrics, num_test):
+    """results.md's second table: mIoU per route and source dataset, the branches chosen."""
+    return (f'CDCL on images of unknown source ({num_test} validation images per dataset), mIoU '
+            "in CamVid's 11 classes (`configs/_base_/label_spaces/cityscapes_to_camvid.py`): "
+            "the branch of the image's dataset, the branch its DSBN statistics choose (auto), "
+            'all branches weighted by those scores (ensemble), and each branch for every '
+            'image.\n\n' + unknown_source_markdown(metrics, DATASET_TITLES, UNSEEN,
+                                                     'CamVid (never trained on)'))
 
 
 def write_results(scores, intervals, unknown, num_test, args, seconds):
     text = results_markdown(scores, intervals, num_test, args, seconds)
-    text += '\n' + unknown_source_markdown(unknown, num_test)
+    text += '\n' + unknown_source_results(unknown, num_test)
     with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
         f.write(text)
     with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
@@ -409,7 +293,8 @@ def main():
     bn_statistics(osp.join(REPO, 'configs', 'demo', f'{MODELS[CDCL]}.py'),
                   [checkpoint(args, MODELS[label]) for label in (CDCL, *singles)],
                   out_dir=args.work_dir, labels=['CDCL', *singles])
-    scores, intervals = scores_and_intervals(metrics, counts, args.seed)
+    scores, intervals = scores_and_intervals(metrics, counts, CDCL, DATASET_NAMES, args.seed,
+                                             **BOOTSTRAP)
     num_test = len(counts[CDCL][DATASET_NAMES[0]])
     text = write_results(scores, intervals, unknown, num_test, args, time.time() - start)
     plot_curves(histories, min(args.curve_images, args.num_images['val']),

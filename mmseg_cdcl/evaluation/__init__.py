@@ -1,1 +1,5 @@
+from .bn_statistics import bn_statistics
 from .metrics import *  # noqa: F401,F403
+from .metrics import __all__ as _metrics
+
+__all__ = [*_metrics, 'bn_statistics']

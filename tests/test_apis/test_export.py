@@ -64,6 +64,7 @@ def cdcl(tmp_path_factory):
     return config, checkpoint, image
 
 
+@pytest.mark.slow
 def test_exported_branch_predicts_as_cdcl_in_stock_mmseg(cdcl, tmp_path):
     config, checkpoint, image = cdcl
     out = tmp_path / 'export'
@@ -84,6 +85,7 @@ def test_exported_branch_predicts_as_cdcl_in_stock_mmseg(cdcl, tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / 'plain.npy'), expected, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_same_params_and_flops_as_stock_pspnet_r18(cdcl, tmp_path):
     config, checkpoint, _ = cdcl
     from mmseg_cdcl.apis import export_single_dataset

@@ -75,6 +75,7 @@ def test_unknown_dataset_and_unknown_classes_are_named(cdcl):
         init_cdcl_model(model_only, without, 'camvid')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('route', ['auto', 'ensemble'])
 def test_images_of_unknown_source_through_mmsegs_inference_model(cdcl, tmp_path, route):
     """The contract: init_cdcl_model(config, checkpoint, 'auto') works with

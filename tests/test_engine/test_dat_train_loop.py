@@ -49,6 +49,7 @@ def _train(runner, data_cwd):
     return {k: v.clone() for k, v in runner.model.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_accumulate_makes_the_same_update_as_sum(data_cwd, tmp_path):
     runners, weights = {}, {}
     for mode in ('sum', 'accumulate', 'alternate'):  # each built right before training: the
@@ -76,6 +77,7 @@ def test_each_dataset_loss_is_logged(data_cwd, tmp_path):
     assert total == pytest.approx(parts, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_names_dataset_and_iteration(data_cwd, tmp_path):
     runner = _runner(data_cwd, tmp_path, 'nan')
     runner.model.loss_weights = [1.0, float('nan')]
@@ -87,6 +89,7 @@ def test_non_finite_loss_names_dataset_and_iteration(data_cwd, tmp_path):
     assert all(torch.isfinite(p).all() for p in runner.model.parameters())
 
 
+@pytest.mark.slow
 def test_mismatched_datasets_are_reported_before_training(data_cwd, tmp_path):
     runner = _runner(data_cwd, tmp_path, 'mismatch')
     runner.model.decode_head.dataset_num_classes = (19, 11)
@@ -108,6 +111,7 @@ def test_mismatched_datasets_are_reported_before_training(data_cwd, tmp_path):
         _train(runner, data_cwd)
 
 
+@pytest.mark.slow
 def test_resume_draws_the_same_batches_without_loading_skipped_ones(data_cwd, tmp_path,
                                                                      monkeypatch):
     loaded = []
@@ -126,6 +130,7 @@ def test_resume_draws_the_same_batches_without_loading_skipped_ones(data_cwd, tm
     assert loaded == uninterrupted[8:]  # iterations 3 and 4 only, the same images
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_architecture_is_refused(data_cwd, tmp_path):
     from mmengine.runner import save_checkpoint
     other = str(tmp_path / 'r50.pth')
@@ -146,6 +151,7 @@ def test_checkpoint_of_another_architecture_is_refused(data_cwd, tmp_path):
         _train(runner, data_cwd)
 
 
+@pytest.mark.slow
 def test_accumulate_counts_whole_iterations_as_sum_does(data_cwd, tmp_path):
     """optim_wrapper.accumulative_counts: a step every 2 iterations, the loss scaled by 1/2."""
     weights, steps = {}, {}
@@ -171,6 +177,7 @@ def test_accumulate_refuses_batchnorm_shared_by_the_datasets(data_cwd, tmp_path)
     assert runner.steps == 0
 
 
+@pytest.mark.slow
 def test_resume_without_a_seed_draws_the_interrupted_runs_batches(data_cwd, tmp_path,
                                                                   monkeypatch):
     """No randomness.seed in the config (as in the shipped ones): each run draws its own
@@ -191,6 +198,7 @@ def test_resume_without_a_seed_draws_the_interrupted_runs_batches(data_cwd, tmp_
     assert loaded == uninterrupted[8:]  # the same images and augmentation seeds
 
 
+@pytest.mark.slow
 def test_resume_with_another_number_of_processes_is_refused(data_cwd, tmp_path):
     two = _runner(data_cwd, tmp_path, 'two', max_iters=2)
     two.train_loop.dataloader.batch_sampler.world_size = 2  # as rank 0 of 2 processes
@@ -204,6 +212,7 @@ def test_resume_with_another_number_of_processes_is_refused(data_cwd, tmp_path):
     assert one.steps == 0
 
 
+@pytest.mark.slow
 def test_random_states_are_saved_without_the_hook_in_the_config(data_cwd, tmp_path):
     from mmseg_cdcl.engine.hooks import RNGStateHook
     cfg = Config.fromfile(CONFIG)
@@ -217,6 +226,7 @@ def test_random_states_are_saved_without_the_hook_in_the_config(data_cwd, tmp_pa
     assert checkpoint['message_hub']['runtime_info']['dat_sampler']['world_size'] == 1
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_while_last_checkpoint_was_written(data_cwd, tmp_path):
     """mmengine writes work_dir/last_checkpoint with a plain open(): a kill during it leaves it
     empty. --resume then continues from the latest complete iter_N.pth."""

@@ -88,6 +88,7 @@ def test_frozen_branches_and_no_affine():
         assert all(p.grad is None for p in grouped.parameters())
 
 
+@pytest.mark.slow
 def test_gradients_match_finite_differences():
     bns = _branches(2, 3, torch.float64)
     x = torch.randn(5, 3, 2, 3, dtype=torch.float64, requires_grad=True)

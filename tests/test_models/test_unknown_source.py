@@ -24,7 +24,7 @@ SPLITS = dict(cityscapes=('CityscapesDataset', 'leftImg8bit/{}', 'gtFine/{}'),
 def shifted(tmp_path_factory):
     """Generated Cityscapes and BDD100K (BDD100K darker, bluer, noisier) and a CDCL model whose
     DSBN branches hold each dataset's statistics: its training images through its branch."""
-    from make_demo_data import make_demo_data
+    from mmseg_cdcl.testing import make_demo_data
     init_default_scope('mmseg')  # module-scoped: before conftest's per-test fixture
     root = tmp_path_factory.mktemp('shifted')
     make_demo_data(str(root), datasets=tuple(SPLITS), num_images=dict(train=8, val=24),
@@ -92,6 +92,7 @@ def _toy(default_dataset, label_space=LABEL_SPACE):
     return model.eval()
 
 
+@pytest.mark.slow
 def test_auto_routes_each_image_and_reports_its_scores():
     model = _toy('auto')
     x = torch.randn(3, 3, 32, 32)
@@ -112,6 +113,7 @@ def test_auto_routes_each_image_and_reports_its_scores():
         torch.testing.assert_close(result.seg_logits.data, expected.seg_logits.data)
 
 
+@pytest.mark.slow
 def test_ensemble_is_the_score_weighted_sum_of_the_branches_probabilities():
     model = _toy('ensemble')
     x = torch.randn(2, 3, 32, 32)
@@ -194,7 +196,7 @@ def test_every_route_for_evaluation():
 
 def test_a_model_whose_dsbns_are_all_in_its_heads_chooses_from_the_first_of_them():
     """SegFormer's backbone has LayerNorms only: its first DSBN is in the decode head."""
-    from convert_config import load_config
+    from mmseg_cdcl.utils import load_config
     from mmseg_cdcl.models.utils.branch_selection import distance
     cfg = load_config('mmseg::fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py').model
     cfg.update(type='CDCLEncoderDecoder', dataset_names=['a', 'b'], num_classes=[19, 11],

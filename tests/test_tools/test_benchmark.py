@@ -9,6 +9,9 @@ import pytest
 
 from conftest import REPO
 
+# Each test trains or runs a tool in a fresh interpreter.
+pytestmark = pytest.mark.slow
+
 ROWS = {
     'a': ['DSBN fwd+bwd, C=64 128x128', 'DSBN fwd+bwd, C=128 64x64',
           'DSBN fwd+bwd, C=512 32x32'],

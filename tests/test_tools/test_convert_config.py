@@ -18,9 +18,9 @@ from mmseg.registry import MODELS
 from torch import nn
 
 from conftest import REPO, seg_samples, shrink_config
-from convert_config import convert_config, load_config
-from mmseg_cdcl.apis import export_single_dataset, init_cdcl_model
+from mmseg_cdcl.apis import config_source, export_single_dataset, init_cdcl_model
 from mmseg_cdcl.models.layers import DSBN, DatasetBranches
+from mmseg_cdcl.utils import load_config
 
 DATASETS = dict(cityscapes='mmseg::_base_/datasets/cityscapes.py',
                 camvid=osp.join(REPO, 'configs', '_base_', 'datasets', 'camvid.py'))
@@ -72,8 +72,8 @@ STOCK_PREDICT = textwrap.dedent('''
 
 
 def _cdcl_config(family, data_cwd, tmp_path):
-    """The converted config, written by the tool and shrunk to test size."""
-    source = convert_config(f'mmseg::{FAMILIES[family]}', DATASETS)
+    """The converted config, as the tool writes it, shrunk to test size."""
+    source = config_source(f'mmseg::{FAMILIES[family]}', DATASETS)
     written = tmp_path / 'cdcl.py'
     written.write_text(source)
     cfg = shrink_config(Config.fromfile(str(written)), crop=(64, 64), per_dataset=2)
@@ -103,6 +103,7 @@ def _no_dropout(model):
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('family', FAMILIES)
 def test_stock_config_converts_trains_and_exports(family, data_cwd, tmp_path):
     config, cfg = _cdcl_config(family, data_cwd, tmp_path)
@@ -191,3 +192,23 @@ def test_stock_config_converts_trains_and_exports(family, data_cwd, tmp_path):
     routed = get_model_complexity_info(cdcl.eval(), input_shape=(3, 64, 64), show_table=False,
                                        show_arch=False)
     assert routed['flops'] == counts[0]['flops']
+
+
+@pytest.mark.slow
+def test_command_line_writes_the_apis_source_and_names_usage_errors(tmp_path):
+    tool = osp.join(REPO, 'tools', 'convert_config.py')
+    stock = f"mmseg::{FAMILIES['pspnet_r18-d8']}"
+    out = tmp_path / 'cdcl.py'
+    result = subprocess.run([sys.executable, tool, stock, '--dataset',
+                             f"cityscapes={DATASETS['cityscapes']}", '--dataset',
+                             f"camvid={DATASETS['camvid']}", '--batch-size', 'camvid=4', '-o',
+                             str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert out.read_text() == config_source(stock, DATASETS, dict(camvid=4))
+    assert (f'wrote {out}: CDCL over cityscapes, camvid; train it with python tools/train.py '
+            f'{out}') in result.stderr
+    result = subprocess.run([sys.executable, tool, stock, '--dataset', 'cityscapes=x.py', '-o',
+                             str(out)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert 'error: CDCL trains on several datasets: give --dataset at least twice' in \
+        result.stderr

@@ -11,6 +11,9 @@ from mmengine.config import Config
 
 from conftest import REPO, shrink_config
 
+# Each test trains or runs a tool in a fresh interpreter.
+pytestmark = pytest.mark.slow
+
 
 def _shell(command, cwd):
     env = dict(os.environ, PATH=f'{osp.dirname(sys.executable)}:{os.environ["PATH"]}',

@@ -9,27 +9,21 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from mmengine.config import Config
 
-from conftest import REPO, shrink_config
+from conftest import REPO
 from mmseg_cdcl.datasets import CamVidDataset
+
+# Each test trains or runs a tool in a fresh interpreter.
+pytestmark = pytest.mark.slow
 
 CAMVID_COLOURS = {tuple(c) for c in CamVidDataset.METAINFO['palette']}
 
 
 @pytest.fixture(scope='module')
-def trained(data_cwd, tmp_path_factory):
-    """A CDCL Cityscapes + CamVid run of tools/train.py: its folder with config and checkpoint
-    (iter_2.pth, whose meta holds the MultiDataset's dataset_meta)."""
-    work_dir = tmp_path_factory.mktemp('cdcl_cityscapes_camvid')
-    cfg = shrink_config(Config.fromfile(osp.join(REPO, 'configs', 'cdcl_cityscapes_camvid.py')))
-    cfg.default_hooks.pop('visualization')
-    cfg.dump(str(work_dir / 'config.py'))
-    result = subprocess.run([sys.executable, osp.join(REPO, 'tools', 'train.py'),
-                             str(work_dir / 'config.py'), '--work-dir', str(work_dir)],
-                            cwd=data_cwd, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return work_dir
+def trained(trained_cdcl):
+    """tests/conftest.py's CDCL Cityscapes + CamVid run of tools/train.py (config.py,
+    iter_2.pth), shared with tests/test_tools/test_train.py."""
+    return trained_cdcl
 
 
 def _infer(trained, data_cwd, images, out, dataset='camvid'):

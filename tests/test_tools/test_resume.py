@@ -15,6 +15,9 @@ from mmengine.config import Config
 
 from conftest import REPO, shrink_config
 
+# Each test trains or runs a tool in a fresh interpreter.
+pytestmark = pytest.mark.slow
+
 ITERS = 8
 
 

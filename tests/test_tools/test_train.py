@@ -11,6 +11,9 @@ from mmengine.config import Config
 
 from conftest import REPO, shrink_config
 
+# Each test trains or runs a tool in a fresh interpreter.
+pytestmark = pytest.mark.slow
+
 CDCL = ['cdcl_cityscapes_bdd', 'cdcl_cityscapes_camvid', 'cdcl_cityscapes_bdd_camvid',
         'ablations/cdcl_cityscapes_bdd_interval2', 'ablations/cdcl_cityscapes_bdd_alternate',
         'ablations/cdcl_cityscapes_bdd_shared_bn']
@@ -96,11 +99,10 @@ def test_failed_runs_keep_earlier_checkpoints_and_logs(data_cwd, tmp_path):
 
 
 @pytest.fixture(scope='module')
-def trained(data_cwd, tmp_path_factory):
-    """A CDCL Cityscapes + CamVid run of tools/train.py: its folder with config and checkpoint."""
-    work_dir = tmp_path_factory.mktemp('cdcl_cityscapes_camvid')
-    _run('train.py', 'cdcl_cityscapes_camvid', data_cwd, str(work_dir))
-    return work_dir
+def trained(trained_cdcl):
+    """tests/conftest.py's CDCL Cityscapes + CamVid run of tools/train.py (config.py,
+    iter_2.pth), shared with tests/test_tools/test_infer.py."""
+    return trained_cdcl
 
 
 def test_test_tool_evaluates_a_checkpoint_per_dataset(data_cwd, trained, tmp_path):

@@ -77,6 +77,7 @@ for version in range(1000):
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('signum', [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP],
                          ids=['SIGKILL', 'SIGTERM', 'SIGHUP'])
 def test_a_process_killed_while_saving_leaves_the_previous_checkpoint(tmp_path, signum):

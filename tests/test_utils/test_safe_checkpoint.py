@@ -46,6 +46,7 @@ def _runner(work_dir, max_iters, resume=False, load_from=None):
         randomness=dict(seed=0), resume=resume, load_from=load_from)
 
 
+@pytest.mark.slow
 def test_runner_checkpoint_loads_and_resumes(tmp_path):
     _runner(tmp_path, 3).train()
     ckpt = tmp_path / 'iter_3.pth'
@@ -194,6 +195,7 @@ def _train(folder, *args):
     return json.loads(done.stdout.splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_a_registered_statistic_is_admitted_and_resumes(tmp_path):
     """mmengine's HistoryBuffer.register_statistics puts the function into every checkpoint."""
     (tmp_path / 'my_stats.py').write_text(STATISTICS)

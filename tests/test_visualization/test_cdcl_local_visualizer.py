@@ -6,6 +6,7 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import save_checkpoint
@@ -80,6 +81,7 @@ def test_class_name_boxes_follow_the_visualizers_setting(tmp_path):
     np.testing.assert_array_equal(drawn[False, 1], drawn[True, 0])
 
 
+@pytest.mark.slow
 def test_test_tool_show_dir_draws_each_dataset_in_its_colours(data_cwd, tmp_path):
     cfg = shrink_config(Config.fromfile(osp.join(REPO, 'configs', 'cdcl_cityscapes_camvid.py')))
     cfg.default_hooks.visualization.interval = 1  # draw every image, not every 50th

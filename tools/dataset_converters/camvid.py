@@ -23,9 +23,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mmseg_cdcl.datasets import CamVidDataset
+
 SPLITS = ('train', 'val', 'test')
-CLASSES = ('sky', 'building', 'pole', 'road', 'sidewalk', 'tree', 'sign', 'fence', 'car',
-           'pedestrian', 'bicyclist')  # CamVidDataset.METAINFO['classes'], index = label
+CLASSES = CamVidDataset.METAINFO['classes']  # index = label
 VOID = 255
 SEGNET_VOID = 11  # SegNet's annot PNGs label void 11 (its 12th, zero-weighted class)
 

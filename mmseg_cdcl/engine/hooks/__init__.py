@@ -1,5 +1,8 @@
 from .console_progress_hook import ConsoleProgressHook
+from .first_iteration_time_hook import FirstIterationTimeHook
+from .per_image_counts_hook import PerImageCountsHook
 from .progress_bar_hook import ProgressBarHook
 from .rng_state_hook import RNGStateHook
 
-__all__ = ['ConsoleProgressHook', 'ProgressBarHook', 'RNGStateHook']
+__all__ = ['ConsoleProgressHook', 'FirstIterationTimeHook', 'PerImageCountsHook',
+           'ProgressBarHook', 'RNGStateHook']

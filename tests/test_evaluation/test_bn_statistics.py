@@ -1,5 +1,6 @@
-"""tools/analysis/bn_statistics.py: its statistics are the checkpoints' tensors, its divergence
-the Wasserstein distance computed by hand, and wrong inputs are named."""
+"""mmseg_cdcl.evaluation.bn_statistics: its statistics are the checkpoints' tensors, its
+divergence the Wasserstein distance computed by hand, and wrong inputs are named; its command
+line, tools/analysis/bn_statistics.py, writes and prints the same."""
 import json
 import os.path as osp
 import re
@@ -15,9 +16,7 @@ from mmengine.runner import save_checkpoint
 from mmseg.registry import MODELS
 
 from conftest import REPO, small_cdcl_cfg
-
-sys.path.insert(0, osp.join(REPO, 'tools', 'analysis'))
-from bn_statistics import bn_statistics  # noqa: E402
+from mmseg_cdcl.evaluation import bn_statistics
 
 TOOL = osp.join(REPO, 'tools', 'analysis', 'bn_statistics.py')
 NAMES = ('cityscapes', 'bdd100k')
@@ -76,14 +75,12 @@ def _stats(tensor):
 
 def test_statistics_and_divergence_equal_the_checkpoints(checkpoints, tmp_path):
     root, cdcl, plain = checkpoints
-    result = subprocess.run(
-        [sys.executable, TOOL, str(root / 'cdcl.py'), str(root / 'cdcl.pth'),
-         str(root / 'iter_2.pth'), '--out-dir', str(tmp_path), '--layers', LAYER],
-        capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"wrote {tmp_path / 'bn_statistics.png'}" in result.stdout
+    returned = bn_statistics(str(root / 'cdcl.py'), [str(root / 'cdcl.pth'),
+                                                     str(root / 'iter_2.pth')],
+                             out_dir=str(tmp_path), layers=[LAYER])
     assert (tmp_path / 'bn_statistics.png').stat().st_size > 50_000
     summary = json.loads((tmp_path / 'bn_statistics.json').read_text())
+    assert summary == json.loads(json.dumps(returned))  # the file holds what is returned
 
     # 'iter_2.pth' is named after its folder, as an mmengine run's checkpoint.
     single = root.name
@@ -170,3 +167,36 @@ def test_errors_name_the_file_and_what_was_expected(checkpoints, tmp_path):
     with pytest.raises(ValueError, match=r"narrow.pth: layer 'backbone.stem.1' has 7 channels "
                        rf'where {e_ckpt} has 32'):
         bn_statistics(config, [ckpt, str(tmp_path / 'narrow.pth')])
+
+
+@pytest.mark.slow
+def test_command_line_writes_the_statistics_and_prints_the_median_divergences(checkpoints,
+                                                                              tmp_path):
+    root, _, _ = checkpoints
+    files = [str(root / f) for f in ('cdcl.py', 'cdcl.pth', 'iter_2.pth')]
+    result = subprocess.run([sys.executable, TOOL, *files, '--out-dir', str(tmp_path),
+                             '--labels', 'cdcl', 'single'], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = bn_statistics(files[0], files[1:], labels=['cdcl', 'single'])
+    assert json.loads((tmp_path / 'bn_statistics.json').read_text()) == json.loads(
+        json.dumps(expected))
+    assert (tmp_path / 'bn_statistics.png').stat().st_size > 50_000
+    assert len(expected['layers']) == 28 and len(expected['layers'][0]['wasserstein']) == 3
+    medians = {}
+    for layer in expected['layers']:
+        for w in layer['wasserstein']:
+            medians.setdefault(tuple(w['between']), []).append(w)
+    lines = result.stdout.splitlines()
+    assert lines[:3] == ['cdcl: 28 DSBN layers, branches cityscapes, bdd100k',
+                         'single: BatchNorm statistics at 28 of them',
+                         'W2 between BN statistics, median over layers (channels paired / '
+                         'unpaired):']
+    between = ('cdcl: cityscapes', 'single')
+    paired, unpaired = (np.median([w[k] for w in medians[between]]) for k in ('paired',
+                                                                              'unpaired'))
+    assert f'  cdcl: cityscapes ↔ single   {paired:.3g} / {unpaired:.3g}' in lines
+    assert lines[-2:] == [f"wrote {tmp_path / 'bn_statistics.json'}",
+                          f"wrote {tmp_path / 'bn_statistics.png'}"]
+    result = subprocess.run([sys.executable, TOOL, *files[:2], '--out-dir', str(tmp_path),
+                             '--layers', 'nowhere'], capture_output=True, text=True)
+    assert result.returncode == 2 and "error: unknown layer 'nowhere'" in result.stderr

@@ -1,0 +1,3 @@
+from .quiet_console_runner import QuietConsoleRunner
+
+__all__ = ['QuietConsoleRunner']
