@@ -8,6 +8,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import mmseg_cdcl  # noqa: F401  (registers the components)
+
 # shrink_config: re-exported for the tests that take it from here
 from mmseg_cdcl.testing import make_demo_data, shrink_config  # noqa: F401
 

@@ -113,6 +113,7 @@ def test_readme_config_builds_a_cdcl_model(tmp_path):
     """README's "Use it in your MMSeg project" config: a stock MMSeg config converted."""
     from mmengine.config import Config
     from mmseg.registry import MODELS
+
     from mmseg_cdcl.models.layers import DSBN
     with open(osp.join(REPO, 'README.md')) as f:
         [block] = re.findall(r'```python\n(.*?)```', f.read(), flags=re.S)

@@ -43,9 +43,11 @@ from mmseg.registry import DATASETS  # noqa: E402
 
 from mmseg_cdcl.engine import PerImageCountsHook, QuietConsoleRunner  # noqa: E402
 from mmseg_cdcl.evaluation import bn_statistics  # noqa: E402
-from mmseg_cdcl.evaluation.model_comparison import (comparison_markdown,  # noqa: E402
-                                                    scores_and_intervals,
-                                                    unknown_source_markdown)
+from mmseg_cdcl.evaluation.model_comparison import (  # noqa: E402
+    comparison_markdown,
+    scores_and_intervals,
+    unknown_source_markdown,
+)
 from mmseg_cdcl.testing import make_demo_data, shrink_schedule  # noqa: E402
 from mmseg_cdcl.testing.demo_data import LAYOUTS  # noqa: E402
 

@@ -8,8 +8,8 @@ from typing import Optional, Tuple, Union
 import numpy as np
 import torch
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
 from mmengine.logging import print_log
+from mmengine.registry import init_default_scope
 from mmengine.utils import mkdir_or_exist
 from mmseg.registry import MODELS
 from torch import nn

@@ -1,27 +1,7 @@
-"""Config files: those shipped with mmseg_cdcl (source tree or installed package), and any
-config named by path or as ``mmseg::...``."""
+"""Config files named by path or as ``mmseg::...``."""
 import os.path as osp
 
 from mmengine.config import Config
-
-_PACKAGE = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def config_path(relative: str) -> str:
-    """The path of ``configs/<relative>``: in the installed package's ``.mim/configs`` (where
-    OpenMMLab wheels ship their configs), else in the source tree's ``configs/``.
-
-    Args:
-        relative (str): The path under ``configs/``, e.g.
-            ``'_base_/label_spaces/cityscapes_to_camvid.py'``.
-    """
-    candidates = (osp.join(_PACKAGE, '.mim', 'configs', relative),
-                  osp.join(osp.dirname(_PACKAGE), 'configs', relative))
-    for path in candidates:
-        if osp.isfile(path):
-            return path
-    raise FileNotFoundError(f'configs/{relative} is neither in {candidates[0]} nor in '
-                            f'{candidates[1]}: reinstall mmseg-cdcl or check out its source')
 
 
 def load_config(path: str) -> Config:

@@ -28,6 +28,14 @@ def shipped_root() -> str:
         'pip install -e . in a clone)')
 
 
+def config_path(relative: str) -> str:
+    """The shipped ``configs/<relative>`` (e.g. ``'_base_/datasets/camvid.py'``)."""
+    path = osp.join(shipped_root(), 'configs', relative)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{path} does not exist: mmseg-cdcl ships no configs/{relative}')
+    return path
+
+
 def tool_commands() -> Dict[str, str]:
     """Each shipped tool by command name (its path under tools/ without the extension, e.g.
     ``train``, ``analysis/bn_statistics``, ``dist_train``) -> its file."""

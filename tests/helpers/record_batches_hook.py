@@ -2,7 +2,6 @@
 import json
 import os.path as osp
 
-import torch
 from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS

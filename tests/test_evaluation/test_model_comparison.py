@@ -3,8 +3,11 @@ tables that say what is and is not established (tools/run_demo.py's results.md).
 import numpy as np
 import pytest
 
-from mmseg_cdcl.evaluation.model_comparison import (comparison_markdown, scores_and_intervals,
-                                                    unknown_source_markdown)
+from mmseg_cdcl.evaluation.model_comparison import (
+    comparison_markdown,
+    scores_and_intervals,
+    unknown_source_markdown,
+)
 
 LABELS = ['CDCL (DSBN + DAT)', 'single: Cityscapes only', 'single: BDD100K only',
           'joint: shared BN, one classifier']

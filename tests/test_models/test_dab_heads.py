@@ -4,10 +4,10 @@ import torch.nn.functional as F
 from mmseg.registry import MODELS
 from torch import nn
 
+from conftest import seg_samples
 from mmseg_cdcl import dataset_context
 from mmseg_cdcl.models.decode_heads import head_dataset
 from mmseg_cdcl.models.layers import DSBN
-from conftest import seg_samples
 
 
 def _psp(**kwargs):

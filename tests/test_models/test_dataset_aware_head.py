@@ -3,8 +3,7 @@ import copy
 
 import pytest
 import torch
-from mmengine.config import Config, ConfigDict
-from mmengine.structures import PixelData
+from mmengine.config import ConfigDict
 from mmseg.registry import MODELS
 from torch import nn
 

@@ -8,8 +8,12 @@ from torch import nn
 
 from mmseg_cdcl import dataset_context
 from mmseg_cdcl.models.layers import DSBN, DatasetRouting
-from mmseg_cdcl.models.layers.grouped_batch_norm import (groupable, grouped_batch_norm,
-                                                         interleavable, interleaved_batch_norm)
+from mmseg_cdcl.models.layers.grouped_batch_norm import (
+    groupable,
+    grouped_batch_norm,
+    interleavable,
+    interleaved_batch_norm,
+)
 
 # Runs of dataset indices as the sampler makes them, also out of dataset order and with a
 # dataset absent (2 of 4).

@@ -196,8 +196,8 @@ def test_every_route_for_evaluation():
 
 def test_a_model_whose_dsbns_are_all_in_its_heads_chooses_from_the_first_of_them():
     """SegFormer's backbone has LayerNorms only: its first DSBN is in the decode head."""
-    from mmseg_cdcl.utils import load_config
     from mmseg_cdcl.models.utils.branch_selection import distance
+    from mmseg_cdcl.utils import load_config
     cfg = load_config('mmseg::fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py').model
     cfg.update(type='CDCLEncoderDecoder', dataset_names=['a', 'b'], num_classes=[19, 11],
                pretrained=None, default_dataset='auto')

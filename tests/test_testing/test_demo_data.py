@@ -78,6 +78,7 @@ def test_every_class_appears_in_the_train_split(demo, name):
 
 def test_camvid_mapping_follows_the_registered_class_names():
     from mmseg.datasets import CityscapesDataset
+
     from mmseg_cdcl.datasets import CamVidDataset
     cs, cv = CityscapesDataset.METAINFO['classes'], CamVidDataset.METAINFO['classes']
     mapped = {c: (cv[CAMVID_LUT[i]] if CAMVID_LUT[i] != 255 else None) for i, c in enumerate(cs)}

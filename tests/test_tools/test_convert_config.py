@@ -123,7 +123,8 @@ def test_stock_config_converts_trains_and_exports(family, data_cwd, tmp_path):
     # Every BatchNorm is a DSBN, every classifier of the model's classes one per dataset.
     model = MODELS.build(copy.deepcopy(cfg.model))
     model.load_state_dict(torch.load(checkpoint)['state_dict'])
-    assert not [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    assert not [n for n, m in model.named_modules()
+                if isinstance(m, nn.modules.batchnorm._BatchNorm)
                 and not any(n.startswith(d + '.bns.') for d, dsbn in model.named_modules()
                             if isinstance(dsbn, DSBN))]
     classifiers = sorted(n for n, m in model.named_modules() if isinstance(m, DatasetBranches))

@@ -1,4 +1,4 @@
-"""The environment lock: .venv holds exactly requirements/lock.txt, and the lock honours the pins."""
+"""The environment lock: .venv holds exactly requirements/lock.txt, which honours the pins."""
 import os.path as osp
 import subprocess
 import sys

@@ -1,8 +1,8 @@
 """The main job, tools/run_demo.py, end to end at test size (2 iterations per model)."""
 import glob
 import json
-import re
 import os.path as osp
+import re
 import subprocess
 import sys
 

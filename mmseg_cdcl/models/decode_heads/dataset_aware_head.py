@@ -11,9 +11,9 @@ more than the logits (boundaries, SE losses, cascades) are computed on that data
 from contextlib import contextmanager
 from typing import Iterator, List, Optional, Sequence, Union
 
+import torch
 from mmengine.config import ConfigDict
 from mmengine.logging import print_log
-import torch
 from mmseg.registry import MODELS
 from torch import nn
 

@@ -1,6 +1,10 @@
 from .dataset_branches import DatasetBranches
-from .dataset_context import (DatasetAwareModule, DatasetRouting, dataset_aware_modules,
-                              dataset_context)
+from .dataset_context import (
+    DatasetAwareModule,
+    DatasetRouting,
+    dataset_aware_modules,
+    dataset_context,
+)
 from .dataset_statistics import DatasetStatistics, updated_buffers
 from .dsbn import DSBN, DSBN_CFG, DatasetBatchTooSmall, dsbn_cfg
 

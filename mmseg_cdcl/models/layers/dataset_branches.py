@@ -29,7 +29,8 @@ class DatasetBranches(DatasetAwareModule, nn.ModuleList):
         routing = self.routing(x.shape[0] if hasattr(x, 'shape') else len(x))
         if routing.single is None:
             raise RuntimeError(
-                f'DatasetBranches({self.extra_repr()}) got a batch of several datasets {list(routing.datasets)}: '
+                f'DatasetBranches({self.extra_repr()}) got a batch of several datasets '
+                f'{list(routing.datasets)}: '
                 'per-dataset classifiers run on one dataset at a time (the CDCL segmentor runs '
                 'each head once per dataset)')
         return self[routing.single](x, *args, **kwargs)

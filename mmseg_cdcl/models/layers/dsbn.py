@@ -9,8 +9,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .dataset_context import DatasetAwareModule, DatasetRouting
-from .grouped_batch_norm import (groupable, grouped_batch_norm, interleavable,
-                                 interleaved_batch_norm)
+from .grouped_batch_norm import groupable, grouped_batch_norm, interleavable, interleaved_batch_norm
 
 # The norm of Dataset-Aware Blocks when a config names none (num_datasets comes from the block).
 DSBN_CFG = dict(type='DSBN', requires_grad=True)

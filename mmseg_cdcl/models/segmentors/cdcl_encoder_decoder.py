@@ -15,14 +15,31 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...datasets.transforms import inference_pipeline
-from ..decode_heads import (build_dataset_aware_head, check_dataset_aware_head, head_dataset,
-                            is_dataset_aware)
+from ..decode_heads import (
+    build_dataset_aware_head,
+    check_dataset_aware_head,
+    head_dataset,
+    is_dataset_aware,
+)
 from ..decode_heads.dataset_aware_head import UNCONVERTIBLE
-from ..layers import (DSBN, DatasetAwareModule, DatasetBatchTooSmall, DatasetBranches,
-                      DatasetRouting, DatasetStatistics, dataset_context, updated_buffers)
+from ..layers import (
+    DSBN,
+    DatasetAwareModule,
+    DatasetBatchTooSmall,
+    DatasetBranches,
+    DatasetRouting,
+    DatasetStatistics,
+    dataset_context,
+    updated_buffers,
+)
 from ..utils import BranchSelector, LabelSpace
-from ..utils.checkpoint_datasets import (branch_patterns, branch_sources, classifier_misfits,
-                                         fresh_classifiers, map_branches)
+from ..utils.checkpoint_datasets import (
+    branch_patterns,
+    branch_sources,
+    classifier_misfits,
+    fresh_classifiers,
+    map_branches,
+)
 from .unknown_source import ensemble, predict_routes
 
 # default_dataset of images of unknown source: the branch their DSBN statistics match best, or
