@@ -139,8 +139,8 @@ def test_a_cascade_exported_from_a_checkpoint_without_dataset_meta_loads_in_stoc
         tmp_path):
     """PointRend converted to CDCL, its checkpoint without meta: the export states the
     dataset's classes and palette, without which stock init_model fails on a cascade."""
-    from convert_config import load_config
     from mmseg_cdcl.apis import export_single_dataset
+    from mmseg_cdcl.utils import load_config
     cfg = load_config('mmseg::_base_/models/pointrend_r50.py')
     cfg.model.update(type='CDCLEncoderDecoder', dataset_names=['cityscapes', 'camvid'],
                      num_classes=[19, 11], pretrained=None)

@@ -193,7 +193,7 @@ def test_ensemble_of_datasets_with_the_same_or_mapped_classes_builds():
 
 
 def test_num_classes_of_another_length_is_refused_before_the_model_is_built():
-    from convert_config import load_config
+    from mmseg_cdcl.utils import load_config
     cfg = load_config('mmseg::fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py').model
     cfg.update(type='CDCLEncoderDecoder', dataset_names=['a', 'b'], num_classes=[19, 11, 19],
                pretrained=None, backbone=NEVER_BUILT)

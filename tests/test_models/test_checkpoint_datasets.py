@@ -11,8 +11,8 @@ from mmseg.registry import MODELS
 from torch import nn
 
 from conftest import small_cdcl_cfg
-from convert_config import load_config
 from mmseg_cdcl.apis import init_cdcl_model, load_cdcl_checkpoint
+from mmseg_cdcl.utils import load_config
 
 
 def _trained(num_classes=(5, 3), names=('a', 'b'), seed=0, **kwargs):

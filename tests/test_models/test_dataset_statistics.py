@@ -10,9 +10,9 @@ from mmseg.registry import MODELS
 from torch import nn
 
 from conftest import seg_samples, small_cdcl_cfg
-from convert_config import load_config
 from mmseg_cdcl.apis.export import plain_state_dict
 from mmseg_cdcl.models.layers import DatasetStatistics
+from mmseg_cdcl.utils import load_config
 
 
 class RunningMean(nn.Module):
