@@ -4,7 +4,8 @@ The CDCL config inherits the stock config (model, schedule, optimizer, runtime) 
 CDCL changes: the model's datasets and their classes (``CDCLEncoderDecoder``), a
 ``MultiDataset`` of the datasets with each one's own pipeline for training, validation and
 testing, ``MultiDatasetSampler`` batches (per dataset: the stock batch size unless
-``batch_sizes`` says otherwise), ``DATTrainLoop`` and ``MultiDatasetIoUMetric``.
+``batch_sizes`` says otherwise), ``DATTrainLoop``, ``MultiDatasetIoUMetric``, and for
+``tools/test.py --tta`` each dataset's ``tta_pipeline`` with ``CDCLTTAModel``.
 ``tools/convert_config.py`` is its command line.
 
 Example:
@@ -106,9 +107,11 @@ def config_source(stock: str, datasets: Dict[str, str],
         raise ValueError(f'--batch-size names {sorted(unknown)}, not among the datasets '
                          f'{list(datasets)}')
     stock_batch = stock_cfg.train_dataloader.get('batch_size') or 2
-    splits, classes = {}, {}
+    splits, classes, tta = {}, {}, {}
     for name, path in datasets.items():
         cfg = load_config(path)
+        if cfg.get('tta_pipeline') is not None:
+            tta[name] = cfg.tta_pipeline
         train, val = _dataset(cfg, 'train_dataloader', path), _dataset(cfg, 'val_dataloader', path)
         if train is None or val is None:
             raise ValueError(f'{path} (dataset {name}) has no train_dataloader.dataset and '
@@ -172,6 +175,16 @@ def config_source(stock: str, datasets: Dict[str, str],
         f'iou_metrics={iou_metrics!r})',
         'test_evaluator = val_evaluator',
     ]
+    if set(tta) == set(names):
+        lines += [
+            "# tools/test.py --tta: each dataset's views, as its dataset config defines them.",
+            'tta_pipeline = dict(_delete_=True, '
+            + ', '.join(f'{n}={_py(tta[n])}' for n in names) + ')',
+            "tta_model = dict(type='CDCLTTAModel')",
+        ]
+    else:
+        lines.append('# No tta_pipeline: the dataset configs of '
+                     f'{sorted(set(names) - set(tta))} define none (tools/test.py --tta).')
     source, _ = FormatCode('\n'.join(lines) + '\n',
                            style_config=dict(based_on_style='pep8', column_limit=100))
     return source

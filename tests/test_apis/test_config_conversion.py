@@ -8,6 +8,7 @@ from mmengine.config import Config
 
 from conftest import REPO
 from mmseg_cdcl.apis import config_source, convert_config
+from mmseg_cdcl.utils import load_config
 
 STOCK = 'mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py'
 DATASETS = dict(cityscapes='mmseg::_base_/datasets/cityscapes.py',
@@ -27,6 +28,12 @@ def test_converted_config_is_cdcl_over_the_datasets_and_keeps_the_stock_rest():
     assert crops == [(512, 1024), (512, 1024)]
     assert cfg.val_evaluator.type == 'MultiDatasetIoUMetric'
     assert cfg.optim_wrapper.optimizer.lr == 0.01  # inherited: PSPNet's SGD
+    # --tta: each dataset's views from its dataset config, merged by CDCLTTAModel
+    assert cfg.tta_model.type == 'CDCLTTAModel'
+    assert cfg.tta_pipeline.to_dict() == {
+        name: load_config(path).tta_pipeline for name, path in DATASETS.items()}
+    assert cfg.tta_pipeline.camvid[1].transforms[0][0] == dict(
+        type='Resize', scale_factor=0.5, keep_ratio=True)
     # ``text`` is the source the tool writes, inheriting the stock config as named
     assert cfg.text == config_source(STOCK, DATASETS, dict(camvid=4))
     assert f"_base_ = ['{STOCK}']" in cfg.text

@@ -109,3 +109,13 @@ def test_test_tool_evaluates_a_checkpoint_per_dataset(data_cwd, trained, tmp_pat
     result = _run('test.py', 'cdcl_cityscapes_camvid', data_cwd, str(tmp_path),
                   str(trained / 'iter_2.pth'))
     assert 'cityscapes/mIoU' in result.stdout and 'camvid/mIoU' in result.stdout
+
+
+def test_test_tool_with_tta_evaluates_each_dataset_with_its_views(data_cwd, trained, tmp_path):
+    """MMSeg's --tta on a CDCL config: each dataset through its own views, scored in its own
+    classes."""
+    _run('test.py', 'cdcl_cityscapes_camvid', data_cwd, str(tmp_path),
+         str(trained / 'iter_2.pth'), '--tta')
+    [log] = glob.glob(osp.join(tmp_path, '*', '*.json'))  # the test's metrics
+    with open(log) as f:
+        assert {'cityscapes/mIoU', 'camvid/mIoU', 'mIoU'} <= set(json.load(f))
