@@ -1,3 +1,4 @@
+import copy
 import os
 import subprocess
 import sys
@@ -89,3 +90,25 @@ def trained_cdcl(data_cwd, tmp_path_factory):
                             cwd=data_cwd, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return work_dir
+
+
+def assert_mixed_batch_equals_datasets_alone(model, x, samples, groups, buffers=True):
+    """CDCL's central fact: a batch mixing the datasets gives the losses and gradients (and,
+    with ``buffers``, the running statistics) of each dataset's samples ``groups[d]`` alone."""
+    separate = copy.deepcopy(model)
+    losses = model.loss(x, samples)
+    model.parse_losses(losses)[0].backward()
+    total = 0
+    for rows in groups:
+        alone = separate.loss(x[rows], [samples[i] for i in rows])
+        for key, value in alone.items():
+            if 'loss' in key:
+                torch.testing.assert_close(losses[key], value, rtol=1e-9, atol=1e-9, msg=key)
+        total = total + separate.parse_losses(alone)[0]
+    total.backward()
+    for (name, p), q in zip(model.named_parameters(), separate.parameters()):
+        if p.grad is not None:
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-7, atol=1e-9, msg=name)
+    if buffers:
+        for (name, b), c in zip(model.named_buffers(), separate.buffers()):
+            torch.testing.assert_close(b, c, rtol=1e-9, atol=1e-9, msg=name)

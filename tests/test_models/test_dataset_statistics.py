@@ -9,7 +9,7 @@ from mmseg.models.decode_heads import FCNHead
 from mmseg.registry import MODELS
 from torch import nn
 
-from conftest import seg_samples, small_cdcl_cfg
+from conftest import assert_mixed_batch_equals_datasets_alone, seg_samples, small_cdcl_cfg
 from mmseg_cdcl.apis.export import plain_state_dict
 from mmseg_cdcl.models.layers import DatasetStatistics
 from mmseg_cdcl.utils import load_config
@@ -65,27 +65,6 @@ class RunningMeanFCNHead(FCNHead):
         return super().forward(inputs)
 
 
-def _mixed_equals_alone(model, x, samples, groups):
-    """A mixed batch's losses, gradients and statistics equal each dataset's samples alone."""
-    model.train()
-    separate = copy.deepcopy(model)
-    losses = model.loss(x, samples)
-    model.parse_losses(losses)[0].backward()
-    total = 0
-    for rows in groups:
-        alone = separate.loss(x[rows], [samples[i] for i in rows])
-        for key, value in alone.items():
-            if 'loss' in key:
-                torch.testing.assert_close(losses[key], value, rtol=1e-9, atol=1e-9, msg=key)
-        total = total + separate.parse_losses(alone)[0]
-    total.backward()
-    for (name, p), q in zip(model.named_parameters(), separate.parameters()):
-        if p.grad is not None:
-            torch.testing.assert_close(p.grad, q.grad, rtol=1e-7, atol=1e-9, msg=name)
-    for (name, b), c in zip(model.named_buffers(), separate.buffers()):
-        torch.testing.assert_close(b, c, rtol=1e-9, atol=1e-9, msg=name)
-
-
 def test_emanet_bases_are_per_dataset_and_a_mixed_batch_equals_its_datasets_alone():
     cfg = load_config('mmseg::_base_/models/emanet_r50-d8.py').model
     cfg.update(type='CDCLEncoderDecoder', dataset_names=['a', 'b'], num_classes=[19, 11],
@@ -101,7 +80,7 @@ def test_emanet_bases_are_per_dataset_and_a_mixed_batch_equals_its_datasets_alon
     model.double()
     x = torch.randn(4, 3, 64, 64, dtype=torch.float64)
     samples = seg_samples([0, 1, 0, 1], [19, 11], size=(64, 64))
-    _mixed_equals_alone(model, x, samples, [[0, 2], [1, 3]])
+    assert_mixed_batch_equals_datasets_alone(model.train(), x, samples, [[0, 2], [1, 3]])
     assert (ema[0].bases - initial).abs().max() > 1e-3  # each moved, by its own samples
     assert (ema[0].bases - ema[1].bases).abs().max() > 1e-3
 
@@ -130,7 +109,7 @@ def test_a_statistic_in_the_mixed_batch_path_is_per_dataset():
     for order in ([0, 1, 0, 1, 0, 1], [0, 0, 1, 1, 1, 0]):
         samples = seg_samples(order, [5, 3])
         groups = [[i for i, d in enumerate(order) if d == k] for k in (0, 1)]
-        _mixed_equals_alone(copy.deepcopy(model), x, samples, groups)
+        assert_mixed_batch_equals_datasets_alone(copy.deepcopy(model).train(), x, samples, groups)
 
 
 def test_a_statistic_a_component_holds_itself_is_warned_about_by_name():
