@@ -6,7 +6,7 @@ from mmengine.config import Config
 from mmseg.apis import init_model
 from mmseg.registry import DATASETS
 
-from ..datasets.transforms import dataset_test_pipeline
+from ..datasets.transforms.dataset_test_pipelines import dataset_test_pipeline, multi_dataset_config
 from .checkpoint import load_cdcl_checkpoint
 
 
@@ -14,12 +14,12 @@ def dataset_metainfo(cfg: Config, dataset: str) -> Optional[dict]:
     """``dataset``'s metainfo (``classes``, ``palette``, ``ignore_index``) as the config's test
     (else val, else train) MultiDataset would hold it; None if none lists ``dataset``. Reads
     no data: the dataset is built without loading its annotations."""
-    for loader in ('test_dataloader', 'val_dataloader', 'train_dataloader'):
-        datasets = (cfg.get(loader) or {}).get('dataset', {}).get('datasets', {})
-        if dataset in datasets:
-            built = DATASETS.build(dict(datasets[dataset], lazy_init=True, pipeline=[]))
-            return dict(built.metainfo, ignore_index=getattr(built, 'ignore_index', 255))
-    return None
+    config = multi_dataset_config(cfg, dataset, ('test_dataloader', 'val_dataloader',
+                                                 'train_dataloader'))
+    if config is None:
+        return None
+    built = DATASETS.build(dict(config, lazy_init=True, pipeline=[]))
+    return dict(built.metainfo, ignore_index=getattr(built, 'ignore_index', 255))
 
 
 def init_cdcl_model(config: Union[str, Config], checkpoint: Optional[str], dataset: str,

@@ -12,13 +12,19 @@ from mmseg.registry import TRANSFORMS
 LOADING = ('LoadImageFromFile', 'LoadImageFromNDArray', 'InferencerLoader', 'LoadAnnotations')
 
 
+def multi_dataset_config(cfg: Config, dataset: str,
+                         loaders=('test_dataloader', 'val_dataloader')) -> Optional[dict]:
+    """The config of ``dataset`` in the first of ``loaders`` whose MultiDataset lists it."""
+    for loader in loaders:
+        datasets = (cfg.get(loader) or {}).get('dataset', {}).get('datasets', {})
+        if dataset in datasets:
+            return datasets[dataset]
+    return None
+
+
 def multi_dataset_pipeline(cfg: Config, dataset: str) -> Optional[list]:
     """The test pipeline of ``dataset`` in the config's test (else val) MultiDataset."""
-    for loader in ('test_dataloader', 'val_dataloader'):
-        datasets = (cfg.get(loader) or {}).get('dataset', {}).get('datasets', {})
-        if dataset in datasets and 'pipeline' in datasets[dataset]:
-            return datasets[dataset]['pipeline']
-    return None
+    return (multi_dataset_config(cfg, dataset) or {}).get('pipeline')
 
 
 def dataset_test_pipeline(cfg: Config, dataset: str) -> Optional[list]:
