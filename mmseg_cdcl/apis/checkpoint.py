@@ -4,7 +4,7 @@ from typing import Dict, Optional
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 from torch import nn
 
-from ..models.utils.checkpoint_datasets import state_datasets_from_meta
+from ..models.utils.checkpoint_datasets import checked_branch_map, state_datasets_from_meta
 
 
 def load_cdcl_checkpoint(model: nn.Module, filename: str, map_location: str = 'cpu',
@@ -35,7 +35,7 @@ def load_cdcl_checkpoint(model: nn.Module, filename: str, map_location: str = 'c
     checkpoint = state_datasets_from_meta(_load_checkpoint(filename, map_location=map_location))
     saved = model.branch_map
     if branch_map is not None:
-        model.branch_map = model._checked_branch_map(branch_map)
+        model.branch_map = checked_branch_map(branch_map, model.dataset_names)
     try:
         _load_checkpoint_to_model(model, checkpoint, strict=strict)
     finally:

@@ -8,8 +8,9 @@ from mmseg.registry import MODELS
 from torch import nn
 
 from conftest import seg_samples
-from mmseg_cdcl.models.decode_heads import build_dataset_aware_head, head_dataset
+from mmseg_cdcl.models.decode_heads import head_dataset
 from mmseg_cdcl.models.layers import DSBN, DatasetBranches, DatasetStatistics
+from mmseg_cdcl.models.utils.convert_dataset_aware import build_dataset_aware_head
 from mmseg_cdcl.utils import load_config
 
 AUX_AND_DECODE = ['auxiliary_head.conv_seg', 'decode_head.conv_seg']

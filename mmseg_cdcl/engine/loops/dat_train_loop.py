@@ -23,11 +23,8 @@ def split_by_dataset(data_batch: dict) -> List[Tuple[int, dict]]:
     """The batch's samples of each dataset, as ``(dataset index, batch)`` pairs."""
     samples = data_batch['data_samples']
     routing = DatasetRouting.build([s.metainfo['dataset_idx'] for s in samples])
-    parts = []
-    for d, rows in routing.groups:
-        rows = range(len(samples))[rows] if isinstance(rows, slice) else rows.tolist()
-        parts.append((d, {key: [value[i] for i in rows] for key, value in data_batch.items()}))
-    return parts
+    return [(d, {key: [value[i] for i in rows] for key, value in data_batch.items()})
+            for d, rows in zip(routing.datasets, routing.positions(len(samples)))]
 
 
 class _Resumed:

@@ -1,12 +1,5 @@
 from .dab_fcn_head import DABFCNHead
 from .dab_psp_head import DABPSPHead
-from .dataset_aware_head import (
-    DatasetAwareHeadMixin,
-    build_dataset_aware_head,
-    check_dataset_aware_head,
-    head_dataset,
-    is_dataset_aware,
-)
+from .dataset_aware_head import DatasetAwareHeadMixin, head_dataset, is_dataset_aware
 
-__all__ = ['DABFCNHead', 'DABPSPHead', 'DatasetAwareHeadMixin', 'build_dataset_aware_head',
-           'check_dataset_aware_head', 'head_dataset', 'is_dataset_aware']
+__all__ = ['DABFCNHead', 'DABPSPHead', 'DatasetAwareHeadMixin', 'head_dataset', 'is_dataset_aware']

@@ -66,10 +66,26 @@ class DatasetRouting(NamedTuple):
     def datasets(self) -> Tuple[int, ...]:
         return tuple(d for d, _ in self.groups)
 
+    def positions(self, num_samples: int) -> Tuple[List[int], ...]:
+        """Each group's positions in a batch of ``num_samples`` samples, in the order of
+        ``groups`` (to pick the group's data samples, or any per-sample list)."""
+        if self.num_samples not in (None, num_samples):
+            raise ValueError(f'a routing of {self.num_samples} samples cannot partition a batch '
+                             f'of {num_samples}')
+        every = range(num_samples)
+        return tuple(list(every[rows]) if isinstance(rows, slice) else rows.tolist()
+                     for _, rows in self.groups)
+
     def split(self, x: Tensor) -> Tuple[Tensor, ...]:
         """``x``'s rows of each group, each a dense tensor, in the order of ``groups``. The
         backward of the parts is one concatenation (contiguous groups) or one interleaving
-        (alternating groups) of their gradients."""
+        (alternating groups) of their gradients. A list or tuple (a backbone's outputs) is
+        split tensor by tensor, one of its type per group; anything else is every group's."""
+        if not isinstance(x, Tensor):
+            if isinstance(x, (list, tuple)):
+                parts = [self.split(element) for element in x]
+                return tuple(type(x)(p[g] for p in parts) for g in range(len(self.groups)))
+            return (x, ) * len(self.groups)
         if self.single is not None:
             return (x, )
         if self.split_sizes is not None:

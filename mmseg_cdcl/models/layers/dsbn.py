@@ -126,8 +126,8 @@ class DSBN(DatasetAwareModule, nn.Module):
     def _check_values_per_channel(self, x: Tensor, routing: DatasetRouting) -> None:
         """BatchNorm's own check, per dataset: the grouped paths would write NaN statistics."""
         per_sample = x[0].numel() // x.shape[1] if x.numel() else 1
-        for d, rows in routing.groups:
-            count = len(range(x.shape[0])[rows] if isinstance(rows, slice) else rows) * per_sample
+        for (d, _), rows in zip(routing.groups, routing.positions(x.shape[0])):
+            count = len(rows) * per_sample
             if count <= 1:
                 raise DatasetBatchTooSmall(
                     f'DSBN({self.extra_repr()}): dataset {d} has {count} value per channel in '

@@ -1,50 +1,42 @@
 """The CDCL segmentor: one network, one branch per dataset, L = Σ_i w_i·L_i."""
-import warnings
 from contextlib import ExitStack, contextmanager
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
-from mmengine.logging import MessageHub, print_log
-from mmengine.structures import PixelData
-from mmseg.models.decode_heads.decode_head import BaseDecodeHead
+from mmengine.logging import MessageHub
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
-from mmseg.structures import SegDataSample
 from mmseg.utils import add_prefix
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...datasets.transforms import inference_pipeline
-from ..decode_heads import (
-    build_dataset_aware_head,
-    check_dataset_aware_head,
-    head_dataset,
-    is_dataset_aware,
-)
-from ..decode_heads.dataset_aware_head import UNCONVERTIBLE
-from ..layers import (
-    DSBN,
-    DatasetAwareModule,
-    DatasetBatchTooSmall,
-    DatasetBranches,
-    DatasetRouting,
-    DatasetStatistics,
-    dataset_context,
-    updated_buffers,
-)
+from ..decode_heads import head_dataset, is_dataset_aware
+from ..layers import DatasetAwareModule, DatasetBatchTooSmall, DatasetRouting, dataset_context
 from ..utils import BranchSelector, LabelSpace
 from ..utils.checkpoint_datasets import (
-    branch_patterns,
-    branch_sources,
-    classifier_misfits,
-    fresh_classifiers,
-    map_branches,
+    checked_branch_map,
+    checked_dataset_classes,
+    prepare_state_dict,
+    state_datasets,
+    stated_datasets,
 )
-from .unknown_source import ensemble, predict_routes
-
-# default_dataset of images of unknown source: the branch their DSBN statistics match best, or
-# all branches' probabilities combined.
-AUTO, ENSEMBLE = 'auto', 'ensemble'
+from ..utils.convert_dataset_aware import (
+    check_branches,
+    check_convertible,
+    config_classes,
+    convert_dataset_aware,
+    convert_running_statistics,
+    runs_on_mixed_batches,
+)
+from ..utils.unknown_source import (
+    AUTO,
+    ENSEMBLE,
+    SharedFeatures,
+    check_ensemble,
+    predict_dataset_inputs,
+    predict_routes,
+    predict_unknown,
+)
 
 
 @MODELS.register_module()
@@ -133,23 +125,23 @@ class CDCLEncoderDecoder(EncoderDecoder):
         # Every refusal that needs only the config comes before the model is built.
         self.dataset_names = self._checked_names(dataset_names)
         if num_classes is not None:
-            self._check_convertible(kwargs, num_classes, ignore_index)
+            check_convertible(kwargs, self.dataset_names, num_classes, ignore_index)
         default_dataset = (default_dataset if default_dataset in (None, AUTO, ENSEMBLE)
                            else self.dataset_index(default_dataset, 'default_dataset'))
-        self._check_ensemble(default_dataset, label_space, kwargs.get('test_cfg'),
-                             _config_classes(num_classes, kwargs))
+        check_ensemble(self.dataset_names, default_dataset, label_space, kwargs.get('test_cfg'),
+                       config_classes(num_classes, kwargs))
         branch_selector = BranchSelector(**(branch_selection or {}))
         loss_weights = self._dataset_values(loss_weights, 'loss_weights', default=1.0)
-        branch_map = self._checked_branch_map(branch_map)
+        branch_map = checked_branch_map(branch_map, self.dataset_names)
         super().__init__(**kwargs)
         if num_classes is not None:
-            self._make_dataset_aware(kwargs, num_classes, ignore_index)
+            convert_dataset_aware(self, kwargs, num_classes, ignore_index)
         self.dataset_ignore_index = self._ignore_indices(ignore_index)
         self.loss_weights = loss_weights
         self.default_dataset = default_dataset
-        self._check_branches()
-        self._check_ensemble(default_dataset, label_space, self.test_cfg,
-                             self.classes_per_dataset())
+        check_branches(self, len(self.dataset_names))
+        check_ensemble(self.dataset_names, default_dataset, label_space, self.test_cfg,
+                       self.classes_per_dataset())
         self.label_space = None if label_space is None else LabelSpace(
             dataset_names=self.dataset_names, num_classes=self.classes_per_dataset(),
             defer_class_names=True, **label_space)
@@ -157,12 +149,13 @@ class CDCLEncoderDecoder(EncoderDecoder):
         self.dataset_classes: Dict[str, Tuple[str, ...]] = dict(
             getattr(self.label_space, 'dataset_classes', {}))
         self.branch_map = branch_map
-        self.register_state_dict_post_hook(_state_datasets)
+        self.register_state_dict_post_hook(state_datasets)
         self.branch_selector = branch_selector
         self._active: Optional[int] = None  # the dataset whose branch runs
         self._aware_modules: Optional[List[DatasetAwareModule]] = None  # found at first use
-        self._shared_feats: Optional[list] = None  # [inputs, features] while branches share them
-        self._make_statistics_per_dataset()
+        self._shared_features = SharedFeatures()
+        convert_running_statistics(self, len(self.dataset_names))
+        self._aware_modules = None  # found by the probe's forward, before it converted some
 
     @staticmethod
     def _checked_names(names: Sequence[str]) -> Tuple[str, ...]:
@@ -178,19 +171,6 @@ class CDCLEncoderDecoder(EncoderDecoder):
         if len(set(names)) != len(names):
             raise ValueError(f'dataset_names={list(names)} names a dataset twice')
         return tuple(names)
-
-    def _checked_branch_map(self, branch_map) -> Optional[Dict[str, str]]:
-        if branch_map is None:
-            return None
-        if not isinstance(branch_map, dict) or not all(
-                isinstance(v, str) for v in branch_map.values()):
-            raise ValueError(f'branch_map={branch_map!r}: expected a dict from dataset names '
-                             "of the model to dataset names of the checkpoint")
-        unknown = sorted(set(branch_map) - set(self.dataset_names))
-        if unknown:
-            raise ValueError(f'branch_map names {unknown}, not datasets of the model '
-                             f'{list(self.dataset_names)}')
-        return dict(branch_map)
 
     @property
     def dataset_meta(self) -> Optional[dict]:
@@ -213,19 +193,7 @@ class CDCLEncoderDecoder(EncoderDecoder):
         Raises:
             ValueError: other class names than the model knows, or another number of them.
         """
-        known = {}
-        for d, name in enumerate(self.dataset_names):
-            names = classes.get(name)
-            if names is None:
-                continue
-            names = tuple(names)
-            own = self.dataset_classes.get(name)
-            if len(names) != self.classes_per_dataset()[d] or own not in (None, names):
-                raise ValueError(
-                    f"dataset '{name}' has classes {list(names)} here but the model has "
-                    + (f'{self.classes_per_dataset()[d]} classes' if own is None else
-                       f'{list(own)}'))
-            known[name] = names
+        known = checked_dataset_classes(self, classes)
         self.dataset_classes.update(known)
         if self.label_space is not None:
             self.label_space.set_dataset_classes(known)
@@ -233,48 +201,7 @@ class CDCLEncoderDecoder(EncoderDecoder):
     def stated_datasets(self) -> dict:
         """What the model's state dicts state about its datasets (see
         :mod:`mmseg_cdcl.models.utils.checkpoint_datasets`)."""
-        classes = self.classes_per_dataset()
-        return dict(dataset_names=list(self.dataset_names), datasets={
-            name: dict(num_classes=classes[d], ignore_index=self.dataset_ignore_index[d],
-                       classes=(list(self.dataset_classes[name]) if name in
-                                self.dataset_classes else None))
-            for d, name in enumerate(self.dataset_names)})
-
-    def _check_convertible(self, cfgs: dict, num_classes: Sequence[int], ignore_index) -> None:
-        """Refuse what CDCL cannot convert before building anything: ``num_classes`` of another
-        length than the datasets, heads it cannot make per dataset."""
-        if isinstance(num_classes, (int, str)) or len(num_classes) != len(self.dataset_names):
-            raise ValueError(f'num_classes={num_classes!r}: expected one class count per '
-                             f'dataset {list(self.dataset_names)}')
-        classes = _head_classes(cfgs.get('decode_head'))
-        for key in ('decode_head', 'auxiliary_head'):
-            heads = cfgs.get(key)
-            for i, cfg in enumerate(heads if isinstance(heads, list) else [heads]):
-                name = f'{key}[{i}]' if isinstance(heads, list) else key
-                kind = (cfg or {}).get('type')
-                if isinstance(kind, str) and kind in UNCONVERTIBLE:
-                    raise ValueError(f'{name} ({kind}) cannot be trained by CDCL: '
-                                     f'{UNCONVERTIBLE[kind]}')
-                if cfg is not None and cfg.get('num_classes') == classes and \
-                        not isinstance(classes, (list, tuple)):  # converted as built below
-                    check_dataset_aware_head(cfg, num_classes, ignore_index, name)
-
-    def _check_ensemble(self, default_dataset, label_space: Optional[dict],
-                        test_cfg: Optional[dict], classes: Optional[Sequence[int]]) -> None:
-        """The ensemble adds the branches' probabilities class by class: their classes must be
-        the same, or mapped into one label space."""
-        if label_space is not None or classes is None or len(set(classes)) == 1:
-            return
-        if default_dataset == ENSEMBLE:
-            key, instead = "default_dataset='ensemble'", "or use default_dataset='auto'"
-        elif (test_cfg or {}).get('unknown_source', False):
-            key, instead = 'test_cfg.unknown_source=True (its ensemble route)', ''
-        else:
-            return
-        raise ValueError(
-            f"{key} adds the branches' probabilities, but the datasets have other classes "
-            f'{dict(zip(self.dataset_names, classes))}: set model.label_space (LabelSpace: one '
-            f"output label space, each dataset's classes mapped to it) {instead}".rstrip())
+        return stated_datasets(self)
 
     def heads(self) -> List[nn.Module]:
         """The decode heads (every stage of a cascade) and auxiliary heads."""
@@ -282,84 +209,6 @@ class CDCLEncoderDecoder(EncoderDecoder):
         for head in (self.decode_head, getattr(self, 'auxiliary_head', None)):
             heads += list(head) if isinstance(head, nn.ModuleList) else [head] * (head is not None)
         return heads
-
-    def _make_dataset_aware(self, cfgs: dict, num_classes: Sequence[int],
-                            ignore_index) -> None:
-        """Convert the stock model just built: one classifier per dataset in every head that
-        predicts the model's classes, every BatchNorm a DSBN."""
-        classes = _head_classes(cfgs['decode_head'])
-
-        def convert(head: nn.Module, cfg: dict, name: str) -> nn.Module:
-            if is_dataset_aware(head):
-                return head
-            if cfg.get('num_classes') != classes:
-                print_log(f"CDCL: {name} ({cfg.get('type')}) predicts {cfg.get('num_classes')} "
-                          f'classes, not the model\'s {classes}: shared by the datasets',
-                          logger='current')
-                return head
-            return build_dataset_aware_head(cfg, num_classes, ignore_index, name)
-
-        for key in ('decode_head', 'auxiliary_head'):
-            cfg, head = cfgs.get(key), getattr(self, key, None)
-            if isinstance(head, nn.ModuleList):
-                for i, (h, c) in enumerate(zip(head, cfg)):
-                    head[i] = convert(h, c, f'{key}[{i}]')
-            elif head is not None:
-                setattr(self, key, convert(head, cfg, key))
-        DSBN.convert_dsbn(self, len(self.dataset_names))
-        if not any(isinstance(m, DSBN) for m in self.modules()):
-            _warn('CDCL: the model has no BatchNorm, so nothing is dataset-specific but the '
-                  'classifiers')
-
-    def _make_statistics_per_dataset(self, size: int = 64) -> None:
-        """Every module that updates a buffer from its inputs in training (EMANet's bases)
-        becomes one copy per dataset (:class:`DatasetStatistics`), as DSBN makes BatchNorm's
-        statistics per dataset. The buffers are found by one training step's forward of two
-        ``size`` x ``size`` images, with the model restored afterwards; it runs only if the
-        model has buffers besides BatchNorm's. A buffer of a top-level component itself (a
-        head, the backbone) cannot be copied without it: the model is warned about by name."""
-        aware = [f'{n}.' for n, m in self.named_modules()
-                 if isinstance(m, (DatasetAwareModule, _BatchNorm))] + ['data_preprocessor.']
-        candidates = [n for n, _ in self.named_buffers() if not n.startswith(tuple(aware))]
-        if not candidates:
-            return
-        samples = []
-        for _ in range(2):
-            sample = SegDataSample(metainfo=dict(
-                dataset_idx=0, img_shape=(size, size), ori_shape=(size, size),
-                pad_shape=(size, size), padding_size=[0] * 4))
-            sample.gt_sem_seg = PixelData(data=torch.zeros(1, size, size, dtype=torch.long))
-            samples.append(sample)
-        inputs = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-        try:
-            updated = updated_buffers(self, lambda: self.loss(inputs, samples), candidates)
-        except Exception as e:  # any model's forward: the check is best effort
-            _warn(f'CDCL: cannot tell whether the buffers {candidates} are updated from the '
-                  f'inputs in training (a training forward of 2 {size}x{size} images raised '
-                  f'{type(e).__name__}: {e}); if they are, the datasets share them')
-            return
-        finally:
-            self._aware_modules = None
-        components = {'': 'the segmentor', 'backbone': 'the backbone', 'neck': 'the neck'}
-        components.update({name: 'a head' for name, m in self.named_modules()
-                           if any(m is h for h in self.heads())})
-        owners: Dict[str, List[str]] = {}
-        for name in updated:
-            owner, _, buffer = name.rpartition('.')
-            owners.setdefault(owner, []).append(buffer)
-        for owner, buffers in owners.items():
-            module = self.get_submodule(owner)
-            if owner in components:
-                _warn(f'CDCL: {owner or "the model"} ({type(module).__name__}) updates its '
-                      f'buffers {buffers} from the inputs in training, and as '
-                      f'{components[owner]} it cannot be copied per dataset: the datasets share '
-                      "them, so one dataset's samples change the forward of another's")
-                continue
-            parent, _, attr = owner.rpartition('.')
-            setattr(self.get_submodule(parent), attr,
-                    DatasetStatistics.of(module, len(self.dataset_names)))
-            print_log(f'CDCL: {owner} ({type(module).__name__}) updates its buffers {buffers} '
-                      'from the inputs in training: one copy per dataset', logger='current')
 
     def _ignore_indices(self, ignore_index) -> Tuple[int, ...]:
         """Each dataset's ignore index, for heads shared by the datasets."""
@@ -384,73 +233,11 @@ class CDCLEncoderDecoder(EncoderDecoder):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
-        """A checkpoint of another architecture is an error, not a warning: mmengine loads
-        ``load_from`` non-strictly and would train on from partly random weights. A checkpoint
-        that states its datasets has its branches loaded by dataset name (``branch_map`` for
-        other datasets); one that does not, by position. A dataset's classifier of other classes
-        is an error too; a single-dataset MMSeg checkpoint's classifier loads into the datasets
-        it fits, the others start fresh (fine-tuning to other classes, as in MMSeg)."""
-        own = self.state_dict()
-        shared = [k[len(prefix):] for k in state_dict if k.startswith(prefix)
-                  and k[len(prefix):] in own]
-        if not shared:
-            raise ValueError(
-                'the checkpoint holds none of the CDCL model\'s weights (its first keys: '
-                f'{list(state_dict)[:3]}; the model\'s: {list(own)[:3]}): another architecture?')
-        patterns = branch_patterns(self, prefix)
-        stated = local_metadata.get('dataset_names')
-        notes, sources = [], list(range(len(self.dataset_names)))
-        if stated is not None:
-            sources, notes = branch_sources(self.dataset_names, stated, self.branch_map)
-            map_branches(state_dict, patterns, sources)
-        self._check_classifiers(state_dict, own, patterns, prefix, stated, sources, notes)
-        classifiers = tuple(f'{name}.' for name, m in self.named_modules()
-                            if isinstance(m, DatasetBranches)) or ('\0', )
-        wrong = [f'{k}: checkpoint {tuple(state_dict[prefix + k].shape)}, model '
-                 f'{tuple(own[k].shape)}' for k in shared if prefix + k in state_dict
-                 and state_dict[prefix + k].shape != own[k].shape and not k.startswith(classifiers)
-                 and '.conv_seg.' not in k]
-        if wrong:
-            raise ValueError(f'the checkpoint does not fit the model: {len(wrong)} tensors have '
-                             'other shapes, e.g. ' + '; '.join(wrong[:3]))
-        if stated is not None:  # the class names of the datasets that load their own branches
-            datasets = local_metadata.get('datasets') or {}
-            self.set_dataset_classes({name: (datasets.get(name) or {}).get('classes')
-                                      for name in self.dataset_names if name in stated})
-        if notes:
-            print_log('CDCL checkpoint: ' + '; '.join(notes), logger='current')
+        """The checkpoint checked against the model and its branches mapped to the model's
+        datasets (by name where it states them) first: see :func:`prepare_state_dict`."""
+        prepare_state_dict(self, state_dict, prefix, local_metadata)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
-
-    def _check_classifiers(self, state_dict, own, patterns, prefix, stated, sources,
-                           notes: List[str]) -> None:
-        """Refuse a dataset's classifier of other classes; drop it where the dataset starts
-        from another's branches (``branch_map``), and say which start fresh."""
-        refused, started = [], set()
-        for d, key, theirs, ours in classifier_misfits(state_dict, own, patterns, prefix):
-            name = self.dataset_names[d]
-            source = (f'branch {sources[d]}' if stated is None else
-                      f"branch '{stated[sources[d]]}'")
-            classifier = key.rsplit('.', 2)[0]  # '<classifier>.<d>.<param>'
-            first = (classifier, d) not in started  # once per classifier: its weight's shapes
-            started.add((classifier, d))
-            if stated is not None and stated[sources[d]] != name:
-                del state_dict[prefix + key]
-                if first:
-                    notes.append(f"{classifier} of dataset '{name}' starts fresh ({source} of "
-                                 f'the checkpoint has {theirs}, the model {ours})')
-            elif first:
-                refused.append(f"dataset '{name}' ({source} of the checkpoint) {key}: "
-                               f'checkpoint {theirs}, model {ours}')
-        if refused:
-            raise ValueError(
-                "the checkpoint's classifiers do not fit the model's datasets "
-                f'{list(self.dataset_names)}: a checkpoint of other datasets or classes? '
-                + '; '.join(refused[:4]))
-        fresh = fresh_classifiers(state_dict, patterns, prefix, self.dataset_names)
-        if fresh:
-            notes.append('the classifier fits no branch of ' + ', '.join(fresh)
-                         + ': they start fresh')
 
     def dataset_index(self, dataset: Union[str, int], key: str = 'dataset') -> int:
         """Index of a dataset given by name or index."""
@@ -474,18 +261,6 @@ class CDCLEncoderDecoder(EncoderDecoder):
             raise ValueError(f'{key} has {len(values)} entries but there are '
                              f'{len(self.dataset_names)} datasets {list(self.dataset_names)}')
         return [float(v) for v in values]
-
-    def _check_branches(self) -> None:
-        wrong = [f'{name} ({type(m).__name__}) has {m.num_datasets}'
-                 for name, m in self.named_modules()
-                 if (isinstance(m, DatasetAwareModule) or is_dataset_aware(m))
-                 and m.num_datasets != len(self.dataset_names)]
-        if wrong:
-            raise ValueError(
-                f'CDCLEncoderDecoder has {len(self.dataset_names)} datasets '
-                f'{list(self.dataset_names)} but not as many dataset branches in: '
-                + '; '.join(wrong[:5])
-                + (f'; ... ({len(wrong)} modules)' if len(wrong) > 5 else ''))
 
     def dataset_indices(self, data_samples: Optional[list], batch_size: int) -> List[int]:
         """The model's dataset index of each sample, from its metainfo ``dataset_name``
@@ -549,9 +324,7 @@ class CDCLEncoderDecoder(EncoderDecoder):
                              'dataset (MultiDataset sets it)')
         routing = DatasetRouting.build(indices)
         groups = []
-        for d, rows in routing.groups:
-            positions = (list(range(len(inputs)))[rows] if isinstance(rows, slice) else
-                         rows.tolist())
+        for d, positions in zip(routing.datasets, routing.positions(len(inputs))):
             samples = None if data_samples is None else [data_samples[i] for i in positions]
             groups.append((d, positions, samples))
         return routing, groups
@@ -654,31 +427,9 @@ class CDCLEncoderDecoder(EncoderDecoder):
         return loss, log_vars
 
     def extract_feat(self, inputs: Tensor):
-        """MMSeg's features; while the branches share them (see ``_sharing_features``), those
-        of the tensor last seen if ``inputs`` views the same data (slide inference's single
-        window is a view of the whole image)."""
-        shared = self._shared_feats
-        if shared and _same_data(shared[0], inputs):
-            return shared[1]
-        feats = super().extract_feat(inputs)
-        if shared is not None:
-            self._shared_feats = [inputs, feats]
-        return feats
-
-    @contextmanager
-    def _sharing_features(self) -> Iterator[None]:
-        """Reuse the backbone's (and neck's) features across branches when no dataset-aware
-        module is in them (SegFormer: LayerNorms only): choosing an image's branch, then
-        predicting with it, runs them once."""
-        parts = [self.backbone] + ([self.neck] if self.with_neck else [])
-        if any(isinstance(m, DatasetAwareModule) for part in parts for m in part.modules()):
-            yield
-            return
-        self._shared_feats = []
-        try:
-            yield
-        finally:
-            self._shared_feats = None
+        """MMSeg's features; while the branches share them (:class:`SharedFeatures`), those
+        of the tensor last seen if ``inputs`` views the same data."""
+        return self._shared_features.extract(inputs, super().extract_feat)
 
     @property
     def cfg(self):
@@ -701,81 +452,20 @@ class CDCLEncoderDecoder(EncoderDecoder):
         source (``default_dataset='auto'`` or ``'ensemble'``) with the branch its statistics
         choose, or all branches combined."""
         if (self.test_cfg or {}).get('unknown_source', False):
-            with self._sharing_features():
+            with self._shared_features.sharing(self):
                 return predict_routes(self, inputs, data_samples)
         if data_samples and 'pipeline_dataset' in data_samples[0].metainfo:
-            return self._predict_dataset_inputs(inputs, data_samples)
+            return predict_dataset_inputs(self, inputs, data_samples)
         indices = self.dataset_indices(data_samples, len(inputs))
         unknown = [i for i, d in enumerate(indices) if d is None]
         if not unknown:
-            return self._predict_routed(inputs, data_samples, indices)
-        with self._sharing_features():
-            results = self._predict_unknown(inputs, data_samples, indices, unknown)
-        return results
+            return self.predict_routed(inputs, data_samples, indices)
+        with self._shared_features.sharing(self):
+            return predict_unknown(self, inputs, data_samples, indices, unknown)
 
-    def _predict_unknown(self, inputs, data_samples, indices, unknown) -> list:
-        """``predict`` of a batch with samples of unknown source (a batch of them alone is
-        passed on as the same tensor, whose features the branches may share)."""
-        results = [None] * len(inputs)
-        subset = inputs if len(unknown) == len(inputs) else inputs[unknown]
-        choice, scores = self.branch_selector(self, subset)
-        if self.default_dataset == ENSEMBLE:
-            samples = None if data_samples is None else [data_samples[i] for i in unknown]
-            for i, result in zip(unknown, ensemble(self, subset, samples, scores)):
-                results[i] = result
-        else:
-            for i, d in zip(unknown, choice.tolist()):
-                indices[i] = d
-        known = [i for i, d in enumerate(indices) if d is not None and results[i] is None]
-        if known:
-            samples = None if data_samples is None else [data_samples[i] for i in known]
-            subset = inputs if len(known) == len(inputs) else inputs[known]
-            routed = self._predict_routed(subset, samples, [indices[i] for i in known])
-            for i, result in zip(known, routed):
-                results[i] = result
-        for k, i in enumerate(unknown):
-            d = int(scores[k].argmax())
-            results[i].set_metainfo(dict(dataset_name=self.dataset_names[d], dataset_scores={
-                name: float(v) for name, v in zip(self.dataset_names, scores[k])}))
-        return results
-
-    def _predict_dataset_inputs(self, inputs: Tensor, data_samples: list) -> list:
-        """``predict`` of images prepared by every dataset's test pipeline
-        (``DatasetTestPipelines``): each with the inputs of the dataset whose branch predicts
-        it. Auto chooses on the inputs given (the first dataset's pipeline's); ensemble
-        combines the branches on them."""
-        versions = []
-        for sample in data_samples:
-            own = sample.metainfo['pipeline_dataset']
-            versions.append(dict(sample.metainfo['dataset_inputs'], **{own: None}))
-            del sample.dataset_inputs  # the other datasets' images: not part of the result
-        indices = self.dataset_indices(data_samples, len(inputs))
-        if None in indices:
-            choice, scores = self.branch_selector(self, inputs)
-        results = []
-        for i, d in enumerate(indices):
-            if d is None and self.default_dataset == AUTO:
-                d = int(choice[i])
-            if d is None:  # ensemble
-                result = ensemble(self, inputs[i:i + 1], data_samples[i:i + 1], scores[i:i + 1])
-            else:
-                version = versions[i][self.dataset_names[d]]
-                part, sample = inputs[i:i + 1], data_samples[i]
-                if version is not None:  # another dataset's pipeline made inputs[i]
-                    data = self.data_preprocessor(dict(inputs=[version['inputs']],
-                                                       data_samples=[version['data_samples']]))
-                    part, sample = data['inputs'], data['data_samples'][0]
-                    sample.set_metainfo(dict(pipeline_dataset=self.dataset_names[d]))
-                result = self._predict_routed(part, [sample], [d])
-            if indices[i] is None:
-                result[0].set_metainfo(dict(dataset_name=self.dataset_names[int(
-                    scores[i].argmax())], dataset_scores={
-                        name: float(v) for name, v in zip(self.dataset_names, scores[i])}))
-            results += result
-        return results
-
-    def _predict_routed(self, inputs: Tensor, data_samples: Optional[list],
-                        indices: List[int]) -> list:
+    def predict_routed(self, inputs: Tensor, data_samples: Optional[list],
+                       indices: List[int]) -> list:
+        """``predict`` of each sample with the branch of its dataset ``indices[i]``."""
         routing, groups = self._groups(inputs, data_samples, indices)
         results = [None] * len(inputs)
         for (d, positions, samples), part in zip(groups, routing.split(inputs)):
@@ -803,48 +493,6 @@ class CDCLEncoderDecoder(EncoderDecoder):
         return outputs[0] if len(outputs) == 1 else outputs
 
 
-def _state_datasets(model: CDCLEncoderDecoder, state_dict, prefix: str,
-                    local_metadata: dict) -> None:
-    """State dict hook: the model's datasets, stated in its metadata."""
-    local_metadata.update(model.stated_datasets())
-
-
-def _warn(message: str) -> None:
-    warnings.warn(message)
-    print_log(message, logger='current', level=30)
-
-
-def _head_classes(decode) -> Optional[Union[int, Sequence[int]]]:
-    """``num_classes`` of a decode head config (the last stage's of a cascade)."""
-    decode = decode[-1] if isinstance(decode, list) else decode
-    return None if decode is None else decode.get('num_classes')
-
-
-def _config_classes(num_classes, cfgs: dict) -> Optional[Sequence[int]]:
-    """Classes of each dataset as the config states them (converted or DAB heads); None where
-    only the built model tells."""
-    classes = num_classes if num_classes is not None else _head_classes(cfgs.get('decode_head'))
-    return classes if isinstance(classes, (list, tuple)) else None
-
-
-def _same_data(a: Tensor, b: Tensor) -> bool:
-    """Whether ``b`` views exactly ``a``'s elements, unchanged (``a`` is held, so its memory
-    is not another tensor's)."""
-    return (a is b or a.data_ptr() == b.data_ptr() and a.shape == b.shape
-            and a.stride() == b.stride() and a.dtype == b.dtype and a.device == b.device
-            and a._version == b._version)
-
-
-def _split(feats, routing: DatasetRouting) -> list:
-    """Each dataset group's part of the backbone's (or neck's) outputs."""
-    if isinstance(feats, Tensor):
-        return list(routing.split(feats))
-    if isinstance(feats, (list, tuple)):
-        parts = [_split(f, routing) for f in feats]
-        return [type(feats)(p[g] for p in parts) for g in range(len(routing.groups))]
-    return [feats] * len(routing.groups)
-
-
 class _LazySplit:
     """Each dataset group's part of the features, split (copied) when a head needs it."""
 
@@ -853,24 +501,5 @@ class _LazySplit:
 
     def __getitem__(self, group: int):
         if self._parts is None:
-            self._parts = _split(self.feats, self.routing)
+            self._parts = self.routing.split(self.feats)
         return self._parts[group]
-
-
-def _standard_forward(self, inputs):
-    output = self._forward_feature(inputs)
-    output = self.cls_seg(output)
-    return output
-
-
-def runs_on_mixed_batches(head: nn.Module) -> bool:
-    """Whether ``head`` is MMSeg's usual decode head: its forward is (to the bytecode)
-    ``cls_seg(_forward_feature(inputs))`` (FCN, PSP, ASPP, UPerNet, STDC heads), its loss and
-    ``cls_seg`` are BaseDecodeHead's, and its classifier ``conv_seg`` is its only per-dataset
-    module. Its features then do not depend on the classes, and one forward of them serves
-    every dataset."""
-    kind, code, reference = type(head), type(head).forward.__code__, _standard_forward.__code__
-    return (code.co_code == reference.co_code and code.co_names == reference.co_names
-            and kind.loss is BaseDecodeHead.loss and kind.cls_seg is BaseDecodeHead.cls_seg
-            and [n for n, m in head.named_modules() if isinstance(m, DatasetBranches)] in (
-                [], ['conv_seg']))

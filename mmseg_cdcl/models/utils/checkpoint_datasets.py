@@ -15,11 +15,139 @@ import re
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from mmengine.logging import print_log
 from torch import nn
 
 from ..layers import DatasetAwareModule, DatasetBranches
 
 BRANCH_MAP_DOC = 'docs/usage.md#loading-a-checkpoint'
+
+
+def stated_datasets(model: nn.Module) -> dict:
+    """What the CDCL segmentor ``model``'s state dicts state about its datasets."""
+    classes = model.classes_per_dataset()
+    return dict(dataset_names=list(model.dataset_names), datasets={
+        name: dict(num_classes=classes[d], ignore_index=model.dataset_ignore_index[d],
+                   classes=(list(model.dataset_classes[name]) if name in
+                            model.dataset_classes else None))
+        for d, name in enumerate(model.dataset_names)})
+
+
+def state_datasets(model: nn.Module, state_dict, prefix: str, local_metadata: dict) -> None:
+    """State dict hook of the CDCL segmentor: its datasets (``model.stated_datasets()``),
+    stated in its metadata."""
+    local_metadata.update(model.stated_datasets())
+
+
+def checked_dataset_classes(model: nn.Module, classes: Dict[str, Optional[Sequence[str]]]
+                            ) -> Dict[str, Tuple[str, ...]]:
+    """The class names ``classes`` gives for the CDCL segmentor ``model``'s datasets.
+
+    Raises:
+        ValueError: other class names than the model knows, or another number of them.
+    """
+    known = {}
+    for d, name in enumerate(model.dataset_names):
+        names = classes.get(name)
+        if names is None:
+            continue
+        names = tuple(names)
+        own = model.dataset_classes.get(name)
+        count = model.classes_per_dataset()[d]
+        if len(names) != count or own not in (None, names):
+            raise ValueError(f"dataset '{name}' has classes {list(names)} here but the model has "
+                             + (f'{count} classes' if own is None else f'{list(own)}'))
+        known[name] = names
+    return known
+
+
+def checked_branch_map(branch_map, names: Sequence[str]) -> Optional[Dict[str, str]]:
+    """The segmentor's ``branch_map`` argument, checked against its datasets ``names``."""
+    if branch_map is None:
+        return None
+    if not isinstance(branch_map, dict) or not all(
+            isinstance(v, str) for v in branch_map.values()):
+        raise ValueError(f'branch_map={branch_map!r}: expected a dict from dataset names '
+                         "of the model to dataset names of the checkpoint")
+    unknown = sorted(set(branch_map) - set(names))
+    if unknown:
+        raise ValueError(f'branch_map names {unknown}, not datasets of the model {list(names)}')
+    return dict(branch_map)
+
+
+def prepare_state_dict(model: nn.Module, state_dict: dict, prefix: str,
+                       local_metadata: dict) -> None:
+    """Check a checkpoint's state dict against the CDCL segmentor ``model`` and map its branches
+    to the model's datasets, in place, before the model loads it.
+
+    A checkpoint of another architecture is an error, not a warning: mmengine loads
+    ``load_from`` non-strictly and would train on from partly random weights. A checkpoint
+    that states its datasets has its branches loaded by dataset name (``model.branch_map`` for
+    other datasets); one that does not, by position. A dataset's classifier of other classes
+    is an error too; a single-dataset MMSeg checkpoint's classifier loads into the datasets
+    it fits, the others start fresh (fine-tuning to other classes, as in MMSeg).
+    """
+    own = model.state_dict()
+    shared = [k[len(prefix):] for k in state_dict if k.startswith(prefix)
+              and k[len(prefix):] in own]
+    if not shared:
+        raise ValueError(
+            'the checkpoint holds none of the CDCL model\'s weights (its first keys: '
+            f'{list(state_dict)[:3]}; the model\'s: {list(own)[:3]}): another architecture?')
+    patterns = branch_patterns(model, prefix)
+    stated = local_metadata.get('dataset_names')
+    notes, sources = [], list(range(len(model.dataset_names)))
+    if stated is not None:
+        sources, notes = branch_sources(model.dataset_names, stated, model.branch_map)
+        map_branches(state_dict, patterns, sources)
+    _check_classifiers(model.dataset_names, state_dict, own, patterns, prefix, stated, sources,
+                       notes)
+    classifiers = tuple(f'{name}.' for name, m in model.named_modules()
+                        if isinstance(m, DatasetBranches)) or ('\0', )
+    wrong = [f'{k}: checkpoint {tuple(state_dict[prefix + k].shape)}, model '
+             f'{tuple(own[k].shape)}' for k in shared if prefix + k in state_dict
+             and state_dict[prefix + k].shape != own[k].shape and not k.startswith(classifiers)
+             and '.conv_seg.' not in k]
+    if wrong:
+        raise ValueError(f'the checkpoint does not fit the model: {len(wrong)} tensors have '
+                         'other shapes, e.g. ' + '; '.join(wrong[:3]))
+    if stated is not None:  # the class names of the datasets that load their own branches
+        datasets = local_metadata.get('datasets') or {}
+        model.set_dataset_classes({name: (datasets.get(name) or {}).get('classes')
+                                   for name in model.dataset_names if name in stated})
+    if notes:
+        print_log('CDCL checkpoint: ' + '; '.join(notes), logger='current')
+
+
+def _check_classifiers(names: Sequence[str], state_dict, own, patterns, prefix, stated,
+                       sources, notes: List[str]) -> None:
+    """Refuse a dataset's classifier of other classes; drop it where the dataset starts
+    from another's branches (``branch_map``), and say which start fresh."""
+    refused, started = [], set()
+    for d, key, theirs, ours in classifier_misfits(state_dict, own, patterns, prefix):
+        name = names[d]
+        source = (f'branch {sources[d]}' if stated is None else
+                  f"branch '{stated[sources[d]]}'")
+        classifier = key.rsplit('.', 2)[0]  # '<classifier>.<d>.<param>'
+        first = (classifier, d) not in started  # once per classifier: its weight's shapes
+        started.add((classifier, d))
+        if stated is not None and stated[sources[d]] != name:
+            del state_dict[prefix + key]
+            if first:
+                notes.append(f"{classifier} of dataset '{name}' starts fresh ({source} of "
+                             f'the checkpoint has {theirs}, the model {ours})')
+        elif first:
+            refused.append(f"dataset '{name}' ({source} of the checkpoint) {key}: "
+                           f'checkpoint {theirs}, model {ours}')
+    if refused:
+        raise ValueError(
+            "the checkpoint's classifiers do not fit the model's datasets "
+            f'{list(names)}: a checkpoint of other datasets or classes? '
+            + '; '.join(refused[:4]))
+    fresh = fresh_classifiers(state_dict, patterns, prefix, names)
+    if fresh:
+        notes.append('the classifier fits no branch of ' + ', '.join(fresh)
+                     + ': they start fresh')
 
 
 def branch_sources(names: Sequence[str], stated: Sequence[str],
