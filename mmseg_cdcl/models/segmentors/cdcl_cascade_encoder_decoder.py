@@ -27,6 +27,6 @@ class CDCLCascadeEncoderDecoder(CDCLEncoderDecoder, CascadeEncoderDecoder):
         losses = {}
         for g, (d, _, samples) in enumerate(groups):
             with self.dataset(d):
-                losses[d] = CascadeEncoderDecoder._decode_head_forward_train(self, parts[g],
+                losses[d] = CascadeEncoderDecoder._decode_head_forward_train(self, parts()[g],
                                                                              samples)
         return losses

@@ -1,9 +1,8 @@
 """The CDCL segmentor: one network, one branch per dataset, L = Σ_i w_i·L_i."""
+import functools
 from contextlib import ExitStack, contextmanager
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-import torch
-from mmengine.logging import MessageHub
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
 from mmseg.utils import add_prefix
@@ -12,6 +11,7 @@ from torch import Tensor, nn
 from ...datasets.transforms import inference_pipeline
 from ..decode_heads import head_dataset, is_dataset_aware
 from ..layers import DatasetAwareModule, DatasetBatchTooSmall, DatasetRouting, dataset_context
+from ..losses import dataset_loss_weights, parse_dataset_losses, weighted_dataset_losses
 from ..utils import BranchSelector, LabelSpace
 from ..utils.checkpoint_datasets import (
     checked_branch_map,
@@ -44,28 +44,24 @@ class CDCLEncoderDecoder(EncoderDecoder):
     """EncoderDecoder trained across datasets (Cross-Dataset Collaborative Learning).
 
     Any MMSeg model config becomes CDCL by stating its datasets and their classes (the
-    conversion form)::
+    conversion form, :func:`convert_dataset_aware`)::
 
         _base_ = ['mmseg::deeplabv3plus/deeplabv3plus_r18-d8_4xb2-80k_cityscapes-512x1024.py']
         model = dict(type='CDCLEncoderDecoder', dataset_names=['cityscapes', 'camvid'],
                      num_classes=[19, 11])
 
-    Every BatchNorm / SyncBN of backbone, neck and heads becomes a DSBN (Dataset-Aware Blocks;
-    LayerNorm and GroupNorm stay shared), and every classifier of every head whose classes are
-    the model's (``num_classes`` of the decode head) becomes one classifier per dataset; heads
-    with other outputs (STDC's 2-class boundary head) are shared. A config with ``num_stages``
-    (OCRNet) builds :class:`CDCLCascadeEncoderDecoder`. The paper's configs name the
-    Dataset-Aware components instead (``DABResNetV1c``, ``DABPSPHead``, ...), without
-    ``num_classes`` here.
+    Every BatchNorm becomes a DSBN (Dataset-Aware Blocks) and every head that predicts the
+    model's classes gets one classifier per dataset; a config with ``num_stages`` (OCRNet)
+    builds :class:`CDCLCascadeEncoderDecoder`. The paper's configs name the Dataset-Aware
+    components instead (``DABResNetV1c``, ``DABPSPHead``, ...), without ``num_classes`` here.
 
-    Each sample's dataset comes from its data sample's metainfo: ``dataset_name`` (set by
-    ``MultiDataset``) or ``dataset_idx``. Training runs backbone and neck once on the mixed
-    batch, DSBN normalising each dataset's samples with its own statistics, then every head once
-    per dataset on that dataset's samples, with its classifier, classes and ignore index. It
-    returns each dataset's losses as ``'<dataset>.decode.loss_ce'``, ``'<dataset>.aux.loss_ce'``,
-    ... scaled by the dataset's weight, so that mmengine's ``parse_losses`` sums exactly
-    L = Σ_i w_i·L_i. Prediction routes each sample to its dataset's branch and costs the FLOPs of
-    the plain network.
+    Each sample's dataset comes from its metainfo: ``dataset_name`` (set by ``MultiDataset``)
+    or ``dataset_idx``. Training runs backbone and neck once on the mixed batch, DSBN
+    normalising each dataset's samples with its own statistics, then every head per dataset
+    with its classifier, classes and ignore index. Each dataset's losses
+    (``'<dataset>.decode.loss_ce'``, ...) are scaled by its weight, so that mmengine's
+    ``parse_losses`` sums exactly L = Σ_i w_i·L_i. Prediction routes each sample to its
+    dataset's branch and costs the FLOPs of the plain network.
 
     Args:
         dataset_names (Sequence[str]): Name of each dataset, in dataset index order.
@@ -131,7 +127,7 @@ class CDCLEncoderDecoder(EncoderDecoder):
         check_ensemble(self.dataset_names, default_dataset, label_space, kwargs.get('test_cfg'),
                        config_classes(num_classes, kwargs))
         branch_selector = BranchSelector(**(branch_selection or {}))
-        loss_weights = self._dataset_values(loss_weights, 'loss_weights', default=1.0)
+        loss_weights = dataset_loss_weights(loss_weights, self.dataset_names)
         branch_map = checked_branch_map(branch_map, self.dataset_names)
         super().__init__(**kwargs)
         if num_classes is not None:
@@ -248,20 +244,6 @@ class CDCLEncoderDecoder(EncoderDecoder):
         raise ValueError(f'{key}={dataset!r} is not one of the datasets '
                          f'{list(self.dataset_names)}')
 
-    def _dataset_values(self, values, key: str, default: float) -> List[float]:
-        if values is None:
-            return [default] * len(self.dataset_names)
-        if isinstance(values, dict):
-            unknown = set(values) - set(self.dataset_names)
-            if unknown:
-                raise ValueError(f'{key} names unknown datasets {sorted(unknown)}; the datasets '
-                                 f'are {list(self.dataset_names)}')
-            return [float(values.get(name, default)) for name in self.dataset_names]
-        if len(values) != len(self.dataset_names):
-            raise ValueError(f'{key} has {len(values)} entries but there are '
-                             f'{len(self.dataset_names)} datasets {list(self.dataset_names)}')
-        return [float(v) for v in values]
-
     def dataset_indices(self, data_samples: Optional[list], batch_size: int) -> List[int]:
         """The model's dataset index of each sample, from its metainfo ``dataset_name``
         (as ``MultiDataset`` sets it, whatever its dataset order) or else ``dataset_idx``."""
@@ -338,7 +320,11 @@ class CDCLEncoderDecoder(EncoderDecoder):
         try:
             with self.route(routing):
                 feats = self.extract_feat(inputs)
-            parts = _LazySplit(feats, routing)
+
+            @functools.lru_cache(maxsize=None)
+            def parts():  # each group's part of the features, split (copied) if a head needs it
+                return routing.split(feats)
+
             for d, losses in self._decode_losses(feats, parts, routing, groups).items():
                 per_dataset[d].update(losses)
             for prefix, head in self._auxiliary_heads():
@@ -346,15 +332,7 @@ class CDCLEncoderDecoder(EncoderDecoder):
                     per_dataset[d].update(add_prefix(losses, prefix))
         except DatasetBatchTooSmall as e:
             raise ValueError(f"dataset '{self.dataset_names[e.dataset]}': {e}") from e
-        weighted = {}
-        for d, losses in per_dataset.items():
-            weight = self.loss_weights[d]
-            for key, value in losses.items():
-                if 'loss' in key and weight != 1:
-                    value = ([v * weight for v in value] if isinstance(value, list) else
-                             value * weight)
-                weighted[f'{self.dataset_names[d]}.{key}'] = value
-        return weighted
+        return weighted_dataset_losses(per_dataset, self.dataset_names, self.loss_weights)
 
     def _decode_losses(self, feats, parts, routing: DatasetRouting, groups) -> Dict[int, dict]:
         """Each dataset's losses of the decode head, named as MMSeg names them."""
@@ -364,11 +342,9 @@ class CDCLEncoderDecoder(EncoderDecoder):
     def _auxiliary_heads(self) -> List[Tuple[str, nn.Module]]:
         """The auxiliary heads with MMSeg's prefixes of their losses."""
         heads = getattr(self, 'auxiliary_head', None)
-        if heads is None:
-            return []
         if isinstance(heads, nn.ModuleList):
             return [(f'aux_{i}', head) for i, head in enumerate(heads)]
-        return [('aux', heads)]
+        return [] if heads is None else [('aux', heads)]
 
     def _head_losses(self, head: nn.Module, feats, parts, routing: DatasetRouting,
                      groups) -> Dict[int, dict]:
@@ -388,43 +364,13 @@ class CDCLEncoderDecoder(EncoderDecoder):
         losses = {}
         for g, (d, _, samples) in enumerate(groups):
             with self.dataset(d):
-                losses[d] = head.loss(parts[g], samples, self.train_cfg)
+                losses[d] = head.loss(parts()[g], samples, self.train_cfg)
         return losses
 
     def parse_losses(self, losses: dict) -> Tuple[Tensor, dict]:
         """mmengine's sum of the losses, plus each dataset's total in the log; raises on a
-        non-finite loss before any weight is updated.
-
-        Raises:
-            FloatingPointError: names the dataset, the loss and the iteration.
-        """
-        # mmengine sums every term whose name contains 'loss': dataset names must not count.
-        index = {name: d for d, name in enumerate(self.dataset_names)}
-        indexed = {}
-        for key, value in losses.items():
-            name, _, rest = key.partition('.')
-            indexed[f'{index[name]}.{rest}' if name in index and rest else key] = value
-        loss, indexed_vars = super().parse_losses(indexed)
-        log_vars, totals = {}, {}
-        for key, value in indexed_vars.items():
-            d, _, rest = key.partition('.')
-            if d.isdigit() and rest:
-                name = self.dataset_names[int(d)]
-                log_vars[f'{name}.{rest}'] = value
-                if 'loss' in rest:
-                    totals[f'{name}.loss'] = totals.get(f'{name}.loss', 0) + value
-            else:
-                log_vars[key] = value
-        log_vars.update(totals)
-        if not torch.isfinite(loss):
-            bad = [f'{k}={float(v)}' for k, v in log_vars.items()
-                   if '.' in k and not torch.isfinite(v)]
-            iteration = MessageHub.get_current_instance().get_info('iter', -1) + 1
-            datasets = sorted({k.split('.')[0] for k in bad})
-            raise FloatingPointError(
-                f'non-finite loss at iteration {iteration} for dataset(s) {datasets}: '
-                + ', '.join(bad) + '; no weights were updated with it')
-        return loss, log_vars
+        non-finite loss before any weight is updated (:func:`parse_dataset_losses`)."""
+        return parse_dataset_losses(losses, self.dataset_names, super().parse_losses)
 
     def extract_feat(self, inputs: Tensor):
         """MMSeg's features; while the branches share them (:class:`SharedFeatures`), those
@@ -492,14 +438,3 @@ class CDCLEncoderDecoder(EncoderDecoder):
                 outputs.append(super()._forward(part, samples))
         return outputs[0] if len(outputs) == 1 else outputs
 
-
-class _LazySplit:
-    """Each dataset group's part of the features, split (copied) when a head needs it."""
-
-    def __init__(self, feats, routing: DatasetRouting):
-        self.feats, self.routing, self._parts = feats, routing, None
-
-    def __getitem__(self, group: int):
-        if self._parts is None:
-            self._parts = self.routing.split(self.feats)
-        return self._parts[group]
