@@ -184,17 +184,17 @@ class SharedFeatures:
     them once."""
 
     def __init__(self):
-        self._held: Optional[list] = None  # [inputs, features] while sharing
+        self._held: Optional[list] = None  # [inputs, their version, features] while sharing
 
     def extract(self, inputs: Tensor, extract_feat):
         """``extract_feat(inputs)``, or the features held if ``inputs`` views the same data
         (slide inference's single window is a view of the whole image)."""
         held = self._held
-        if held and _same_data(held[0], inputs):
-            return held[1]
+        if held and _same_data(held[0], held[1], inputs):
+            return held[2]
         feats = extract_feat(inputs)
         if held is not None:
-            self._held = [inputs, feats]
+            self._held = [inputs, inputs._version, feats]
         return feats
 
     @contextmanager
@@ -212,9 +212,10 @@ class SharedFeatures:
             self._held = None
 
 
-def _same_data(a: Tensor, b: Tensor) -> bool:
-    """Whether ``b`` views exactly ``a``'s elements, unchanged (``a`` is held, so its memory
-    is not another tensor's)."""
-    return (a is b or a.data_ptr() == b.data_ptr() and a.shape == b.shape
-            and a.stride() == b.stride() and a.dtype == b.dtype and a.device == b.device
-            and a._version == b._version)
+def _same_data(a: Tensor, version: int, b: Tensor) -> bool:
+    """Whether ``b`` views exactly ``a``'s elements, unchanged since ``a`` was at ``version``
+    (``a`` is held, so its memory is not another tensor's; a view shares its base's version
+    counter, which counts in-place changes)."""
+    return (b._version == version and (a is b or a.data_ptr() == b.data_ptr()
+            and a.shape == b.shape and a.stride() == b.stride() and a.dtype == b.dtype
+            and a.device == b.device))
