@@ -1,4 +1,5 @@
 from .branch_selection import BranchSelector
+from .convert_dataset_aware import convert_dataset_aware
 from .label_space import LabelSpace
 
-__all__ = ['BranchSelector', 'LabelSpace']
+__all__ = ['BranchSelector', 'LabelSpace', 'convert_dataset_aware']
