@@ -1,10 +1,11 @@
 """Loading a checkpoint into a CDCL model: its dataset branches by name."""
 from typing import Dict, Optional
 
-from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
+from mmengine.runner import CheckpointLoader
 from torch import nn
 
 from ..models.utils.checkpoint_datasets import checked_branch_map, state_datasets_from_meta
+from ..utils.mmengine_internals import load_checkpoint_to_model
 
 
 def load_cdcl_checkpoint(model: nn.Module, filename: str, map_location: str = 'cpu',
@@ -32,12 +33,13 @@ def load_cdcl_checkpoint(model: nn.Module, filename: str, map_location: str = 'c
         >>> load_cdcl_checkpoint(model, 'cdcl_cityscapes_bdd.pth',
         ...                      branch_map=dict(camvid='cityscapes'))
     """
-    checkpoint = state_datasets_from_meta(_load_checkpoint(filename, map_location=map_location))
+    checkpoint = state_datasets_from_meta(
+        CheckpointLoader.load_checkpoint(filename, map_location, logger=None))
     saved = model.branch_map
     if branch_map is not None:
         model.branch_map = checked_branch_map(branch_map, model.dataset_names)
     try:
-        _load_checkpoint_to_model(model, checkpoint, strict=strict)
+        load_checkpoint_to_model(model, checkpoint, strict=strict)
     finally:
         model.branch_map = saved
     return checkpoint

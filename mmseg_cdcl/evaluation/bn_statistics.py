@@ -39,7 +39,7 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from mmengine.config import Config
-from mmengine.runner.checkpoint import _load_checkpoint
+from mmengine.runner import CheckpointLoader
 from mmengine.utils import mkdir_or_exist
 
 DIVERGENCE = dict(
@@ -63,7 +63,7 @@ def _state_dict(path: str) -> OrderedDict:
     """A checkpoint's tensors, in its (the modules' registration) order."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'{path}: no such checkpoint file')
-    ckpt = _load_checkpoint(path, map_location='cpu', logger='silent')  # weights_only
+    ckpt = CheckpointLoader.load_checkpoint(path, 'cpu', logger='silent')  # weights_only
     state_dict = ckpt.get('state_dict', ckpt)
     return OrderedDict((re.sub(r'^module\.', '', k), v) for k, v in state_dict.items())
 

@@ -8,6 +8,8 @@ from typing import Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
+from ..utils.mmengine_internals import config_dict
+
 
 def shrink_schedule(cfg: Config, max_iters: int, val_interval: Optional[int] = None) -> Config:
     """Train ``max_iters`` iterations: the loop, the first scheduler's end and the checkpoint
@@ -36,7 +38,7 @@ def shrink_datasets(node, crop: Sequence[int], data_dir: Optional[str] = None):
         data_dir (str, optional): The folder standing for the configs' relative ``data/``.
     """
     if isinstance(node, Config):
-        node = node._cfg_dict
+        node = config_dict(node)
     if isinstance(node, dict):
         kind = node.get('type')
         if kind in ('RandomResize', 'Resize'):

@@ -3,6 +3,8 @@ import os.path as osp
 
 from mmengine.config import Config
 
+from .mmengine_internals import config_file_of
+
 
 def load_config(path: str) -> Config:
     """``Config.fromfile`` of a path or of an installed package's config (``mmseg::...``).
@@ -11,7 +13,7 @@ def load_config(path: str) -> Config:
         path (str): A config file, or ``<package>::<path under its configs>``.
     """
     if '::' in path:
-        path, _ = Config._get_cfg_path(path, '')  # how mmengine resolves such _base_ entries
+        path = config_file_of(path)
     if not osp.isfile(path):
         raise FileNotFoundError(f'no config file {path}')
     return Config.fromfile(path)

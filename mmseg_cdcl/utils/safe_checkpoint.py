@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
 
+from .mmengine_internals import registered_statistics
+
 _OWN_STATISTICS = ('min', 'max', 'current', 'mean')
 
 
@@ -34,7 +36,7 @@ def _statistics() -> List[Callable]:
     """HistoryBuffer's own statistics methods and those registered so far. (mmengine registers
     its own lazily, at the first ``HistoryBuffer()``.)"""
     own = [getattr(HistoryBuffer, name) for name in _OWN_STATISTICS]
-    return own + list(HistoryBuffer._statistics_methods.values())
+    return own + list(registered_statistics().values())
 
 
 def _history_buffer_method(owner, name: str):
@@ -43,7 +45,7 @@ def _history_buffer_method(owner, name: str):
     method = getattr(owner, name, None) if owner is HistoryBuffer else None
     if method is not None and any(method is statistic for statistic in _statistics()):
         return method
-    allowed = sorted({*_OWN_STATISTICS, *HistoryBuffer._statistics_methods})
+    allowed = sorted({*_OWN_STATISTICS, *registered_statistics()})
     raise pickle.UnpicklingError(
         f'refusing getattr({owner!r}, {name!r}) in a checkpoint: only HistoryBuffer statistics '
         f'methods {allowed} are allowed')
@@ -60,7 +62,7 @@ def _admit(statistics) -> None:
 def _admit_statistics_when_registered() -> None:
     """Admit the statistics registered so far, and make ``HistoryBuffer.register_statistics``
     admit those registered later."""
-    _admit(HistoryBuffer._statistics_methods.values())
+    _admit(registered_statistics().values())
     register = HistoryBuffer.register_statistics.__func__
     if getattr(register, 'admits_safe_loading', False):  # already wrapped
         return

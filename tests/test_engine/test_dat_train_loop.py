@@ -20,7 +20,7 @@ def in_data_cwd(data_cwd, monkeypatch):
 
 
 def _runner(data_cwd, tmp_path, name, max_iters=2, config=CONFIG, seed=0, optim=None,
-            **train_cfg):
+            resume=False, load_from=None, **train_cfg):
     cfg = shrink_config(Config.fromfile(config), max_iters=max_iters)
     cfg.default_hooks.checkpoint.interval = 2
     cfg.work_dir = str(tmp_path / name)
@@ -33,6 +33,7 @@ def _runner(data_cwd, tmp_path, name, max_iters=2, config=CONFIG, seed=0, optim=
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     cfg.default_hooks.checkpoint.save_best = None
     cfg.default_hooks.pop('visualization')
+    cfg.resume, cfg.load_from = resume, load_from
     runner = Runner.from_cfg(cfg)
     runner.steps = 0
     return runner
@@ -123,8 +124,8 @@ def test_resume_draws_the_same_batches_without_loading_skipped_ones(data_cwd, tm
     assert len(uninterrupted) == 4 * 4  # 4 iterations of 2 + 2 images
 
     loaded.clear()
-    resumed = _runner(data_cwd, tmp_path, 'resumed', max_iters=4)
-    resumed._resume, resumed._load_from = True, str(tmp_path / 'full' / 'iter_2.pth')
+    resumed = _runner(data_cwd, tmp_path, 'resumed', max_iters=4, resume=True,
+                      load_from=str(tmp_path / 'full' / 'iter_2.pth'))
     _train(resumed, data_cwd)
     assert resumed.iter == 4
     assert loaded == uninterrupted[8:]  # iterations 3 and 4 only, the same images
@@ -137,15 +138,13 @@ def test_checkpoint_of_another_architecture_is_refused(data_cwd, tmp_path):
     state = {k: v for k, v in _runner(data_cwd, tmp_path, 'a').model.state_dict().items()}
     state['backbone.layer1.0.conv1.weight'] = torch.zeros(64, 64, 1, 1)  # a bottleneck's
     save_checkpoint(dict(state_dict=state), other)
-    runner = _runner(data_cwd, tmp_path, 'b')
-    runner._load_from = other
+    runner = _runner(data_cwd, tmp_path, 'b', load_from=other)
     with pytest.raises(ValueError, match=r'the checkpoint does not fit the model: 1 tensors have '
                                          r'other shapes, e.g. backbone.layer1.0.conv1.weight: '
                                          r'checkpoint \(64, 64, 1, 1\), model \(64, 64, 3, 3\)'):
         _train(runner, data_cwd)
     save_checkpoint(dict(state_dict={'fc.weight': torch.zeros(2)}), other)
-    runner = _runner(data_cwd, tmp_path, 'c')
-    runner._load_from = other
+    runner = _runner(data_cwd, tmp_path, 'c', load_from=other)
     with pytest.raises(ValueError, match=r"the checkpoint holds none of the CDCL model's "
                                          r"weights \(its first keys: \['fc.weight'\]"):
         _train(runner, data_cwd)
@@ -191,9 +190,9 @@ def test_resume_without_a_seed_draws_the_interrupted_runs_batches(data_cwd, tmp_
     uninterrupted = list(loaded)
 
     loaded.clear()
-    resumed = _runner(data_cwd, tmp_path, 'resumed', max_iters=4, seed=None)
+    resumed = _runner(data_cwd, tmp_path, 'resumed', max_iters=4, seed=None, resume=True,
+                      load_from=str(tmp_path / 'full' / 'iter_2.pth'))
     assert resumed.train_loop.dataloader.batch_sampler.seed != full.seed  # before loading
-    resumed._resume, resumed._load_from = True, str(tmp_path / 'full' / 'iter_2.pth')
     _train(resumed, data_cwd)
     assert loaded == uninterrupted[8:]  # the same images and augmentation seeds
 
@@ -203,8 +202,8 @@ def test_resume_with_another_number_of_processes_is_refused(data_cwd, tmp_path):
     two = _runner(data_cwd, tmp_path, 'two', max_iters=2)
     two.train_loop.dataloader.batch_sampler.world_size = 2  # as rank 0 of 2 processes
     _train(two, data_cwd)
-    one = _runner(data_cwd, tmp_path, 'one', max_iters=4)
-    one._resume, one._load_from = True, str(tmp_path / 'two' / 'iter_2.pth')
+    one = _runner(data_cwd, tmp_path, 'one', max_iters=4, resume=True,
+                  load_from=str(tmp_path / 'two' / 'iter_2.pth'))
     with pytest.raises(ValueError, match=r'DATTrainLoop: the checkpoint was written by a run of '
                                          r'2 process\(es\) and this run has 1: each process '
                                          r'draws its own batch of every dataset'):
@@ -214,13 +213,14 @@ def test_resume_with_another_number_of_processes_is_refused(data_cwd, tmp_path):
 
 @pytest.mark.slow
 def test_random_states_are_saved_without_the_hook_in_the_config(data_cwd, tmp_path):
-    from mmseg_cdcl.engine.hooks import RNGStateHook
+    from mmseg_cdcl.engine.hooks import ResumeHook, RNGStateHook
     cfg = Config.fromfile(CONFIG)
     assert [h['type'] for h in cfg.custom_hooks] == ['ProgressBarHook', 'RNGStateHook']
     runner = _runner(data_cwd, tmp_path, 'no_hook', max_iters=2)
     runner._hooks = [h for h in runner.hooks if not isinstance(h, RNGStateHook)]
     _train(runner, data_cwd)
     assert sum(isinstance(h, RNGStateHook) for h in runner.hooks) == 1
+    assert sum(isinstance(h, ResumeHook) for h in runner.hooks) == 1
     checkpoint = torch.load(tmp_path / 'no_hook' / 'iter_2.pth')
     assert set(checkpoint['rng_states']) == {'python', 'numpy', 'torch', 'cuda'}
     assert checkpoint['message_hub']['runtime_info']['dat_sampler']['world_size'] == 1
@@ -232,9 +232,6 @@ def test_resume_after_a_kill_while_last_checkpoint_was_written(data_cwd, tmp_pat
     empty. --resume then continues from the latest complete iter_N.pth."""
     _train(_runner(data_cwd, tmp_path, 'killed', max_iters=4), data_cwd)  # iter_2, iter_4
     (tmp_path / 'killed' / 'last_checkpoint').write_text('')
-    resumed = _runner(data_cwd, tmp_path, 'killed', max_iters=6)
-    resumed._resume = True
-    resumed.train_loop  # built: the resume point is found before loading
-    assert resumed._load_from == str(tmp_path / 'killed' / 'iter_4.pth')
+    resumed = _runner(data_cwd, tmp_path, 'killed', max_iters=6, resume=True)
     _train(resumed, data_cwd)
-    assert resumed.iter == 6 and resumed.steps == 2
+    assert resumed.iter == 6 and resumed.steps == 2  # from iter_4.pth: iterations 5 and 6

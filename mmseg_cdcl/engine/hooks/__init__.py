@@ -2,7 +2,8 @@ from .console_progress_hook import ConsoleProgressHook
 from .first_iteration_time_hook import FirstIterationTimeHook
 from .per_image_counts_hook import PerImageCountsHook
 from .progress_bar_hook import ProgressBarHook
+from .resume_hook import ResumeHook
 from .rng_state_hook import RNGStateHook
 
 __all__ = ['ConsoleProgressHook', 'FirstIterationTimeHook', 'PerImageCountsHook',
-           'ProgressBarHook', 'RNGStateHook']
+           'ProgressBarHook', 'ResumeHook', 'RNGStateHook']

@@ -1,22 +1,19 @@
 """Dataset Alternation Training (DAT): one batch of every dataset, one step on their sum."""
-import os
-import re
 from contextlib import nullcontext
 from typing import List, Sequence, Tuple
 
-import torch
-from mmengine.dist import all_reduce, all_reduce_params, get_world_size
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import IterBasedTrainLoop
-from mmengine.runner.loops import _InfiniteDataloaderIterator
 from mmseg.registry import LOOPS
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...datasets.samplers import MultiDatasetSampler
-from ...models.decode_heads import is_dataset_aware
-from ...models.layers import DSBN, DatasetAwareModule, DatasetRouting
-from ..hooks import RNGStateHook
+from ...models.layers import DSBN, DatasetRouting
+from ...utils.mmengine_internals import infinite_dataloader_iterator, uncount_backward
+from ..hooks import ResumeHook, RNGStateHook
+from .dataset_agreement import aware_modules_of, check_datasets_agree
+from .gradient_averaging import average_gradients
 
 
 def split_by_dataset(data_batch: dict) -> List[Tuple[int, dict]]:
@@ -63,11 +60,12 @@ class DATTrainLoop(IterBasedTrainLoop):
     absent branches keep no gradient, as in one process.
 
     At start it checks that dataset, sampler and model agree on the datasets (names, DSBN
-    branches, classes per classifier), and that a fresh run does not start over the checkpoints
-    of an earlier one. The sampler's seed, batch sizes, intervals and number of processes go
-    into every checkpoint: a resumed run continues with the batches an uninterrupted run would
-    draw (refusing another number of processes) without loading the skipped ones, and
-    ``RNGStateHook`` (added when the config has none) restores the random states. Each
+    branches, classes per classifier). The sampler's seed, batch sizes, intervals and number of
+    processes go into every checkpoint: a resumed run continues with the batches an
+    uninterrupted run would draw (refusing another number of processes) without loading the
+    skipped ones. It adds, when the config has none, ``RNGStateHook`` (restores the random
+    states) and ``ResumeHook`` (a fresh run does not start over an earlier run's checkpoints;
+    ``--resume`` survives a truncated ``last_checkpoint``). Each
     dataset's losses are logged (``<dataset>.decode.loss_ce``, ``<dataset>.loss``); a
     non-finite loss stops training with the dataset and iteration named, before it touches the
     weights.
@@ -87,46 +85,21 @@ class DATTrainLoop(IterBasedTrainLoop):
             raise ValueError(f'DATTrainLoop mode={mode!r}: expected one of {self.MODES}')
         super().__init__(runner, dataloader, max_iters, **kwargs)
         self.mode = mode
-        if not any(isinstance(hook, RNGStateHook) for hook in runner.hooks):
-            runner.register_hook(RNGStateHook())
-        self.find_resume_point()
-
-    def find_resume_point(self) -> None:
-        """``--resume`` reads the checkpoint to resume from ``work_dir/last_checkpoint``, which
-        mmengine writes with a plain ``open``: a kill during that write leaves it empty. Then
-        resume from the latest complete ``iter_N.pth`` (checkpoints are written atomically)."""
-        runner = self.runner
-        if not getattr(runner, '_resume', False) or runner._load_from is not None:
-            return
-        last = os.path.join(runner.work_dir, 'last_checkpoint')
-        if not os.path.isfile(last):
-            return
-        with open(last) as f:
-            named = f.read().strip()
-        if named and os.path.isfile(named):
-            return
-        saved = [(int(m.group(1)), name) for name in os.listdir(runner.work_dir)
-                 if (m := re.fullmatch(r'iter_(\d+)\.pth', name))]
-        if not saved:
-            return
-        latest = os.path.join(runner.work_dir, max(saved)[1])
-        print_log(f'DATTrainLoop: {last} names {named or "no checkpoint"!r} (a run killed while '
-                  f'writing it?): resuming from the latest checkpoint, {latest}',
-                  logger='current', level=30)
-        runner._load_from = latest
+        # What a resume that repeats the run needs, also for configs that name none of it.
+        for hook_type in (RNGStateHook, ResumeHook):
+            if not any(isinstance(hook, hook_type) for hook in runner.hooks):
+                runner.register_hook(hook_type())
 
     def run(self):
-        self.check_datasets_agree()
+        sampler = self.dataloader.batch_sampler
+        check_datasets_agree(self.dataloader.dataset, sampler, self.runner.model)
         if self.mode == 'accumulate':
             self.check_batch_norms_are_per_dataset()
-        sampler = self.dataloader.batch_sampler
-        if self._iter == 0:
-            self.check_work_dir_is_free()
-        else:
+        if self._iter > 0:
             self.continue_sampler(sampler)
             sampler.set_step(self._iter)
             self.dataloader_iterator = _Resumed(
-                self._iter, _InfiniteDataloaderIterator(self.dataloader))
+                self._iter, infinite_dataloader_iterator(self.dataloader))
         self.runner.message_hub.update_info('dat_sampler', sampler.state())
         return super().run()
 
@@ -192,15 +165,15 @@ class DATTrainLoop(IterBasedTrainLoop):
             with model.no_sync() if distributed else nullcontext():
                 with optim_wrapper.optim_context(model):
                     data = module.data_preprocessor(part, True)
-                    losses = model._run_forward(data, mode='loss')
+                    losses = model(**data, mode='loss')
                 loss, logs = module.parse_losses(losses)
                 optim_wrapper.backward(optim_wrapper.scale_loss(loss))
             if k < len(parts) - 1:
-                optim_wrapper._inner_count -= 1  # the parts are one iteration's backward
+                uncount_backward(optim_wrapper)  # the parts are one iteration's backward
             log_vars.update(logs, loss=log_vars.get('loss', 0) + logs['loss'])
         if optim_wrapper.should_update():
             if distributed:
-                _average_gradients(module)
+                average_gradients(module)
             optim_wrapper.step()
             optim_wrapper.zero_grad()
         return log_vars
@@ -211,7 +184,8 @@ class DATTrainLoop(IterBasedTrainLoop):
         model = self.runner.model.module if is_model_wrapper(self.runner.model) else \
             self.runner.model
         model.train()
-        branches = {id(bn) for m in model.modules() if isinstance(m, DSBN) for bn in m.bns}
+        branches = {id(bn) for m in aware_modules_of(model) if isinstance(m, DSBN)
+                    for bn in m.bns}
         shared = [name for name, m in model.named_modules() if isinstance(m, _BatchNorm)
                   and id(m) not in branches and (m.training or not m.track_running_stats)]
         if shared:
@@ -220,78 +194,3 @@ class DATTrainLoop(IterBasedTrainLoop):
                 "mode='sum''s update only when every BatchNorm is dataset-specific (DSBN); "
                 f'{len(shared)} BatchNorm layers are shared by the datasets (e.g. '
                 f"{', '.join(shared[:3])}): use mode='sum'")
-
-    def check_work_dir_is_free(self) -> None:
-        """A fresh run would overwrite (and, with ``max_keep_ckpts``, delete) the checkpoints
-        of an earlier run in the same work dir: refuse before training."""
-        work_dir = self.runner.work_dir
-        earlier = sorted(f for f in os.listdir(work_dir) if f.endswith('.pth'))
-        if earlier:
-            raise FileExistsError(
-                f'work_dir {work_dir} holds checkpoints of an earlier run ({", ".join(earlier[:3])}'
-                f'{", ..." if len(earlier) > 3 else ""}): pass --resume to continue that run, or '
-                'choose another --work-dir')
-
-    def check_datasets_agree(self) -> None:
-        """Raise, listing every disagreement, unless the training dataset, the sampler and the
-        model have the same datasets (names), branches and classes per classifier."""
-        dataset = self.dataloader.dataset
-        sampler = self.dataloader.batch_sampler
-        model = self.runner.model.module if is_model_wrapper(self.runner.model) else \
-            self.runner.model
-        names = getattr(dataset, 'dataset_names', None)
-        problems = []
-        if names is None:
-            problems.append(f'the training dataset is a {type(dataset).__name__}, '
-                            'not a MultiDataset')
-        if not isinstance(sampler, MultiDatasetSampler):
-            problems.append(f'train_dataloader.batch_sampler is a {type(sampler).__name__}, '
-                            'not a MultiDatasetSampler')
-        elif names is not None and set(sampler.dataset_names) != set(names):
-            problems.append(f'the sampler has datasets {sampler.dataset_names}, the training '
-                            f'dataset {names}')
-        model_names = list(getattr(model, 'dataset_names', []))
-        if names is not None and set(model_names) != set(names):
-            problems.append(f'model.dataset_names={model_names} but the training dataset has '
-                            f'{names}')
-            names = None  # nothing more to compare
-        for module_name, module in model.named_modules():
-            if not (isinstance(module, DatasetAwareModule) or is_dataset_aware(module)) \
-                    or names is None:
-                continue
-            if module.num_datasets != len(names):
-                problems.append(f'{module_name} ({type(module).__name__}) has num_datasets='
-                                f'{module.num_datasets}, the training dataset {len(names)}')
-                continue
-            # The model routes by name: its d-th classifier serves its d-th dataset name.
-            for d, num_classes in enumerate(getattr(module, 'dataset_num_classes', ())):
-                classes = dataset.metainfo['datasets'][model_names[d]].get('classes') or ()
-                if len(classes) != num_classes:
-                    problems.append(f'{module_name}.num_classes[{d}]={num_classes} but dataset '
-                                    f"'{model_names[d]}' has {len(classes)} classes")
-        if problems:
-            raise ValueError('DATTrainLoop: the datasets, sampler and model disagree:\n  - '
-                             + '\n  - '.join(problems))
-        if hasattr(model, 'set_dataset_classes'):
-            # Its checkpoints then state the class names (label spaces by class name use them).
-            model.set_dataset_classes({name: meta.get('classes') for name, meta in
-                                       dataset.metainfo['datasets'].items()})
-
-
-def _average_gradients(module: torch.nn.Module) -> None:
-    """Average the gradients over the processes, as DDP does. Parameters without a gradient
-    (branches of datasets absent from the update) must be the same in every process."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    if not params:
-        return
-    has_grad = torch.tensor([p.grad is not None for p in params], dtype=torch.int32,
-                            device=params[0].device)
-    all_reduce(has_grad)
-    world_size = get_world_size()
-    if not torch.all((has_grad == 0) | (has_grad == world_size)):
-        names = [n for (n, p), c in zip(module.named_parameters(), has_grad.tolist())
-                 if p.requires_grad and 0 < c < world_size]
-        raise RuntimeError(f'DATTrainLoop: {len(names)} parameters have gradients in some '
-                           f'processes only (e.g. {names[:3]}): every process must draw '
-                           'samples of the same datasets in an iteration')
-    all_reduce_params([p.grad for p in params if p.grad is not None], op='mean')

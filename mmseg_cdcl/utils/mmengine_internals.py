@@ -1,0 +1,70 @@
+"""The private parts of mmengine (0.10.x) that mmseg-cdcl relies on, and why, in one place.
+
+Each has no public equivalent in mmengine 0.10.7; ``tests/test_utils/test_mmengine_internals.py``
+checks that each still exists and behaves as relied on here, so that a change of mmengine fails
+there, by name, rather than as a wrong resume or a wrong update. Where mmengine has a public
+API (``CheckpointLoader.load_checkpoint`` for reading a checkpoint file, ``model(**data,
+mode='loss')`` for a forward), the package uses it instead.
+"""
+from typing import Callable, Dict
+
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import HistoryBuffer
+from mmengine.optim import OptimWrapper
+from mmengine.runner import Runner
+from mmengine.runner.checkpoint import _load_checkpoint_to_model
+from mmengine.runner.loops import _InfiniteDataloaderIterator
+from torch import nn
+
+
+def resume_arguments(runner: Runner) -> tuple:
+    """``(resume, load_from)`` as the runner was given them. ``Runner.load_or_resume`` reads
+    them when training starts, and ``runner.cfg`` holds them only for a runner built from a
+    config."""
+    return runner._resume, runner._load_from
+
+
+def set_resume_checkpoint(runner: Runner, filename: str) -> None:
+    """Make the runner's ``load_or_resume`` (which runs after the ``before_run`` hooks) resume
+    from ``filename``, as ``Runner(resume=True, load_from=filename)`` does."""
+    runner._load_from = filename
+
+
+def infinite_dataloader_iterator(dataloader):
+    """A new iterator of ``dataloader`` of the kind ``IterBasedTrainLoop`` iterates (started
+    again at the dataloader's end): a resumed ``DATTrainLoop`` replaces the loop's, which has
+    drawn from the sampler before the sampler was set to the resume point."""
+    return _InfiniteDataloaderIterator(dataloader)
+
+
+def uncount_backward(optim_wrapper: OptimWrapper) -> None:
+    """Undo the count of one ``optim_wrapper.backward``: it counts every call as an iteration
+    towards ``accumulative_counts``, and ``DATTrainLoop`` back-propagates one iteration in
+    several parts. (``inner_count`` is read-only.)"""
+    optim_wrapper._inner_count -= 1
+
+
+def load_checkpoint_to_model(model: nn.Module, checkpoint: dict, strict: bool = False) -> dict:
+    """mmengine's ``load_checkpoint`` of a checkpoint already read: its state dict (with the
+    ``module.`` prefix of a wrapped model's removed and its ``_metadata`` kept) into ``model``.
+    ``load_cdcl_checkpoint`` states the datasets in the checkpoint in between."""
+    return _load_checkpoint_to_model(model, checkpoint, strict=strict)
+
+
+def registered_statistics() -> Dict[str, Callable]:
+    """The statistics methods registered with ``HistoryBuffer.register_statistics``, by name:
+    ``HistoryBuffer.__getstate__`` pickles every one into every checkpoint, so the safe loader
+    must admit them (``utils/safe_checkpoint.py``)."""
+    return HistoryBuffer._statistics_methods
+
+
+def config_file_of(path: str) -> str:
+    """The file of a config named ``<package>::<path under its configs>``, found as mmengine
+    finds a ``_base_`` of that form."""
+    return Config._get_cfg_path(path, '')[0]
+
+
+def config_dict(cfg: Config) -> ConfigDict:
+    """The config's own dict, to change in place (``Config.to_dict`` returns a copy)."""
+    return cfg._cfg_dict
+

@@ -1,0 +1,124 @@
+"""mmengine's private parts that mmseg-cdcl relies on (utils/mmengine_internals.py) still exist
+and behave as relied on: each test fails, naming the part, when mmengine changes it."""
+import os.path as osp
+import pickle
+import time
+from collections import OrderedDict
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.logging import HistoryBuffer
+from mmengine.optim import OptimWrapper
+from mmengine.runner import CheckpointLoader, IterBasedTrainLoop, Runner, save_checkpoint
+from mmengine.testing.runner_test_case import ToyDataset, ToyModel
+from torch import nn
+from torch.utils.data import DataLoader
+
+from mmseg_cdcl.utils.mmengine_internals import (
+    config_dict,
+    config_file_of,
+    infinite_dataloader_iterator,
+    load_checkpoint_to_model,
+    registered_statistics,
+    resume_arguments,
+    set_resume_checkpoint,
+    uncount_backward,
+)
+
+
+def _toy_runner(work_dir, max_iters=2, **kwargs):
+    return Runner(
+        model=ToyModel(), work_dir=str(work_dir),
+        train_dataloader=dict(dataset=ToyDataset(), batch_size=3, num_workers=0,
+                              sampler=dict(type='InfiniteSampler', shuffle=False)),
+        train_cfg=dict(by_epoch=False, max_iters=max_iters),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1, by_epoch=False)),
+        default_scope='mmengine', experiment_name=f'internals_{time.time()}', **kwargs)
+
+
+def test_resume_arguments_and_set_resume_checkpoint_steer_load_or_resume(tmp_path):
+    _toy_runner(tmp_path / 'run').train()  # iter_1.pth, iter_2.pth
+    assert resume_arguments(_toy_runner(tmp_path / 'a', load_from='x.pth')) == (False, 'x.pth')
+    runner = _toy_runner(tmp_path / 'b', resume=True)
+    assert resume_arguments(runner) == (True, None)
+    first = str(tmp_path / 'run' / 'iter_1.pth')
+    set_resume_checkpoint(runner, first)
+    assert resume_arguments(runner) == (True, first)
+    runner.train_loop  # built, as in Runner.train before load_or_resume
+    runner.load_or_resume()
+    assert runner.iter == 1  # resumed from iter_1.pth, not from b's (absent) last_checkpoint
+
+
+def test_iter_based_train_loop_iterates_an_infinite_dataloader_iterator(tmp_path):
+    loader = DataLoader(list(range(3)), batch_size=1)
+    iterator = infinite_dataloader_iterator(loader)
+    assert [next(iterator).item() for _ in range(7)] == [0, 1, 2, 0, 1, 2, 0]  # restarted
+    runner = _toy_runner(tmp_path)
+    assert isinstance(runner.train_loop, IterBasedTrainLoop)
+    # DATTrainLoop replaces the loop's iterator with one of the same kind
+    assert type(runner.train_loop.dataloader_iterator) is type(iterator)
+
+
+def test_uncount_backward_makes_several_backwards_one_iteration():
+    model = nn.Linear(2, 1)
+    wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1), accumulative_counts=2)
+    wrapper.initialize_count_status(model, 0, 4)
+    for part in range(3):  # one iteration in three parts
+        wrapper.backward(model(torch.ones(1, 2)).sum())
+        if part < 2:
+            uncount_backward(wrapper)
+    assert wrapper.inner_count == 1 and not wrapper.should_update()
+    wrapper.backward(model(torch.ones(1, 2)).sum())  # the second iteration
+    assert wrapper.inner_count == 2 and wrapper.should_update()
+
+
+class _Recording(nn.Linear):
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args):
+        self.metadata = local_metadata
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args)
+
+
+def test_load_checkpoint_to_model_strips_module_and_keeps_metadata(tmp_path):
+    """load_cdcl_checkpoint states the datasets in the state dict's _metadata."""
+    model = nn.Sequential(_Recording(2, 1))
+    state = OrderedDict({'module.0.weight': torch.full((1, 2), 3.0),
+                         'module.0.bias': torch.full((1,), 4.0)})
+    state._metadata = OrderedDict({'0': {'version': 1, 'datasets': ['a', 'b']}})
+    checkpoint = dict(state_dict=state)
+    assert load_checkpoint_to_model(model, checkpoint, strict=True) is checkpoint
+    assert model[0].weight.tolist() == [[3.0, 3.0]] and model[0].bias.tolist() == [4.0]
+    assert model[0].metadata == {'version': 1, 'datasets': ['a', 'b']}
+
+
+class _Pickled:  # any class: not allow-listed for torch's safe loader
+    pass
+
+
+def test_checkpoint_loader_reads_with_torchs_safe_loader(tmp_path):
+    """The public reader that replaced mmengine's _load_checkpoint keeps weights_only."""
+    path = str(tmp_path / 'ok.pth')
+    save_checkpoint(dict(state_dict={'w': torch.ones(2)}, meta=dict(iter=3)), path)
+    loaded = CheckpointLoader.load_checkpoint(path, 'cpu', logger='silent')
+    assert loaded['meta'] == dict(iter=3) and loaded['state_dict']['w'].tolist() == [1.0, 1.0]
+    torch.save(dict(state_dict={}, meta=_Pickled()), tmp_path / 'bad.pth')
+    with pytest.raises(pickle.UnpicklingError, match='_Pickled'):
+        CheckpointLoader.load_checkpoint(str(tmp_path / 'bad.pth'), 'cpu', logger='silent')
+
+
+def test_registered_statistics_are_what_checkpoints_pickle():
+    buffer = HistoryBuffer()
+    statistics = registered_statistics()
+    for name in ('min', 'max', 'current', 'mean'):
+        assert statistics[name] is getattr(HistoryBuffer, name)
+    assert buffer.__getstate__()['statistics_methods'] is statistics
+
+
+def test_config_file_of_a_package_config_and_config_dict_in_place():
+    path = config_file_of('mmseg::_base_/default_runtime.py')
+    assert osp.isfile(path) and path.endswith(osp.join('mmseg', '.mim', 'configs', '_base_',
+                                                       'default_runtime.py'))
+    cfg = Config(dict(a=1))
+    config_dict(cfg)['a'] = 2
+    assert cfg.a == 2
