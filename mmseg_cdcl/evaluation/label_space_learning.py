@@ -114,11 +114,9 @@ def cross_dataset_confusions(model, loader, datasets: Sequence[int],
         labels = sample.gt_sem_seg.data[0]
         for b in datasets:
             for bn, norm in zip(BN_CHOICES, (a, b)):
-                if bn == 'head' and a == b:
-                    confusions[bn][a][b] += counts
-                    continue
-                counts = confusion(labels, predict_with(model, inputs, [sample], norm, b)[0],
-                                   classes[a], classes[b], model.dataset_ignore_index[a])
+                if bn == 'image' or a != b:  # a's head on a's images: one branch, both choices
+                    counts = confusion(labels, predict_with(model, inputs, [sample], norm, b)[0],
+                                       classes[a], classes[b], model.dataset_ignore_index[a])
                 confusions[bn][a][b] += counts
     return dict(images=images, confusions=confusions)
 
@@ -145,7 +143,7 @@ def miou(counts: np.ndarray) -> float:
     """mIoU (%) of a confusion, over the classes labelled or predicted (MMSeg's IoUMetric)."""
     inter = np.diag(counts).astype(np.float64)
     union = counts.sum(0) + counts.sum(1) - inter
-    return float(np.mean(inter[union > 0] / union[union > 0]) * 100)
+    return float(np.mean(inter[union > 0] / union[union > 0]) * 100) if union.any() else np.nan
 
 
 def load_cdcl_model(config: str, checkpoint: str, device: str = 'cpu'):

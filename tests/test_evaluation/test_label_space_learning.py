@@ -9,13 +9,13 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
 from mmengine.config import Config
 from mmengine.runner import Runner
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 
+from conftest import REPO
 from mmseg_cdcl.evaluation import learn_label_space
 from mmseg_cdcl.evaluation.functional.class_relations import (
     Relation,
@@ -196,7 +196,7 @@ def test_bad_inputs_are_refused_before_writing(trained_cdcl, in_data, tmp_path):
     state['backbone.extra.weight'] = torch.zeros(1)
     extra = str(tmp_path / 'extra.pth')
     torch.save(dict(state_dict=state), extra)
-    with pytest.raises(ValueError, match=rf'{extra} does not fit the model.*backbone.extra'):
+    with pytest.raises(ValueError, match=rf'(?s){extra} does not fit the model.*backbone.extra'):
         learn_label_space(config, extra, str(out))
     with pytest.raises(ValueError, match=r'--out .*space.txt: expected a .py file'):
         learn_label_space(config, checkpoint, str(tmp_path / 'space.txt'))
@@ -215,8 +215,10 @@ def test_command_line(trained_cdcl, data_cwd, tmp_path):
         cwd=data_cwd, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ['cityscapes', 'class', 'relation', 'camvid', 'class', 'share',
-                                '->', 'share', '<-', 'learned', 'hand-written', 'agree']
+    # A 2-iteration model's relations are noise: the table's rows are those of either dataset.
+    assert lines[0].split()[1:] == ['class', 'relation', 'camvid' if 'cityscapes' in lines[0]
+                                    else 'cityscapes', 'class', 'share', '->', 'share', '<-',
+                                    'learned', 'hand-written', 'agree']
     assert lines[-1] == f'wrote {out}' and out.exists()
     assert 'mIoU (%)' in lines[-2]
     assert Config.fromfile(str(out)).label_space.mapping.keys() == {'cityscapes', 'camvid'}
