@@ -139,6 +139,13 @@ def label_space_mious(model, loader, datasets: Sequence[int], spaces: Dict[str, 
     return {s: {d: miou(c) for d, c in per.items()} for s, per in counts.items()}
 
 
+def kept_pixels(counts: np.ndarray, table: Sequence[int]) -> float:
+    """Share of the labelled pixels of a dataset's own confusion whose class a label space's
+    ``table`` maps to a target (not 255)."""
+    rows = np.asarray(counts).sum(1)
+    return float(rows[np.asarray(table) != 255].sum() / max(rows.sum(), 1))
+
+
 def miou(counts: np.ndarray) -> float:
     """mIoU (%) of a confusion, over the classes labelled or predicted (MMSeg's IoUMetric)."""
     inter = np.diag(counts).astype(np.float64)
@@ -276,8 +283,16 @@ def learn_label_space(config: str, checkpoint: str, out_file: str, dataloader: s
         universal=learned['universal'], unions=learned['unions'],
         relations={choice: [dict(r._asdict(), a=classes[a][r.a], b=classes[b][r.b])
                             for r in rs] for choice, rs in relations.items()},
+        # Each BN choice's mapping of the two datasets, to see where the choice matters.
+        mapping_by_bn={choice: label_space_from_relations(
+            {a: classes[a], b: classes[b]}, rs)['label_space']['mapping']
+            for choice, rs in relations.items()},
         miou={x: dict(own=own[x], **{s: mious[s][model.dataset_index(x)] for s in spaces})
               for x in (a, b)},
+        # Share of each dataset's labelled pixels a space keeps (the rest it ignores): an mIoU
+        # over fewer, easier classes is higher without being better.
+        kept={x: {s: kept_pixels(evidence['image'][(x, x)], space.table(model.dataset_index(x)))
+                  for s, space in spaces.items()} for x in (a, b)},
         confusions={choice: {f'{x}->{y}': c.tolist() for (x, y), c in per.items()}
                     for choice, per in evidence.items()})
     if compare is not None:

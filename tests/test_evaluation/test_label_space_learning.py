@@ -155,6 +155,10 @@ def test_learned_label_space_loads_as_label_space(trained_cdcl, in_data, tmp_pat
     assert evidence['images'] == dict(cityscapes=1, camvid=1)
     assert np.array(evidence['confusions']['image']['cityscapes->camvid']).shape == (19, 11)
     assert set(evidence['miou']['camvid']) == {'own', 'learned', 'compare'}
+    # The hand-written space ignores Cityscapes' train only: it keeps every other labelled pixel.
+    own = np.array(evidence['confusions']['image']['cityscapes->cityscapes']).sum(1)
+    assert evidence['kept']['cityscapes']['compare'] == (own.sum() - own[16]) / own.sum()
+    assert evidence['kept']['camvid']['compare'] == 1.0
     # The hand-written space maps camvid's classes to themselves.
     assert [r['compare'] for r in evidence['compare']['classes']
             if r['dataset'] == 'camvid'] == summary['classes']['camvid']
@@ -219,6 +223,8 @@ def test_command_line(trained_cdcl, data_cwd, tmp_path):
     assert lines[0].split()[1:] == ['class', 'relation', 'camvid' if 'cityscapes' in lines[0]
                                     else 'cityscapes', 'class', 'share', '->', 'share', '<-',
                                     'learned', 'hand-written', 'agree']
-    assert lines[-1] == f'wrote {out}' and out.exists()
-    assert 'mIoU (%)' in lines[-2]
+    assert lines[-1] == f"wrote {out} (evidence: {tmp_path / 'space.json'})" and out.exists()
+    assert lines[-2].startswith("mIoU (%) of each dataset's own branch (share of its labelled "
+                                "pixels kept): cityscapes own ")
+    assert lines[-3].startswith('with --bn head: ')
     assert Config.fromfile(str(out)).label_space.mapping.keys() == {'cityscapes', 'camvid'}

@@ -12,6 +12,7 @@ learned space (and in --compare's). The command line of
 :func:`mmseg_cdcl.evaluation.learn_label_space`, which says what is measured.
 """
 import argparse
+import os.path as osp
 import warnings
 
 # mmengine resolves `mmseg::` config paths with setuptools' pkg_resources, which warns each time.
@@ -54,12 +55,21 @@ def main():
     else:
         coarse = next(name for name in summary['images'] if name != finer)
         print(f"{finer}'s classes map into {coarse}'s")
+    other = next(choice for choice in summary['mapping_by_bn'] if choice != summary['bn'])
+    changed = [f'{name}.{cls}: {ours} -> {theirs}' for name in summary['classes']
+               for cls, ours, theirs in zip(summary['classes'][name],
+                                            summary['mapping_by_bn'][summary['bn']][name],
+                                            summary['mapping_by_bn'][other][name])
+               if ours != theirs]
+    print(f'with --bn {other}: ' + ('the same mapping' if not changed else
+                                    f'{len(changed)} classes map otherwise: ' + ', '.join(changed)))
     spaces = [s for s in ('own', 'learned', 'compare') if s in next(iter(
         summary['miou'].values()))]
-    print('mIoU (%) of each dataset\'s own branch: ' + '; '.join(
-        f'{name} ' + ', '.join(f'{s} {m[s]:.2f}' for s in spaces)
-        for name, m in summary['miou'].items()))
-    print(f'wrote {args.out}')
+    print('mIoU (%) of each dataset\'s own branch (share of its labelled pixels kept): '
+          + '; '.join(f'{name} ' + ', '.join(
+              f"{s} {m[s]:.2f}" + (f" ({summary['kept'][name][s]:.0%})" if s != 'own' else '')
+              for s in spaces) for name, m in summary['miou'].items()))
+    print(f"wrote {args.out} (evidence: {osp.splitext(args.out)[0] + '.json'})")
 
 
 if __name__ == '__main__':
