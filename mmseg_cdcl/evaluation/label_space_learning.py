@@ -400,9 +400,9 @@ def _write(out_file: str, summary: dict) -> None:
     space = summary['label_space']
     evidence = osp.splitext(out_file)[0] + '.json'
     images = ', '.join(f'{n} images of {x}' for x, n in summary['images'].items())
-    header = [f"Learned from {summary['checkpoint']} ({summary['config']}) by",
-              'tools/analysis/learn_label_space.py (docs/label_space.md) on the '
-              f"{summary['dataloader']} dataloader's {images}, BN of the {summary['bn']}.",
+    header = [f"Learned from {summary['checkpoint']} ({summary['config']})",
+              'by tools/analysis/learn_label_space.py (docs/label_space.md):',
+              f"the {summary['dataloader']} dataloader's {images}, BN of the {summary['bn']}.",
               f'Evidence (confusions, shares, universal classes, mIoU): {osp.basename(evidence)}'
               ] + [''] + relations_table(summary)
     text = [f'# {line}'.rstrip() for line in header] + ['label_space = dict(']
