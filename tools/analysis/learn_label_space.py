@@ -18,6 +18,9 @@ import warnings
 # mmengine resolves `mmseg::` config paths with setuptools' pkg_resources, which warns each time.
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API',
                         category=UserWarning)
+# MMSeg's notices at every model build, about loss settings that do not matter here.
+for notice in (r'``build_loss`` would be deprecated soon', r'Default ``avg_non_ignore`` is False'):
+    warnings.filterwarnings('ignore', message=notice, category=UserWarning)
 
 from mmseg_cdcl.evaluation import learn_label_space  # noqa: E402
 from mmseg_cdcl.evaluation.functional.class_relations import THRESHOLDS  # noqa: E402
