@@ -1,0 +1,424 @@
+"""A label space learned after training from the per-dataset heads of a CDCL model.
+
+``tools/analysis/learn_label_space.py`` is the command line of :func:`learn_label_space`. As
+UniDet (Zhou et al., arXiv 2102.13086) and Ma et al. (arXiv 2407.10534) do, every dataset's head
+predicts every dataset's labelled images: each image once with its own dataset's DSBN branch
+(``bn='image'``) and once with the head's dataset's (``bn='head'``); the pixels are counted per
+(label, prediction). :func:`~.functional.class_relations.class_relations` reads the relation of
+the classes from these confusions (the same, one inside another, overlapping, unrelated) and
+:func:`~.functional.class_relations.label_space_from_relations` the label space: the finer
+taxonomy mapped into the coarser one, or, where neither is coarser, the groups of related
+classes, with the universal classes (Bevandić & Šegvić, arXiv 2108.11224) stated.
+
+Writes the label space in the shipped form (``configs/_base_/label_spaces/*.py``, used as
+``model=dict(label_space=label_space)``) and beside it ``<out>.json``: the confusions of both
+BN choices, each related pair's shares, the universal classes, and each dataset's mIoU with its
+own branch in its own classes and in the learned space (and in ``compare``'s, a label space
+file such as the hand-written one, with a class-by-class comparison).
+
+Example:
+    >>> from mmseg_cdcl.evaluation import learn_label_space
+    >>> summary = learn_label_space('configs/demo/cdcl_cityscapes_camvid.py',
+    ...                             'work_dirs/cdcl/iter_240.pth', 'learned_label_space.py')
+"""
+import json
+import os
+import os.path as osp
+from contextlib import contextmanager
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
+from mmseg.models.segmentors import EncoderDecoder
+from mmseg.registry import MODELS
+
+from ..apis.inference import dataset_metainfo
+from ..models.layers import DatasetBranches, dataset_context
+from ..models.utils import LabelSpace
+from ..models.utils.checkpoint_datasets import state_datasets_from_meta
+from .functional.class_relations import (
+    THRESHOLDS,
+    class_relations,
+    label_space_from_relations,
+    row_shares,
+)
+
+BN_CHOICES = ('image', 'head')  # whose DSBN branch normalises: the image's dataset's, the head's
+
+
+@contextmanager
+def crossed_branches(model, norm: int, head: int):
+    """Forwards inside run dataset ``norm``'s branches of every per-dataset module but the
+    classifiers (DSBN, per-dataset statistics) and dataset ``head``'s heads and classifiers."""
+    norms = [m for m in model.aware_modules() if not isinstance(m, DatasetBranches)]
+    with model.dataset(head), dataset_context(model, norm, norms):
+        yield
+
+
+def predict_with(model, inputs, samples: list, norm: int, head: int) -> torch.Tensor:
+    """``(N, H, W)`` predictions of dataset ``head``'s head on ``norm``'s DSBN branch, at the
+    samples' original size (MMSeg's ``predict``, routed by :func:`crossed_branches`)."""
+    with crossed_branches(model, norm, head):
+        results = EncoderDecoder.predict(model, inputs, samples)
+    return torch.stack([r.pred_sem_seg.data[0] for r in results])
+
+
+def confusion(labels: torch.Tensor, predictions: torch.Tensor, num_labels: int,
+              num_predictions: int, ignore_index: int) -> np.ndarray:
+    """``(num_labels, num_predictions)`` pixel counts; pixels labelled ``ignore_index`` left
+    out."""
+    keep = labels != ignore_index
+    if (labels[keep] >= num_labels).any():
+        raise ValueError(f'a label {int(labels[keep].max())} is not one of the {num_labels} '
+                         f'classes (ignore_index={ignore_index})')
+    index = labels[keep].long() * num_predictions + predictions[keep].long()
+    return torch.bincount(index.cpu(), minlength=num_labels * num_predictions).view(
+        num_labels, num_predictions).numpy()
+
+
+def _batches(model, loader, datasets: Sequence[int], max_images: Optional[int]):
+    """The loader's images of ``datasets``, one by one: (dataset, inputs, sample)."""
+    seen = dict.fromkeys(datasets, 0)
+    for batch in loader:
+        data = model.data_preprocessor(batch, False)
+        indices = model.dataset_indices(data['data_samples'], len(data['inputs']))
+        for i, d in enumerate(indices):
+            if d in seen and (max_images is None or seen[d] < max_images):
+                seen[d] += 1
+                yield d, data['inputs'][i:i + 1], data['data_samples'][i]
+        if max_images is not None and all(n >= max_images for n in seen.values()):
+            break
+
+
+@torch.no_grad()
+def cross_dataset_confusions(model, loader, datasets: Sequence[int],
+                             max_images: Optional[int] = None) -> dict:
+    """Every head of ``datasets`` on every labelled image of them, with both BN choices.
+
+    Returns:
+        dict: ``images`` (per dataset index, images counted) and ``confusions``: per BN choice
+        (:data:`BN_CHOICES`), per images' dataset ``a`` and head's dataset ``b``, the
+        ``(K_a, K_b)`` pixel counts (label of a, prediction of b). With ``a == b`` both choices
+        are the dataset's own branch.
+    """
+    classes = model.classes_per_dataset()
+    confusions = {bn: {a: {b: np.zeros((classes[a], classes[b]), np.int64) for b in datasets}
+                       for a in datasets} for bn in BN_CHOICES}
+    images = dict.fromkeys(datasets, 0)
+    for a, inputs, sample in _batches(model, loader, datasets, max_images):
+        images[a] += 1
+        labels = sample.gt_sem_seg.data[0]
+        for b in datasets:
+            for bn, norm in zip(BN_CHOICES, (a, b)):
+                if bn == 'image' or a != b:  # a's head on a's images: one branch, both choices
+                    counts = confusion(labels, predict_with(model, inputs, [sample], norm, b)[0],
+                                       classes[a], classes[b], model.dataset_ignore_index[a])
+                confusions[bn][a][b] += counts
+    return dict(images=images, confusions=confusions)
+
+
+@torch.no_grad()
+def label_space_mious(model, loader, datasets: Sequence[int], spaces: Dict[str, LabelSpace],
+                      max_images: Optional[int] = None) -> Dict[str, Dict[int, float]]:
+    """mIoU (%) of each dataset's own branch in each label space: its probabilities summed
+    into the target classes, its labels mapped to them (as ``model.label_space`` predicts)."""
+    counts = {s: {d: np.zeros((len(space.classes), ) * 2, np.int64) for d in datasets}
+              for s, space in spaces.items()}
+    for d, inputs, sample in _batches(model, loader, datasets, max_images):
+        with model.dataset(d):
+            logits = EncoderDecoder.predict(model, inputs, [sample])[0].seg_logits.data
+        for s, space in spaces.items():
+            predictions = space.probabilities(logits[None], d).argmax(1)[0]
+            labels = space.labels(sample.gt_sem_seg.data[0], d)
+            counts[s][d] += confusion(labels, predictions, len(space.classes),
+                                      len(space.classes), 255)
+    return {s: {d: miou(c) for d, c in per.items()} for s, per in counts.items()}
+
+
+def kept_pixels(counts: np.ndarray, table: Sequence[int]) -> float:
+    """Share of the labelled pixels of a dataset's own confusion whose class a label space's
+    ``table`` maps to a target (not 255)."""
+    rows = np.asarray(counts).sum(1)
+    return float(rows[np.asarray(table) != 255].sum() / max(rows.sum(), 1))
+
+
+def miou(counts: np.ndarray) -> float:
+    """mIoU (%) of a confusion, over the classes labelled or predicted (MMSeg's IoUMetric)."""
+    inter = np.diag(counts).astype(np.float64)
+    union = counts.sum(0) + counts.sum(1) - inter
+    return float(np.mean(inter[union > 0] / union[union > 0]) * 100) if union.any() else np.nan
+
+
+def load_cdcl_model(config: str, checkpoint: str, device: str = 'cpu'):
+    """The config's CDCL model (without a ``label_space``: each head predicts its classes) with
+    the checkpoint's weights, and the class names and palettes of its datasets.
+
+    Raises:
+        ValueError: not a CDCL config, or a checkpoint that is not of its model (another
+            architecture, other datasets, no datasets stated); names the file.
+    """
+    cfg = Config.fromfile(config)
+    names = list(cfg.get('model', {}).get('dataset_names') or [])
+    if len(names) < 2:
+        raise ValueError(f'{config}: model.dataset_names={names}: expected a CDCL model of '
+                         'several datasets, one head per dataset')
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    cfg.model.pop('label_space', None)
+    cfg.model.pop('default_dataset', None)
+    model = MODELS.build(cfg.model)
+    ckpt = state_datasets_from_meta(_load_checkpoint(checkpoint, map_location='cpu',
+                                                     logger='silent'))
+    state = ckpt.get('state_dict', ckpt)
+    stated = (getattr(state, '_metadata', None) or {}).get('', {}).get('dataset_names')
+    if stated is None or sorted(stated) != sorted(names):
+        raise ValueError(
+            f'{checkpoint} is not a checkpoint of the model of {config}: it states '
+            + ('no datasets (not a CDCL checkpoint)' if stated is None else
+               f'datasets {list(stated)}') + f', the model has {names}')
+    try:
+        _load_checkpoint_to_model(model, ckpt, strict=True)
+    except (RuntimeError, ValueError) as e:
+        raise ValueError(f'{checkpoint} does not fit the model of {config}: {e}') from e
+    meta = ((ckpt.get('meta') or {}).get('dataset_meta') or {}).get('datasets') or {}
+    metas = {name: meta.get(name) or dataset_metainfo(cfg, name) or {} for name in names}
+    classes = {name: tuple(m['classes']) if m.get('classes') else None
+               for name, m in metas.items()}
+    missing = [name for name, c in classes.items() if c is None]
+    if missing:
+        raise ValueError(f'no class names for datasets {missing}: neither {checkpoint} nor '
+                         f"the dataloaders of {config} state them")
+    model.set_dataset_classes(classes)
+    palettes = {name: m.get('palette') for name, m in metas.items()}
+    return model.to(device).eval(), cfg, classes, palettes
+
+
+def two_label_spaces(classes: Dict[str, Sequence[str]]) -> List[str]:
+    """The first dataset of each of the two label spaces among the datasets' classes.
+
+    Raises:
+        ValueError: the datasets share one label space, or have more than two.
+    """
+    spaces = {}
+    for name, names in classes.items():
+        spaces.setdefault(tuple(names), []).append(name)
+    if len(spaces) != 2:
+        raise ValueError(
+            f'the datasets {list(classes)} have {len(spaces)} label space(s) '
+            f'({"; ".join(f"{v}: {len(k)} classes" for k, v in spaces.items())}): learning '
+            'relates exactly two, ' + ('and these share one: there is nothing to learn'
+                                       if len(spaces) == 1 else 'give a model of two'))
+    return [group[0] for group in spaces.values()]
+
+
+def learn_label_space(config: str, checkpoint: str, out_file: str, dataloader: str = 'val',
+                      bn: str = 'image', max_images: Optional[int] = None,
+                      compare: Optional[str] = None, device: str = 'cpu',
+                      **thresholds) -> dict:
+    """Learn, write and return the label space of a CDCL model's two label spaces.
+
+    Args:
+        config (str): The CDCL model's config.
+        checkpoint (str): Its checkpoint.
+        out_file (str): The label space file (``.py``); the evidence goes to ``.json`` beside.
+        dataloader (str): The config's ``'val'`` or ``'test'`` dataloader, whose labelled
+            images are predicted. Defaults to 'val'.
+        bn (str): The BN choice whose confusions decide (:data:`BN_CHOICES`); both are
+            measured and saved. Defaults to 'image'.
+        max_images (int, optional): Images per dataset. Defaults to all.
+        compare (str, optional): A label space file (e.g. the hand-written one) to compare
+            with, class by class and by mIoU; mappings of datasets the model lacks are left out.
+        device (str): Defaults to 'cpu'.
+        **thresholds: ``inside``, ``confirm``, ``overlap`` of :func:`class_relations`.
+
+    Returns:
+        dict: The summary written to the JSON file.
+
+    Raises:
+        ValueError: before anything is written, for a config that is not of a CDCL model of
+            two label spaces, a checkpoint of another model, a bad ``out_file``, ``bn`` or
+            ``compare``.
+    """
+    if not out_file.endswith('.py'):
+        raise ValueError(f'--out {out_file}: expected a .py file (a config with label_space)')
+    if bn not in BN_CHOICES or dataloader not in ('val', 'test'):
+        raise ValueError(f"bn={bn!r}, dataloader={dataloader!r}: expected bn in {BN_CHOICES} "
+                         "and dataloader 'val' or 'test'")
+    unknown = sorted(set(thresholds) - set(THRESHOLDS))
+    if unknown:
+        raise ValueError(f'unknown thresholds {unknown}: expected some of {list(THRESHOLDS)}')
+    thresholds = dict(THRESHOLDS, **thresholds)
+    model, cfg, classes, palettes = load_cdcl_model(config, checkpoint, device)
+    a, b = two_label_spaces(classes)
+    spaces = {}
+    if compare is not None:
+        spaces['compare'] = _label_space(model, classes, _read_label_space(compare, model))
+    loader = Runner.build_dataloader(cfg.get(f'{dataloader}_dataloader'))
+    ia, ib = model.dataset_index(a), model.dataset_index(b)
+    measured = cross_dataset_confusions(model, loader, (ia, ib), max_images)
+    evidence = {choice: {(x, y): measured['confusions'][choice][i][j]
+                         for x, i in ((a, ia), (b, ib)) for y, j in ((a, ia), (b, ib))}
+                for choice in BN_CHOICES}
+    relations = {choice: class_relations(c[(a, b)], c[(b, a)], **thresholds)
+                 for choice, c in evidence.items()}
+    learned = label_space_from_relations({a: classes[a], b: classes[b]}, relations[bn],
+                                         {a: palettes[a], b: palettes[b]})
+    space = dict(learned['label_space'])
+    finer = learned['finer']
+    for name in model.dataset_names:  # datasets of the same classes share a mapping
+        if name not in (a, b):
+            space['mapping'][name] = space['mapping'][a if classes[name] == classes[a] else b]
+    space['mapping'] = {name: space['mapping'][name] for name in model.dataset_names}
+    spaces = dict(learned=_label_space(model, classes, space), **spaces)
+    mious = label_space_mious(model, loader, (ia, ib), spaces, max_images)
+    own = {x: miou(evidence['image'][(x, x)]) for x in (a, b)}
+    summary = dict(
+        config=config, checkpoint=checkpoint, dataloader=dataloader, bn=bn,
+        images={a: measured['images'][ia], b: measured['images'][ib]},
+        classes={x: list(classes[x]) for x in (a, b)},
+        thresholds=thresholds, finer=finer, label_space=space,
+        universal=learned['universal'], unions=learned['unions'],
+        relations={choice: [dict(r._asdict(), a=classes[a][r.a], b=classes[b][r.b])
+                            for r in rs] for choice, rs in relations.items()},
+        # Each BN choice's mapping of the two datasets, to see where the choice matters.
+        mapping_by_bn={choice: label_space_from_relations(
+            {a: classes[a], b: classes[b]}, rs)['label_space']['mapping']
+            for choice, rs in relations.items()},
+        miou={x: dict(own=own[x], **{s: mious[s][model.dataset_index(x)] for s in spaces})
+              for x in (a, b)},
+        # Share of each dataset's labelled pixels a space keeps (the rest it ignores): an mIoU
+        # over fewer, easier classes is higher without being better.
+        kept={x: {s: kept_pixels(evidence['image'][(x, x)], space.table(model.dataset_index(x)))
+                  for s, space in spaces.items()} for x in (a, b)},
+        confusions={choice: {f'{x}->{y}': c.tolist() for (x, y), c in per.items()}
+                    for choice, per in evidence.items()})
+    if compare is not None:
+        summary['compare'] = dict(file=compare, classes=_compared(
+            space['mapping'], spaces['compare'], model, classes, (a, b)))
+    _write(out_file, summary)
+    return summary
+
+
+def _read_label_space(path: str, model) -> dict:
+    """``label_space`` of a label space file, its mappings of the model's datasets."""
+    space = Config.fromfile(path).get('label_space')
+    if not isinstance(space, dict) or 'classes' not in space:
+        raise ValueError(f'{path}: expected a label space file (label_space = dict(classes=..., '
+                         'mapping=...), as configs/_base_/label_spaces/*.py)')
+    space = space.to_dict() if hasattr(space, 'to_dict') else dict(space)
+    space['mapping'] = {k: v for k, v in (space.get('mapping') or {}).items()
+                        if k in model.dataset_names}
+    return space
+
+
+def _label_space(model, classes: dict, space: dict) -> LabelSpace:
+    return LabelSpace(dataset_names=model.dataset_names, num_classes=model.classes_per_dataset(),
+                      dataset_classes=classes, **space)
+
+
+def _compared(mapping: dict, compare: LabelSpace, model, classes: dict, pair) -> list:
+    """Per class of the two datasets: its learned target, the compared space's, and whether
+    both group it with the same classes (names aside)."""
+    learned = _label_space(model, classes, dict(classes=_targets(mapping), mapping=mapping))
+    nodes = [(x, k) for x in pair for k in range(len(classes[x]))]
+
+    def partners(space, x, k):
+        table = {y: space.table(model.dataset_index(y)) for y in pair}
+        t = table[x][k]
+        return None if t == 255 else frozenset(n for n in nodes if table[n[0]][n[1]] == t)
+
+    rows = []
+    for x, k in nodes:
+        ours, theirs = learned.table(model.dataset_index(x))[k], compare.table(
+            model.dataset_index(x))[k]
+        rows.append(dict(dataset=x, cls=classes[x][k],
+                         learned=None if ours == 255 else learned.classes[ours],
+                         compare=None if theirs == 255 else compare.classes[theirs],
+                         agree=partners(learned, x, k) == partners(compare, x, k)))
+    return rows
+
+
+def _targets(mapping: dict) -> tuple:
+    return tuple(dict.fromkeys(t for m in mapping.values() for t in m if t is not None))
+
+
+def relations_table(summary: dict) -> List[str]:
+    """The relations as a text table: a row per related pair, by class of the finer dataset
+    (else the first), then a row per class related to none, with its most likely partner."""
+    (a, b), bn = list(summary['images']), summary['bn']
+    first, other = (b, a) if summary['finer'] == b else (a, b)
+    key = {a: 'a', b: 'b'}
+    flip = {'inside': 'contains', 'contains': 'inside'}
+    classes, mapping = summary['classes'], summary['label_space']['mapping']
+    shares = {(x, y): row_shares(np.array(summary['confusions'][bn][f'{x}->{y}']))
+              for x, y in ((a, b), (b, a))}
+    compared = {(r['dataset'], r['cls']): r for r in summary.get('compare', {}).get('classes', [])}
+    rows = [[f'{first} class', 'relation', f'{other} class', 'share ->', 'share <-', 'learned']
+            + (['hand-written', 'agree'] if compared else [])]
+    for x, y in ((first, other), (other, first)):
+        for k, c in enumerate(classes[x]):
+            found = [r for r in summary['relations'][bn] if r[key[x]] == c]
+            if x == other and found:
+                continue  # shown from the first dataset's side
+            if not found:  # its most likely partner, and why it is not one
+                j = int(np.argmax(shares[(x, y)][k]))
+                found = [{key[x]: c, key[y]: classes[y][j], 'kind': 'unrelated',
+                          f'share_{key[x]}{key[y]}': shares[(x, y)][k, j],
+                          f'share_{key[y]}{key[x]}': shares[(y, x)][j, k]}]
+            for r in found:
+                there, back = r[f'share_{key[x]}{key[y]}'], r[f'share_{key[y]}{key[x]}']
+                kind = r['kind'] if x == a else flip.get(r['kind'], r['kind'])
+                row = [c, kind, r[key[y]], f'{there:.2f}', f'{back:.2f}', str(mapping[x][k])]
+                if x == other:  # the columns are the first dataset's: swap
+                    row = [r[key[y]], flip.get(kind, kind), c, f'{back:.2f}', f'{there:.2f}',
+                           str(mapping[x][k])]
+                if compared:
+                    cmp = compared[(x, c)]
+                    row += [str(cmp['compare']), 'yes' if cmp['agree'] else 'NO']
+                rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ['  '.join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def _py_list(key: str, values, indent: int, opening='[', closing=']') -> str:
+    """``key=[...]`` wrapped at 100 columns."""
+    lines, line = [], ' ' * indent + f'{key}={opening}'
+    for i, v in enumerate(values):
+        item = repr(v) + (', ' if i < len(values) - 1 else closing)
+        if len(line) + len(item.rstrip()) > 100:
+            lines.append(line.rstrip())
+            line = ' ' * (indent + len(key) + 2)
+        line += item
+    return '\n'.join(lines + [line if values else line + closing])
+
+
+def _write(out_file: str, summary: dict) -> None:
+    """The label space file (the table in its header) and the evidence beside it."""
+    space = summary['label_space']
+    evidence = osp.splitext(out_file)[0] + '.json'
+    images = ', '.join(f'{n} images of {x}' for x, n in summary['images'].items())
+    header = [f"Learned from {summary['checkpoint']} ({summary['config']})",
+              'by tools/analysis/learn_label_space.py (docs/label_space.md):',
+              f"the {summary['dataloader']} dataloader's {images}, BN of the {summary['bn']}.",
+              f'Evidence (confusions, shares, universal classes, mIoU): {osp.basename(evidence)}'
+              ] + [''] + relations_table(summary)
+    text = [f'# {line}'.rstrip() for line in header] + ['label_space = dict(']
+    text.append(_py_list('classes', list(space['classes']), 4, '(', '),'))
+    if 'palette' in space:
+        text.append(_py_list('palette', [list(map(int, p)) for p in space['palette']], 4,
+                             closing='],'))
+    text.append('    mapping=dict(')
+    names = list(space['mapping'])
+    for i, name in enumerate(names):
+        text.append(_py_list(name, space['mapping'][name], 8,
+                             closing=']))' if i == len(names) - 1 else '],'))
+    dirname = osp.dirname(out_file)
+    if dirname:
+        os.makedirs(dirname, exist_ok=True)
+    with open(out_file, 'w', encoding='utf-8') as f:
+        f.write('\n'.join(text) + '\n')
+    with open(evidence, 'w', encoding='utf-8') as f:
+        json.dump(summary, f, indent=1, ensure_ascii=False)
