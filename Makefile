@@ -13,9 +13,13 @@ lock:
 demo: env
 	$(PY) tools/run_demo.py
 
+# Two pytest-xdist workers for the two cores; the tests of a module that share a costly module
+# fixture or a port stay on one worker (pytest.mark.xdist_group, --dist loadgroup).
+XDIST := -n 2 --dist loadgroup
+
 test: env
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
 
 # The fast tier for everyday work: every package module at unit level, no test marked slow.
 test-fast: env
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q $(XDIST) -m "not slow"

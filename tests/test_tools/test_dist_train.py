@@ -12,7 +12,8 @@ from mmengine.config import Config
 from conftest import REPO, shrink_config
 
 # Each test trains or runs a tool in a fresh interpreter.
-pytestmark = pytest.mark.slow
+# On one pytest-xdist worker (make test's --dist loadgroup): its runs take port 29533.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group('dist_train')]
 
 
 def _shell(command, cwd):

@@ -12,7 +12,8 @@ import pytest
 from conftest import REPO
 
 # Each test trains or runs a tool in a fresh interpreter.
-pytestmark = pytest.mark.slow
+# On one pytest-xdist worker (make test's --dist loadgroup): its tests read one demo run.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group('run_demo')]
 
 LABELS = ['CDCL (DSBN + DAT)', 'single: Cityscapes only', 'single: BDD100K only',
           'joint: shared BN, one classifier']

@@ -19,6 +19,8 @@ from mmseg_cdcl.datasets import CamVidDataset
 BUILD_INPUTS = ('setup.py', 'pyproject.toml', 'MANIFEST.in', 'README.md', 'requirements',
                 'mmseg_cdcl', 'configs', 'tools')
 IGNORE = shutil.ignore_patterns('__pycache__', '*.pyc', '*.egg-info')
+# On one pytest-xdist worker (make test's --dist loadgroup): its tests share one installed wheel.
+pytestmark = pytest.mark.xdist_group('wheel')
 
 
 def _run(cmd, cwd, env=None):
