@@ -13,9 +13,9 @@ lock:
 demo: env
 	$(PY) tools/run_demo.py
 
-# Two pytest-xdist workers for the two cores; the tests of a module that share a costly module
-# fixture or a port stay on one worker (pytest.mark.xdist_group, --dist loadgroup).
-XDIST := -n 2 --dist loadgroup
+# Two pytest-xdist workers for the two cores (the fixtures that make a costly folder make it once
+# for both: tests/conftest.py's shared_folder).
+XDIST := -n 2
 
 test: env
 	$(PY) -m pytest -q $(XDIST)

@@ -21,13 +21,6 @@ if 'PYTEST_XDIST_WORKER' in os.environ:
     torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
 
 
-def pytest_collection_modifyitems(items):
-    """Under pytest-xdist, the groups that one worker runs whole (the longest units) first, so
-    that the other worker does not wait idle at the end for one of them."""
-    if 'PYTEST_XDIST_WORKER' in os.environ:
-        items.sort(key=lambda item: item.get_closest_marker('xdist_group') is None)
-
-
 @pytest.fixture(autouse=True)
 def mmseg_scope():
     """Build from MMSeg's registries, as MMSeg's own tests and tools do."""
