@@ -13,9 +13,13 @@ lock:
 demo: env
 	$(PY) tools/run_demo.py
 
+# Two pytest-xdist workers for the two cores (the fixtures that make a costly folder make it once
+# for both: tests/conftest.py's shared_folder).
+XDIST := -n 2
+
 test: env
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
 
 # The fast tier for everyday work: every package module at unit level, no test marked slow.
 test-fast: env
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q $(XDIST) -m "not slow"

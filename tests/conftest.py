@@ -1,5 +1,6 @@
 import copy
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +13,12 @@ import mmseg_cdcl  # noqa: F401  (registers the components)
 
 # shrink_config: re-exported for the tests that take it from here
 from mmseg_cdcl.testing import make_demo_data, shrink_config  # noqa: F401
+
+if 'PYTEST_XDIST_WORKER' in os.environ:
+    # `make test` runs two workers on two cores: one thread each, for them and the tools they
+    # start, since two threads per process on a busy core spin waiting for each other.
+    os.environ.setdefault('OMP_NUM_THREADS', '1')
+    torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
 
 
 @pytest.fixture(autouse=True)
@@ -65,14 +72,34 @@ def seg_samples(dataset_idx, num_classes, size=(32, 32), seed=0):
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def shared_folder(tmp_path_factory, name, make):
+    """A folder that ``make(folder)`` fills once per test run. Under pytest-xdist (``make test``
+    runs two workers) the first worker to ask fills it and the others wait for it and reuse it:
+    pytest-xdist's FileLock pattern, over the run's temporary folder that the workers share."""
+    if 'PYTEST_XDIST_WORKER' not in os.environ:
+        folder = tmp_path_factory.mktemp(name)
+        make(folder)
+        return folder
+    from filelock import FileLock
+    root = tmp_path_factory.getbasetemp().parent
+    folder, done = root / name, root / f'{name}.done'
+    with FileLock(str(root / f'{name}.lock')):
+        if not done.exists():  # none made, or a worker failed making it: (re)make it here
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope='session')
 def data_cwd(tmp_path_factory):
     """A folder whose ``data/`` holds small generated Cityscapes, BDD100K and CamVid in their
     real layouts, so the real configs' ``data/<dataset>`` roots resolve from it."""
-    cwd = tmp_path_factory.mktemp('cwd')
-    make_demo_data(str(cwd / 'data'), num_images=dict(train=6, val=3, test=2),
-                   image_size=(64, 128), seed=0)
-    return cwd
+    return shared_folder(
+        tmp_path_factory, 'cwd',
+        lambda cwd: make_demo_data(str(cwd / 'data'), num_images=dict(train=6, val=3, test=2),
+                                   image_size=(64, 128), seed=0))
 
 
 @pytest.fixture(scope='session')
@@ -80,16 +107,17 @@ def trained_cdcl(data_cwd, tmp_path_factory):
     """A two-iteration run of tools/train.py on configs/cdcl_cityscapes_camvid.py at test size,
     trained once for the tests of the tools that read a trained model: its folder holds
     config.py and iter_2.pth (whose meta holds the MultiDataset's dataset_meta)."""
-    work_dir = tmp_path_factory.mktemp('cdcl_cityscapes_camvid')
-    cfg = shrink_config(Config.fromfile(os.path.join(REPO, 'configs',
-                                                     'cdcl_cityscapes_camvid.py')))
-    cfg.default_hooks.pop('visualization')
-    cfg.dump(str(work_dir / 'config.py'))
-    result = subprocess.run([sys.executable, os.path.join(REPO, 'tools', 'train.py'),
-                             str(work_dir / 'config.py'), '--work-dir', str(work_dir)],
-                            cwd=data_cwd, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return work_dir
+    def train(work_dir):
+        cfg = shrink_config(Config.fromfile(os.path.join(REPO, 'configs',
+                                                         'cdcl_cityscapes_camvid.py')))
+        cfg.default_hooks.pop('visualization')
+        cfg.dump(str(work_dir / 'config.py'))
+        result = subprocess.run([sys.executable, os.path.join(REPO, 'tools', 'train.py'),
+                                 str(work_dir / 'config.py'), '--work-dir', str(work_dir)],
+                                cwd=data_cwd, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    return shared_folder(tmp_path_factory, 'cdcl_cityscapes_camvid', train)
 
 
 def assert_mixed_batch_equals_datasets_alone(model, x, samples, groups, buffers=True):

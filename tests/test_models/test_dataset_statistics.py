@@ -78,8 +78,8 @@ def test_emanet_bases_are_per_dataset_and_a_mixed_batch_equals_its_datasets_alon
     torch.testing.assert_close(ema[1].bases, initial, rtol=0, atol=0)  # both from the stock's
 
     model.double()
-    x = torch.randn(4, 3, 64, 64, dtype=torch.float64)
-    samples = seg_samples([0, 1, 0, 1], [19, 11], size=(64, 64))
+    x = torch.randn(4, 3, 32, 32, dtype=torch.float64)  # a 4x4 feature map: EMA's 16 pixels
+    samples = seg_samples([0, 1, 0, 1], [19, 11], size=(32, 32))
     assert_mixed_batch_equals_datasets_alone(model.train(), x, samples, [[0, 2], [1, 3]])
     assert (ema[0].bases - initial).abs().max() > 1e-3  # each moved, by its own samples
     assert (ema[0].bases - ema[1].bases).abs().max() > 1e-3

@@ -13,11 +13,13 @@ from conftest import REPO, shrink_config
 
 # Each test trains or runs a tool in a fresh interpreter.
 pytestmark = pytest.mark.slow
+# A port of its own for each pytest-xdist worker (make test runs two: gw0, gw1).
+PORT = str(29533 + int(os.environ.get('PYTEST_XDIST_WORKER', 'gw0')[2:]))
 
 
 def _shell(command, cwd):
     env = dict(os.environ, PATH=f'{osp.dirname(sys.executable)}:{os.environ["PATH"]}',
-               PYTHONPATH=osp.join(REPO, 'tests', 'helpers'), PORT='29533')
+               PYTHONPATH=osp.join(REPO, 'tests', 'helpers'), PORT=PORT)
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr

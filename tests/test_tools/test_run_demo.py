@@ -9,7 +9,7 @@ import sys
 import cv2
 import pytest
 
-from conftest import REPO
+from conftest import REPO, shared_folder
 
 # Each test trains or runs a tool in a fresh interpreter.
 pytestmark = pytest.mark.slow
@@ -27,11 +27,19 @@ def _run_demo(cwd, *args):
     return result
 
 
+def _quiet_demo(cwd):
+    result = _run_demo(cwd, '--work-dir', 'wd')
+    (cwd / 'stdout.txt').write_text(result.stdout)
+    (cwd / 'stderr.txt').write_text(result.stderr)
+
+
 @pytest.fixture(scope='module')
 def demo(tmp_path_factory):
-    """A quiet run in a folder without data: it generates its own."""
-    cwd = tmp_path_factory.mktemp('demo')
-    return cwd, _run_demo(cwd, '--work-dir', 'wd')
+    """A quiet run in a folder without data: it generates its own. Run once per test run
+    (conftest's shared_folder); its console is kept in stdout.txt and stderr.txt."""
+    cwd = shared_folder(tmp_path_factory, 'demo', _quiet_demo)
+    return cwd, subprocess.CompletedProcess([], 0, (cwd / 'stdout.txt').read_text(),
+                                            (cwd / 'stderr.txt').read_text())
 
 
 def test_console_is_progress_validation_lines_and_the_table(demo):

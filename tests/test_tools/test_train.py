@@ -3,13 +3,14 @@ import glob
 import json
 import os
 import os.path as osp
+import shutil
 import subprocess
 import sys
 
 import pytest
 from mmengine.config import Config
 
-from conftest import REPO, shrink_config
+from conftest import REPO, shared_folder, shrink_config
 
 # Each test trains or runs a tool in a fresh interpreter.
 pytestmark = pytest.mark.slow
@@ -43,9 +44,23 @@ def _val_metrics(work_dir):
         return [json.loads(line) for line in f if 'mIoU' in line][-1]
 
 
+@pytest.fixture(scope='module')
+def trained_bdd(data_cwd, tmp_path_factory):
+    """A run of tools/train.py on cdcl_cityscapes_bdd at test size, shared by the tests that
+    read one (config.py, iter_2.pth, best_mIoU_iter_2.pth, the logs)."""
+    return shared_folder(tmp_path_factory, 'cdcl_cityscapes_bdd',
+                         lambda work_dir: _run('train.py', 'cdcl_cityscapes_bdd', data_cwd,
+                                               str(work_dir)))
+
+
 @pytest.mark.parametrize('config', CDCL)
-def test_cdcl_configs_train_and_evaluate_per_dataset(config, data_cwd, tmp_path):
-    _run('train.py', config, data_cwd, str(tmp_path))
+def test_cdcl_configs_train_and_evaluate_per_dataset(config, data_cwd, tmp_path, request):
+    # Runs the session shares when there is one: conftest's trained_cdcl is the same run.
+    shared = dict(cdcl_cityscapes_bdd='trained_bdd', cdcl_cityscapes_camvid='trained_cdcl')
+    if config in shared:
+        tmp_path = request.getfixturevalue(shared[config])
+    else:
+        _run('train.py', config, data_cwd, str(tmp_path))
     names = DATASETS.get(config, DATASETS['cdcl_cityscapes_bdd'])
     metrics = _val_metrics(str(tmp_path))
     for name in names:
@@ -78,9 +93,11 @@ def _files(folder):
             if osp.isfile(p) and not p.endswith('.py')}
 
 
-def test_failed_runs_keep_earlier_checkpoints_and_logs(data_cwd, tmp_path):
-    work_dir = str(tmp_path)
-    _run('train.py', 'cdcl_cityscapes_bdd', data_cwd, work_dir)
+def test_failed_runs_keep_earlier_checkpoints_and_logs(data_cwd, trained_bdd, tmp_path):
+    work_dir = str(tmp_path / 'run')
+    shutil.copytree(trained_bdd, work_dir)  # a finished run, here
+    with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:  # mmengine's absolute path
+        f.write(osp.join(work_dir, 'iter_2.pth'))
     before = _files(work_dir)
     assert osp.join(work_dir, 'iter_2.pth') in before and any(p.endswith('.log') for p in before)
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from conftest import REPO, shrink_config
+from conftest import REPO, shared_folder, shrink_config
 from mmseg_cdcl.datasets import CamVidDataset
 
 BUILD_INPUTS = ('setup.py', 'pyproject.toml', 'MANIFEST.in', 'README.md', 'requirements',
@@ -39,11 +39,8 @@ def _shipped_in_clone():
     return files
 
 
-@pytest.fixture(scope='module')
-def installed(tmp_path_factory):
-    """A fresh environment holding the wheel, seeing the locked environment's packages through
-    a .pth path (not its .pth files: the clone's editable install stays inactive)."""
-    tmp = tmp_path_factory.mktemp('wheel')
+def _install(tmp):
+    """The wheel built from a copy of the sources, installed into a fresh environment."""
     src = tmp / 'src'  # a copy, so the build leaves no build/ in the clone
     src.mkdir()
     for name in BUILD_INPUTS:
@@ -56,16 +53,29 @@ def installed(tmp_path_factory):
     [wheel] = (tmp / 'dist').glob('mmseg_cdcl-*.whl')
     venv = tmp / 'venv'
     _run([sys.executable, '-m', 'venv', '--without-pip', str(venv)], cwd=tmp)
-    python = str(venv / 'bin' / 'python')
-    purelib = _run([python, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
-                   cwd=tmp).stdout.strip()
-    with open(osp.join(purelib, 'locked_env.pth'), 'w') as f:
+    with open(osp.join(_purelib(tmp), 'locked_env.pth'), 'w') as f:
         f.write(sysconfig.get_paths()['purelib'] + '\n')
-    _run([sys.executable, '-m', 'pip', '--python', python, 'install', '-q', '--no-deps',
-          str(wheel)], cwd=tmp)
+    _run([sys.executable, '-m', 'pip', '--python', str(venv / 'bin' / 'python'), 'install',
+          '-q', '--no-deps', str(wheel)], cwd=tmp)
+
+
+def _purelib(tmp):
+    return _run([str(tmp / 'venv' / 'bin' / 'python'), '-c',
+                 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
+                cwd=tmp).stdout.strip()
+
+
+@pytest.fixture(scope='module')
+def installed(tmp_path_factory):
+    """A fresh environment holding the wheel, seeing the locked environment's packages through
+    a .pth path (not its .pth files: the clone's editable install stays inactive); built once
+    per test run (conftest's shared_folder)."""
+    tmp = shared_folder(tmp_path_factory, 'wheel', _install)
+    [wheel] = (tmp / 'dist').glob('mmseg_cdcl-*.whl')
+    venv = tmp / 'venv'
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
-    return dict(wheel=wheel, venv=venv, python=python, package=osp.join(purelib, 'mmseg_cdcl'),
-                env=env, tmp=tmp)
+    return dict(wheel=wheel, venv=venv, python=str(venv / 'bin' / 'python'),
+                package=osp.join(_purelib(tmp), 'mmseg_cdcl'), env=env, tmp=tmp)
 
 
 @pytest.mark.slow
