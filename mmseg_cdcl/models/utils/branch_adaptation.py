@@ -168,7 +168,7 @@ def entropy_tuning(model: nn.Module, d: int, batches: List[Tensor], steps: int =
                 optimizer.zero_grad()
                 entropy.backward()
                 optimizer.step()
-                total, count = total + float(entropy) * len(inputs), count + len(inputs)
+                total, count = total + entropy.item() * len(inputs), count + len(inputs)
             history.append(total / count)
     finally:
         for p in model.parameters():
