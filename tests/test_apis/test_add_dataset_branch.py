@@ -15,7 +15,12 @@ from mmseg.apis import inference_model
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
-from mmseg_cdcl.apis import add_dataset_branch, export_single_dataset, init_cdcl_model
+from mmseg_cdcl.apis import (
+    add_dataset_branch,
+    dataset_test_pipeline,
+    export_single_dataset,
+    init_cdcl_model,
+)
 from mmseg_cdcl.apis.add_dataset_branch import added_dataset_cfg
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -80,6 +85,11 @@ def test_branch_statistics_are_the_images(added, trained_cdcl, data_cwd):
 def test_new_dataset_loads_by_name_predicts_and_exports(added, data_cwd, tmp_path):
     config, ckpt, info = added
     image = osp.join(bdd_images(data_cwd), sorted(os.listdir(bdd_images(data_cwd)))[0])
+    # Its test pipeline is its source's: the dataloaders do not list it (no labels).
+    cfg = Config.fromfile(config)
+    assert 'bdd100k' not in cfg.test_dataloader.dataset.datasets
+    assert dataset_test_pipeline(cfg, 'bdd100k') == \
+        cfg.test_dataloader.dataset.datasets[info['source']].pipeline
     model = init_cdcl_model(config, ckpt, 'bdd100k')
     assert model.dataset_names == ('cityscapes', 'camvid', 'bdd100k')
     assert model.dataset_meta['classes'] == model.dataset_classes[info['source']]
