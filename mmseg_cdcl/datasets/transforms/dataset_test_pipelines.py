@@ -23,8 +23,12 @@ def multi_dataset_config(cfg: Config, dataset: str,
 
 
 def multi_dataset_pipeline(cfg: Config, dataset: str) -> Optional[list]:
-    """The test pipeline of ``dataset`` in the config's test (else val) MultiDataset."""
-    return (multi_dataset_config(cfg, dataset) or {}).get('pipeline')
+    """The test pipeline of ``dataset`` in the config's test (else val) MultiDataset, else in
+    its ``dataset_test_pipelines`` (datasets without labels, e.g. a branch added from a new
+    camera's images by ``add_dataset_branch``)."""
+    pipeline = (multi_dataset_config(cfg, dataset) or {}).get('pipeline')
+    return pipeline if pipeline is not None else \
+        (cfg.get('dataset_test_pipelines') or {}).get(dataset)
 
 
 def dataset_test_pipeline(cfg: Config, dataset: str) -> Optional[list]:
