@@ -12,6 +12,7 @@ from torch import nn
 
 from conftest import small_cdcl_cfg
 from mmseg_cdcl.apis import init_cdcl_model, load_cdcl_checkpoint
+from mmseg_cdcl.models.utils.checkpoint_datasets import trained_dataset_names
 from mmseg_cdcl.utils import load_config
 
 
@@ -153,6 +154,27 @@ def test_its_meta_names_the_branches_of_such_a_checkpoint_for_init_cdcl_model(tm
     loaded = init_cdcl_model(Config(cfg), str(tmp_path / 'old.pth'), 'cityscapes')
     torch.testing.assert_close(_logits(loaded, 'cityscapes', X),
                                _logits(model, 'cityscapes', X), rtol=0, atol=0)
+
+
+def test_such_a_checkpoint_trained_from_a_dumped_config_keeps_its_branch_order(tmp_path):
+    """mmengine's config dump sorts dict keys, so a run started from a work dir's config.py has
+    its MultiDataset (meta.dataset_meta) in another order than its model's branches; the
+    Runner's meta.cfg states the model's order, read as literals."""
+    model = _trained((4, 4), ('cityscapes', 'bdd100k'))
+    plain = {k: v for k, v in model.state_dict().items()}
+    meta = dict(dataset_meta=dict(dataset_names=['bdd100k', 'cityscapes'], datasets={}),
+                cfg="model = dict(\n    dataset_names=[\n        'cityscapes',\n        "
+                    "'bdd100k',\n    ],\n    type='CDCLEncoderDecoder')\n")
+    save_checkpoint(dict(state_dict=plain, meta=meta), str(tmp_path / 'old.pth'))
+    assert trained_dataset_names(meta['cfg']) == ['cityscapes', 'bdd100k']
+    assert trained_dataset_names('model = dict(dataset_names=names)') is None
+    assert trained_dataset_names('__import__("os").system("x")') is None  # never executed
+    for names in (('cityscapes', 'bdd100k'), ('bdd100k', 'cityscapes')):
+        loaded = MODELS.build(small_cdcl_cfg((4, 4), names))
+        load_cdcl_checkpoint(loaded, str(tmp_path / 'old.pth'))
+        for name in names:
+            torch.testing.assert_close(_logits(loaded, name, X), _logits(model, name, X),
+                                       rtol=0, atol=0)
 
 
 def test_a_cdcl_checkpoint_of_other_classes_is_refused_naming_branch_parameter_shapes(tmp_path):

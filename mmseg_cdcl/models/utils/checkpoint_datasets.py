@@ -11,6 +11,7 @@ Loading then maps each of the model's datasets to the checkpoint's branch of the
 whatever the order of either; a state dict that states nothing (written before it did) loads by
 position, as it always did.
 """
+import ast
 import re
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -258,6 +259,11 @@ def state_datasets_from_meta(checkpoint: dict) -> dict:
     mmengine's Runner saves), so that it too loads by dataset name. Returns the checkpoint."""
     meta = (checkpoint.get('meta') or {}).get('dataset_meta') or {}
     names = meta.get('dataset_names')
+    # The branches are in the order of the model's dataset_names; the MultiDataset's may
+    # differ (mmengine's config dump sorts its dict keys), so the Runner's meta.cfg says it.
+    order = trained_dataset_names((checkpoint.get('meta') or {}).get('cfg'))
+    if names is not None and order is not None:
+        names = order if sorted(order) == sorted(names) else None
     state_dict = checkpoint.get('state_dict', checkpoint)
     metadata = getattr(state_dict, '_metadata', None)
     if names is None or (metadata or {}).get('', {}).get('dataset_names') is not None:
@@ -272,3 +278,26 @@ def state_datasets_from_meta(checkpoint: dict) -> dict:
     metadata[''] = dict(metadata.get('', {}), dataset_names=list(names),
                         datasets=meta.get('datasets') or {})
     return checkpoint
+
+
+def trained_dataset_names(cfg_text) -> Optional[List[str]]:
+    """``model.dataset_names`` of the config text mmengine's Runner saves as a checkpoint's
+    ``meta.cfg``, read as literals (never executed: a checkpoint is untrusted input); None
+    where the text does not state them."""
+    if not isinstance(cfg_text, str):
+        return None
+    try:
+        tree = ast.parse(cfg_text)
+    except SyntaxError:
+        return None
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+                and any(isinstance(t, ast.Name) and t.id == 'model' for t in node.targets)):
+            for keyword in node.value.keywords:
+                if keyword.arg == 'dataset_names':
+                    try:
+                        names = ast.literal_eval(keyword.value)
+                    except ValueError:
+                        return None
+                    return list(names) if isinstance(names, (list, tuple)) else None
+    return None
