@@ -12,6 +12,7 @@ from mmseg.registry import MODELS
 from conftest import REPO, small_cdcl_cfg
 from mmseg_cdcl.apis import init_cdcl_model
 from mmseg_cdcl.datasets import CamVidDataset
+from mmseg_cdcl.testing import shrink_datasets
 
 CAMVID = dict(classes=tuple(f'c{i}' for i in range(11)),
               palette=[[i * 20, 1, 2] for i in range(11)], ignore_index=255)
@@ -24,6 +25,7 @@ def cdcl(tmp_path_factory):
     init_default_scope('mmseg')  # the autouse fixture sets it per test, after this one
     tmp = tmp_path_factory.mktemp('cdcl')
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'cdcl_cityscapes_camvid.py'))
+    shrink_datasets(cfg, (32, 32))  # test pipelines resize to 64x32, not 2048x1024
     cfg.model = small_cdcl_cfg(num_classes=(19, 11), names=('cityscapes', 'camvid'))
     cfg.test_dataloader.dataset.datasets.camvid.ignore_index = 250
     state_dict = MODELS.build(cfg.model).state_dict()
@@ -75,7 +77,6 @@ def test_unknown_dataset_and_unknown_classes_are_named(cdcl):
         init_cdcl_model(model_only, without, 'camvid')
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize('route', ['auto', 'ensemble'])
 def test_images_of_unknown_source_through_mmsegs_inference_model(cdcl, tmp_path, route):
     """The contract: init_cdcl_model(config, checkpoint, 'auto') works with

@@ -10,6 +10,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from conftest import REPO, shrink_config
 from mmseg_cdcl.datasets import MultiDataset
+from mmseg_cdcl.testing import unformatted
 
 CONFIG = osp.join(REPO, 'configs', 'cdcl_cityscapes_bdd.py')
 
@@ -21,7 +22,7 @@ def in_data_cwd(data_cwd, monkeypatch):
 
 def _runner(data_cwd, tmp_path, name, max_iters=2, config=CONFIG, seed=0, optim=None,
             resume=False, load_from=None, **train_cfg):
-    cfg = shrink_config(Config.fromfile(config), max_iters=max_iters)
+    cfg = shrink_config(unformatted(Config.fromfile(config)), crop=(32, 32), max_iters=max_iters)
     cfg.default_hooks.checkpoint.interval = 2
     cfg.work_dir = str(tmp_path / name)
     cfg.experiment_name = f'{name}_{time.time()}'  # mmengine shares loggers by name

@@ -13,6 +13,7 @@ from conftest import REPO, shrink_config, small_cdcl_cfg
 from mmseg_cdcl.evaluation import UnknownSourceMetric
 from mmseg_cdcl.models.layers import DSBN
 from mmseg_cdcl.models.segmentors import CDCLTTAModel
+from mmseg_cdcl.testing import unformatted
 
 ONE_VIEW = [dict(type='LoadImageFromFile'), dict(type='TestTimeAug', transforms=[
     [dict(type='Resize', scale=(128, 64), keep_ratio=True)], [dict(type='LoadAnnotations')],
@@ -22,7 +23,8 @@ ONE_VIEW = [dict(type='LoadImageFromFile'), dict(type='TestTimeAug', transforms=
 def _runner_cfg(data_cwd, tmp_path, tta_pipeline=None):
     """configs/cdcl_cityscapes_bdd.py at test size, as MMSeg's tools/test.py builds it (with
     --tta when ``tta_pipeline`` is given)."""
-    cfg = shrink_config(Config.fromfile(osp.join(REPO, 'configs', 'cdcl_cityscapes_bdd.py')))
+    cfg = shrink_config(unformatted(Config.fromfile(osp.join(REPO, 'configs',
+                                                             'cdcl_cityscapes_bdd.py'))))
     cfg.model = small_cdcl_cfg(num_classes=(19, 19), names=('cityscapes', 'bdd100k'))
     cfg.work_dir = str(tmp_path)
     cfg.randomness = dict(seed=0)  # the same initial weights in every run

@@ -4,7 +4,7 @@ import os.path as osp
 from mmengine.config import Config
 
 from conftest import REPO
-from mmseg_cdcl.testing import shrink_config, shrink_datasets, shrink_schedule
+from mmseg_cdcl.testing import shrink_config, shrink_datasets, shrink_schedule, unformatted
 
 
 def _config(name):
@@ -65,3 +65,15 @@ def test_shrink_schedule_validates_every_val_interval():
     cfg = shrink_schedule(_config('cdcl_cityscapes_bdd'), 8, val_interval=2)
     assert (cfg.train_cfg.max_iters, cfg.train_cfg.val_interval) == (8, 2)
     assert cfg.param_scheduler[0].end == 8 and cfg.default_hooks.checkpoint.interval == 8
+
+
+def test_unformatted_config_holds_the_same_values_and_text_without_yapf():
+    cfg = _config('cdcl_cityscapes_bdd')
+    formatted = cfg.pretty_text
+    plain = unformatted(cfg)
+    assert plain.to_dict() == cfg.to_dict() and plain.filename == cfg.filename
+    assert cfg.pretty_text == formatted  # the caller's config is left as it was
+    # The same config as text, only not laid out by yapf.
+    assert plain.pretty_text != formatted
+    assert (Config.fromstring(plain.pretty_text, '.py').to_dict()
+            == Config.fromstring(formatted, '.py').to_dict())

@@ -23,6 +23,7 @@ from torch import nn
 from conftest import REPO, assert_mixed_batch_equals_datasets_alone, seg_samples, shrink_config
 from mmseg_cdcl.apis import config_source, export_single_dataset, init_cdcl_model
 from mmseg_cdcl.models.layers import DSBN, DatasetBranches
+from mmseg_cdcl.testing import unformatted
 from mmseg_cdcl.utils import load_config
 
 DATASETS = dict(cityscapes='mmseg::_base_/datasets/cityscapes.py',
@@ -71,7 +72,7 @@ def _train(config, work_dir, data_cwd, monkeypatch):
     command line itself is tested in tests/test_tools/test_train.py. The per-dataset validation
     metrics it logged."""
     monkeypatch.chdir(data_cwd)  # where the configs' data/<dataset> roots are
-    cfg = Config.fromfile(config)
+    cfg = unformatted(Config.fromfile(config))  # no yapf pass per checkpoint saved
     cfg.work_dir = str(work_dir)
     # mmengine shares loggers and visualizers by name: this run's own, as in a fresh process
     cfg.experiment_name = cfg.visualizer.name = f'{work_dir.parent.name}_{time.time()}'
