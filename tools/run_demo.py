@@ -48,7 +48,7 @@ from mmseg_cdcl.evaluation.model_comparison import (  # noqa: E402
     scores_and_intervals,
     unknown_source_markdown,
 )
-from mmseg_cdcl.testing import make_demo_data, shrink_schedule  # noqa: E402
+from mmseg_cdcl.testing import make_demo_data, shrink_schedule, unformatted  # noqa: E402
 from mmseg_cdcl.testing.demo_data import LAYOUTS  # noqa: E402
 
 matplotlib.use('Agg')
@@ -108,12 +108,8 @@ def ensure_data(args):
 
 def demo_runner(name, title, args, **cfg_options):
     """The Runner of a demo config: a folder of its own in the run, the console of the demo."""
-    cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo', f'{name}.py'))
-    # Unformatted config text: yapf took 1-2.5 s at each of the Runner's four uses (log, dump,
-    # visualizer, checkpoint), a minute of the demo. (Config.fromfile does not pass on its own
-    # format_python_code to plain configs in mmengine 0.10.7.)
-    cfg = Config(cfg.to_dict(), cfg_text=cfg.text, filename=cfg.filename,
-                 env_variables=cfg.env_variables, format_python_code=False)
+    # Unformatted config text: yapf at each of the Runner's uses took a minute of the demo.
+    cfg = unformatted(Config.fromfile(osp.join(REPO, 'configs', 'demo', f'{name}.py')))
     cfg.work_dir = osp.join(args.run_dir, name)
     cfg.experiment_name = name
     cfg.visualizer.name = f'visualizer_{name}'  # mmengine shares instances by name

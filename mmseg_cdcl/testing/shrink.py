@@ -12,14 +12,16 @@ from ..utils.mmengine_internals import config_dict
 
 
 def unformatted(cfg: Config) -> Config:
-    """The same config, whose text mmengine does not pass through yapf each time a Runner logs
-    it or saves a checkpoint (most of a test-size run's time). ``Config.fromfile``'s
-    ``format_python_code=False`` would say so, but mmengine 0.10.7 drops it for ``.py`` files.
+    """The same config, whose text mmengine does not pass through yapf at each of a Runner's
+    uses (log, dump, visualizer, every checkpoint: 1-2.5 s each, most of a test-size run's
+    time). ``Config.fromfile``'s ``format_python_code=False`` would say so, but mmengine 0.10.7
+    drops it for plain ``.py`` configs.
 
     Args:
         cfg (Config): Any config; left unchanged.
     """
-    return Config(cfg.to_dict(), filename=cfg.filename, format_python_code=False)
+    return Config(cfg.to_dict(), cfg_text=cfg.text, filename=cfg.filename,
+                  env_variables=cfg.env_variables, format_python_code=False)
 
 
 def shrink_schedule(cfg: Config, max_iters: int, val_interval: Optional[int] = None) -> Config:
