@@ -4,6 +4,7 @@ Importing the package registers its components in MMSeg's registries (scope ``mm
 torch's safe checkpoint loader read mmengine checkpoints and makes mmengine's local file writes
 (checkpoints) atomic.
 """
+
 from . import apis, datasets, engine, evaluation, models, visualization  # noqa: F401  (registers)
 from .models.layers import dataset_context
 from .utils import allow_mmengine_checkpoints, use_atomic_local_writes

@@ -33,35 +33,72 @@ def small_cdcl_cfg(num_classes=(5, 3), names=('a', 'b'), **model_kwargs):
     return dict(
         type='CDCLEncoderDecoder',
         dataset_names=list(names),
-        data_preprocessor=dict(type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53],
-                               std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_val=0,
-                               seg_pad_val=255),
-        backbone=dict(type='DABResNetV1c', num_datasets=n, depth=18, num_stages=4,
-                      out_indices=(0, 1, 2, 3), dilations=(1, 1, 2, 4), strides=(1, 2, 1, 1),
-                      contract_dilation=True, norm_eval=False, style='pytorch'),
-        decode_head=dict(type='DABPSPHead', in_channels=512, in_index=3, channels=32,
-                         pool_scales=(1, 2, 3, 6), dropout_ratio=0.1,
-                         num_classes=list(num_classes), align_corners=False,
-                         loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0)),
-        auxiliary_head=dict(type='DABFCNHead', in_channels=256, in_index=2, channels=16,
-                            num_convs=1, concat_input=False, dropout_ratio=0.1,
-                            num_classes=list(num_classes), align_corners=False,
-                            loss_decode=dict(type='CrossEntropyLoss', loss_weight=0.4)),
+        data_preprocessor=dict(
+            type='SegDataPreProcessor',
+            mean=[123.675, 116.28, 103.53],
+            std=[58.395, 57.12, 57.375],
+            bgr_to_rgb=True,
+            pad_val=0,
+            seg_pad_val=255,
+        ),
+        backbone=dict(
+            type='DABResNetV1c',
+            num_datasets=n,
+            depth=18,
+            num_stages=4,
+            out_indices=(0, 1, 2, 3),
+            dilations=(1, 1, 2, 4),
+            strides=(1, 2, 1, 1),
+            contract_dilation=True,
+            norm_eval=False,
+            style='pytorch',
+        ),
+        decode_head=dict(
+            type='DABPSPHead',
+            in_channels=512,
+            in_index=3,
+            channels=32,
+            pool_scales=(1, 2, 3, 6),
+            dropout_ratio=0.1,
+            num_classes=list(num_classes),
+            align_corners=False,
+            loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0),
+        ),
+        auxiliary_head=dict(
+            type='DABFCNHead',
+            in_channels=256,
+            in_index=2,
+            channels=16,
+            num_convs=1,
+            concat_input=False,
+            dropout_ratio=0.1,
+            num_classes=list(num_classes),
+            align_corners=False,
+            loss_decode=dict(type='CrossEntropyLoss', loss_weight=0.4),
+        ),
         train_cfg=dict(),
         test_cfg=dict(mode='whole'),
-        **model_kwargs)
+        **model_kwargs,
+    )
 
 
 def seg_samples(dataset_idx, num_classes, size=(32, 32), seed=0):
     """SegDataSamples with random labels in each sample's own label space."""
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
+
     gen = torch.Generator().manual_seed(seed)
     samples = []
     for d in dataset_idx:
-        sample = SegDataSample(metainfo=dict(
-            dataset_idx=d, img_shape=size, ori_shape=size, pad_shape=size,
-            padding_size=[0, 0, 0, 0]))
+        sample = SegDataSample(
+            metainfo=dict(
+                dataset_idx=d,
+                img_shape=size,
+                ori_shape=size,
+                pad_shape=size,
+                padding_size=[0, 0, 0, 0],
+            )
+        )
         label = torch.randint(0, num_classes[d], (1, *size), generator=gen)
         label[:, :2] = 255  # an ignored border
         sample.gt_sem_seg = PixelData(data=label)
@@ -81,6 +118,7 @@ def shared_folder(tmp_path_factory, name, make):
         make(folder)
         return folder
     from filelock import FileLock
+
     root = tmp_path_factory.getbasetemp().parent
     folder, done = root / name, root / f'{name}.done'
     with FileLock(str(root / f'{name}.lock')):
@@ -97,9 +135,12 @@ def data_cwd(tmp_path_factory):
     """A folder whose ``data/`` holds small generated Cityscapes, BDD100K and CamVid in their
     real layouts, so the real configs' ``data/<dataset>`` roots resolve from it."""
     return shared_folder(
-        tmp_path_factory, 'cwd',
-        lambda cwd: make_demo_data(str(cwd / 'data'), num_images=dict(train=6, val=3, test=2),
-                                   image_size=(64, 128), seed=0))
+        tmp_path_factory,
+        'cwd',
+        lambda cwd: make_demo_data(
+            str(cwd / 'data'), num_images=dict(train=6, val=3, test=2), image_size=(64, 128), seed=0
+        ),
+    )
 
 
 @pytest.fixture(scope='session')
@@ -107,14 +148,25 @@ def trained_cdcl(data_cwd, tmp_path_factory):
     """A two-iteration run of tools/train.py on configs/cdcl_cityscapes_camvid.py at test size,
     trained once for the tests of the tools that read a trained model: its folder holds
     config.py and iter_2.pth (whose meta holds the MultiDataset's dataset_meta)."""
+
     def train(work_dir):
-        cfg = shrink_config(Config.fromfile(os.path.join(REPO, 'configs',
-                                                         'cdcl_cityscapes_camvid.py')))
+        cfg = shrink_config(
+            Config.fromfile(os.path.join(REPO, 'configs', 'cdcl_cityscapes_camvid.py'))
+        )
         cfg.default_hooks.pop('visualization')
         cfg.dump(str(work_dir / 'config.py'))
-        result = subprocess.run([sys.executable, os.path.join(REPO, 'tools', 'train.py'),
-                                 str(work_dir / 'config.py'), '--work-dir', str(work_dir)],
-                                cwd=data_cwd, capture_output=True, text=True)
+        result = subprocess.run(
+            [
+                sys.executable,
+                os.path.join(REPO, 'tools', 'train.py'),
+                str(work_dir / 'config.py'),
+                '--work-dir',
+                str(work_dir),
+            ],
+            cwd=data_cwd,
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     return shared_folder(tmp_path_factory, 'cdcl_cityscapes_camvid', train)

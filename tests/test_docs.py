@@ -1,4 +1,5 @@
 """README.md and docs/*.md name only configs and tools that exist, and their links resolve."""
+
 import glob
 import itertools
 import os.path as osp
@@ -8,8 +9,9 @@ import pytest
 
 from conftest import REPO
 
-PAGES = ['README.md'] + sorted(osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'docs',
-                                                                               '*.md')))
+PAGES = ['README.md'] + sorted(
+    osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'docs', '*.md'))
+)
 # A configs/ or tools/ path not inside another path (MMSeg's own tools are named otherwise).
 PATH = re.compile(r'(?<![\w/.-])((?:configs|tools)/[\w./{},-]*[\w}])')
 LINK = re.compile(r'!?\[[^\]]*\]\(([^)\s]+)\)')
@@ -36,8 +38,7 @@ def named_paths(text):
 
 def missing_paths(text, root=REPO):
     written = set(OUTPUT.findall(text))
-    return [p for p in named_paths(text)
-            if p not in written and not osp.exists(osp.join(root, p))]
+    return [p for p in named_paths(text) if p not in written and not osp.exists(osp.join(root, p))]
 
 
 def _slug(heading):
@@ -69,9 +70,17 @@ def broken_links(page):
 
 
 def test_the_docs_are_the_pages_readme_links():
-    assert {'docs/usage.md', 'docs/data_preparation.md', 'docs/reproducing_the_paper.md',
-            'docs/performance.md', 'docs/reliability.md', 'docs/development.md',
-            'docs/demo.md', 'docs/your_own_model.md', 'docs/unknown_source.md'} <= set(PAGES)
+    assert {
+        'docs/usage.md',
+        'docs/data_preparation.md',
+        'docs/reproducing_the_paper.md',
+        'docs/performance.md',
+        'docs/reliability.md',
+        'docs/development.md',
+        'docs/demo.md',
+        'docs/your_own_model.md',
+        'docs/unknown_source.md',
+    } <= set(PAGES)
     with open(osp.join(REPO, 'README.md')) as f:
         readme = f.read()
     assert [p for p in PAGES[1:] if f'({p})' not in readme] == []
@@ -90,18 +99,26 @@ def test_relative_links_resolve(page):
 
 
 def test_a_missing_config_or_tool_is_reported():
-    text = ('Train with `configs/cdcl_cityscapes_bdd.py` or '
-            'configs/ablations/cdcl_cityscapes_bdd_interval{2,8}.py, then run tools/nope.py; '
-            "MMSeg's mmsegmentation/tools/dataset_converters/cityscapes.py is not ours. "
-            'See configs/demo/. `tools/export_single_dataset.py A -o configs/mine.py`, then '
-            '`tools/train.py configs/mine.py`.')
-    assert named_paths(text) == ['configs/ablations/cdcl_cityscapes_bdd_interval2.py',
-                                 'configs/ablations/cdcl_cityscapes_bdd_interval8.py',
-                                 'configs/cdcl_cityscapes_bdd.py', 'configs/mine.py',
-                                 'tools/export_single_dataset.py', 'tools/nope.py',
-                                 'tools/train.py']
-    assert missing_paths(text) == ['configs/ablations/cdcl_cityscapes_bdd_interval8.py',
-                                   'tools/nope.py']
+    text = (
+        'Train with `configs/cdcl_cityscapes_bdd.py` or '
+        'configs/ablations/cdcl_cityscapes_bdd_interval{2,8}.py, then run tools/nope.py; '
+        "MMSeg's mmsegmentation/tools/dataset_converters/cityscapes.py is not ours. "
+        'See configs/demo/. `tools/export_single_dataset.py A -o configs/mine.py`, then '
+        '`tools/train.py configs/mine.py`.'
+    )
+    assert named_paths(text) == [
+        'configs/ablations/cdcl_cityscapes_bdd_interval2.py',
+        'configs/ablations/cdcl_cityscapes_bdd_interval8.py',
+        'configs/cdcl_cityscapes_bdd.py',
+        'configs/mine.py',
+        'tools/export_single_dataset.py',
+        'tools/nope.py',
+        'tools/train.py',
+    ]
+    assert missing_paths(text) == [
+        'configs/ablations/cdcl_cityscapes_bdd_interval8.py',
+        'tools/nope.py',
+    ]
 
 
 def test_github_anchors():
@@ -115,6 +132,7 @@ def test_readme_config_builds_a_cdcl_model(tmp_path):
     from mmseg.registry import MODELS
 
     from mmseg_cdcl.models.layers import DSBN
+
     with open(osp.join(REPO, 'README.md')) as f:
         [block] = re.findall(r'```python\n(.*?)```', f.read(), flags=re.S)
     (tmp_path / 'config.py').write_text(block)

@@ -1,4 +1,5 @@
 """``custom_imports = dict(imports=['mmseg_cdcl'])`` is all an MMSeg config needs."""
+
 import subprocess
 import sys
 import textwrap
@@ -7,7 +8,7 @@ import pytest
 
 import mmseg_cdcl
 
-BUILD = textwrap.dedent('''
+BUILD = textwrap.dedent("""
     import sys
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
@@ -20,14 +21,15 @@ BUILD = textwrap.dedent('''
                     or type(m).__name__ == 'DSBN'})
     print(type(model).__name__, type(model.backbone).__name__, norms,
           sum(p.numel() for p in model.parameters()))
-''')
+""")
 
 
 def _build(tmp_path, body):
     config = tmp_path / 'config.py'
     config.write_text(textwrap.dedent(body))
-    result = subprocess.run([sys.executable, '-c', BUILD, str(config)], capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        [sys.executable, '-c', BUILD, str(config)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.split(maxsplit=2)
 
@@ -37,17 +39,22 @@ def test_version():
 
 
 def test_stock_mmseg_config_with_custom_imports(tmp_path):
-    segmentor, backbone, rest = _build(tmp_path, '''
+    segmentor, backbone, rest = _build(
+        tmp_path,
+        """
         _base_ = ['mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py']
         custom_imports = dict(imports=['mmseg_cdcl'], allow_failed_imports=False)
-    ''')
+    """,
+    )
     assert (segmentor, backbone) == ('EncoderDecoder', 'ResNetV1c')
     assert rest.strip() == "['SyncBatchNorm'] 12790086"  # stock PSPNet-R18-D8: 12.79 M params
 
 
 @pytest.mark.slow
 def test_dsbn_in_a_stock_backbone_and_cdcl_components_from_config(tmp_path):
-    segmentor, backbone, rest = _build(tmp_path, '''
+    segmentor, backbone, rest = _build(
+        tmp_path,
+        """
         _base_ = ['mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py']
         custom_imports = dict(imports=['mmseg_cdcl'], allow_failed_imports=False)
         dsbn = dict(type='DSBN', num_datasets=2, requires_grad=True)
@@ -61,6 +68,7 @@ def test_dsbn_in_a_stock_backbone_and_cdcl_components_from_config(tmp_path):
             auxiliary_head=dict(type='DABFCNHead', in_channels=256, in_index=2, channels=64,
                                 num_convs=1, num_classes=[19, 11]),
             train_cfg=dict(), test_cfg=dict(mode='whole'))
-    ''')
+    """,
+    )
     assert (segmentor, backbone) == ('CDCLEncoderDecoder', 'ResNetV1c')
     assert rest.startswith("['BatchNorm2d', 'DSBN']")

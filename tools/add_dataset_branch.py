@@ -10,6 +10,7 @@ whose DSBN statistics are re-estimated on the images (AdaBN). They load by name 
 with dataset=NAME, auto and ensemble (tools/infer.py), and export to plain MMSeg
 (tools/export_single_dataset.py). See docs/new_camera.md.
 """
+
 import argparse
 
 from mmseg_cdcl.apis import add_dataset_branch
@@ -22,33 +23,58 @@ def main():
     parser.add_argument('checkpoint', help='CDCL checkpoint')
     parser.add_argument('--name', required=True, help='the new dataset')
     parser.add_argument('--images', required=True, help="folder of the new camera's images")
-    parser.add_argument('--from', dest='source', default='auto',
-                        help="dataset whose branches the new one starts from, or 'auto' "
-                        '(default): the nearest by DSBN statistics')
+    parser.add_argument(
+        '--from',
+        dest='source',
+        default='auto',
+        help="dataset whose branches the new one starts from, or 'auto' "
+        '(default): the nearest by DSBN statistics',
+    )
     parser.add_argument('--out-dir', required=True, help='folder for NAME.py and NAME.pth')
     parser.add_argument('--num-images', type=int, help='use the first N images (sorted)')
-    parser.add_argument('--prior-images', type=float, default=0.,
-                        help="UBNA's mixing: the source's statistics count as N images")
-    parser.add_argument('--tent-steps', type=int, default=0,
-                        help='TENT passes tuning the branch\'s BN γ/β (default 0)')
+    parser.add_argument(
+        '--prior-images',
+        type=float,
+        default=0.0,
+        help="UBNA's mixing: the source's statistics count as N images",
+    )
+    parser.add_argument(
+        '--tent-steps',
+        type=int,
+        default=0,
+        help="TENT passes tuning the branch's BN γ/β (default 0)",
+    )
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--overwrite', action='store_true', help='replace existing outputs')
     args = parser.parse_args()
     try:
         images = args.images
         if args.num_images:
-            images = image_files(images)[:args.num_images]
+            images = image_files(images)[: args.num_images]
         config, checkpoint, info = add_dataset_branch(
-            args.config, args.checkpoint, args.name, images, args.out_dir, source=args.source,
-            prior_images=args.prior_images, tent_steps=args.tent_steps, device=args.device,
-            overwrite=args.overwrite)
+            args.config,
+            args.checkpoint,
+            args.name,
+            images,
+            args.out_dir,
+            source=args.source,
+            prior_images=args.prior_images,
+            tent_steps=args.tent_steps,
+            device=args.device,
+            overwrite=args.overwrite,
+        )
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         parser.error(str(e))
-    chosen = (' (chosen: distances ' + ', '.join(f'{k} {v}' for k, v in info['distances'].items())
-              + ')' if 'distances' in info else '')
-    print(f"'{args.name}' starts from '{info['source']}'{chosen}; BN statistics re-estimated on "
-          f"{info['num_images']} images in {info['seconds']:.1f} s\nwrote {config}\n"
-          f'wrote {checkpoint}')
+    chosen = (
+        ' (chosen: distances ' + ', '.join(f'{k} {v}' for k, v in info['distances'].items()) + ')'
+        if 'distances' in info
+        else ''
+    )
+    print(
+        f"'{args.name}' starts from '{info['source']}'{chosen}; BN statistics re-estimated on "
+        f'{info["num_images"]} images in {info["seconds"]:.1f} s\nwrote {config}\n'
+        f'wrote {checkpoint}'
+    )
 
 
 if __name__ == '__main__':

@@ -35,6 +35,7 @@ BatchNorm call, as many as the allocation history makes, not the code timed (PyT
 tuning guide recommends a caching allocator, jemalloc or tcmalloc, for the same reason).
 Writes <out-dir>/benchmark.json and benchmark.md and prints the table.
 """
+
 import argparse
 import copy
 import ctypes
@@ -93,11 +94,12 @@ LOAD_BATCHES = 32  # batches per timed repetition of a data loader
 LOAD_PAIRS_FACTOR = 5
 RESUME_ITERS = (1000, 10)  # A, B
 # Targets (CPU medians of A/B): lowest, highest.
-TARGETS = dict(a=(0, 1.10), b=(0, 1.05), c=(0.97, 1.03), d=(0.95, float('inf')), e=(0, 1.2),
-               auto=(0, 1.15))
+TARGETS = dict(
+    a=(0, 1.10), b=(0, 1.05), c=(0.97, 1.03), d=(0.95, float('inf')), e=(0, 1.2), auto=(0, 1.15)
+)
 RESULT = 'BENCHMARK_RESULT '  # marks the result line of a child process
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
-TRIM_BYTES = 2 ** 31 - 1  # free memory atop the heap before glibc trims it: mallopt's int max
+TRIM_BYTES = 2**31 - 1  # free memory atop the heap before glibc trims it: mallopt's int max
 MMAP_BYTES = 32 << 20  # glibc's largest mmap threshold (64-bit): smaller blocks from the heap
 # Dense bf16 tensor-core peaks (TFLOP/s, vendor datasheets) for the utilisation of b on CUDA.
 PEAK_BF16_TFLOPS = {'H100': 989.0, 'H200': 989.0, 'A100': 312.0}
@@ -115,6 +117,7 @@ def timed(fn, device):
         fn()
         sync()
         return time.perf_counter() - start
+
     return run
 
 
@@ -124,7 +127,7 @@ def alternate(run_a, run_b, pairs, warmup):
     allocator) the other left."""
     values = ([], [])
     for i in range(warmup + pairs):
-        for k in ((0, 1) if i % 2 == 0 else (1, 0)):
+        for k in (0, 1) if i % 2 == 0 else (1, 0):
             value = (run_a, run_b)[k]()
             if i >= warmup:
                 values[k].append(value)
@@ -134,18 +137,39 @@ def alternate(run_a, run_b, pairs, warmup):
 def row(section, name, a_label, a, b_label, b, unit, target=True, note='', limits=None):
     """A table row: each variant's median and range, the per-pair ratios A/B, the target
     (the section's, or ``limits``' key of TARGETS)."""
+
     def summary(label, values):
-        return dict(label=label, median=statistics.median(values), min=min(values),
-                    max=max(values), values=list(values))
+        return dict(
+            label=label,
+            median=statistics.median(values),
+            min=min(values),
+            max=max(values),
+            values=list(values),
+        )
+
     ratios = [x / y for x, y in zip(a, b)]
     lo, hi = TARGETS[limits or section]
     median = statistics.median(ratios)
-    text = ('' if not target else f'≥ {lo:.2f}' if hi == float('inf') else
-            f'≤ {hi:.2f}' if lo == 0 else f'{(lo + hi) / 2:.2f} ± {(hi - lo) / 2:.2f}')
-    return dict(section=section, name=name, unit=unit, a=summary(a_label, a),
-                b=summary(b_label, b), ratio=dict(median=median, min=min(ratios),
-                                                  max=max(ratios)),
-                target=text, met=lo <= median <= hi if target else None, note=note)
+    text = (
+        ''
+        if not target
+        else f'≥ {lo:.2f}'
+        if hi == float('inf')
+        else f'≤ {hi:.2f}'
+        if lo == 0
+        else f'{(lo + hi) / 2:.2f} ± {(hi - lo) / 2:.2f}'
+    )
+    return dict(
+        section=section,
+        name=name,
+        unit=unit,
+        a=summary(a_label, a),
+        b=summary(b_label, b),
+        ratio=dict(median=median, min=min(ratios), max=max(ratios)),
+        target=text,
+        met=lo <= median <= hi if target else None,
+        note=note,
+    )
 
 
 # --- models and batches ------------------------------------------------------------------------
@@ -199,7 +223,8 @@ def make_batch(num_datasets, per_dataset, crop, cdcl, args, labels=True):
         if labels:
             num_classes = DATASETS_USED[d][1] if cdcl else 19
             sample.gt_sem_seg = PixelData(
-                data=torch.randint(0, num_classes, (1, *crop), generator=gen))
+                data=torch.randint(0, num_classes, (1, *crop), generator=gen)
+            )
         samples.append(sample)
     return dict(inputs=inputs, data_samples=samples)
 
@@ -230,6 +255,7 @@ def _autocast(args, device, fn):
     def run(*a, **kw):
         with torch.autocast(device.type, dtype=torch.bfloat16):
             return fn(*a, **kw)
+
     return run
 
 
@@ -240,8 +266,14 @@ def bench_dsbn(args, device):
         dsbn = DSBN(channels, num_datasets=2).to(device).train()
         bn = nn.BatchNorm2d(channels).to(device).train()
         # Under autocast a BatchNorm gets its conv's bf16 output; its parameters stay float32.
-        x = torch.randn(2 * args.batch, channels, h, w, device=device,
-                        dtype=torch.bfloat16 if args.amp else torch.float32)
+        x = torch.randn(
+            2 * args.batch,
+            channels,
+            h,
+            w,
+            device=device,
+            dtype=torch.bfloat16 if args.amp else torch.float32,
+        )
         x = x.contiguous(memory_format=_memory_format(args)).requires_grad_()
         grad = torch.randn_like(x)
 
@@ -253,7 +285,9 @@ def bench_dsbn(args, device):
                 for _ in range(DSBN_INNER):
                     norm(x).backward(grad)
                 faults[variant].append(
-                    (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / DSBN_INNER)
+                    (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / DSBN_INNER
+                )
+
             return timed(run, device)
 
         # Routed once, as a model's forward routes all its DSBNs: the layers alone are timed.
@@ -261,11 +295,20 @@ def bench_dsbn(args, device):
             a, b = alternate(steps(dsbn, 'a'), steps(bn, 'b'), args.pairs, args.warmup)
         # Page faults of the process (allocator), not of the device, also with --device cuda.
         note = 'page faults per call {:.0f} / {:.0f}'.format(
-            *(statistics.median(faults[v][-args.pairs:]) for v in 'ab'))
-        rows.append(row('a', f'DSBN fwd+bwd, C={channels} {h}x{w}',
-                        f'DSBN 2 x {args.batch}', [t / DSBN_INNER for t in a],
-                        f'BatchNorm2d {2 * args.batch}', [t / DSBN_INNER for t in b], 's',
-                        note=note))
+            *(statistics.median(faults[v][-args.pairs :]) for v in 'ab')
+        )
+        rows.append(
+            row(
+                'a',
+                f'DSBN fwd+bwd, C={channels} {h}x{w}',
+                f'DSBN 2 x {args.batch}',
+                [t / DSBN_INNER for t in a],
+                f'BatchNorm2d {2 * args.batch}',
+                [t / DSBN_INNER for t in b],
+                's',
+                note=note,
+            )
+        )
     return rows
 
 
@@ -275,27 +318,50 @@ def bench_train_step(args, device):
     macs = TRAIN_MACS_PER_FORWARD * _forward_macs(tuple(args.crop), args.config)
     peak = _peak_tflops(args, device)
     for n in (2, 3):
-        labels = dict(cdcl=f'CDCL {n} x {args.batch}',
-                      stock=f'{model_name(args)} {n * args.batch}')
+        labels = dict(cdcl=f'CDCL {n} x {args.batch}', stock=f'{model_name(args)} {n * args.batch}')
         steps = [timed(train_step(kind, n, args, device), device) for kind in labels]
         a, b = alternate(*steps, args.pairs, args.warmup)
-        rows.append(row('b', f'train step, {n} datasets', labels['cdcl'], a,
-                        labels['stock'], b, 's'))
+        rows.append(
+            row('b', f'train step, {n} datasets', labels['cdcl'], a, labels['stock'], b, 's')
+        )
         images = n * args.batch
         speeds = [[images / t for t in times] for times in (a, b)]
         note = f'{macs / 1e9:.3g} G multiply-adds per training image (3 x forward)'
         if peak:
             use = [statistics.median(v) * 2 * macs / (peak * 1e12) for v in speeds]
             note += f'; {use[0]:.1%} (A), {use[1]:.1%} (B) of {peak:g} TFLOP/s'
-        rows.append(row('b', f'train throughput, {n} datasets', labels['cdcl'], speeds[0],
-                        labels['stock'], speeds[1], 'images/s', target=False, note=note))
-        peaks = alternate(*(partial(child, args, dict(kind='peak', model=kind, datasets=n))
-                            for kind in labels), args.memory_pairs, 0)
+        rows.append(
+            row(
+                'b',
+                f'train throughput, {n} datasets',
+                labels['cdcl'],
+                speeds[0],
+                labels['stock'],
+                speeds[1],
+                'images/s',
+                target=False,
+                note=note,
+            )
+        )
+        peaks = alternate(
+            *(partial(child, args, dict(kind='peak', model=kind, datasets=n)) for kind in labels),
+            args.memory_pairs,
+            0,
+        )
         for key, what in (('peak', 'peak memory'), ('steps', 'memory of the steps')):
-            rows.append(row('b', f'{what}, {n} datasets', labels['cdcl'],
-                            [p[key] for p in peaks[0]], labels['stock'],
-                            [p[key] for p in peaks[1]], 'MiB', target=key == 'peak',
-                            note=peaks[0][0]['how']))
+            rows.append(
+                row(
+                    'b',
+                    f'{what}, {n} datasets',
+                    labels['cdcl'],
+                    [p[key] for p in peaks[0]],
+                    labels['stock'],
+                    [p[key] for p in peaks[1]],
+                    'MiB',
+                    target=key == 'peak',
+                    note=peaks[0][0]['how'],
+                )
+            )
     return rows
 
 
@@ -323,8 +389,9 @@ def _forward_macs(crop, config=None):
 
 def _complexity(model, crop):
     MMLogger.get_current_instance().setLevel(logging.ERROR)  # the counter's per-op warnings
-    return get_model_complexity_info(model, input_shape=(3, *crop), show_table=False,
-                                     show_arch=False)
+    return get_model_complexity_info(
+        model, input_shape=(3, *crop), show_table=False, show_arch=False
+    )
 
 
 def _peak_tflops(args, device):
@@ -357,25 +424,61 @@ def bench_inference(args, device):
     auto_step = _autocast(args, device, partial(auto.test_step, batch))
     with torch.no_grad():
         a, b = alternate(*(timed(step, device) for step in steps), args.pairs, args.warmup)
-        diff = max((p.seg_logits.data - q.seg_logits.data).abs().max().item()
-                   for p, q in zip(*(step() for step in steps)))
-        auto_times, routed = alternate(timed(auto_step, device), timed(steps[0], device),
-                                       args.pairs, args.warmup)
+        diff = max(
+            (p.seg_logits.data - q.seg_logits.data).abs().max().item()
+            for p, q in zip(*(step() for step in steps))
+        )
+        auto_times, routed = alternate(
+            timed(auto_step, device), timed(steps[0], device), args.pairs, args.warmup
+        )
         chosen = [r.dataset_name for r in auto_step()]
     labels = 'CDCL routed to cityscapes', f'exported plain {model_name(args)}'
     flops, params = ([s[key] for s in stats] for key in ('flops', 'params'))
     return [
-        row('c', f'inference, batch {args.batch}', labels[0], a, labels[1], b, 's',
-            note=f'largest logit difference {diff:.1e}'),
-        row('c', f'inference of unknown source, batch {args.batch}', 'CDCL, branch auto',
-            auto_times, labels[0], routed, 's', limits='auto',
+        row(
+            'c',
+            f'inference, batch {args.batch}',
+            labels[0],
+            a,
+            labels[1],
+            b,
+            's',
+            note=f'largest logit difference {diff:.1e}',
+        ),
+        row(
+            'c',
+            f'inference of unknown source, batch {args.batch}',
+            'CDCL, branch auto',
+            auto_times,
+            labels[0],
+            routed,
+            's',
+            limits='auto',
             note=f'branch from the first {auto.branch_selector.num_layers} DSBN layers; '
-                 f'chose {chosen} for random images'),
-        row('c', f'FLOPs at 3x{crop[0]}x{crop[1]}', labels[0], flops[:1], labels[1],
-            flops[1:], 'FLOPs', target=False,
-            note='equal' if flops[0] == flops[1] else 'NOT EQUAL'),
-        row('c', 'params (whole model)', labels[0], params[:1], labels[1], params[1:],
-            'params', target=False, note="CDCL holds every dataset's BN and classifier"),
+            f'chose {chosen} for random images',
+        ),
+        row(
+            'c',
+            f'FLOPs at 3x{crop[0]}x{crop[1]}',
+            labels[0],
+            flops[:1],
+            labels[1],
+            flops[1:],
+            'FLOPs',
+            target=False,
+            note='equal' if flops[0] == flops[1] else 'NOT EQUAL',
+        ),
+        row(
+            'c',
+            'params (whole model)',
+            labels[0],
+            params[:1],
+            labels[1],
+            params[1:],
+            'params',
+            target=False,
+            note="CDCL holds every dataset's BN and classifier",
+        ),
     ]
 
 
@@ -390,13 +493,24 @@ def bench_loading(args, data_root):
     concat = ConcatDataset([DATASETS.build(s) for s in splits.values()])
     images = LOAD_BATCHES * 2 * args.batch
     loaders = (  # made per repetition with its own seed: both load other images each time
-        lambda seed: DataLoader(multi, batch_sampler=MultiDatasetSampler(
-            InfiniteSampler(multi, seed=seed), batch_sizes={name: args.batch for name in splits},
-            interleave=not args.contiguous),
-            num_workers=args.num_workers, collate_fn=pseudo_collate),
-        lambda seed: DataLoader(concat, sampler=InfiniteSampler(concat, seed=seed),
-                                batch_size=2 * args.batch, num_workers=args.num_workers,
-                                collate_fn=pseudo_collate))
+        lambda seed: DataLoader(
+            multi,
+            batch_sampler=MultiDatasetSampler(
+                InfiniteSampler(multi, seed=seed),
+                batch_sizes={name: args.batch for name in splits},
+                interleave=not args.contiguous,
+            ),
+            num_workers=args.num_workers,
+            collate_fn=pseudo_collate,
+        ),
+        lambda seed: DataLoader(
+            concat,
+            sampler=InfiniteSampler(concat, seed=seed),
+            batch_size=2 * args.batch,
+            num_workers=args.num_workers,
+            collate_fn=pseudo_collate,
+        ),
+    )
 
     def throughput(make_loader):
         seeds = itertools.count()
@@ -408,15 +522,24 @@ def bench_loading(args, data_root):
                 next(batches)
             del batches
             return images / (time.perf_counter() - start)
+
         return run
 
     pairs = LOAD_PAIRS_FACTOR * args.pairs
     a, b = alternate(*map(throughput, loaders), pairs, args.warmup)
-    return [row('d', f'data loading, {args.num_workers} workers',
-                f'MultiDataset + MultiDatasetSampler 2 x {args.batch}', a,
-                f'ConcatDataset + InfiniteSampler {2 * args.batch}', b, 'images/s',
-                note=f'{images} images of {h}x{w} per repetition, {pairs} pairs, the demo '
-                f'pipeline, crops {crop[0]}x{crop[1]}')]
+    return [
+        row(
+            'd',
+            f'data loading, {args.num_workers} workers',
+            f'MultiDataset + MultiDatasetSampler 2 x {args.batch}',
+            a,
+            f'ConcatDataset + InfiniteSampler {2 * args.batch}',
+            b,
+            'images/s',
+            note=f'{images} images of {h}x{w} per repetition, {pairs} pairs, the demo '
+            f'pipeline, crops {crop[0]}x{crop[1]}',
+        )
+    ]
 
 
 def _image_size(args):
@@ -429,10 +552,23 @@ def bench_resume(args, data_root, work_dir):
     1000 (the loop, message hub and scheduler counters), and time a resume from each."""
     config = osp.join(work_dir, 'resume_config.py')
     # Two per dataset: PSPHead's 1x1 pooling has a BatchNorm over one dataset's samples.
-    cfg = shrink_config(Config.fromfile(DEMO_CONFIG), crop=(32, 32), per_dataset=2,
-                        max_iters=RESUME_ITERS[1], data_dir=osp.dirname(data_root))
-    cfg.merge_from_dict(dict(val_dataloader=None, val_cfg=None, val_evaluator=None,
-                             test_dataloader=None, test_cfg=None, test_evaluator=None))
+    cfg = shrink_config(
+        Config.fromfile(DEMO_CONFIG),
+        crop=(32, 32),
+        per_dataset=2,
+        max_iters=RESUME_ITERS[1],
+        data_dir=osp.dirname(data_root),
+    )
+    cfg.merge_from_dict(
+        dict(
+            val_dataloader=None,
+            val_cfg=None,
+            val_evaluator=None,
+            test_dataloader=None,
+            test_cfg=None,
+            test_evaluator=None,
+        )
+    )
     cfg.param_scheduler[0].end = max(RESUME_ITERS) + 1
     cfg.default_hooks.pop('visualization')
     cfg.dump(config)
@@ -443,21 +579,37 @@ def bench_resume(args, data_root, work_dir):
         ckpt = dict(source, meta=dict(source['meta'], iter=iters))
         hub = ckpt['message_hub'] = dict(source['message_hub'])
         hub['runtime_info'] = dict(hub['runtime_info'], iter=iters - 1)
-        ckpt['param_schedulers'] = [dict(s, last_step=iters, _global_step=iters)
-                                    for s in source['param_schedulers']]
+        ckpt['param_schedulers'] = [
+            dict(s, last_step=iters, _global_step=iters) for s in source['param_schedulers']
+        ]
         torch.save(ckpt, osp.join(work_dir, f'iter_{iters}.pth'))
-        spec = dict(kind='train', config=config, work_dir=osp.join(work_dir, f'resume_{iters}'),
-                    checkpoint=osp.join(work_dir, f'iter_{iters}.pth'), iters=iters)
+        spec = dict(
+            kind='train',
+            config=config,
+            work_dir=osp.join(work_dir, f'resume_{iters}'),
+            checkpoint=osp.join(work_dir, f'iter_{iters}.pth'),
+            iters=iters,
+        )
         runs.append(lambda spec=spec: child(args, spec)['first_iter'])
     a, b = alternate(*runs, args.pairs, args.warmup)
-    return [row('e', 'resume to first new iteration', f'checkpoint at iter {RESUME_ITERS[0]}',
-                a, f'checkpoint at iter {RESUME_ITERS[1]}', b, 's',
-                note='from Runner.from_cfg to the end of the first new iteration, DATTrainLoop')]
+    return [
+        row(
+            'e',
+            'resume to first new iteration',
+            f'checkpoint at iter {RESUME_ITERS[0]}',
+            a,
+            f'checkpoint at iter {RESUME_ITERS[1]}',
+            b,
+            's',
+            note='from Runner.from_cfg to the end of the first new iteration, DATTrainLoop',
+        )
+    ]
 
 
 def train_run(spec):
     """In a child process: train the config, or resume it for one new iteration."""
     from mmengine.runner import Runner
+
     cfg = Config.fromfile(spec['config'])
     cfg.work_dir = spec['work_dir']
     if spec.get('checkpoint'):
@@ -474,18 +626,33 @@ def train_run(spec):
 def child(args, spec):
     """``spec`` measured in a fresh process (peaks and start-up costs of its own)."""
     env = dict(os.environ, **({'CUDA_VISIBLE_DEVICES': ''} if args.device == 'cpu' else {}))
-    cmd = [sys.executable, osp.abspath(__file__), '--device', args.device, '--crop',
-           *map(str, args.crop), '--batch', str(args.batch), '--threads', str(args.threads),
-           '--only', 'b' if spec['kind'] == 'peak' else 'e', '--child', json.dumps(spec),
-           *(['--config', args.config] if args.config else []),
-           *(['--amp'] if args.amp else []), *(['--channels-last'] if args.channels_last else []),
-           *(['--contiguous'] if args.contiguous else [])]
+    cmd = [
+        sys.executable,
+        osp.abspath(__file__),
+        '--device',
+        args.device,
+        '--crop',
+        *map(str, args.crop),
+        '--batch',
+        str(args.batch),
+        '--threads',
+        str(args.threads),
+        '--only',
+        'b' if spec['kind'] == 'peak' else 'e',
+        '--child',
+        json.dumps(spec),
+        *(['--config', args.config] if args.config else []),
+        *(['--amp'] if args.amp else []),
+        *(['--channels-last'] if args.channels_last else []),
+        *(['--contiguous'] if args.contiguous else []),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT)]
     if proc.returncode or not lines:
-        raise RuntimeError(f'benchmark child {spec} failed:\n{proc.stdout[-3000:]}'
-                           f'{proc.stderr[-3000:]}')
-    return json.loads(lines[-1][len(RESULT):])
+        raise RuntimeError(
+            f'benchmark child {spec} failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}'
+        )
+    return json.loads(lines[-1][len(RESULT) :])
 
 
 def keep_freed_memory():
@@ -503,13 +670,22 @@ def keep_freed_memory():
 
 def machine(device):
     with open('/proc/cpuinfo') as f:
-        cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')),
-                   platform.processor())
+        cpu = next(
+            (line.split(':', 1)[1].strip() for line in f if line.startswith('model name')),
+            platform.processor(),
+        )
     gpu = f' ({torch.cuda.get_device_name()})' if device.type == 'cuda' else ''
-    return dict(cpu=cpu, cores=os.cpu_count(), torch_threads=torch.get_num_threads(),
-                device=str(device) + gpu, torch=torch.__version__, mmcv=mmcv.__version__,
-                mmengine=mmengine.__version__, mmseg=mmseg.__version__,
-                python=platform.python_version())
+    return dict(
+        cpu=cpu,
+        cores=os.cpu_count(),
+        torch_threads=torch.get_num_threads(),
+        device=str(device) + gpu,
+        torch=torch.__version__,
+        mmcv=mmcv.__version__,
+        mmengine=mmengine.__version__,
+        mmseg=mmseg.__version__,
+        python=platform.python_version(),
+    )
 
 
 def _cell(stats, unit):
@@ -522,19 +698,30 @@ def _cell(stats, unit):
 
 def markdown(result):
     m = result['machine']
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), "
-             f"device {m['device']}; torch {m['torch']}, mmcv {m['mmcv']}, "
-             f"mmengine {m['mmengine']}, mmseg {m['mmseg']}.  ",
-             f"Settings: {result['settings']}", '',
-             '| | measurement | A | B | A median (min–max) | B median (min–max) | '
-             'A/B median (min–max) | target | met | note |', '|' + '---|' * 10]
+    lines = [
+        f'Machine: {m["cpu"]}, {m["cores"]} cores ({m["torch_threads"]} torch threads), '
+        f'device {m["device"]}; torch {m["torch"]}, mmcv {m["mmcv"]}, '
+        f'mmengine {m["mmengine"]}, mmseg {m["mmseg"]}.  ',
+        f'Settings: {result["settings"]}',
+        '',
+        '| | measurement | A | B | A median (min–max) | B median (min–max) | '
+        'A/B median (min–max) | target | met | note |',
+        '|' + '---|' * 10,
+    ]
     for r in (r for rows in result['sections'].values() for r in rows):
         ratio = r['ratio']
-        cells = [r['section'], r['name'], r['a']['label'], r['b']['label'],
-                 _cell(r['a'], r['unit']), _cell(r['b'], r['unit']),
-                 f"{ratio['median']:.3f} ({ratio['min']:.3f}–{ratio['max']:.3f})",
-                 r['target'] or '—', {True: 'met', False: '**missed**', None: '—'}[r['met']],
-                 r['note']]
+        cells = [
+            r['section'],
+            r['name'],
+            r['a']['label'],
+            r['b']['label'],
+            _cell(r['a'], r['unit']),
+            _cell(r['b'], r['unit']),
+            f'{ratio["median"]:.3f} ({ratio["min"]:.3f}–{ratio["max"]:.3f})',
+            r['target'] or '—',
+            {True: 'met', False: '**missed**', None: '—'}[r['met']],
+            r['note'],
+        ]
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 
@@ -545,32 +732,64 @@ def parse_args(argv=None):
     parser.add_argument('--only', default='a,b,c,d,e', help='sections, e.g. a,b')
     parser.add_argument('--crop', type=int, nargs=2, default=(128, 128), metavar=('H', 'W'))
     parser.add_argument('--batch', type=int, default=2, help='B: images per dataset')
-    parser.add_argument('--config', help='sections b and c: a stock MMSeg model config (path or '
-                        'mmseg::...) and its CDCL conversion instead of PSPNet-R18-D8')
-    parser.add_argument('--amp', action='store_true',
-                        help='bf16 autocast in a, b, c (b: AmpOptimWrapper on CUDA)')
-    parser.add_argument('--channels-last', action='store_true',
-                        help='models and inputs of a, b, c in channels_last memory format')
-    parser.add_argument('--contiguous', action='store_true',
-                        help="CDCL batches with each dataset's samples together (the sampler's "
-                        'interleave=False) instead of alternating datasets; implied by '
-                        '--channels-last')
-    parser.add_argument('--peak-tflops', type=float,
-                        help="the device's peak TFLOP/s for the utilisation in b (default: the "
-                        'dense bf16 peak of a known GPU with --amp)')
-    parser.add_argument('--branch-layers', type=int, default=1,
-                        help="c: DSBN layers whose statistics choose an image's branch "
-                        "(model.branch_selection's num_layers)")
-    parser.add_argument('--pairs', type=int, default=9, help='timed A/B pairs (5 or more '
-                        'for a report; fewer for tests)')
+    parser.add_argument(
+        '--config',
+        help='sections b and c: a stock MMSeg model config (path or '
+        'mmseg::...) and its CDCL conversion instead of PSPNet-R18-D8',
+    )
+    parser.add_argument(
+        '--amp', action='store_true', help='bf16 autocast in a, b, c (b: AmpOptimWrapper on CUDA)'
+    )
+    parser.add_argument(
+        '--channels-last',
+        action='store_true',
+        help='models and inputs of a, b, c in channels_last memory format',
+    )
+    parser.add_argument(
+        '--contiguous',
+        action='store_true',
+        help="CDCL batches with each dataset's samples together (the sampler's "
+        'interleave=False) instead of alternating datasets; implied by '
+        '--channels-last',
+    )
+    parser.add_argument(
+        '--peak-tflops',
+        type=float,
+        help="the device's peak TFLOP/s for the utilisation in b (default: the "
+        'dense bf16 peak of a known GPU with --amp)',
+    )
+    parser.add_argument(
+        '--branch-layers',
+        type=int,
+        default=1,
+        help="c: DSBN layers whose statistics choose an image's branch "
+        "(model.branch_selection's num_layers)",
+    )
+    parser.add_argument(
+        '--pairs',
+        type=int,
+        default=9,
+        help='timed A/B pairs (5 or more for a report; fewer for tests)',
+    )
     parser.add_argument('--warmup', type=int, default=1, help='untimed A/B pairs first')
-    parser.add_argument('--memory-pairs', type=int, default=1,
-                        help='fresh processes per variant measuring peak memory (b)')
-    parser.add_argument('--threads', type=int, default=1,
-                        help="torch threads on CPU, 0 for torch's default (default: 1)")
+    parser.add_argument(
+        '--memory-pairs',
+        type=int,
+        default=1,
+        help='fresh processes per variant measuring peak memory (b)',
+    )
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=1,
+        help="torch threads on CPU, 0 for torch's default (default: 1)",
+    )
     parser.add_argument('--num-workers', type=int, default=0, help='data loader workers (d)')
-    parser.add_argument('--default-malloc', action='store_true',
-                        help="time with glibc's default malloc settings (see above)")
+    parser.add_argument(
+        '--default-malloc',
+        action='store_true',
+        help="time with glibc's default malloc settings (see above)",
+    )
     parser.add_argument('--out-dir', default=osp.join('work_dirs', 'benchmark'))
     parser.add_argument('--child', help=argparse.SUPPRESS)  # internal: one measurement as JSON
     args = parser.parse_args(argv)
@@ -578,12 +797,16 @@ def parse_args(argv=None):
     args.contiguous = args.contiguous or args.channels_last
     unknown = set(args.only.split(',')) - set('abcde')
     if unknown or min(args.pairs, args.batch, args.memory_pairs) < 1 or args.warmup < 0:
-        parser.error(f'--only takes sections among a,b,c,d,e (got {sorted(unknown)}); '
-                     '--pairs, --batch and --memory-pairs must be >= 1, --warmup >= 0')
+        parser.error(
+            f'--only takes sections among a,b,c,d,e (got {sorted(unknown)}); '
+            '--pairs, --batch and --memory-pairs must be >= 1, --warmup >= 0'
+        )
     if 'b' in args.only and args.batch < 2:
-        parser.error("section b trains with BatchNorms after a 1x1 pooling (PSPNet's, "
-                     "DeepLab's), which need 2 or more of a dataset's samples: --batch must be "
-                     '>= 2')
+        parser.error(
+            "section b trains with BatchNorms after a 1x1 pooling (PSPNet's, "
+            "DeepLab's), which need 2 or more of a dataset's samples: --batch must be "
+            '>= 2'
+        )
     return args
 
 
@@ -601,20 +824,39 @@ def main(argv=None):
     sections = sorted(args.only.split(','))
     # The children (peak memory, resume) keep glibc's defaults: they measure memory and start-up.
     malloc = 'default' if args.default_malloc else keep_freed_memory()
-    result = dict(machine=machine(device), sections={}, settings=dict(
-        crop=list(args.crop), batch=args.batch, pairs=args.pairs, warmup=args.warmup,
-        threads=torch.get_num_threads(), num_workers=args.num_workers, amp=args.amp,
-        channels_last=args.channels_last, contiguous=args.contiguous, malloc=malloc,
-        config=args.config or 'the paper\'s PSPNet-R18-D8'))
+    result = dict(
+        machine=machine(device),
+        sections={},
+        settings=dict(
+            crop=list(args.crop),
+            batch=args.batch,
+            pairs=args.pairs,
+            warmup=args.warmup,
+            threads=torch.get_num_threads(),
+            num_workers=args.num_workers,
+            amp=args.amp,
+            channels_last=args.channels_last,
+            contiguous=args.contiguous,
+            malloc=malloc,
+            config=args.config or "the paper's PSPNet-R18-D8",
+        ),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         data_root = osp.join(tmp, 'data', 'demo')
         if {'d', 'e'} & set(sections):
-            make_demo_data(data_root, datasets=('cityscapes', 'bdd100k'),
-                           num_images=dict(train=16, val=1), image_size=_image_size(args))
-        runs = dict(a=partial(bench_dsbn, args, device), b=partial(bench_train_step, args, device),
-                    c=partial(bench_inference, args, device),
-                    d=partial(bench_loading, args, data_root),
-                    e=partial(bench_resume, args, data_root, tmp))
+            make_demo_data(
+                data_root,
+                datasets=('cityscapes', 'bdd100k'),
+                num_images=dict(train=16, val=1),
+                image_size=_image_size(args),
+            )
+        runs = dict(
+            a=partial(bench_dsbn, args, device),
+            b=partial(bench_train_step, args, device),
+            c=partial(bench_inference, args, device),
+            d=partial(bench_loading, args, data_root),
+            e=partial(bench_resume, args, data_root, tmp),
+        )
         for section in sections:
             start = time.perf_counter()
             result['sections'][section] = runs[section]()

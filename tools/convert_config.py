@@ -16,6 +16,7 @@ Example::
         --dataset cityscapes=mmseg::_base_/datasets/cityscapes.py \\
         --dataset camvid=configs/_base_/datasets/camvid.py -o configs/my_cdcl.py
 """
+
 import argparse
 import sys
 from typing import Dict, List
@@ -38,11 +39,21 @@ def _pairs(values: List[str], what: str, parser) -> Dict[str, str]:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('stock_config', help='a single-dataset MMSeg config (path or mmseg::...)')
-    parser.add_argument('--dataset', action='append', required=True, metavar='NAME=CONFIG',
-                        help='a dataset and its MMSeg dataset config, in dataset order')
-    parser.add_argument('--batch-size', action='append', default=[], metavar='NAME=N',
-                        help='images of dataset NAME per iteration and process (default: the '
-                             "stock config's batch size)")
+    parser.add_argument(
+        '--dataset',
+        action='append',
+        required=True,
+        metavar='NAME=CONFIG',
+        help='a dataset and its MMSeg dataset config, in dataset order',
+    )
+    parser.add_argument(
+        '--batch-size',
+        action='append',
+        default=[],
+        metavar='NAME=N',
+        help='images of dataset NAME per iteration and process (default: the '
+        "stock config's batch size)",
+    )
     parser.add_argument('-o', '--out', required=True, help='the CDCL config to write')
     args = parser.parse_args(argv)
     datasets = _pairs(args.dataset, '--dataset', parser)
@@ -61,8 +72,11 @@ def main(argv=None):
         parser.error(str(e))
     with open(args.out, 'w') as f:
         f.write(source)
-    print(f'wrote {args.out}: CDCL over {", ".join(datasets)}; train it with '
-          f'python tools/train.py {args.out}', file=sys.stderr)
+    print(
+        f'wrote {args.out}: CDCL over {", ".join(datasets)}; train it with '
+        f'python tools/train.py {args.out}',
+        file=sys.stderr,
+    )
 
 
 if __name__ == '__main__':

@@ -7,6 +7,7 @@
 Run it with the environment's own interpreter (``.venv/bin/python``): it reads the packages of
 the interpreter that runs it. Standard library only, so it runs before anything is installed.
 """
+
 import argparse
 import re
 import sys
@@ -86,8 +87,11 @@ def main(argv=None) -> int:
         print(f'env_lock: {e}', file=sys.stderr)
         return 2
     if wrong:
-        print(f'env_lock: {sys.prefix} differs from {args.lock} in {len(wrong)} packages:\n  '
-              + '\n  '.join(wrong), file=sys.stderr)
+        print(
+            f'env_lock: {sys.prefix} differs from {args.lock} in {len(wrong)} packages:\n  '
+            + '\n  '.join(wrong),
+            file=sys.stderr,
+        )
         return 1
     print(f'env_lock: {sys.prefix} matches {args.lock}')
     return 0

@@ -5,6 +5,7 @@
 writes DIR/NAME.py and DIR/NAME.pth, which stock MMSeg loads (mmseg.apis.init_model) without
 mmseg_cdcl and which predict as the CDCL model does on that dataset, at the plain model's cost.
 """
+
 import argparse
 
 from mmseg_cdcl.apis import export_single_dataset
@@ -18,8 +19,9 @@ def main():
     parser.add_argument('--out-dir', required=True, help='folder for the plain config/checkpoint')
     args = parser.parse_args()
     try:
-        config, checkpoint = export_single_dataset(args.config, args.checkpoint, args.dataset,
-                                                   args.out_dir)
+        config, checkpoint = export_single_dataset(
+            args.config, args.checkpoint, args.dataset, args.out_dir
+        )
     except (ValueError, FileNotFoundError) as e:
         parser.error(str(e))
     print(f'wrote {config}\nwrote {checkpoint}')

@@ -14,6 +14,7 @@ extension (``x.png``, ``x.jpg``) are each written under their full name: ``x.png
 ``x.jpg.png``. An image that cannot be read is reported and skipped; the others are still
 written, and the tool then exits with status 1 and names the skipped images.
 """
+
 import argparse
 import os
 import os.path as osp
@@ -38,8 +39,11 @@ def find_images(folder, skip=None):
     images = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if skip is None or not osp.samefile(osp.join(root, d), skip)]
-        images += [osp.relpath(osp.join(root, f), folder) for f in files
-                   if f.lower().endswith(IMAGE_SUFFIXES)]
+        images += [
+            osp.relpath(osp.join(root, f), folder)
+            for f in files
+            if f.lower().endswith(IMAGE_SUFFIXES)
+        ]
     return sorted(images)
 
 
@@ -47,8 +51,10 @@ def output_names(images):
     """The prediction file of each relative image path: ``<stem>.png`` in the image's folder,
     or ``<file name>.png`` when another image of that folder has the same stem."""
     stems = Counter(osp.splitext(image)[0] for image in images)
-    return {image: (osp.splitext(image)[0] if stems[osp.splitext(image)[0]] == 1 else image)
-            + '.png' for image in images}
+    return {
+        image: (osp.splitext(image)[0] if stems[osp.splitext(image)[0]] == 1 else image) + '.png'
+        for image in images
+    }
 
 
 def read_error(path):
@@ -65,9 +71,12 @@ def main():
     parser.add_argument('config')
     parser.add_argument('checkpoint')
     parser.add_argument('input', help='an image or a folder of images (with sub-folders)')
-    parser.add_argument('--dataset', required=True,
-                        help="name from the config's dataset_names, or auto or ensemble for "
-                        'images of unknown source')
+    parser.add_argument(
+        '--dataset',
+        required=True,
+        help="name from the config's dataset_names, or auto or ensemble for "
+        'images of unknown source',
+    )
     parser.add_argument('--out-dir', required=True)
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args()
@@ -81,8 +90,7 @@ def main():
     else:
         parser.error(f'input {args.input} is neither an image nor a folder')
     if not images:
-        parser.error(f'no image ({", ".join(IMAGE_SUFFIXES)}) in {args.input} or its '
-                     'sub-folders')
+        parser.error(f'no image ({", ".join(IMAGE_SUFFIXES)}) in {args.input} or its sub-folders')
     outputs = output_names(images)
     clashes = [out for out, n in Counter(outputs.values()).items() if n > 1]
     if clashes:  # e.g. x.jpg.png next to x.jpg and x.png
@@ -93,8 +101,10 @@ def main():
         model = init_cdcl_model(cfg, args.checkpoint, args.dataset, device=args.device)
     except ValueError as e:
         parser.error(str(e))
-    palettes = {name: np.array(meta['palette'], dtype=np.uint8) for name, meta in
-                model.dataset_meta.get('datasets', {}).items()}  # auto: the chosen dataset's
+    palettes = {
+        name: np.array(meta['palette'], dtype=np.uint8)
+        for name, meta in model.dataset_meta.get('datasets', {}).items()
+    }  # auto: the chosen dataset's
     palette = np.array(model.dataset_meta['palette'], dtype=np.uint8)
     skipped = []
     for image in images:
@@ -114,12 +124,19 @@ def main():
         colours = palettes.get(result.metainfo.get('dataset_name'), palette)
         cv2.imwrite(out, colours[pred][..., ::-1])  # RGB palette, BGR file
         scores = result.metainfo.get('dataset_scores')
-        print(out if scores is None else f"{out}: {result.metainfo['dataset_name']} (" + ', '.join(
-            f'{name} {score:.2f}' for name, score in scores.items()) + ')')
+        print(
+            out
+            if scores is None
+            else f'{out}: {result.metainfo["dataset_name"]} ('
+            + ', '.join(f'{name} {score:.2f}' for name, score in scores.items())
+            + ')'
+        )
     if skipped:
-        sys.exit(f'{len(images) - len(skipped)} of {len(images)} images predicted in '
-                 f'{args.out_dir}; {len(skipped)} could not be read and were skipped: '
-                 f'{", ".join(skipped)}')
+        sys.exit(
+            f'{len(images) - len(skipped)} of {len(images)} images predicted in '
+            f'{args.out_dir}; {len(skipped)} could not be read and were skipped: '
+            f'{", ".join(skipped)}'
+        )
 
 
 if __name__ == '__main__':

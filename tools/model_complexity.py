@@ -5,6 +5,7 @@
 Counts with mmengine.analysis.get_model_complexity_info on the tensor-mode forward (decode head;
 the auxiliary head only trains), parameters of the whole model.
 """
+
 import argparse
 import logging
 import os.path as osp
@@ -17,8 +18,9 @@ from mmseg.registry import MODELS
 
 from mmseg_cdcl.apis import plain_model_cfg
 
-DEFAULT = osp.join(osp.dirname(__file__), '..', 'configs', '_base_', 'models',
-                   'cdcl_pspnet_r18-d8.py')
+DEFAULT = osp.join(
+    osp.dirname(__file__), '..', 'configs', '_base_', 'models', 'cdcl_pspnet_r18-d8.py'
+)
 
 
 def main():
@@ -36,14 +38,18 @@ def main():
     if dataset not in names:
         parser.error(f"unknown dataset '{dataset}': the model's datasets are {names}")
     cfg.model.default_dataset = dataset
-    models = {'CDCL (routed to ' + dataset + ')': MODELS.build(cfg.model),
-              'plain MMSeg counterpart': MODELS.build(
-                  plain_model_cfg(cfg.model.to_dict(), names.index(dataset)))}
+    models = {
+        'CDCL (routed to ' + dataset + ')': MODELS.build(cfg.model),
+        'plain MMSeg counterpart': MODELS.build(
+            plain_model_cfg(cfg.model.to_dict(), names.index(dataset))
+        ),
+    }
     print(f'input 3x{args.shape[0]}x{args.shape[1]}')
     for name, model in models.items():
-        stats = get_model_complexity_info(model.eval(), input_shape=(3, *args.shape),
-                                          show_table=False, show_arch=False)
-        print(f"{name:34s} FLOPs {stats['flops']:>15,d}  params {stats['params']:>11,d}")
+        stats = get_model_complexity_info(
+            model.eval(), input_shape=(3, *args.shape), show_table=False, show_arch=False
+        )
+        print(f'{name:34s} FLOPs {stats["flops"]:>15,d}  params {stats["params"]:>11,d}')
 
 
 if __name__ == '__main__':

@@ -20,6 +20,7 @@ The console shows a progress bar per training, a line per validation and the tab
 complete logs (per-class IoU tables included) go to
 <work_dir>/<run>/<config>/<timestamp>/<timestamp>.log. --verbose puts them on the console too.
 """
+
 import argparse
 import glob
 import json
@@ -30,8 +31,9 @@ import warnings
 
 # mmengine reloads setuptools' pkg_resources whenever it resolves an `mmseg::` config path, and
 # setuptools (< 81, pinned for it) warns each time that pkg_resources is deprecated.
-warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API',
-                        category=UserWarning)
+warnings.filterwarnings(
+    'ignore', message='pkg_resources is deprecated as an API', category=UserWarning
+)
 
 import cv2  # noqa: E402
 import matplotlib  # noqa: E402
@@ -73,8 +75,11 @@ BOOTSTRAP = dict(num_resamples=2000, level=0.95)
 DATA_SEED = 0  # --seed varies training (and the bootstrap) on the same data
 # mmseg's notices at every model build, about settings the demo keeps on purpose (MMSeg's loss
 # defaults, no drawing during validation); --verbose shows them.
-MMSEG_NOTICES = (r'``build_loss`` would be deprecated soon', r'Default ``avg_non_ignore`` is False',
-                 r'The draw is False, it means that the hook for visualization')
+MMSEG_NOTICES = (
+    r'``build_loss`` would be deprecated soon',
+    r'Default ``avg_non_ignore`` is False',
+    r'The draw is False, it means that the hook for visualization',
+)
 
 
 def ensure_data(args):
@@ -85,25 +90,43 @@ def ensure_data(args):
     def matches(name):
         splits, img_prefix, _ = LAYOUTS[name]
         for split in splits:
-            files = sorted(glob.glob(osp.join(root, name, img_prefix.format(split), '**', '*.*'),
-                                     recursive=True))
+            files = sorted(
+                glob.glob(
+                    osp.join(root, name, img_prefix.format(split), '**', '*.*'), recursive=True
+                )
+            )
             if len(files) != num_images[split]:
                 return False
         first = cv2.imread(files[0]) if files else None
         return first is not None and first.shape[:2] == tuple(args.image_size)
 
     if not all(matches(name) for name in DATASET_NAMES):
-        print(f'generating {root}/{{{",".join(DATASET_NAMES)}}}: ' + ', '.join(
-            f'{n} {split}' for split, n in num_images.items()) + ' images per dataset, '
-            f'{args.image_size[0]}x{args.image_size[1]}', flush=True)
-        make_demo_data(root, datasets=DATASET_NAMES, num_images=num_images,
-                       image_size=tuple(args.image_size), seed=DATA_SEED, overwrite=True)
+        print(
+            f'generating {root}/{{{",".join(DATASET_NAMES)}}}: '
+            + ', '.join(f'{n} {split}' for split, n in num_images.items())
+            + ' images per dataset, '
+            f'{args.image_size[0]}x{args.image_size[1]}',
+            flush=True,
+        )
+        make_demo_data(
+            root,
+            datasets=DATASET_NAMES,
+            num_images=num_images,
+            image_size=tuple(args.image_size),
+            seed=DATA_SEED,
+            overwrite=True,
+        )
     unseen = glob.glob(osp.join(root, UNSEEN, LAYOUTS[UNSEEN][1].format('val'), '*.png'))
     if len(unseen) != num_images['val']:
         print(f'generating {root}/{UNSEEN}: {num_images["val"]} validation images', flush=True)
-        make_demo_data(root, datasets=(UNSEEN, ), image_size=tuple(args.image_size),
-                       num_images={UNSEEN: dict(train=0, val=num_images['val'], test=0)},
-                       seed=DATA_SEED, overwrite=True)
+        make_demo_data(
+            root,
+            datasets=(UNSEEN,),
+            image_size=tuple(args.image_size),
+            num_images={UNSEEN: dict(train=0, val=num_images['val'], test=0)},
+            seed=DATA_SEED,
+            overwrite=True,
+        )
 
 
 def demo_runner(name, title, args, **cfg_options):
@@ -146,8 +169,10 @@ def panel_samples(dataset):
 
 def panel_predictions(runner):
     model, dataset = runner.model.eval(), runner.test_dataloader.dataset
-    return [model.test_step(pseudo_collate([dataset[i]]))[0].pred_sem_seg.data[0].numpy()
-            for i in panel_samples(dataset)]
+    return [
+        model.test_step(pseudo_collate([dataset[i]]))[0].pred_sem_seg.data[0].numpy()
+        for i in panel_samples(dataset)
+    ]
 
 
 def checkpoint(args, name):
@@ -158,29 +183,41 @@ def test_unknown_source(args):
     """CDCL's test on images it is not told the source of: each route's metrics."""
     runner = demo_runner(UNKNOWN_SOURCE, f'[5/5] {CDCL} on images of unknown source', args)
     # Loaded here, quietly: the runner's load_from prints its path on the console.
-    load_checkpoint(runner.model, checkpoint(args, MODELS[CDCL]), map_location='cpu',
-                    logger='silent')
+    load_checkpoint(
+        runner.model, checkpoint(args, MODELS[CDCL]), map_location='cpu', logger='silent'
+    )
     return runner.test()
 
 
 def results_markdown(scores, intervals, num_test, args, seconds):
     """results.md's first table: each model's mIoU and CDCL's differences with their bootstrap
     intervals, and what they establish."""
-    return (f'Result of `make demo` (`tools/run_demo.py`, seed {args.seed}): '
-            f'{args.max_iters} iterations per model, tested on {num_test} validation images per '
-            f'dataset; {seconds / 60:.1f} min on {os.cpu_count()} CPU cores.\n\n'
-            + comparison_markdown(scores, intervals, CDCL, DATASET_TITLES, args.seed,
-                                  BOOTSTRAP['num_resamples'], BOOTSTRAP['level']))
+    return (
+        f'Result of `make demo` (`tools/run_demo.py`, seed {args.seed}): '
+        f'{args.max_iters} iterations per model, tested on {num_test} validation images per '
+        f'dataset; {seconds / 60:.1f} min on {os.cpu_count()} CPU cores.\n\n'
+        + comparison_markdown(
+            scores,
+            intervals,
+            CDCL,
+            DATASET_TITLES,
+            args.seed,
+            BOOTSTRAP['num_resamples'],
+            BOOTSTRAP['level'],
+        )
+    )
 
 
 def unknown_source_results(metrics, num_test):
     """results.md's second table: mIoU per route and source dataset, the branches chosen."""
-    return (f'CDCL on images of unknown source ({num_test} validation images per dataset), mIoU '
-            "in CamVid's 11 classes (`configs/_base_/label_spaces/cityscapes_to_camvid.py`): "
-            "the branch of the image's dataset, the branch its DSBN statistics choose (auto), "
-            'all branches weighted by those scores (ensemble), and each branch for every '
-            'image.\n\n' + unknown_source_markdown(metrics, DATASET_TITLES, UNSEEN,
-                                                     'CamVid (never trained on)'))
+    return (
+        f'CDCL on images of unknown source ({num_test} validation images per dataset), mIoU '
+        "in CamVid's 11 classes (`configs/_base_/label_spaces/cityscapes_to_camvid.py`): "
+        "the branch of the image's dataset, the branch its DSBN statistics choose (auto), "
+        'all branches weighted by those scores (ensemble), and each branch for every '
+        'image.\n\n'
+        + unknown_source_markdown(metrics, DATASET_TITLES, UNSEEN, 'CamVid (never trained on)')
+    )
 
 
 def write_results(scores, intervals, unknown, num_test, args, seconds):
@@ -189,9 +226,19 @@ def write_results(scores, intervals, unknown, num_test, args, seconds):
     with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
         f.write(text)
     with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
-        json.dump(dict(seed=args.seed, seconds=round(seconds, 1), iters=args.max_iters,
-                       test_images_per_dataset=num_test, mIoU=scores,
-                       cdcl_minus_baseline=intervals, unknown_source=unknown), f, indent=2)
+        json.dump(
+            dict(
+                seed=args.seed,
+                seconds=round(seconds, 1),
+                iters=args.max_iters,
+                test_images_per_dataset=num_test,
+                mIoU=scores,
+                cdcl_minus_baseline=intervals,
+                unknown_source=unknown,
+            ),
+            f,
+            indent=2,
+        )
     return text
 
 
@@ -227,7 +274,7 @@ def plot_panel(predictions, path):
         for ax, (title, picture) in zip(axes[row], columns):
             ax.imshow(picture)
             ax.set_axis_off()
-            ax.set_title(f"{sample['data_samples'].dataset_name}: {title}", fontsize=8)
+            ax.set_title(f'{sample["data_samples"].dataset_name}: {title}', fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -237,24 +284,42 @@ def parse_args():
     sizes = Config.fromfile(DEMO_SIZES)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--work-dir', default='work_dirs/demo')
-    parser.add_argument('--seed', type=int, default=0,
-                        help='seed of training and of the bootstrap (the data is always seed '
-                        f'{DATA_SEED}\'s)')
-    parser.add_argument('--verbose', action='store_true',
-                        help="mmengine's complete log and every warning on the console too")
+    parser.add_argument(
+        '--seed',
+        type=int,
+        default=0,
+        help=f"seed of training and of the bootstrap (the data is always seed {DATA_SEED}'s)",
+    )
+    parser.add_argument(
+        '--verbose',
+        action='store_true',
+        help="mmengine's complete log and every warning on the console too",
+    )
     parser.add_argument('--iters', type=int, help='override the demo schedule (e.g. for tests)')
-    parser.add_argument('--num-images', nargs='+', metavar='SPLIT=N', default=[],
-                        help='images per split and dataset to generate, default: ' + ' '.join(
-                            f'{k}={v}' for k, v in sizes.demo_num_images.items()))
-    parser.add_argument('--image-size', nargs=2, type=int, metavar=('H', 'W'),
-                        default=list(sizes.demo_image_size), help='size of generated images')
+    parser.add_argument(
+        '--num-images',
+        nargs='+',
+        metavar='SPLIT=N',
+        default=[],
+        help='images per split and dataset to generate, default: '
+        + ' '.join(f'{k}={v}' for k, v in sizes.demo_num_images.items()),
+    )
+    parser.add_argument(
+        '--image-size',
+        nargs=2,
+        type=int,
+        metavar=('H', 'W'),
+        default=list(sizes.demo_image_size),
+        help='size of generated images',
+    )
     args = parser.parse_args()
     num_images = dict(sizes.demo_num_images)
     for item in args.num_images:
         split, _, n = item.partition('=')
         if split not in num_images or not n.isdigit():
-            parser.error(f'--num-images expects SPLIT=N with SPLIT in {list(num_images)}, '
-                         f'got {item!r}')
+            parser.error(
+                f'--num-images expects SPLIT=N with SPLIT in {list(num_images)}, got {item!r}'
+            )
         num_images[split] = int(n)
     args.num_images = num_images
     args.max_iters = args.iters or sizes.demo_iters
@@ -272,35 +337,54 @@ def main():
     # Each run trains in a folder of its own: earlier runs' checkpoints and logs stay.
     args.run_dir = osp.join(args.work_dir, time.strftime('%Y%m%d_%H%M%S'))
     os.makedirs(args.run_dir, exist_ok=True)
-    print(f'CDCL and three baselines, {args.max_iters} iterations each; validation on the first '
-          f'{min(args.curve_images, args.num_images["val"])} validation images of each dataset '
-          f'(learning curves), test on all {args.num_images["val"]} (the table).\n'
-          f'Complete logs (per-class IoU tables included): '
-          f'{args.run_dir}/<config>/<timestamp>/<timestamp>.log', flush=True)
+    print(
+        f'CDCL and three baselines, {args.max_iters} iterations each; validation on the first '
+        f'{min(args.curve_images, args.num_images["val"])} validation images of each dataset '
+        f'(learning curves), test on all {args.num_images["val"]} (the table).\n'
+        f'Complete logs (per-class IoU tables included): '
+        f'{args.run_dir}/<config>/<timestamp>/<timestamp>.log',
+        flush=True,
+    )
     histories, metrics, counts, predictions = {}, {}, {}, {}
     for k, (label, name) in enumerate(MODELS.items(), 1):
-        print(f'\n[{k}/{len(MODELS) + 1}] {label}: configs/demo/{name}.py, '
-              f'{(time.time() - start) / 60:.1f} min so far', flush=True)
+        print(
+            f'\n[{k}/{len(MODELS) + 1}] {label}: configs/demo/{name}.py, '
+            f'{(time.time() - start) / 60:.1f} min so far',
+            flush=True,
+        )
         histories[label], metrics[label], counts[label], predictions[label] = train_and_test(
-            k, label, name, args)
-    print(f'\n[5/5] {CDCL} on images of unknown source, {UNSEEN} added: '
-          f'configs/demo/{UNKNOWN_SOURCE}.py', flush=True)
+            k, label, name, args
+        )
+    print(
+        f'\n[5/5] {CDCL} on images of unknown source, {UNSEEN} added: '
+        f'configs/demo/{UNKNOWN_SOURCE}.py',
+        flush=True,
+    )
     unknown = test_unknown_source(args)
     # The paper's Fig. 1: BN statistics per dataset, in CDCL's branches and the single models.
     singles = [label for label in MODELS if label.startswith('single')]
-    bn_statistics(osp.join(REPO, 'configs', 'demo', f'{MODELS[CDCL]}.py'),
-                  [checkpoint(args, MODELS[label]) for label in (CDCL, *singles)],
-                  out_dir=args.work_dir, labels=['CDCL', *singles])
-    scores, intervals = scores_and_intervals(metrics, counts, CDCL, DATASET_NAMES, args.seed,
-                                             **BOOTSTRAP)
+    bn_statistics(
+        osp.join(REPO, 'configs', 'demo', f'{MODELS[CDCL]}.py'),
+        [checkpoint(args, MODELS[label]) for label in (CDCL, *singles)],
+        out_dir=args.work_dir,
+        labels=['CDCL', *singles],
+    )
+    scores, intervals = scores_and_intervals(
+        metrics, counts, CDCL, DATASET_NAMES, args.seed, **BOOTSTRAP
+    )
     num_test = len(counts[CDCL][DATASET_NAMES[0]])
     text = write_results(scores, intervals, unknown, num_test, args, time.time() - start)
-    plot_curves(histories, min(args.curve_images, args.num_images['val']),
-                osp.join(args.work_dir, 'curves.png'))
+    plot_curves(
+        histories,
+        min(args.curve_images, args.num_images['val']),
+        osp.join(args.work_dir, 'curves.png'),
+    )
     plot_panel(predictions, osp.join(args.work_dir, 'panel.png'))
-    print(f'\n{text}\nResults, curves and panel in {args.work_dir}/ (results.md, results.json, '
-          f'curves.png, panel.png, bn_statistics.png); checkpoints and complete logs in '
-          f'{args.run_dir}/')
+    print(
+        f'\n{text}\nResults, curves and panel in {args.work_dir}/ (results.md, results.json, '
+        f'curves.png, panel.png, bn_statistics.png); checkpoints and complete logs in '
+        f'{args.run_dir}/'
+    )
 
 
 if __name__ == '__main__':

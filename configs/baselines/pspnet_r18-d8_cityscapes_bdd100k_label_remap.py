@@ -16,7 +16,8 @@ bdd100k_train = dict(
         dict(type='RandomFlip', prob=0.5),
         dict(type='PhotoMetricDistortion'),
         dict(type='PackSegInputs'),
-    ])
+    ],
+)
 train_dataloader = dict(
     batch_size=None,
     sampler=dict(type='InfiniteSampler', shuffle=True),
@@ -24,12 +25,16 @@ train_dataloader = dict(
     dataset=dict(
         _delete_=True,
         type='MultiDataset',
-        datasets=dict(cityscapes={{_base_.cityscapes_train}}, bdd100k=bdd100k_train)))
+        datasets=dict(cityscapes={{_base_.cityscapes_train}}, bdd100k=bdd100k_train),
+    ),
+)
 val_dataloader = dict(
     dataset=dict(
         _delete_=True,
         type='MultiDataset',
-        datasets=dict(cityscapes={{_base_.cityscapes_val}}, bdd100k={{_base_.bdd100k_val}})))
+        datasets=dict(cityscapes={{_base_.cityscapes_val}}, bdd100k={{_base_.bdd100k_val}}),
+    )
+)
 test_dataloader = val_dataloader
 val_evaluator = dict(type='MultiDatasetIoUMetric')
 test_evaluator = val_evaluator

@@ -6,7 +6,9 @@ val_dataloader = dict(
     dataset=dict(
         _delete_=True,
         type='MultiDataset',
-        datasets=dict(cityscapes={{_base_.cityscapes_val}}, bdd100k={{_base_.bdd100k_val}})))
+        datasets=dict(cityscapes={{_base_.cityscapes_val}}, bdd100k={{_base_.bdd100k_val}}),
+    )
+)
 test_dataloader = val_dataloader
 val_evaluator = dict(type='MultiDatasetIoUMetric')
 test_evaluator = val_evaluator

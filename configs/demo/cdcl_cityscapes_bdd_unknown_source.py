@@ -9,8 +9,8 @@ demo_camvid_val = dict(
     type='CamVidDataset',
     data_root='data/demo/camvid',
     data_prefix=dict(img_path='images/val', seg_map_path='annotations/val'),
-    pipeline={{_base_.demo_test_pipeline}})
+    pipeline={{_base_.demo_test_pipeline}},
+)
 test_dataloader = dict(dataset=dict(datasets=dict(camvid=demo_camvid_val)))
-test_evaluator = dict(_delete_=True, type='UnknownSourceMetric',
-                      label_space={{_base_.label_space}})
+test_evaluator = dict(_delete_=True, type='UnknownSourceMetric', label_space={{_base_.label_space}})
 tta_pipeline = dict(camvid={{_base_.demo_tta_pipeline}})

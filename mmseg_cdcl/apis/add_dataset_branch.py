@@ -14,6 +14,7 @@ Example:
     ...     images='data/camvid/images/train', out_dir='work_dirs/camvid_branch')
     >>> model = init_cdcl_model(config, ckpt, dataset='camvid')  # or 'auto', 'ensemble'
 """
+
 import copy
 import os
 import os.path as osp
@@ -91,16 +92,20 @@ def image_files(images: Union[str, Sequence[str]]) -> List[str]:
     elif not osp.isdir(images):
         raise FileNotFoundError(f'image folder {images} does not exist')
     else:
-        files = sorted(osp.join(root, f) for root, _, names in os.walk(images) for f in names
-                       if f.lower().endswith(IMAGE_EXTENSIONS))
+        files = sorted(
+            osp.join(root, f)
+            for root, _, names in os.walk(images)
+            for f in names
+            if f.lower().endswith(IMAGE_EXTENSIONS)
+        )
     if not files:
-        raise ValueError(f'no images (files ending in {", ".join(IMAGE_EXTENSIONS)}) in '
-                         f'{images}')
+        raise ValueError(f'no images (files ending in {", ".join(IMAGE_EXTENSIONS)}) in {images}')
     return files
 
 
-def preprocessed_batches(model, pipeline: list, files: Sequence[str],
-                         batch_size: int) -> List[torch.Tensor]:
+def preprocessed_batches(
+    model, pipeline: list, files: Sequence[str], batch_size: int
+) -> List[torch.Tensor]:
     """The images through a test pipeline (without its annotation loading) and the model's
     data preprocessor, in batches of one image size with at least two images each.
 
@@ -121,16 +126,21 @@ def preprocessed_batches(model, pipeline: list, files: Sequence[str],
     for shape, items in by_shape.items():
         if len(items) < 2:
             raise ValueError(
-                f"only one image ({items[0]['data_samples'].img_path}) is {shape[1]}x{shape[2]} "
-                "after the test pipeline: re-estimating BatchNorm statistics needs at least "
-                'two images of a size')
-        chunks = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+                f'only one image ({items[0]["data_samples"].img_path}) is {shape[1]}x{shape[2]} '
+                'after the test pipeline: re-estimating BatchNorm statistics needs at least '
+                'two images of a size'
+            )
+        chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
         if len(chunks) > 1 and len(chunks[-1]) < 2:
             chunks[-2] += chunks.pop()
         for chunk in chunks:
-            data = model.data_preprocessor(dict(inputs=[c['inputs'] for c in chunk],
-                                                data_samples=[c['data_samples'] for c in chunk]),
-                                           training=False)
+            data = model.data_preprocessor(
+                dict(
+                    inputs=[c['inputs'] for c in chunk],
+                    data_samples=[c['data_samples'] for c in chunk],
+                ),
+                training=False,
+            )
             batches.append(data['inputs'])
     return batches
 
@@ -143,11 +153,20 @@ def _check_out_dir(out_dir: str, name: str, overwrite: bool) -> Tuple[str, str]:
     return paths
 
 
-def add_dataset_branch(config: Union[str, Config], checkpoint: str, name: str,
-                       images: Union[str, Sequence[str]], out_dir: str, source: str = 'auto',
-                       prior_images: float = 0., tent_steps: int = 0, tent_lr: float = 1e-3,
-                       batch_size: int = 8, device: str = 'cpu',
-                       overwrite: bool = False) -> Tuple[str, str, dict]:
+def add_dataset_branch(
+    config: Union[str, Config],
+    checkpoint: str,
+    name: str,
+    images: Union[str, Sequence[str]],
+    out_dir: str,
+    source: str = 'auto',
+    prior_images: float = 0.0,
+    tent_steps: int = 0,
+    tent_lr: float = 1e-3,
+    batch_size: int = 8,
+    device: str = 'cpu',
+    overwrite: bool = False,
+) -> Tuple[str, str, dict]:
     """Write ``<out_dir>/<name>.py`` and ``<out_dir>/<name>.pth``: the model of ``config`` and
     ``checkpoint`` with one more dataset, ``name``, whose branches start as ``source``'s and
     whose DSBN statistics are re-estimated on ``images``. Every input is checked before
@@ -189,8 +208,10 @@ def add_dataset_branch(config: Union[str, Config], checkpoint: str, name: str,
     if not names:
         raise ValueError(f'{config_name} is not a CDCL config: its model has no dataset_names')
     if name in names:
-        raise ValueError(f"'{name}' is already a dataset of the model {names}: choose a new name "
-                         '(an existing branch trains further on its labelled data instead)')
+        raise ValueError(
+            f"'{name}' is already a dataset of the model {names}: choose a new name "
+            '(an existing branch trains further on its labelled data instead)'
+        )
     MODELS.get(cfg.model.type)._checked_names(names + [name])
     if source != 'auto' and source not in names:
         raise ValueError(f"source '{source}' is not a dataset of the model {names}, nor 'auto'")
@@ -204,25 +225,33 @@ def add_dataset_branch(config: Union[str, Config], checkpoint: str, name: str,
         ckpt = load_cdcl_checkpoint(model, checkpoint, strict=True)
     except (RuntimeError, ValueError, KeyError) as error:
         detail = ' '.join(str(error).split())  # mmengine lists every missing key
-        raise ValueError(f'{checkpoint} is not a checkpoint of the model of {config_name} '
-                         f'(datasets {names}): '
-                         + (detail if len(detail) < 500 else detail[:500] + ' ...')) from error
+        raise ValueError(
+            f'{checkpoint} is not a checkpoint of the model of {config_name} '
+            f'(datasets {names}): ' + (detail if len(detail) < 500 else detail[:500] + ' ...')
+        ) from error
 
-    info = dict(name=name, num_images=len(files), images=(osp.abspath(images)
-                                                          if isinstance(images, str) else None))
+    info = dict(
+        name=name,
+        num_images=len(files),
+        images=(osp.abspath(images) if isinstance(images, str) else None),
+    )
     if source == 'auto':
         # The images prepared as auto prepares an image of unknown source: the first
         # dataset's test pipeline.
-        batches = preprocessed_batches(model, dataset_test_pipeline(cfg, names[0]), files,
-                                       batch_size)
+        batches = preprocessed_batches(
+            model, dataset_test_pipeline(cfg, names[0]), files, batch_size
+        )
         with torch.no_grad():
-            distances = torch.cat([model.branch_selector.distances(model, b.to(device))
-                                   for b in batches]).mean(0)
+            distances = torch.cat(
+                [model.branch_selector.distances(model, b.to(device)) for b in batches]
+            ).mean(0)
         source = names[int(distances.argmin())]
         info['distances'] = {n: round(float(v), 4) for n, v in zip(names, distances)}
     info['source'] = source
-    batches = [b.to(device) for b in preprocessed_batches(
-        model, dataset_test_pipeline(cfg, source), files, batch_size)]
+    batches = [
+        b.to(device)
+        for b in preprocessed_batches(model, dataset_test_pipeline(cfg, source), files, batch_size)
+    ]
 
     new_cfg = added_dataset_cfg(cfg, name, source)
     new_model = MODELS.build(copy.deepcopy(new_cfg.model)).to(device)
@@ -236,8 +265,9 @@ def add_dataset_branch(config: Union[str, Config], checkpoint: str, name: str,
     info['pass_seconds'] = round(time.time() - start_pass, 2)
     if prior_images:
         info['source_weight'] = mix_statistics(new_model, d, prior, len(files), prior_images)
-    info.update(prior_images=prior_images, tent_steps=tent_steps,
-                seconds=round(time.time() - start, 2))
+    info.update(
+        prior_images=prior_images, tent_steps=tent_steps, seconds=round(time.time() - start, 2)
+    )
 
     meta = copy.deepcopy(ckpt.get('meta') or {})
     dataset_meta = copy.deepcopy(meta.get('dataset_meta') or {})

@@ -1,4 +1,5 @@
 """Loading a checkpoint into a CDCL model: its dataset branches by name."""
+
 from typing import Dict, Optional
 
 from mmengine.runner import CheckpointLoader
@@ -8,9 +9,13 @@ from ..models.utils.checkpoint_datasets import checked_branch_map, state_dataset
 from ..utils.mmengine_internals import load_checkpoint_to_model
 
 
-def load_cdcl_checkpoint(model: nn.Module, filename: str, map_location: str = 'cpu',
-                         branch_map: Optional[Dict[str, str]] = None,
-                         strict: bool = False) -> dict:
+def load_cdcl_checkpoint(
+    model: nn.Module,
+    filename: str,
+    map_location: str = 'cpu',
+    branch_map: Optional[Dict[str, str]] = None,
+    strict: bool = False,
+) -> dict:
     """mmengine's ``load_checkpoint`` for a CDCL model: each dataset's branches (DSBN,
     classifiers) come from the checkpoint's branches of the same dataset name, also for a
     checkpoint that states its datasets only in its ``meta.dataset_meta`` (written before its
@@ -34,7 +39,8 @@ def load_cdcl_checkpoint(model: nn.Module, filename: str, map_location: str = 'c
         ...                      branch_map=dict(camvid='cityscapes'))
     """
     checkpoint = state_datasets_from_meta(
-        CheckpointLoader.load_checkpoint(filename, map_location, logger=None))
+        CheckpointLoader.load_checkpoint(filename, map_location, logger=None)
+    )
     saved = model.branch_map
     if branch_map is not None:
         model.branch_map = checked_branch_map(branch_map, model.dataset_names)

@@ -18,6 +18,7 @@ Example:
     ('CDCLEncoderDecoder', [19, 11])
     >>> open('configs/my_cdcl.py', 'w').write(cfg.text)  # the inheriting source
 """
+
 import copy
 import os.path as osp
 import tempfile
@@ -31,7 +32,7 @@ from mmseg_cdcl.utils import load_config
 
 # Transforms of a stock training pipeline that make targets its model's losses need (PIDNet's
 # boundaries): added to each dataset's pipeline that lacks them.
-MODEL_TARGET_TRANSFORMS = ('GenerateEdge', )
+MODEL_TARGET_TRANSFORMS = ('GenerateEdge',)
 
 
 def _py(value) -> str:
@@ -60,8 +61,9 @@ def num_classes(dataset: dict, path: str) -> int:
         kind = inner.get('type')
         cls = DATASETS.get(kind) if isinstance(kind, str) else kind
         if cls is None:
-            raise ValueError(f'{path}: dataset type {kind!r} is not registered in MMSeg (nor '
-                             'by mmseg_cdcl)')
+            raise ValueError(
+                f'{path}: dataset type {kind!r} is not registered in MMSeg (nor by mmseg_cdcl)'
+            )
         classes = cls.METAINFO.get('classes')
     if not classes:
         raise ValueError(f'{path}: its dataset names no classes (metainfo.classes)')
@@ -76,15 +78,20 @@ def _train_pipeline(pipeline: List[dict], crop_size, stock_pipeline: List[dict])
         if transform.get('type') == 'RandomCrop' and crop_size is not None:
             transform['crop_size'] = tuple(crop_size)
     have = {t.get('type') for t in pipeline}
-    extra = [copy.deepcopy(t) for t in stock_pipeline if t.get('type') in MODEL_TARGET_TRANSFORMS
-             and t.get('type') not in have]
-    pack = next((i for i, t in enumerate(pipeline) if t.get('type') == 'PackSegInputs'),
-                len(pipeline))
+    extra = [
+        copy.deepcopy(t)
+        for t in stock_pipeline
+        if t.get('type') in MODEL_TARGET_TRANSFORMS and t.get('type') not in have
+    ]
+    pack = next(
+        (i for i, t in enumerate(pipeline) if t.get('type') == 'PackSegInputs'), len(pipeline)
+    )
     return pipeline[:pack] + extra + pipeline[pack:]
 
 
-def config_source(stock: str, datasets: Dict[str, str],
-                  batch_sizes: Optional[Dict[str, int]] = None) -> str:
+def config_source(
+    stock: str, datasets: Dict[str, str], batch_sizes: Optional[Dict[str, int]] = None
+) -> str:
     """The source of the CDCL config of ``stock`` over ``datasets``, inheriting ``stock`` as it
     is written (a path relative to the folder the source will be saved in, or ``mmseg::...``).
 
@@ -92,20 +99,25 @@ def config_source(stock: str, datasets: Dict[str, str],
     """
     stock_cfg = load_config(stock)
     if 'max_epochs' in stock_cfg.get('train_cfg', {}):
-        raise ValueError(f'{stock} trains by epochs; DATTrainLoop counts iterations: convert an '
-                         'iteration-based config (MMSeg 1.x configs are)')
+        raise ValueError(
+            f'{stock} trains by epochs; DATTrainLoop counts iterations: convert an '
+            'iteration-based config (MMSeg 1.x configs are)'
+        )
     for name in datasets:
         if not name.isidentifier():
-            raise ValueError(f'dataset name {name!r}: expected a Python identifier (it names '
-                             'log keys and metrics, e.g. cityscapes/mIoU)')
+            raise ValueError(
+                f'dataset name {name!r}: expected a Python identifier (it names '
+                'log keys and metrics, e.g. cityscapes/mIoU)'
+            )
     crop_size = (stock_cfg.model.get('data_preprocessor') or {}).get('size')
     stock_train = (stock_cfg.get('train_dataloader') or {}).get('dataset', {})
     stock_pipeline = stock_train.get('pipeline') or stock_cfg.get('train_pipeline') or []
     batch_sizes = dict(batch_sizes or {})
     unknown = set(batch_sizes) - set(datasets)
     if unknown:
-        raise ValueError(f'--batch-size names {sorted(unknown)}, not among the datasets '
-                         f'{list(datasets)}')
+        raise ValueError(
+            f'--batch-size names {sorted(unknown)}, not among the datasets {list(datasets)}'
+        )
     stock_batch = stock_cfg.train_dataloader.get('batch_size') or 2
     splits, classes, tta = {}, {}, {}
     for name, path in datasets.items():
@@ -114,9 +126,11 @@ def config_source(stock: str, datasets: Dict[str, str],
             tta[name] = cfg.tta_pipeline
         train, val = _dataset(cfg, 'train_dataloader', path), _dataset(cfg, 'val_dataloader', path)
         if train is None or val is None:
-            raise ValueError(f'{path} (dataset {name}) has no train_dataloader.dataset and '
-                             'val_dataloader.dataset: expected an MMSeg dataset config such as '
-                             'mmseg::_base_/datasets/cityscapes.py')
+            raise ValueError(
+                f'{path} (dataset {name}) has no train_dataloader.dataset and '
+                'val_dataloader.dataset: expected an MMSeg dataset config such as '
+                'mmseg::_base_/datasets/cityscapes.py'
+            )
         test = _dataset(cfg, 'test_dataloader', path) or val
         if 'pipeline' in train:
             train['pipeline'] = _train_pipeline(train['pipeline'], crop_size, stock_pipeline)
@@ -126,20 +140,21 @@ def config_source(stock: str, datasets: Dict[str, str],
     names = list(datasets)
     loader = stock_cfg.train_dataloader
     evaluator = stock_cfg.get('val_evaluator') or {}
-    iou_metrics = evaluator.get('iou_metrics', ['mIoU']) if isinstance(evaluator, dict) else \
-        ['mIoU']
+    iou_metrics = (
+        evaluator.get('iou_metrics', ['mIoU']) if isinstance(evaluator, dict) else ['mIoU']
+    )
     lines = [
         f'# CDCL (DSBN + DAT) of {osp.basename(stock)}',
         '# over ' + ' + '.join(f'{n} ({classes[n]} classes)' for n in names) + '.',
         '# Written by tools/convert_config.py from',
         f'#   model, schedule, optimizer and runtime: {stock}',
         *[f'#   {n}: {datasets[n]}' for n in names],
-        f'# Training crops are the stock model\'s input size {tuple(crop_size or ())}: the '
-        'datasets\' crops',
+        f"# Training crops are the stock model's input size {tuple(crop_size or ())}: the "
+        "datasets' crops",
         '# are stacked into one batch.',
         f'_base_ = [{stock!r}]',
         "custom_imports = dict(imports=['mmseg_cdcl'], allow_failed_imports=False)",
-        f'model = dict(type=\'CDCLEncoderDecoder\', dataset_names={names!r}, '
+        f"model = dict(type='CDCLEncoderDecoder', dataset_names={names!r}, "
         f'num_classes={[classes[n] for n in names]!r})',
         "train_cfg = dict(type='DATTrainLoop')",
         "visualizer = dict(type='CDCLSegLocalVisualizer')",
@@ -150,12 +165,17 @@ def config_source(stock: str, datasets: Dict[str, str],
         for split, dataset in splits[name].items():
             lines.append(f'{name}_{split} = {_py(dataset)}')
     sizes = {n: batch_sizes.get(n, stock_batch) for n in names}
-    workers = dict(num_workers=loader.get('num_workers', 2),
-                   persistent_workers=loader.get('persistent_workers', True))
+    workers = dict(
+        num_workers=loader.get('num_workers', 2),
+        persistent_workers=loader.get('persistent_workers', True),
+    )
 
     def multi(split):
-        return ('dict(type=\'MultiDataset\', datasets=dict('
-                + ', '.join(f'{n}={n}_{split}' for n in names) + '))')
+        return (
+            "dict(type='MultiDataset', datasets=dict("
+            + ', '.join(f'{n}={n}_{split}' for n in names)
+            + '))'
+        )
 
     lines += [
         '',
@@ -163,13 +183,13 @@ def config_source(stock: str, datasets: Dict[str, str],
         f'train_dataloader = dict(_delete_=True, batch_size=None, {_py(workers)[5:-1]}, '
         "sampler=dict(type='InfiniteSampler', shuffle=True), "
         f"batch_sampler=dict(type='MultiDatasetSampler', batch_sizes={_py(sizes)}), "
-        f"dataset={multi('train')})",
+        f'dataset={multi("train")})',
         f'val_dataloader = dict(_delete_=True, batch_size=1, {_py(workers)[5:-1]}, '
         "sampler=dict(type='DefaultSampler', shuffle=False), "
-        f"dataset={multi('val')})",
+        f'dataset={multi("val")})',
         f'test_dataloader = dict(_delete_=True, batch_size=1, {_py(workers)[5:-1]}, '
         "sampler=dict(type='DefaultSampler', shuffle=False), "
-        f"dataset={multi('test')})",
+        f'dataset={multi("test")})',
         '# Each dataset scored in its own label space, and the mean over datasets (mIoU).',
         "val_evaluator = dict(_delete_=True, type='MultiDatasetIoUMetric', "
         f'iou_metrics={iou_metrics!r})',
@@ -179,19 +199,24 @@ def config_source(stock: str, datasets: Dict[str, str],
         lines += [
             "# tools/test.py --tta: each dataset's views, as its dataset config defines them.",
             'tta_pipeline = dict(_delete_=True, '
-            + ', '.join(f'{n}={_py(tta[n])}' for n in names) + ')',
+            + ', '.join(f'{n}={_py(tta[n])}' for n in names)
+            + ')',
             "tta_model = dict(type='CDCLTTAModel')",
         ]
     else:
-        lines.append('# No tta_pipeline: the dataset configs of '
-                     f'{sorted(set(names) - set(tta))} define none (tools/test.py --tta).')
-    source, _ = FormatCode('\n'.join(lines) + '\n',
-                           style_config=dict(based_on_style='pep8', column_limit=100))
+        lines.append(
+            '# No tta_pipeline: the dataset configs of '
+            f'{sorted(set(names) - set(tta))} define none (tools/test.py --tta).'
+        )
+    source, _ = FormatCode(
+        '\n'.join(lines) + '\n', style_config=dict(based_on_style='pep8', column_limit=100)
+    )
     return source
 
 
-def convert_config(stock: str, datasets: Dict[str, str],
-                   batch_sizes: Optional[Dict[str, int]] = None) -> Config:
+def convert_config(
+    stock: str, datasets: Dict[str, str], batch_sizes: Optional[Dict[str, int]] = None
+) -> Config:
     """The CDCL config of a stock MMSeg config over several datasets.
 
     Args:

@@ -1,4 +1,5 @@
 """Export one dataset's branch of a CDCL model as a plain MMSeg model (config + checkpoint)."""
+
 import copy
 import os.path as osp
 import re
@@ -19,8 +20,14 @@ from .checkpoint import load_cdcl_checkpoint
 from .inference import dataset_metainfo, dataset_test_pipeline
 
 # Arguments only the CDCL components take.
-_CDCL_ARGS = ('num_datasets', 'dataset_names', 'loss_weights', 'default_dataset', 'label_space',
-              'branch_selection')
+_CDCL_ARGS = (
+    'num_datasets',
+    'dataset_names',
+    'loss_weights',
+    'default_dataset',
+    'label_space',
+    'branch_selection',
+)
 _CDCL_SEGMENTORS = ('CDCLEncoderDecoder', 'CDCLCascadeEncoderDecoder')
 
 
@@ -28,8 +35,11 @@ def plain_model_cfg(cfg, d: int):
     """Rewrite a CDCL model config into the plain MMSeg one of dataset ``d``: for a converted
     stock config, that config with dataset ``d``'s classes; for explicit DAB components, their
     MMSeg counterparts."""
-    if isinstance(cfg, dict) and cfg.get('type') in _CDCL_SEGMENTORS and \
-            cfg.get('num_classes') is not None:
+    if (
+        isinstance(cfg, dict)
+        and cfg.get('type') in _CDCL_SEGMENTORS
+        and cfg.get('num_classes') is not None
+    ):
         return _plain_converted_cfg(cfg, d)
     if isinstance(cfg, (list, tuple)):
         return type(cfg)(plain_model_cfg(c, d) for c in cfg)
@@ -70,8 +80,9 @@ def _plain_converted_cfg(cfg: dict, d: int) -> dict:
                 continue  # shared by the datasets (e.g. STDC's boundary head)
             head['num_classes'] = num_classes[d]
             if ignore_index is not None:
-                head['ignore_index'] = (ignore_index if isinstance(ignore_index, int) else
-                                        ignore_index[d])
+                head['ignore_index'] = (
+                    ignore_index if isinstance(ignore_index, int) else ignore_index[d]
+                )
     return cfg
 
 
@@ -86,9 +97,11 @@ def plain_state_dict(state_dict: dict, d: int, model: Optional[nn.Module] = None
     if model is None:
         dsbn, classifiers = r'.+', r'.+\.conv_seg'
     else:
-        dsbn, classifiers = ('|'.join(re.escape(name) for name, m in model.named_modules()
-                                      if isinstance(m, kind)) or '$^'
-                             for kind in (DSBN, DatasetBranches))
+        dsbn, classifiers = (
+            '|'.join(re.escape(name) for name, m in model.named_modules() if isinstance(m, kind))
+            or '$^'
+            for kind in (DSBN, DatasetBranches)
+        )
     # '<dsbn>.bns.<d>.<key>' and '<classifier>.<d>.<key>' of dataset d become '<name>.<key>'.
     branch = re.compile(rf'^(?:(?P<dsbn>{dsbn})\.bns|(?P<classifier>{classifiers}))\.(\d+)\.')
     plain = OrderedDict()
@@ -97,12 +110,13 @@ def plain_state_dict(state_dict: dict, d: int, model: Optional[nn.Module] = None
         if m is None:
             plain[key] = value
         elif int(m.group(3)) == d:
-            plain[f"{m.group('dsbn') or m.group('classifier')}.{key[m.end():]}"] = value
+            plain[f'{m.group("dsbn") or m.group("classifier")}.{key[m.end() :]}'] = value
     return plain
 
 
-def export_single_dataset(config: Union[str, Config], checkpoint: str, dataset: str,
-                          out_dir: str) -> Tuple[str, str]:
+def export_single_dataset(
+    config: Union[str, Config], checkpoint: str, dataset: str, out_dir: str
+) -> Tuple[str, str]:
     """Write ``<out_dir>/<dataset>.py`` and ``<out_dir>/<dataset>.pth``: the plain MMSeg model
     (for a converted model the stock config, BN or SyncBN as there; one classifier) holding
     ``dataset``'s branch, loadable with ``mmseg.apis.init_model`` without mmseg_cdcl.
@@ -123,11 +137,18 @@ def export_single_dataset(config: Union[str, Config], checkpoint: str, dataset: 
     ckpt = load_cdcl_checkpoint(model, checkpoint, strict=True)
     if 'dataset_meta' in (ckpt.get('meta') or {}):
         model.dataset_meta = ckpt['meta']['dataset_meta']
-    model.set_dataset_classes({name: meta['classes'] for name in names
-                               if name not in model.dataset_classes and
-                               (meta := dataset_metainfo(cfg, name)) is not None})
-    meta = dict(exported_from=dict(checkpoint=osp.abspath(checkpoint), dataset=dataset),
-                dataset_meta=_dataset_meta(cfg, ckpt, model, dataset))
+    model.set_dataset_classes(
+        {
+            name: meta['classes']
+            for name in names
+            if name not in model.dataset_classes
+            and (meta := dataset_metainfo(cfg, name)) is not None
+        }
+    )
+    meta = dict(
+        exported_from=dict(checkpoint=osp.abspath(checkpoint), dataset=dataset),
+        dataset_meta=_dataset_meta(cfg, ckpt, model, dataset),
+    )
     plain = dict(default_scope='mmseg', model=plain_model_cfg(cfg.model.to_dict(), d))
     plain['model'].pop('pretrained', None)
     if model.label_space is not None:
@@ -135,9 +156,10 @@ def export_single_dataset(config: Union[str, Config], checkpoint: str, dataset: 
         # of this dataset's mapping); stock MMSeg ignores it and predicts the dataset's classes.
         space = model.label_space
         plain['label_space'] = meta['label_space'] = dict(
-            classes=list(space.classes), palette=space.palette,
-            mapping={dataset: [None if t == 255 else space.classes[t]
-                               for t in space.table(d)]})
+            classes=list(space.classes),
+            palette=space.palette,
+            mapping={dataset: [None if t == 255 else space.classes[t] for t in space.table(d)]},
+        )
     pipeline = dataset_test_pipeline(cfg, dataset)
     if pipeline is not None:
         plain['test_pipeline'] = pipeline
@@ -145,8 +167,9 @@ def export_single_dataset(config: Union[str, Config], checkpoint: str, dataset: 
     ckpt_path = osp.join(out_dir, f'{dataset}.pth')
     mkdir_or_exist(out_dir)
     Config(plain).dump(config_path)
-    torch.save(dict(state_dict=plain_state_dict(model.state_dict(), d, model), meta=meta),
-               ckpt_path)
+    torch.save(
+        dict(state_dict=plain_state_dict(model.state_dict(), d, model), meta=meta), ckpt_path
+    )
     return config_path, ckpt_path
 
 
@@ -156,14 +179,19 @@ def _dataset_meta(cfg: Config, checkpoint: dict, model: nn.Module, dataset: str)
     meta, else the config's dataloaders, else the class names the checkpoint states, else
     class ids as names."""
     meta = ((checkpoint.get('meta') or {}).get('dataset_meta') or {}).get('datasets', {}).get(
-        dataset) or dataset_metainfo(cfg, dataset)
+        dataset
+    ) or dataset_metainfo(cfg, dataset)
     meta = dict(meta or {})
     num_classes = model.classes_per_dataset()[model.dataset_index(dataset)]
     if meta.get('classes') is None:
         meta['classes'] = model.dataset_classes.get(dataset)
     if meta['classes'] is None:
-        print_log(f"export: no class names of dataset '{dataset}' in the checkpoint or the "
-                  'config: its classes are named by their ids', logger='current', level=30)
+        print_log(
+            f"export: no class names of dataset '{dataset}' in the checkpoint or the "
+            'config: its classes are named by their ids',
+            logger='current',
+            level=30,
+        )
         meta['classes'] = tuple(str(i) for i in range(num_classes))
     meta['classes'] = tuple(meta['classes'])
     if meta.get('palette') is None:

@@ -1,4 +1,5 @@
 """MMSeg's inference API on one dataset's branch of a CDCL model."""
+
 import copy
 from typing import Optional, Union
 
@@ -14,16 +15,18 @@ def dataset_metainfo(cfg: Config, dataset: str) -> Optional[dict]:
     """``dataset``'s metainfo (``classes``, ``palette``, ``ignore_index``) as the config's test
     (else val, else train) MultiDataset would hold it; None if none lists ``dataset``. Reads
     no data: the dataset is built without loading its annotations."""
-    config = multi_dataset_config(cfg, dataset, ('test_dataloader', 'val_dataloader',
-                                                 'train_dataloader'))
+    config = multi_dataset_config(
+        cfg, dataset, ('test_dataloader', 'val_dataloader', 'train_dataloader')
+    )
     if config is None:
         return None
     built = DATASETS.build(dict(config, lazy_init=True, pipeline=[]))
     return dict(built.metainfo, ignore_index=getattr(built, 'ignore_index', 255))
 
 
-def init_cdcl_model(config: Union[str, Config], checkpoint: Optional[str], dataset: str,
-                    device: str = 'cpu'):
+def init_cdcl_model(
+    config: Union[str, Config], checkpoint: Optional[str], dataset: str, device: str = 'cpu'
+):
     """``mmseg.apis.init_model`` routed to ``dataset``: ``inference_model`` on the result
     predicts with that dataset's branch and test pipeline, and ``model.dataset_meta`` is that
     dataset's ``classes``, ``palette`` and ``ignore_index`` (what ``show_result_pyplot``
@@ -47,8 +50,10 @@ def init_cdcl_model(config: Union[str, Config], checkpoint: Optional[str], datas
     names = list(cfg.model.get('dataset_names', []))
     choose = dataset in ('auto', 'ensemble')
     if dataset not in names and not choose:
-        raise ValueError(f"unknown dataset '{dataset}': the model's datasets are {names}, or "
-                         "'auto' or 'ensemble' for images of unknown source")
+        raise ValueError(
+            f"unknown dataset '{dataset}': the model's datasets are {names}, or "
+            "'auto' or 'ensemble' for images of unknown source"
+        )
     cfg.model.default_dataset = dataset  # images given to inference_model carry no dataset
     pipeline = dataset_test_pipeline(cfg, names[0] if choose else dataset)
     if pipeline is not None:
@@ -61,9 +66,14 @@ def init_cdcl_model(config: Union[str, Config], checkpoint: Optional[str], datas
         if 'dataset_meta' in meta:
             model.dataset_meta = meta['dataset_meta']
     # Mappings by class name need each dataset's classes: the checkpoint's, else the config's.
-    model.set_dataset_classes({name: meta['classes'] for name in names
-                               if name not in model.dataset_classes and
-                               (meta := dataset_metainfo(cfg, name)) is not None})
+    model.set_dataset_classes(
+        {
+            name: meta['classes']
+            for name in names
+            if name not in model.dataset_classes
+            and (meta := dataset_metainfo(cfg, name)) is not None
+        }
+    )
     if model.label_space is not None:
         model.dataset_meta = model.label_space.meta()
         return model
@@ -75,9 +85,11 @@ def init_cdcl_model(config: Union[str, Config], checkpoint: Optional[str], datas
         if metas[name] is None:
             raise ValueError(
                 f"no classes for dataset '{name}': the checkpoint's meta has no "
-                f"dataset_meta.datasets.{name} and no test/val/train_dataloader of the config "
-                f"lists '{name}' under dataset.datasets")
+                f'dataset_meta.datasets.{name} and no test/val/train_dataloader of the config '
+                f"lists '{name}' under dataset.datasets"
+            )
     # Images of unknown source: each result is in its chosen dataset's classes.
-    model.dataset_meta = (dict(metas[names[0]], dataset_names=names, datasets=metas) if choose
-                          else metas[dataset])
+    model.dataset_meta = (
+        dict(metas[names[0]], dataset_names=names, datasets=metas) if choose else metas[dataset]
+    )
     return model

@@ -1,4 +1,5 @@
 """Several segmentation datasets behind one loader, each sample tagged with its dataset."""
+
 import os.path as osp
 import random
 from typing import Dict, List, Optional, Tuple, Union
@@ -44,14 +45,17 @@ def check_image_label_pairs(name: str, dataset: BaseDataset) -> None:
         img_size, _ = _read_header(name, img)
         label_size, wrapped = _read_header(name, label, label=True)
         if img_size != label_size:
-            raise ValueError(f"dataset '{name}': image {img} is {img_size[0]}x{img_size[1]} "
-                             f'(WxH) but its label {label} is {label_size[0]}x{label_size[1]}')
+            raise ValueError(
+                f"dataset '{name}': image {img} is {img_size[0]}x{img_size[1]} "
+                f'(WxH) but its label {label} is {label_size[0]}x{label_size[1]}'
+            )
         if wrapped:
             raise ValueError(
                 f"dataset '{name}': label file {label} holds values {wrapped[:10]} outside the "
                 f"bytes 0-255; MMSeg's LoadAnnotations casts labels to uint8, so {wrapped[0]} "
                 f'would load as {np.array(wrapped[0]).astype(np.uint8)}: expected class ids '
-                'and ignore index in 0-255')
+                'and ignore index in 0-255'
+            )
 
 
 def _read_header(name: str, path: str, label: bool = False) -> Tuple[tuple, list]:
@@ -74,9 +78,14 @@ def _before_mapping(path: str, values: list, meta: dict) -> str:
     mappings = [key for key in ('reduce_zero_label', 'label_map') if meta.get(key)]
     if not mappings or not osp.isfile(path):
         return ''
-    loaded = LoadAnnotations()(dict(
-        seg_map_path=path, seg_fields=[], label_map=meta.get('label_map'),
-        reduce_zero_label=meta.get('reduce_zero_label', False)))['gt_seg_map']
+    loaded = LoadAnnotations()(
+        dict(
+            seg_map_path=path,
+            seg_fields=[],
+            label_map=meta.get('label_map'),
+            reduce_zero_label=meta.get('reduce_zero_label', False),
+        )
+    )['gt_seg_map']
     with Image.open(path) as f:
         raw = np.asarray(f)
     if raw.shape != loaded.shape:  # a colour label file: no value per pixel to name
@@ -84,7 +93,7 @@ def _before_mapping(path: str, values: list, meta: dict) -> str:
     file_values = np.unique(raw[np.isin(loaded, values)]).tolist()
     if not file_values:  # a later transform made them
         return ''
-    return f" (file values {file_values[:10]} before {' and '.join(mappings)})"
+    return f' (file values {file_values[:10]} before {" and ".join(mappings)})'
 
 
 @DATASETS.register_module()
@@ -125,26 +134,40 @@ class MultiDataset(ConcatDataset):
         ...                      pipeline=train_pipeline))))
     """
 
-    def __init__(self, datasets: Dict[str, Union[dict, BaseDataset]], lazy_init: bool = False,
-                 check_files: bool = True, pipeline: Optional[Dict[str, list]] = None):
+    def __init__(
+        self,
+        datasets: Dict[str, Union[dict, BaseDataset]],
+        lazy_init: bool = False,
+        check_files: bool = True,
+        pipeline: Optional[Dict[str, list]] = None,
+    ):
         if not isinstance(datasets, dict) or not datasets:
-            raise TypeError('MultiDataset.datasets must be a non-empty dict of datasets by '
-                            f'name, got {type(datasets).__name__}')
+            raise TypeError(
+                'MultiDataset.datasets must be a non-empty dict of datasets by '
+                f'name, got {type(datasets).__name__}'
+            )
         self.dataset_names: List[str] = list(datasets)
         if pipeline is not None:
             datasets = self._with_pipelines(datasets, pipeline)
         self.check_files = check_files
         # Built lazily so that full_init can name a dataset that finds no samples.
-        datasets = [dict(d, lazy_init=True) if isinstance(d, dict) else d
-                    for d in datasets.values()]
-        super().__init__(datasets, lazy_init=True,
-                         ignore_keys=['classes', 'palette', 'label_map', 'reduce_zero_label'])
+        datasets = [
+            dict(d, lazy_init=True) if isinstance(d, dict) else d for d in datasets.values()
+        ]
+        super().__init__(
+            datasets,
+            lazy_init=True,
+            ignore_keys=['classes', 'palette', 'label_map', 'reduce_zero_label'],
+        )
         self._metainfo = dict(
             classes=self.datasets[0].metainfo.get('classes'),
             palette=self.datasets[0].metainfo.get('palette'),
             dataset_names=list(self.dataset_names),
-            datasets={name: dict(d.metainfo, ignore_index=getattr(d, 'ignore_index', 255))
-                      for name, d in zip(self.dataset_names, self.datasets)})
+            datasets={
+                name: dict(d.metainfo, ignore_index=getattr(d, 'ignore_index', 255))
+                for name, d in zip(self.dataset_names, self.datasets)
+            },
+        )
         # By dataset index: what _check_labels compares every loaded label with.
         self._label_spaces = list(self._metainfo['datasets'].items())
         if not lazy_init:
@@ -156,15 +179,21 @@ class MultiDataset(ConcatDataset):
             raise ValueError(
                 'MultiDataset.pipeline must be a dict of one pipeline per dataset '
                 f'{self.dataset_names}, each dataset with its own scales (e.g. '
-                'tta_pipeline=dict(' + ', '.join(f'{n}=[...]' for n in self.dataset_names)
+                'tta_pipeline=dict('
+                + ', '.join(f'{n}=[...]' for n in self.dataset_names)
                 + ') for tools/test.py --tta), got '
-                + (f'the datasets {sorted(pipelines)}' if isinstance(pipelines, dict) else
-                   f'a {type(pipelines).__name__}'))
+                + (
+                    f'the datasets {sorted(pipelines)}'
+                    if isinstance(pipelines, dict)
+                    else f'a {type(pipelines).__name__}'
+                )
+            )
         replaced = {}
         for name, dataset in datasets.items():
             if not isinstance(dataset, dict):
-                raise TypeError(f"MultiDataset.pipeline: dataset '{name}' is built already; "
-                                'expected its config')
+                raise TypeError(
+                    f"MultiDataset.pipeline: dataset '{name}' is built already; expected its config"
+                )
             replaced[name] = dict(dataset, pipeline=pipelines[name])
         return replaced
 
@@ -178,7 +207,8 @@ class MultiDataset(ConcatDataset):
                 raise FileNotFoundError(
                     f"MultiDataset: dataset '{name}' ({type(dataset).__name__}): {e}; check its "
                     f'data_root={dataset.data_root!r} and data_prefix (README, "Data '
-                    'preparation")') from e
+                    'preparation")'
+                ) from e
             except ValueError as e:  # mmengine fails serialising an empty list: say why
                 if dataset.data_list:
                     raise
@@ -191,8 +221,10 @@ class MultiDataset(ConcatDataset):
 
     @staticmethod
     def _empty(name, dataset) -> str:
-        return (f"MultiDataset: dataset '{name}' ({type(dataset).__name__}) found no samples "
-                f'under data_root={dataset.data_root!r}, data_prefix={dataset.data_prefix}')
+        return (
+            f"MultiDataset: dataset '{name}' ({type(dataset).__name__}) found no samples "
+            f'under data_root={dataset.data_root!r}, data_prefix={dataset.data_prefix}'
+        )
 
     def __getitem__(self, key: Union[int, Tuple[int, int]]) -> dict:
         """The sample at index ``key``, or at ``key[0]`` with its random augmentations drawn
@@ -219,8 +251,9 @@ class MultiDataset(ConcatDataset):
             for sample in samples if isinstance(samples, list) else [samples]:  # lists under TTA
                 # set_field: set_metainfo would deep-copy these two immutable values every sample.
                 sample.set_field(dataset_idx, 'dataset_idx', field_type='metainfo')
-                sample.set_field(self.dataset_names[dataset_idx], 'dataset_name',
-                                 field_type='metainfo')
+                sample.set_field(
+                    self.dataset_names[dataset_idx], 'dataset_name', field_type='metainfo'
+                )
                 self._check_labels(sample, dataset_idx)
         return [data for _, data in loaded]
 
@@ -236,8 +269,9 @@ class MultiDataset(ConcatDataset):
             info = dataset.get_data_info(sample_idx)
             raise RuntimeError(
                 f"loading sample {sample_idx} of dataset '{self.dataset_names[dataset_idx]}' "
-                f"failed: image {info.get('img_path')}, label {info.get('seg_map_path')}: "
-                f'{type(e).__name__}: {e}') from e
+                f'failed: image {info.get("img_path")}, label {info.get("seg_map_path")}: '
+                f'{type(e).__name__}: {e}'
+            ) from e
 
     def _check_labels(self, sample, dataset_idx: int) -> None:
         """Every label is a class of the sample's dataset or its ignore index."""
@@ -250,8 +284,10 @@ class MultiDataset(ConcatDataset):
         if kind == 'i':  # negative ids become huge, so one comparison finds them
             label = label.view(UNSIGNED[label.itemsize])
         elif kind not in 'ub':
-            raise TypeError(f"label file {sample.seg_map_path} of dataset '{name}' gives labels "
-                            f'of dtype {label.dtype}: expected integer class ids')
+            raise TypeError(
+                f"label file {sample.seg_map_path} of dataset '{name}' gives labels "
+                f'of dtype {label.dtype}: expected integer class ids'
+            )
         # This runs on every loaded sample: two counting passes, the cheapest vectorised test
         # measured (the label is int64, 8 bytes a pixel); the values only for a bad label.
         outside = np.count_nonzero(label >= num_classes)
@@ -259,14 +295,18 @@ class MultiDataset(ConcatDataset):
             outside -= np.count_nonzero(label == ignore)
         if not outside:
             return
-        values = [v for v in torch.unique(sample.gt_sem_seg.data).tolist()
-                  if not (0 <= v < num_classes or v == ignore)]
+        values = [
+            v
+            for v in torch.unique(sample.gt_sem_seg.data).tolist()
+            if not (0 <= v < num_classes or v == ignore)
+        ]
         if not values:  # a negative ignore index, seen as huge above
             return
         raise ValueError(
             f"label file {sample.seg_map_path} of dataset '{name}' holds values {values[:10]}"
             f'{_before_mapping(sample.seg_map_path, values, meta)}: expected classes '
-            f'0-{num_classes - 1} or ignore index {ignore}')
+            f'0-{num_classes - 1} or ignore index {ignore}'
+        )
 
     def dataset_range(self, dataset_idx: int) -> range:
         """The indices of dataset ``dataset_idx``'s samples in this dataset."""

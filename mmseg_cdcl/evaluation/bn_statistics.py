@@ -28,6 +28,7 @@ Example:
     >>> summary = bn_statistics('configs/demo/cdcl_cityscapes_bdd.py',
     ...                         ['work_dirs/cdcl/iter_240.pth'], out_dir='work_dirs/bn')
 """
+
 import itertools
 import json
 import os.path as osp
@@ -45,11 +46,12 @@ from mmengine.utils import mkdir_or_exist
 DIVERGENCE = dict(
     paired='mean over channels of the 2-Wasserstein distance between the Gaussians '
     'N(running_mean, running_var) of one channel in two series, sqrt((mean_a - mean_b)^2 + '
-    '(std_a - std_b)^2): exact for the branches of a DSBN (their channels are one conv\'s '
+    "(std_a - std_b)^2): exact for the branches of a DSBN (their channels are one conv's "
     'outputs); across checkpoints it assumes that their channels correspond (trained from the '
     'same weights)',
-    unpaired='the same with each series\' running means and stds sorted: channels unpaired, the '
-    'distance between the distributions over channels that the histograms show')
+    unpaired="the same with each series' running means and stds sorted: channels unpaired, the "
+    'distance between the distributions over channels that the histograms show',
+)
 _DSBN_KEY = re.compile(r'^(?P<layer>.+)\.bns\.(?P<branch>\d+)\.running_mean$')
 _RUN_CHECKPOINT = re.compile(r'^((iter|epoch)_\d+|latest|best_.*)$')  # named by mmengine
 
@@ -80,11 +82,15 @@ def _conv_of(state_dict: dict, layer: str, first_key: str, channels: int) -> Opt
     """The conv whose output ``layer`` normalises: the last sibling conv weight before it with
     ``channels`` outputs."""
     keys = list(state_dict)
-    for key in reversed(keys[:keys.index(first_key)]):
+    for key in reversed(keys[: keys.index(first_key)]):
         value = state_dict[key]
-        module = key[:-len('.weight')]
-        if (key.endswith('.weight') and value.ndim >= 3 and value.shape[0] == channels
-                and _parent(module) == _parent(layer)):
+        module = key[: -len('.weight')]
+        if (
+            key.endswith('.weight')
+            and value.ndim >= 3
+            and value.shape[0] == channels
+            and _parent(module) == _parent(layer)
+        ):
             return module
     return None
 
@@ -100,11 +106,12 @@ def wasserstein2(a: tuple, b: tuple, paired: bool = True) -> float:
     std_a, std_b = np.sqrt(np.clip(var_a, 0, None)), np.sqrt(np.clip(var_b, 0, None))
     if not paired:
         mean_a, mean_b, std_a, std_b = map(np.sort, (mean_a, mean_b, std_a, std_b))
-    return float(np.sqrt((mean_a - mean_b)**2 + (std_a - std_b)**2).mean())
+    return float(np.sqrt((mean_a - mean_b) ** 2 + (std_a - std_b) ** 2).mean())
 
 
-def read_layers(config: Union[str, Config], checkpoints: Sequence[str],
-                labels: Optional[Sequence[str]] = None) -> tuple:
+def read_layers(
+    config: Union[str, Config], checkpoints: Sequence[str], labels: Optional[Sequence[str]] = None
+) -> tuple:
     """The DSBN layers of ``checkpoints[0]`` with their series, from all checkpoints.
 
     Returns:
@@ -117,12 +124,13 @@ def read_layers(config: Union[str, Config], checkpoints: Sequence[str],
     cfg_name = config if isinstance(config, str) else (cfg.filename or 'the config')
     names = list(cfg.get('model', {}).get('dataset_names') or [])
     if not names:
-        raise ValueError(f"{cfg_name}: model.dataset_names is missing; expected the CDCL "
-                         "model's config, with one dataset per DSBN branch")
+        raise ValueError(
+            f'{cfg_name}: model.dataset_names is missing; expected the CDCL '
+            "model's config, with one dataset per DSBN branch"
+        )
     labels = list(labels) if labels else [_label(path) for path in checkpoints]
     if len(labels) != len(checkpoints):
-        raise ValueError(f'--labels gives {len(labels)} labels for {len(checkpoints)} '
-                         'checkpoints')
+        raise ValueError(f'--labels gives {len(labels)} labels for {len(checkpoints)} checkpoints')
     if len(set(labels)) != len(labels):
         raise ValueError(f'two checkpoints have the same label in {labels}; give --labels')
 
@@ -133,47 +141,69 @@ def read_layers(config: Union[str, Config], checkpoints: Sequence[str],
         if m:
             branches.setdefault(m.group('layer'), []).append(int(m.group('branch')))
     if not branches:
-        raise ValueError(f"{cdcl_path}: no DSBN layer (keys '<layer>.bns.<d>.running_mean'); "
-                         'expected the CDCL model\'s checkpoint first, then any single-dataset '
-                         'ones')
+        raise ValueError(
+            f"{cdcl_path}: no DSBN layer (keys '<layer>.bns.<d>.running_mean'); "
+            "expected the CDCL model's checkpoint first, then any single-dataset "
+            'ones'
+        )
     series = [f'{labels[0]}: {name}' for name in names]
-    sources = [dict(file=cdcl_path, label=labels[0], kind='CDCL', datasets=names,
-                    series=series)]
+    sources = [dict(file=cdcl_path, label=labels[0], kind='CDCL', datasets=names, series=series)]
     layers = []
     for name, found in branches.items():
         if sorted(found) != list(range(len(names))):
-            raise ValueError(f"{cdcl_path}: DSBN layer '{name}' has {len(found)} branches but "
-                             f'{cfg_name} has {len(names)} datasets {names} (model.dataset_names)')
+            raise ValueError(
+                f"{cdcl_path}: DSBN layer '{name}' has {len(found)} branches but "
+                f'{cfg_name} has {len(names)} datasets {names} (model.dataset_names)'
+            )
         first_key = f'{name}.bns.0.running_mean'
         channels = cdcl[first_key].shape[0]
         conv = _conv_of(cdcl, name, first_key, channels)
-        layers.append(dict(
-            name=name, channels=channels, conv=conv,
-            conv_weight={} if conv is None else {labels[0]: _array(cdcl[f'{conv}.weight'])},
-            running={s: (_array(cdcl[f'{name}.bns.{d}.running_mean']),
-                         _array(cdcl[f'{name}.bns.{d}.running_var']))
-                     for d, s in enumerate(series)},
-            num_batches_tracked={s: int(cdcl[f'{name}.bns.{d}.num_batches_tracked'])
-                                 for d, s in enumerate(series)
-                                 if f'{name}.bns.{d}.num_batches_tracked' in cdcl}))
+        layers.append(
+            dict(
+                name=name,
+                channels=channels,
+                conv=conv,
+                conv_weight={} if conv is None else {labels[0]: _array(cdcl[f'{conv}.weight'])},
+                running={
+                    s: (
+                        _array(cdcl[f'{name}.bns.{d}.running_mean']),
+                        _array(cdcl[f'{name}.bns.{d}.running_var']),
+                    )
+                    for d, s in enumerate(series)
+                },
+                num_batches_tracked={
+                    s: int(cdcl[f'{name}.bns.{d}.num_batches_tracked'])
+                    for d, s in enumerate(series)
+                    if f'{name}.bns.{d}.num_batches_tracked' in cdcl
+                },
+            )
+        )
 
     for path, label in zip(checkpoints[1:], labels[1:]):
         plain = _state_dict(path)
         dsbn = next((m.group('layer') for m in map(_DSBN_KEY.match, plain) if m), None)
         if dsbn is not None:
-            raise ValueError(f"{path}: layer '{dsbn}' is a DSBN; checkpoints after the first must "
-                             'be single-dataset models (one BatchNorm per layer)')
-        shared = [layer for layer in layers if f"{layer['name']}.running_mean" in plain]
+            raise ValueError(
+                f"{path}: layer '{dsbn}' is a DSBN; checkpoints after the first must "
+                'be single-dataset models (one BatchNorm per layer)'
+            )
+        shared = [layer for layer in layers if f'{layer["name"]}.running_mean' in plain]
         if not shared:
-            raise ValueError(f"{path}: none of its BatchNorm layers ('<layer>.running_mean') is "
-                             f'a DSBN layer of {cdcl_path}; expected a model of the same network')
+            raise ValueError(
+                f"{path}: none of its BatchNorm layers ('<layer>.running_mean') is "
+                f'a DSBN layer of {cdcl_path}; expected a model of the same network'
+            )
         for layer in shared:
-            name, first_key = layer['name'], f"{layer['name']}.running_mean"
+            name, first_key = layer['name'], f'{layer["name"]}.running_mean'
             if plain[first_key].shape[0] != layer['channels']:
-                raise ValueError(f"{path}: layer '{name}' has {plain[first_key].shape[0]} "
-                                 f"channels where {cdcl_path} has {layer['channels']}")
-            layer['running'][label] = (_array(plain[first_key]),
-                                       _array(plain[f'{name}.running_var']))
+                raise ValueError(
+                    f"{path}: layer '{name}' has {plain[first_key].shape[0]} "
+                    f'channels where {cdcl_path} has {layer["channels"]}'
+                )
+            layer['running'][label] = (
+                _array(plain[first_key]),
+                _array(plain[f'{name}.running_var']),
+            )
             if f'{name}.num_batches_tracked' in plain:
                 layer['num_batches_tracked'][label] = int(plain[f'{name}.num_batches_tracked'])
             conv = _conv_of(plain, name, first_key, layer['channels'])
@@ -188,16 +218,28 @@ def summarise(sources: List[dict], layers: List[dict], config: Optional[str] = N
     out = []
     for index, layer in enumerate(layers):
         running = layer['running']
-        out.append(dict(
-            name=layer['name'], index=index, channels=layer['channels'], conv=layer['conv'],
-            conv_weight={k: dict(_summary(w), numel=int(w.size))
-                         for k, w in layer['conv_weight'].items()},
-            running_mean={s: _summary(mean) for s, (mean, _) in running.items()},
-            running_var={s: _summary(var) for s, (_, var) in running.items()},
-            num_batches_tracked=layer['num_batches_tracked'],
-            wasserstein=[dict(between=[a, b], paired=wasserstein2(running[a], running[b]),
-                              unpaired=wasserstein2(running[a], running[b], paired=False))
-                         for a, b in itertools.combinations(running, 2)]))
+        out.append(
+            dict(
+                name=layer['name'],
+                index=index,
+                channels=layer['channels'],
+                conv=layer['conv'],
+                conv_weight={
+                    k: dict(_summary(w), numel=int(w.size)) for k, w in layer['conv_weight'].items()
+                },
+                running_mean={s: _summary(mean) for s, (mean, _) in running.items()},
+                running_var={s: _summary(var) for s, (_, var) in running.items()},
+                num_batches_tracked=layer['num_batches_tracked'],
+                wasserstein=[
+                    dict(
+                        between=[a, b],
+                        paired=wasserstein2(running[a], running[b]),
+                        unpaired=wasserstein2(running[a], running[b], paired=False),
+                    )
+                    for a, b in itertools.combinations(running, 2)
+                ],
+            )
+        )
     return dict(config=config, checkpoints=sources, divergence=DIVERGENCE, layers=out)
 
 
@@ -205,7 +247,7 @@ def pair_label(a: str, b: str, cdcl: dict) -> str:
     """``a ↔ b``, the CDCL model's label once for two of its branches."""
     if a in cdcl['series'] and b in cdcl['series']:
         dataset = dict(zip(cdcl['series'], cdcl['datasets']))
-        return f"{cdcl['label']}: {dataset[a]} ↔ {dataset[b]}"
+        return f'{cdcl["label"]}: {dataset[a]} ↔ {dataset[b]}'
     return f'{a} ↔ {b}'
 
 
@@ -215,8 +257,15 @@ def _histograms(ax, arrays: Dict[str, np.ndarray], styles: dict):
     per_series = max(a.size for a in arrays.values())  # few bins for few channels
     bins = np.linspace(lo, hi if hi > lo else lo + 1, int(np.clip(2 * per_series**0.5, 10, 40)))
     for name, a in arrays.items():
-        ax.hist(np.clip(a.ravel(), bins[0], bins[-1]), bins=bins, density=True,
-                histtype='step', linewidth=1.6, label=name, **styles[name])
+        ax.hist(
+            np.clip(a.ravel(), bins[0], bins[-1]),
+            bins=bins,
+            density=True,
+            histtype='step',
+            linewidth=1.6,
+            label=name,
+            **styles[name],
+        )
     ax.set_yticks([])
 
 
@@ -227,8 +276,9 @@ def choose_layers(names: Sequence[str], chosen: Optional[Sequence[str]], source:
     if chosen:
         for name in chosen:
             if name not in names:
-                raise ValueError(f"unknown layer '{name}': the DSBN layers of {source} are "
-                                 + ', '.join(names))
+                raise ValueError(
+                    f"unknown layer '{name}': the DSBN layers of {source} are " + ', '.join(names)
+                )
         return list(chosen)
     component = [n for n in names if n.split('.')[0] == names[0].split('.')[0]]
     pool = component if len(component) >= 3 else names
@@ -239,19 +289,36 @@ def _divergence(ax, summary: dict, kind: str, series: list, styles: dict, chosen
     """One divergence of every two series against the layers, as in ``summary``."""
     names = [layer['name'] for layer in summary['layers']]
     for a, b in itertools.combinations(series, 2):
-        points = [(layer['index'], w[kind]) for layer in summary['layers']
-                  for w in layer['wasserstein'] if w['between'] == [a, b]]
+        points = [
+            (layer['index'], w[kind])
+            for layer in summary['layers']
+            for w in layer['wasserstein']
+            if w['between'] == [a, b]
+        ]
         if points:
             branches = styles[a]['linestyle'] == styles[b]['linestyle'] == '-'  # of one DSBN
-            ax.plot(*zip(*points), marker='.', linewidth=2.2 if branches else 1.2,
-                    linestyle='-' if branches else '--',
-                    label=pair_label(a, b, summary['checkpoints'][0]),
-                    color=matplotlib.colormaps['Dark2'](len(ax.lines) % 8))  # not the series'
+            ax.plot(
+                *zip(*points),
+                marker='.',
+                linewidth=2.2 if branches else 1.2,
+                linestyle='-' if branches else '--',
+                label=pair_label(a, b, summary['checkpoints'][0]),
+                color=matplotlib.colormaps['Dark2'](len(ax.lines) % 8),
+            )  # not the series'
     for i, name in enumerate(names):
         if i == 0 or name.split('.')[0] != names[i - 1].split('.')[0]:  # a component starts
             ax.axvline(i - 0.5, color='grey', linewidth=0.8)
-            ax.text(i - 0.4, 0.02, name.split('.')[0], transform=ax.get_xaxis_transform(),
-                    rotation=90, va='bottom', ha='left', fontsize=9, color='dimgrey')
+            ax.text(
+                i - 0.4,
+                0.02,
+                name.split('.')[0],
+                transform=ax.get_xaxis_transform(),
+                rotation=90,
+                va='bottom',
+                ha='left',
+                fontsize=9,
+                color='dimgrey',
+            )
     for name in chosen:
         ax.axvline(names.index(name), color='grey', linestyle=':', linewidth=1)
     if any(w[kind] > 0 for layer in summary['layers'] for w in layer['wasserstein']):
@@ -259,9 +326,12 @@ def _divergence(ax, summary: dict, kind: str, series: list, styles: dict, chosen
     ax.set_xlim(-1, len(names))
     ax.set_xlabel('BN layer (checkpoint order; dotted: the layers drawn below)')
     ax.set_ylabel('mean over channels of\nW2( N(μa, σa²), N(μb, σb²) )')
-    ax.set_title('channel by channel (exact for the branches of a DSBN)' if kind == 'paired' else
-                 'channels unpaired: each series\' μ and σ sorted (the histograms\' distance)',
-                 fontsize=10)
+    ax.set_title(
+        'channel by channel (exact for the branches of a DSBN)'
+        if kind == 'paired'
+        else "channels unpaired: each series' μ and σ sorted (the histograms' distance)",
+        fontsize=10,
+    )
 
 
 def plot(summary: dict, layers: List[dict], out_file: str, chosen: Sequence[str]) -> str:
@@ -269,16 +339,27 @@ def plot(summary: dict, layers: List[dict], out_file: str, chosen: Sequence[str]
     conv weights and running statistics."""
     names = [layer['name'] for layer in layers]
     series = [s for source in summary['checkpoints'] for s in source['series']]
-    styles = {s: dict(color=f'C{i}', linestyle='-' if i < len(summary['checkpoints'][0]['series'])
-                      else '--') for i, s in enumerate(series)}
+    styles = {
+        s: dict(
+            color=f'C{i}', linestyle='-' if i < len(summary['checkpoints'][0]['series']) else '--'
+        )
+        for i, s in enumerate(series)
+    }
     # Each checkpoint's conv weights: the CDCL model's black, a single-dataset model's in the
     # colour of its statistics.
-    conv_names = {source['label']: f"conv: {source['label']}" + (
-        ' (shared by its branches)' if k == 0 else '')
-        for k, source in enumerate(summary['checkpoints'])}
-    styles.update({conv_names[source['label']]: (dict(color='black', linestyle='-') if k == 0 else
-                                                 styles[source['series'][0]])
-                   for k, source in enumerate(summary['checkpoints'])})
+    conv_names = {
+        source['label']: f'conv: {source["label"]}'
+        + (' (shared by its branches)' if k == 0 else '')
+        for k, source in enumerate(summary['checkpoints'])
+    }
+    styles.update(
+        {
+            conv_names[source['label']]: (
+                dict(color='black', linestyle='-') if k == 0 else styles[source['series'][0]]
+            )
+            for k, source in enumerate(summary['checkpoints'])
+        }
+    )
 
     # A Figure of its own, not pyplot's: no backend state, safe in any process.
     fig = Figure(figsize=(15, 5.2 + 2.9 * len(chosen)), layout='constrained')
@@ -294,31 +375,46 @@ def plot(summary: dict, layers: List[dict], out_file: str, chosen: Sequence[str]
         layer = layers[names.index(name)]
         axes = [bottom.add_subplot(grid[row, col]) for col in range(3)]
         if layer['conv_weight']:
-            _histograms(axes[0], {conv_names[k]: w for k, w in layer['conv_weight'].items()},
-                        styles)
-        axes[0].set_title(f"conv weights: {layer['conv'] or 'no conv before this norm'}",
-                          fontsize=10)
+            _histograms(
+                axes[0], {conv_names[k]: w for k, w in layer['conv_weight'].items()}, styles
+            )
+        axes[0].set_title(
+            f'conv weights: {layer["conv"] or "no conv before this norm"}', fontsize=10
+        )
         _histograms(axes[1], {s: m for s, (m, _) in layer['running'].items()}, styles)
         axes[1].set_title(f'running mean: {name} ({layer["channels"]} channels)', fontsize=10)
         # Variances spread over decades: their logarithms show the shape.
-        _histograms(axes[2], {s: np.log10(np.clip(v, 1e-12, None))
-                              for s, (_, v) in layer['running'].items()}, styles)
+        _histograms(
+            axes[2],
+            {s: np.log10(np.clip(v, 1e-12, None)) for s, (_, v) in layer['running'].items()},
+            styles,
+        )
         axes[2].set_title('log10 running variance', fontsize=10)
     entries = {}
     for ax in bottom.axes:
         entries.update(zip(*reversed(ax.get_legend_handles_labels())))
     legend = [n for n in [*conv_names.values(), *series] if n in entries]
-    bottom.legend([entries[n] for n in legend], legend, loc='outside lower center',
-                  ncol=min(4, len(legend)), fontsize=9, frameon=False)
+    bottom.legend(
+        [entries[n] for n in legend],
+        legend,
+        loc='outside lower center',
+        ncol=min(4, len(legend)),
+        fontsize=9,
+        frameon=False,
+    )
     bottom.suptitle('Conv weights against running statistics at the dotted layers')
     mkdir_or_exist(osp.dirname(osp.abspath(out_file)))
     fig.savefig(out_file, dpi=90)
     return out_file
 
 
-def bn_statistics(config: Union[str, Config], checkpoints: Sequence[str],
-                  out_dir: Optional[str] = None, labels: Optional[Sequence[str]] = None,
-                  layers: Optional[Sequence[str]] = None) -> dict:
+def bn_statistics(
+    config: Union[str, Config],
+    checkpoints: Sequence[str],
+    out_dir: Optional[str] = None,
+    labels: Optional[Sequence[str]] = None,
+    layers: Optional[Sequence[str]] = None,
+) -> dict:
     """The per-layer statistics of a CDCL checkpoint (and single-dataset ones) as the JSON
     document; with ``out_dir``, also written there as bn_statistics.json and drawn as
     bn_statistics.png (``layers``: the histograms' layers, by norm name)."""
@@ -330,4 +426,3 @@ def bn_statistics(config: Union[str, Config], checkpoints: Sequence[str],
         with open(osp.join(out_dir, 'bn_statistics.json'), 'w') as f:
             json.dump(summary, f, indent=1)
     return summary
-

@@ -21,6 +21,7 @@ Example:
     >>> summary = learn_label_space('configs/demo/cdcl_cityscapes_camvid.py',
     ...                             'work_dirs/cdcl/iter_240.pth', 'learned_label_space.py')
 """
+
 import json
 import os
 import os.path as osp
@@ -67,17 +68,27 @@ def predict_with(model, inputs, samples: list, norm: int, head: int) -> torch.Te
     return torch.stack([r.pred_sem_seg.data[0] for r in results])
 
 
-def confusion(labels: torch.Tensor, predictions: torch.Tensor, num_labels: int,
-              num_predictions: int, ignore_index: int) -> np.ndarray:
+def confusion(
+    labels: torch.Tensor,
+    predictions: torch.Tensor,
+    num_labels: int,
+    num_predictions: int,
+    ignore_index: int,
+) -> np.ndarray:
     """``(num_labels, num_predictions)`` pixel counts; pixels labelled ``ignore_index`` left
     out."""
     keep = labels != ignore_index
     if (labels[keep] >= num_labels).any():
-        raise ValueError(f'a label {int(labels[keep].max())} is not one of the {num_labels} '
-                         f'classes (ignore_index={ignore_index})')
+        raise ValueError(
+            f'a label {int(labels[keep].max())} is not one of the {num_labels} '
+            f'classes (ignore_index={ignore_index})'
+        )
     index = labels[keep].long() * num_predictions + predictions[keep].long()
-    return torch.bincount(index.cpu(), minlength=num_labels * num_predictions).view(
-        num_labels, num_predictions).numpy()
+    return (
+        torch.bincount(index.cpu(), minlength=num_labels * num_predictions)
+        .view(num_labels, num_predictions)
+        .numpy()
+    )
 
 
 def _batches(model, loader, datasets: Sequence[int], max_images: Optional[int]):
@@ -89,14 +100,15 @@ def _batches(model, loader, datasets: Sequence[int], max_images: Optional[int]):
         for i, d in enumerate(indices):
             if d in seen and (max_images is None or seen[d] < max_images):
                 seen[d] += 1
-                yield d, data['inputs'][i:i + 1], data['data_samples'][i]
+                yield d, data['inputs'][i : i + 1], data['data_samples'][i]
         if max_images is not None and all(n >= max_images for n in seen.values()):
             break
 
 
 @torch.no_grad()
-def cross_dataset_confusions(model, loader, datasets: Sequence[int],
-                             max_images: Optional[int] = None) -> dict:
+def cross_dataset_confusions(
+    model, loader, datasets: Sequence[int], max_images: Optional[int] = None
+) -> dict:
     """Every head of ``datasets`` on every labelled image of them, with both BN choices.
 
     Returns:
@@ -106,8 +118,12 @@ def cross_dataset_confusions(model, loader, datasets: Sequence[int],
         are the dataset's own branch.
     """
     classes = model.classes_per_dataset()
-    confusions = {bn: {a: {b: np.zeros((classes[a], classes[b]), np.int64) for b in datasets}
-                       for a in datasets} for bn in BN_CHOICES}
+    confusions = {
+        bn: {
+            a: {b: np.zeros((classes[a], classes[b]), np.int64) for b in datasets} for a in datasets
+        }
+        for bn in BN_CHOICES
+    }
     images = dict.fromkeys(datasets, 0)
     for a, inputs, sample in _batches(model, loader, datasets, max_images):
         images[a] += 1
@@ -115,27 +131,40 @@ def cross_dataset_confusions(model, loader, datasets: Sequence[int],
         for b in datasets:
             for bn, norm in zip(BN_CHOICES, (a, b)):
                 if bn == 'image' or a != b:  # a's head on a's images: one branch, both choices
-                    counts = confusion(labels, predict_with(model, inputs, [sample], norm, b)[0],
-                                       classes[a], classes[b], model.dataset_ignore_index[a])
+                    counts = confusion(
+                        labels,
+                        predict_with(model, inputs, [sample], norm, b)[0],
+                        classes[a],
+                        classes[b],
+                        model.dataset_ignore_index[a],
+                    )
                 confusions[bn][a][b] += counts
     return dict(images=images, confusions=confusions)
 
 
 @torch.no_grad()
-def label_space_mious(model, loader, datasets: Sequence[int], spaces: Dict[str, LabelSpace],
-                      max_images: Optional[int] = None) -> Dict[str, Dict[int, float]]:
+def label_space_mious(
+    model,
+    loader,
+    datasets: Sequence[int],
+    spaces: Dict[str, LabelSpace],
+    max_images: Optional[int] = None,
+) -> Dict[str, Dict[int, float]]:
     """mIoU (%) of each dataset's own branch in each label space: its probabilities summed
     into the target classes, its labels mapped to them (as ``model.label_space`` predicts)."""
-    counts = {s: {d: np.zeros((len(space.classes), ) * 2, np.int64) for d in datasets}
-              for s, space in spaces.items()}
+    counts = {
+        s: {d: np.zeros((len(space.classes),) * 2, np.int64) for d in datasets}
+        for s, space in spaces.items()
+    }
     for d, inputs, sample in _batches(model, loader, datasets, max_images):
         with model.dataset(d):
             logits = EncoderDecoder.predict(model, inputs, [sample])[0].seg_logits.data
         for s, space in spaces.items():
             predictions = space.probabilities(logits[None], d).argmax(1)[0]
             labels = space.labels(sample.gt_sem_seg.data[0], d)
-            counts[s][d] += confusion(labels, predictions, len(space.classes),
-                                      len(space.classes), 255)
+            counts[s][d] += confusion(
+                labels, predictions, len(space.classes), len(space.classes), 255
+            )
     return {s: {d: miou(c) for d, c in per.items()} for s, per in counts.items()}
 
 
@@ -164,33 +193,42 @@ def load_cdcl_model(config: str, checkpoint: str, device: str = 'cpu'):
     cfg = Config.fromfile(config)
     names = list(cfg.get('model', {}).get('dataset_names') or [])
     if len(names) < 2:
-        raise ValueError(f'{config}: model.dataset_names={names}: expected a CDCL model of '
-                         'several datasets, one head per dataset')
+        raise ValueError(
+            f'{config}: model.dataset_names={names}: expected a CDCL model of '
+            'several datasets, one head per dataset'
+        )
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     cfg.model.pop('label_space', None)
     cfg.model.pop('default_dataset', None)
     model = MODELS.build(cfg.model)
-    ckpt = state_datasets_from_meta(_load_checkpoint(checkpoint, map_location='cpu',
-                                                     logger='silent'))
+    ckpt = state_datasets_from_meta(
+        _load_checkpoint(checkpoint, map_location='cpu', logger='silent')
+    )
     state = ckpt.get('state_dict', ckpt)
     stated = (getattr(state, '_metadata', None) or {}).get('', {}).get('dataset_names')
     if stated is None or sorted(stated) != sorted(names):
         raise ValueError(
             f'{checkpoint} is not a checkpoint of the model of {config}: it states '
-            + ('no datasets (not a CDCL checkpoint)' if stated is None else
-               f'datasets {list(stated)}') + f', the model has {names}')
+            + (
+                'no datasets (not a CDCL checkpoint)'
+                if stated is None
+                else f'datasets {list(stated)}'
+            )
+            + f', the model has {names}'
+        )
     try:
         _load_checkpoint_to_model(model, ckpt, strict=True)
     except (RuntimeError, ValueError) as e:
         raise ValueError(f'{checkpoint} does not fit the model of {config}: {e}') from e
     meta = ((ckpt.get('meta') or {}).get('dataset_meta') or {}).get('datasets') or {}
     metas = {name: meta.get(name) or dataset_metainfo(cfg, name) or {} for name in names}
-    classes = {name: tuple(m['classes']) if m.get('classes') else None
-               for name, m in metas.items()}
+    classes = {name: tuple(m['classes']) if m.get('classes') else None for name, m in metas.items()}
     missing = [name for name, c in classes.items() if c is None]
     if missing:
-        raise ValueError(f'no class names for datasets {missing}: neither {checkpoint} nor '
-                         f"the dataloaders of {config} state them")
+        raise ValueError(
+            f'no class names for datasets {missing}: neither {checkpoint} nor '
+            f'the dataloaders of {config} state them'
+        )
     model.set_dataset_classes(classes)
     palettes = {name: m.get('palette') for name, m in metas.items()}
     return model.to(device).eval(), cfg, classes, palettes
@@ -209,15 +247,27 @@ def two_label_spaces(classes: Dict[str, Sequence[str]]) -> List[str]:
         raise ValueError(
             f'the datasets {list(classes)} have {len(spaces)} label space(s) '
             f'({"; ".join(f"{v}: {len(k)} classes" for k, v in spaces.items())}): learning '
-            'relates exactly two, ' + ('and these share one: there is nothing to learn'
-                                       if len(spaces) == 1 else 'give a model of two'))
+            'relates exactly two, '
+            + (
+                'and these share one: there is nothing to learn'
+                if len(spaces) == 1
+                else 'give a model of two'
+            )
+        )
     return [group[0] for group in spaces.values()]
 
 
-def learn_label_space(config: str, checkpoint: str, out_file: str, dataloader: str = 'val',
-                      bn: str = 'image', max_images: Optional[int] = None,
-                      compare: Optional[str] = None, device: str = 'cpu',
-                      **thresholds) -> dict:
+def learn_label_space(
+    config: str,
+    checkpoint: str,
+    out_file: str,
+    dataloader: str = 'val',
+    bn: str = 'image',
+    max_images: Optional[int] = None,
+    compare: Optional[str] = None,
+    device: str = 'cpu',
+    **thresholds,
+) -> dict:
     """Learn, write and return the label space of a CDCL model's two label spaces.
 
     Args:
@@ -245,8 +295,10 @@ def learn_label_space(config: str, checkpoint: str, out_file: str, dataloader: s
     if not out_file.endswith('.py'):
         raise ValueError(f'--out {out_file}: expected a .py file (a config with label_space)')
     if bn not in BN_CHOICES or dataloader not in ('val', 'test'):
-        raise ValueError(f"bn={bn!r}, dataloader={dataloader!r}: expected bn in {BN_CHOICES} "
-                         "and dataloader 'val' or 'test'")
+        raise ValueError(
+            f'bn={bn!r}, dataloader={dataloader!r}: expected bn in {BN_CHOICES} '
+            "and dataloader 'val' or 'test'"
+        )
     unknown = sorted(set(thresholds) - set(THRESHOLDS))
     if unknown:
         raise ValueError(f'unknown thresholds {unknown}: expected some of {list(THRESHOLDS)}')
@@ -259,13 +311,21 @@ def learn_label_space(config: str, checkpoint: str, out_file: str, dataloader: s
     loader = Runner.build_dataloader(cfg.get(f'{dataloader}_dataloader'))
     ia, ib = model.dataset_index(a), model.dataset_index(b)
     measured = cross_dataset_confusions(model, loader, (ia, ib), max_images)
-    evidence = {choice: {(x, y): measured['confusions'][choice][i][j]
-                         for x, i in ((a, ia), (b, ib)) for y, j in ((a, ia), (b, ib))}
-                for choice in BN_CHOICES}
-    relations = {choice: class_relations(c[(a, b)], c[(b, a)], **thresholds)
-                 for choice, c in evidence.items()}
-    learned = label_space_from_relations({a: classes[a], b: classes[b]}, relations[bn],
-                                         {a: palettes[a], b: palettes[b]})
+    evidence = {
+        choice: {
+            (x, y): measured['confusions'][choice][i][j]
+            for x, i in ((a, ia), (b, ib))
+            for y, j in ((a, ia), (b, ib))
+        }
+        for choice in BN_CHOICES
+    }
+    relations = {
+        choice: class_relations(c[(a, b)], c[(b, a)], **thresholds)
+        for choice, c in evidence.items()
+    }
+    learned = label_space_from_relations(
+        {a: classes[a], b: classes[b]}, relations[bn], {a: palettes[a], b: palettes[b]}
+    )
     space = dict(learned['label_space'])
     finer = learned['finer']
     for name in model.dataset_names:  # datasets of the same classes share a mapping
@@ -276,28 +336,51 @@ def learn_label_space(config: str, checkpoint: str, out_file: str, dataloader: s
     mious = label_space_mious(model, loader, (ia, ib), spaces, max_images)
     own = {x: miou(evidence['image'][(x, x)]) for x in (a, b)}
     summary = dict(
-        config=config, checkpoint=checkpoint, dataloader=dataloader, bn=bn,
+        config=config,
+        checkpoint=checkpoint,
+        dataloader=dataloader,
+        bn=bn,
         images={a: measured['images'][ia], b: measured['images'][ib]},
         classes={x: list(classes[x]) for x in (a, b)},
-        thresholds=thresholds, finer=finer, label_space=space,
-        universal=learned['universal'], unions=learned['unions'],
-        relations={choice: [dict(r._asdict(), a=classes[a][r.a], b=classes[b][r.b])
-                            for r in rs] for choice, rs in relations.items()},
+        thresholds=thresholds,
+        finer=finer,
+        label_space=space,
+        universal=learned['universal'],
+        unions=learned['unions'],
+        relations={
+            choice: [dict(r._asdict(), a=classes[a][r.a], b=classes[b][r.b]) for r in rs]
+            for choice, rs in relations.items()
+        },
         # Each BN choice's mapping of the two datasets, to see where the choice matters.
-        mapping_by_bn={choice: label_space_from_relations(
-            {a: classes[a], b: classes[b]}, rs)['label_space']['mapping']
-            for choice, rs in relations.items()},
-        miou={x: dict(own=own[x], **{s: mious[s][model.dataset_index(x)] for s in spaces})
-              for x in (a, b)},
+        mapping_by_bn={
+            choice: label_space_from_relations({a: classes[a], b: classes[b]}, rs)['label_space'][
+                'mapping'
+            ]
+            for choice, rs in relations.items()
+        },
+        miou={
+            x: dict(own=own[x], **{s: mious[s][model.dataset_index(x)] for s in spaces})
+            for x in (a, b)
+        },
         # Share of each dataset's labelled pixels a space keeps (the rest it ignores): an mIoU
         # over fewer, easier classes is higher without being better.
-        kept={x: {s: kept_pixels(evidence['image'][(x, x)], space.table(model.dataset_index(x)))
-                  for s, space in spaces.items()} for x in (a, b)},
-        confusions={choice: {f'{x}->{y}': c.tolist() for (x, y), c in per.items()}
-                    for choice, per in evidence.items()})
+        kept={
+            x: {
+                s: kept_pixels(evidence['image'][(x, x)], space.table(model.dataset_index(x)))
+                for s, space in spaces.items()
+            }
+            for x in (a, b)
+        },
+        confusions={
+            choice: {f'{x}->{y}': c.tolist() for (x, y), c in per.items()}
+            for choice, per in evidence.items()
+        },
+    )
     if compare is not None:
-        summary['compare'] = dict(file=compare, classes=_compared(
-            space['mapping'], spaces['compare'], model, classes, (a, b)))
+        summary['compare'] = dict(
+            file=compare,
+            classes=_compared(space['mapping'], spaces['compare'], model, classes, (a, b)),
+        )
     _write(out_file, summary)
     return summary
 
@@ -306,17 +389,24 @@ def _read_label_space(path: str, model) -> dict:
     """``label_space`` of a label space file, its mappings of the model's datasets."""
     space = Config.fromfile(path).get('label_space')
     if not isinstance(space, dict) or 'classes' not in space:
-        raise ValueError(f'{path}: expected a label space file (label_space = dict(classes=..., '
-                         'mapping=...), as configs/_base_/label_spaces/*.py)')
+        raise ValueError(
+            f'{path}: expected a label space file (label_space = dict(classes=..., '
+            'mapping=...), as configs/_base_/label_spaces/*.py)'
+        )
     space = space.to_dict() if hasattr(space, 'to_dict') else dict(space)
-    space['mapping'] = {k: v for k, v in (space.get('mapping') or {}).items()
-                        if k in model.dataset_names}
+    space['mapping'] = {
+        k: v for k, v in (space.get('mapping') or {}).items() if k in model.dataset_names
+    }
     return space
 
 
 def _label_space(model, classes: dict, space: dict) -> LabelSpace:
-    return LabelSpace(dataset_names=model.dataset_names, num_classes=model.classes_per_dataset(),
-                      dataset_classes=classes, **space)
+    return LabelSpace(
+        dataset_names=model.dataset_names,
+        num_classes=model.classes_per_dataset(),
+        dataset_classes=classes,
+        **space,
+    )
 
 
 def _compared(mapping: dict, compare: LabelSpace, model, classes: dict, pair) -> list:
@@ -332,12 +422,19 @@ def _compared(mapping: dict, compare: LabelSpace, model, classes: dict, pair) ->
 
     rows = []
     for x, k in nodes:
-        ours, theirs = learned.table(model.dataset_index(x))[k], compare.table(
-            model.dataset_index(x))[k]
-        rows.append(dict(dataset=x, cls=classes[x][k],
-                         learned=None if ours == 255 else learned.classes[ours],
-                         compare=None if theirs == 255 else compare.classes[theirs],
-                         agree=partners(learned, x, k) == partners(compare, x, k)))
+        ours, theirs = (
+            learned.table(model.dataset_index(x))[k],
+            compare.table(model.dataset_index(x))[k],
+        )
+        rows.append(
+            dict(
+                dataset=x,
+                cls=classes[x][k],
+                learned=None if ours == 255 else learned.classes[ours],
+                compare=None if theirs == 255 else compare.classes[theirs],
+                agree=partners(learned, x, k) == partners(compare, x, k),
+            )
+        )
     return rows
 
 
@@ -353,11 +450,15 @@ def relations_table(summary: dict) -> List[str]:
     key = {a: 'a', b: 'b'}
     flip = {'inside': 'contains', 'contains': 'inside'}
     classes, mapping = summary['classes'], summary['label_space']['mapping']
-    shares = {(x, y): row_shares(np.array(summary['confusions'][bn][f'{x}->{y}']))
-              for x, y in ((a, b), (b, a))}
+    shares = {
+        (x, y): row_shares(np.array(summary['confusions'][bn][f'{x}->{y}']))
+        for x, y in ((a, b), (b, a))
+    }
     compared = {(r['dataset'], r['cls']): r for r in summary.get('compare', {}).get('classes', [])}
-    rows = [[f'{first} class', 'relation', f'{other} class', 'share ->', 'share <-', 'learned']
-            + (['hand-written', 'agree'] if compared else [])]
+    rows = [
+        [f'{first} class', 'relation', f'{other} class', 'share ->', 'share <-', 'learned']
+        + (['hand-written', 'agree'] if compared else [])
+    ]
     for x, y in ((first, other), (other, first)):
         for k, c in enumerate(classes[x]):
             found = [r for r in summary['relations'][bn] if r[key[x]] == c]
@@ -365,16 +466,28 @@ def relations_table(summary: dict) -> List[str]:
                 continue  # shown from the first dataset's side
             if not found:  # its most likely partner, and why it is not one
                 j = int(np.argmax(shares[(x, y)][k]))
-                found = [{key[x]: c, key[y]: classes[y][j], 'kind': 'unrelated',
-                          f'share_{key[x]}{key[y]}': shares[(x, y)][k, j],
-                          f'share_{key[y]}{key[x]}': shares[(y, x)][j, k]}]
+                found = [
+                    {
+                        key[x]: c,
+                        key[y]: classes[y][j],
+                        'kind': 'unrelated',
+                        f'share_{key[x]}{key[y]}': shares[(x, y)][k, j],
+                        f'share_{key[y]}{key[x]}': shares[(y, x)][j, k],
+                    }
+                ]
             for r in found:
                 there, back = r[f'share_{key[x]}{key[y]}'], r[f'share_{key[y]}{key[x]}']
                 kind = r['kind'] if x == a else flip.get(r['kind'], r['kind'])
                 row = [c, kind, r[key[y]], f'{there:.2f}', f'{back:.2f}', str(mapping[x][k])]
                 if x == other:  # the columns are the first dataset's: swap
-                    row = [r[key[y]], flip.get(kind, kind), c, f'{back:.2f}', f'{there:.2f}',
-                           str(mapping[x][k])]
+                    row = [
+                        r[key[y]],
+                        flip.get(kind, kind),
+                        c,
+                        f'{back:.2f}',
+                        f'{there:.2f}',
+                        str(mapping[x][k]),
+                    ]
                 if compared:
                     cmp = compared[(x, c)]
                     row += [str(cmp['compare']), 'yes' if cmp['agree'] else 'NO']
@@ -400,21 +513,30 @@ def _write(out_file: str, summary: dict) -> None:
     space = summary['label_space']
     evidence = osp.splitext(out_file)[0] + '.json'
     images = ', '.join(f'{n} images of {x}' for x, n in summary['images'].items())
-    header = [f"Learned from {summary['checkpoint']} ({summary['config']})",
-              'by tools/analysis/learn_label_space.py (docs/label_space.md):',
-              f"the {summary['dataloader']} dataloader's {images}, BN of the {summary['bn']}.",
-              f'Evidence (confusions, shares, universal classes, mIoU): {osp.basename(evidence)}'
-              ] + [''] + relations_table(summary)
+    header = (
+        [
+            f'Learned from {summary["checkpoint"]} ({summary["config"]})',
+            'by tools/analysis/learn_label_space.py (docs/label_space.md):',
+            f"the {summary['dataloader']} dataloader's {images}, BN of the {summary['bn']}.",
+            f'Evidence (confusions, shares, universal classes, mIoU): {osp.basename(evidence)}',
+        ]
+        + ['']
+        + relations_table(summary)
+    )
     text = [f'# {line}'.rstrip() for line in header] + ['label_space = dict(']
     text.append(_py_list('classes', list(space['classes']), 4, '(', '),'))
     if 'palette' in space:
-        text.append(_py_list('palette', [list(map(int, p)) for p in space['palette']], 4,
-                             closing='],'))
+        text.append(
+            _py_list('palette', [list(map(int, p)) for p in space['palette']], 4, closing='],')
+        )
     text.append('    mapping=dict(')
     names = list(space['mapping'])
     for i, name in enumerate(names):
-        text.append(_py_list(name, space['mapping'][name], 8,
-                             closing=']))' if i == len(names) - 1 else '],'))
+        text.append(
+            _py_list(
+                name, space['mapping'][name], 8, closing=']))' if i == len(names) - 1 else '],'
+            )
+        )
     dirname = osp.dirname(out_file)
     if dirname:
         os.makedirs(dirname, exist_ok=True)

@@ -15,6 +15,7 @@ Example:
 
 ``tools/make_demo_data.py`` is its command line.
 """
+
 import hashlib
 import os
 import os.path as osp
@@ -26,11 +27,48 @@ from mmengine.config import Config
 
 from mmseg_cdcl.utils import config_path
 
-CLASSES = ('road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light',
-           'traffic sign', 'vegetation', 'terrain', 'sky', 'person', 'rider', 'car', 'truck',
-           'bus', 'train', 'motorcycle', 'bicycle')
-(ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION, TERRAIN, SKY, PERSON,
- RIDER, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE) = range(19)
+CLASSES = (
+    'road',
+    'sidewalk',
+    'building',
+    'wall',
+    'fence',
+    'pole',
+    'traffic light',
+    'traffic sign',
+    'vegetation',
+    'terrain',
+    'sky',
+    'person',
+    'rider',
+    'car',
+    'truck',
+    'bus',
+    'train',
+    'motorcycle',
+    'bicycle',
+)
+(
+    ROAD,
+    SIDEWALK,
+    BUILDING,
+    WALL,
+    FENCE,
+    POLE,
+    LIGHT,
+    SIGN,
+    VEGETATION,
+    TERRAIN,
+    SKY,
+    PERSON,
+    RIDER,
+    CAR,
+    TRUCK,
+    BUS,
+    TRAIN,
+    MOTORCYCLE,
+    BICYCLE,
+) = range(19)
 IGNORE = 255
 # SegNet's 11 CamVid classes are coarser; CamVid's own 'Train' is void in them. The mapping is
 # the shipped label space's, so that generated CamVid labels are what it makes of predictions.
@@ -38,34 +76,66 @@ _LABEL_SPACE = Config.fromfile(config_path('_base_/label_spaces/cityscapes_to_ca
 CAMVID_CLASSES = tuple(_LABEL_SPACE.label_space['classes'])
 CITYSCAPES_TO_CAMVID = dict(_LABEL_SPACE.cityscapes_to_camvid)
 CAMVID_LUT = np.full(256, IGNORE, np.uint8)  # Cityscapes train id -> CamVid class index
-CAMVID_LUT[:19] = [IGNORE if CITYSCAPES_TO_CAMVID[c] is None
-                   else CAMVID_CLASSES.index(CITYSCAPES_TO_CAMVID[c]) for c in CLASSES]
+CAMVID_LUT[:19] = [
+    IGNORE if CITYSCAPES_TO_CAMVID[c] is None else CAMVID_CLASSES.index(CITYSCAPES_TO_CAMVID[c])
+    for c in CLASSES
+]
 
 NEUTRAL_STYLE = dict(  # daylight; hood: height of the unlabelled ego-vehicle bonnet
-    brightness=1.0, gains=(1.0, 1.0, 1.0), contrast=1.0, blur=0.0, noise=3.0, jpeg_quality=95,
-    object_scale=1.0, horizon=0.42, hood=0.08, class_weights={})
+    brightness=1.0,
+    gains=(1.0, 1.0, 1.0),
+    contrast=1.0,
+    blur=0.0,
+    noise=3.0,
+    jpeg_quality=95,
+    object_scale=1.0,
+    horizon=0.42,
+    hood=0.08,
+    class_weights={},
+)
 DEFAULT_STYLES = {
     'cityscapes': dict(NEUTRAL_STYLE),
     # Dashcam at dusk: dark, bluish, contrasty, noisy, compressed; wide angle, busy roads.
     'bdd100k': dict(
-        brightness=0.62, gains=(0.85, 0.95, 1.2), contrast=1.35, blur=0.0, noise=10.0,
-        jpeg_quality=70, object_scale=0.85, horizon=0.5, hood=0.12,
-        class_weights=dict(car=2.5, truck=1.5, bus=1.5, vegetation=0.5, person=0.7)),
+        brightness=0.62,
+        gains=(0.85, 0.95, 1.2),
+        contrast=1.35,
+        blur=0.0,
+        noise=10.0,
+        jpeg_quality=70,
+        object_scale=0.85,
+        horizon=0.5,
+        hood=0.12,
+        class_weights=dict(car=2.5, truck=1.5, bus=1.5, vegetation=0.5, person=0.7),
+    ),
     # Camcorder in warm evening light: flat and soft; longer focal length, leafy suburbs.
     'camvid': dict(
-        brightness=1.08, gains=(1.15, 1.0, 0.78), contrast=0.7, blur=1.0, noise=2.0,
-        jpeg_quality=95, object_scale=1.25, horizon=0.38, hood=0.0,
-        class_weights=dict(vegetation=1.8, terrain=1.5, car=0.7, pole=1.3, fence=1.5)),
+        brightness=1.08,
+        gains=(1.15, 1.0, 0.78),
+        contrast=0.7,
+        blur=1.0,
+        noise=2.0,
+        jpeg_quality=95,
+        object_scale=1.25,
+        horizon=0.38,
+        hood=0.0,
+        class_weights=dict(vegetation=1.8, terrain=1.5, car=0.7, pole=1.3, fence=1.5),
+    ),
 }
 # Splits and their data_prefix (img_path, seg_map_path), as MMSeg's dataset classes read them.
-LAYOUTS = {'cityscapes': (('train', 'val'), 'leftImg8bit/{}', 'gtFine/{}'),
-           'bdd100k': (('train', 'val'), 'images/10k/{}', 'labels/sem_seg/masks/{}'),
-           'camvid': (('train', 'val', 'test'), 'images/{}', 'annotations/{}')}
+LAYOUTS = {
+    'cityscapes': (('train', 'val'), 'leftImg8bit/{}', 'gtFine/{}'),
+    'bdd100k': (('train', 'val'), 'images/10k/{}', 'labels/sem_seg/masks/{}'),
+    'camvid': (('train', 'val', 'test'), 'images/{}', 'annotations/{}'),
+}
 DEFAULT_NUM_IMAGES = {'train': 24, 'val': 8, 'test': 8}  # a 2-core CPU demo
 DEFAULT_SIZES = {'cityscapes': (128, 256), 'bdd100k': (128, 256), 'camvid': (96, 128)}
 CITIES = {'train': ('aachen', 'bremen'), 'val': ('frankfurt', 'lindau')}
-CAMVID_SEQUENCES = {'train': ('0001TP_{:06d}', '0006R0_f{:05d}'), 'val': ('0016E5_{:05d}',),
-                    'test': ('Seq05VD_f{:05d}',)}
+CAMVID_SEQUENCES = {
+    'train': ('0001TP_{:06d}', '0006R0_f{:05d}'),
+    'val': ('0016E5_{:05d}',),
+    'test': ('Seq05VD_f{:05d}',),
+}
 # Each image features one rare class, so every class shows up within a couple dozen images.
 FEATURED = (TRAIN, BUS, TRUCK, MOTORCYCLE, BICYCLE, WALL, LIGHT, FENCE)
 
@@ -73,10 +143,17 @@ FEATURED = (TRAIN, BUS, TRUCK, MOTORCYCLE, BICYCLE, WALL, LIGHT, FENCE)
 # fences, white marks/cars/signs) so that no single pixel colour gives the class away.
 PALETTES = {
     'sky': [(110, 160, 220), (150, 185, 225), (175, 180, 185)],
-    BUILDING: [(180, 170, 150), (150, 140, 130), (160, 90, 70), (200, 195, 185), (120, 110, 100),
-               (190, 160, 120)],
+    BUILDING: [
+        (180, 170, 150),
+        (150, 140, 130),
+        (160, 90, 70),
+        (200, 195, 185),
+        (120, 110, 100),
+        (190, 160, 120),
+    ],
     WALL: [(170, 165, 155), (140, 135, 125), (185, 175, 150)],
-    ROAD: [(85, 85, 90), (100, 98, 95), (70, 72, 78)], 'mark': [(220, 220, 210), (210, 180, 60)],
+    ROAD: [(85, 85, 90), (100, 98, 95), (70, 72, 78)],
+    'mark': [(220, 220, 210), (210, 180, 60)],
     SIDEWALK: [(160, 150, 148), (180, 170, 160), (160, 120, 120)],
     TERRAIN: [(120, 130, 70), (140, 120, 80), (100, 120, 60)],
     VEGETATION: [(60, 100, 40), (80, 120, 50), (50, 80, 40), (90, 110, 60)],
@@ -84,8 +161,16 @@ PALETTES = {
     POLE: [(110, 110, 110), (70, 70, 70), (140, 140, 130)],
     SIGN: [(200, 40, 40), (40, 70, 180), (220, 190, 40), (220, 220, 220)],
     'lamp': [(230, 60, 40), (240, 200, 40), (60, 220, 120)],
-    'vehicle': [(200, 200, 205), (30, 30, 35), (150, 20, 25), (40, 60, 120), (120, 120, 125),
-                (220, 220, 220), (70, 90, 70), (200, 170, 40)],
+    'vehicle': [
+        (200, 200, 205),
+        (30, 30, 35),
+        (150, 20, 25),
+        (40, 60, 120),
+        (120, 120, 125),
+        (220, 220, 220),
+        (70, 90, 70),
+        (200, 170, 40),
+    ],
     'clothes': [(40, 40, 50), (60, 70, 110), (150, 40, 40), (200, 200, 190), (90, 80, 60)],
     'skin': [(220, 180, 150), (140, 100, 80), (190, 150, 120)],
     'dark': [(35, 38, 45), (25, 25, 28)],
@@ -93,8 +178,14 @@ PALETTES = {
 # Texture amplitude per class: (smooth blotches, per-pixel grain), relative to the colour.
 TEXTURE = np.full((256, 2), 0.03, np.float32)
 TEXTURE[[ROAD, SIDEWALK, BUILDING, WALL, VEGETATION, TERRAIN, SKY]] = [
-    (0.06, 0.09), (0.05, 0.05), (0.10, 0.04), (0.08, 0.06), (0.25, 0.20), (0.15, 0.15),
-    (0.05, 0.01)]
+    (0.06, 0.09),
+    (0.05, 0.05),
+    (0.10, 0.04),
+    (0.08, 0.06),
+    (0.25, 0.20),
+    (0.15, 0.15),
+    (0.05, 0.01),
+]
 
 
 def _jitter(rng, palette):
@@ -166,8 +257,12 @@ class _Street:
         return (-1, 1)[side] * (1 + self.sidewalk[side] + extra)
 
     def strip(self, u0, u1):
-        return [(self.x(0, u0), self.yh), (self.x(0, u1), self.yh), (self.x(1, u1), self.h),
-                (self.x(1, u0), self.h)]
+        return [
+            (self.x(0, u0), self.yh),
+            (self.x(0, u1), self.yh),
+            (self.x(1, u1), self.h),
+            (self.x(1, u0), self.h),
+        ]
 
 
 def _draw_background(cv, rng, st, weights):
@@ -180,34 +275,61 @@ def _draw_background(cv, rng, st, weights):
         top = st.yh - cv.h * (0.05 + abs(x + bw / 2 - st.xv) / cv.w * rng.uniform(0.4, 1.3))
         if rng.random() < 0.2 * weights[VEGETATION]:
             for _ in range(3):
-                cv.ellipse(x + rng.uniform(0, bw), st.yh, bw * rng.uniform(0.3, 0.6),
-                           st.yh - top, VEGETATION, _jitter(rng, PALETTES[VEGETATION]))
+                cv.ellipse(
+                    x + rng.uniform(0, bw),
+                    st.yh,
+                    bw * rng.uniform(0.3, 0.6),
+                    st.yh - top,
+                    VEGETATION,
+                    _jitter(rng, PALETTES[VEGETATION]),
+                )
         elif rng.random() < 0.9:
             period = max(3, round(cv.h * rng.uniform(0.03, 0.06)))
-            cv.rect(x, top, x + bw, cv.h, BUILDING, _jitter(rng, PALETTES[BUILDING]),
-                    (period, period + 1, rng.uniform(0.3, 0.6), 0.2))
+            cv.rect(
+                x,
+                top,
+                x + bw,
+                cv.h,
+                BUILDING,
+                _jitter(rng, PALETTES[BUILDING]),
+                (period, period + 1, rng.uniform(0.3, 0.6), 0.2),
+            )
         x += bw
 
 
 def _draw_ground(cv, rng, st):
     """Verges, sidewalks, the road with dashed lane marks, and a cast shadow."""
     for side in (0, 1):
-        cv.poly(st.strip(st.curb(side), st.curb(side, st.verge[side])), TERRAIN,
-                _jitter(rng, PALETTES[TERRAIN]))
+        cv.poly(
+            st.strip(st.curb(side), st.curb(side, st.verge[side])),
+            TERRAIN,
+            _jitter(rng, PALETTES[TERRAIN]),
+        )
         if st.sidewalk[side]:
             tile = max(3, round(cv.h * 0.05))
-            cv.poly(st.strip((-1, 1)[side], st.curb(side)), SIDEWALK,
-                    _jitter(rng, PALETTES[SIDEWALK]), (tile, tile, 0.15, 0.0))
+            cv.poly(
+                st.strip((-1, 1)[side], st.curb(side)),
+                SIDEWALK,
+                _jitter(rng, PALETTES[SIDEWALK]),
+                (tile, tile, 0.15, 0.0),
+            )
     cv.poly(st.strip(-1, 1), ROAD, _jitter(rng, PALETTES[ROAD]), (0, 0, 0.0, -0.2))
     mark = _jitter(rng, PALETTES['mark'])
     for d0 in np.arange(rng.uniform(0.05, 0.15), 1.0, 0.2):
         d1 = d0 + 0.08
-        cv.poly([(st.x(d0, -0.03), st.y(d0)), (st.x(d0, 0.03), st.y(d0)),
-                 (st.x(d1, 0.03), st.y(d1)), (st.x(d1, -0.03), st.y(d1))], ROAD, mark)
+        cv.poly(
+            [
+                (st.x(d0, -0.03), st.y(d0)),
+                (st.x(d0, 0.03), st.y(d0)),
+                (st.x(d1, 0.03), st.y(d1)),
+                (st.x(d1, -0.03), st.y(d1)),
+            ],
+            ROAD,
+            mark,
+        )
     if rng.random() < 0.5:
         xs = cv.w * rng.uniform(0.1, 0.9)
-        cv.shadow([(0, cv.h), (xs, st.yh + 2), (xs + cv.w * 0.2, st.yh + 2), (0, cv.h * 0.7)],
-                  0.3)
+        cv.shadow([(0, cv.h), (xs, st.yh + 2), (xs + cv.w * 0.2, st.yh + 2), (0, cv.h * 0.7)], 0.3)
 
 
 def _vehicle(cv, rng, st, d, u, cls):
@@ -217,22 +339,52 @@ def _vehicle(cv, rng, st, d, u, cls):
     w *= s * (rng.uniform(1.5, 2.0) if cls == CAR and rng.random() < 0.25 else 1.0)
     h *= s
     colour, dark = _jitter(rng, PALETTES['vehicle']), _jitter(rng, PALETTES['dark'])
-    cv.shadow([(x - w * 0.6, y + 1), (x + w * 0.6, y + 1), (x + w * 0.5, y - h * 0.1),
-               (x - w * 0.5, y - h * 0.1)], 0.45)
+    cv.shadow(
+        [
+            (x - w * 0.6, y + 1),
+            (x + w * 0.6, y + 1),
+            (x + w * 0.5, y - h * 0.1),
+            (x - w * 0.5, y - h * 0.1),
+        ],
+        0.45,
+    )
     for wx in (x - w * 0.38, x + w * 0.38):  # wheels
         cv.rect(wx - w * 0.1, y - h * 0.2, wx + w * 0.1, y, cls, dark)
     if cls == CAR:
         cv.rect(x - w / 2, y - h * 0.6, x + w / 2, y - h * 0.12, cls, colour, (0, 0, 0, 0.4))
-        cv.poly([(x - w * 0.42, y - h * 0.6), (x - w * 0.32, y - h), (x + w * 0.32, y - h),
-                 (x + w * 0.42, y - h * 0.6)], cls, colour)
-        cv.poly([(x - w * 0.36, y - h * 0.62), (x - w * 0.3, y - h * 0.92),
-                 (x + w * 0.3, y - h * 0.92), (x + w * 0.36, y - h * 0.62)], cls, dark)
+        cv.poly(
+            [
+                (x - w * 0.42, y - h * 0.6),
+                (x - w * 0.32, y - h),
+                (x + w * 0.32, y - h),
+                (x + w * 0.42, y - h * 0.6),
+            ],
+            cls,
+            colour,
+        )
+        cv.poly(
+            [
+                (x - w * 0.36, y - h * 0.62),
+                (x - w * 0.3, y - h * 0.92),
+                (x + w * 0.3, y - h * 0.92),
+                (x + w * 0.36, y - h * 0.62),
+            ],
+            cls,
+            dark,
+        )
         for lx in (x - w * 0.45, x + w * 0.38):  # tail lights
             cv.rect(lx, y - h * 0.5, lx + w * 0.07, y - h * 0.4, cls, (200, 30, 30))
     else:
         cv.rect(x - w / 2, y - h, x + w / 2, y - h * 0.12, cls, colour, (0, 0, 0, 0.3))
-        cv.rect(x - w * 0.45, y - h * 0.9, x + w * 0.45, y - h * 0.65, cls, dark,
-                (max(3, round(s * 0.15)), 0, 0.4, 0))
+        cv.rect(
+            x - w * 0.45,
+            y - h * 0.9,
+            x + w * 0.45,
+            y - h * 0.65,
+            cls,
+            dark,
+            (max(3, round(s * 0.15)), 0, 0.4, 0),
+        )
 
 
 def _person(cv, rng, st, d, u, cls=PERSON, seated=False):
@@ -244,8 +396,9 @@ def _person(cv, rng, st, d, u, cls=PERSON, seated=False):
         legs = _jitter(rng, PALETTES['clothes'])
         cv.rect(x - w * 0.4, y - h * 0.45, x - w * 0.05, y, cls, legs)
         cv.rect(x + w * 0.05, y - h * 0.45, x + w * 0.4, y, cls, legs)
-    cv.rect(x - w / 2, y - h * 0.82, x + w / 2, y - h * 0.42, cls,
-            _jitter(rng, PALETTES['clothes']))
+    cv.rect(
+        x - w / 2, y - h * 0.82, x + w / 2, y - h * 0.42, cls, _jitter(rng, PALETTES['clothes'])
+    )
     cv.ellipse(x, y - h * 0.9, w * 0.32, h * 0.09, cls, _jitter(rng, PALETTES['skin']))
 
 
@@ -275,27 +428,39 @@ def _pole(cv, rng, st, d, u, cls):
     elif cls == SIGN:
         cv.rect(x - r, top - r * 0.8, x + r, top + r * 0.8, SIGN, _jitter(rng, PALETTES[SIGN]))
     elif cls == LIGHT:
-        cv.rect(x - r * 0.7, top - r * 2.1, x + r * 0.7, top, LIGHT,
-                _jitter(rng, PALETTES['dark']))
+        cv.rect(x - r * 0.7, top - r * 2.1, x + r * 0.7, top, LIGHT, _jitter(rng, PALETTES['dark']))
         lit = rng.integers(3)
-        cv.ellipse(x, top - r * (1.75 - 0.7 * lit), r * 0.42, r * 0.3, LIGHT,
-                   PALETTES['lamp'][lit])
+        cv.ellipse(x, top - r * (1.75 - 0.7 * lit), r * 0.42, r * 0.3, LIGHT, PALETTES['lamp'][lit])
 
 
 def _tree(cv, rng, st, d, u, cls):
     s, x, y = st.unit * d, st.x(d, u), st.y(d)
     cv.rect(x - s * 0.025, y - s * 0.55, x + s * 0.025, y, VEGETATION, (80, 60, 40))
-    cv.ellipse(x, y - s * 0.75, s * rng.uniform(0.18, 0.32), s * rng.uniform(0.25, 0.4),
-               VEGETATION, _jitter(rng, PALETTES[VEGETATION]))
+    cv.ellipse(
+        x,
+        y - s * 0.75,
+        s * rng.uniform(0.18, 0.32),
+        s * rng.uniform(0.25, 0.4),
+        VEGETATION,
+        _jitter(rng, PALETTES[VEGETATION]),
+    )
 
 
 def _barrier(cv, rng, st, d, u, cls):
     """A fence (slats) or wall (solid) along the verge, from depth d towards the camera."""
     d1, hgt = min(1.0, d + rng.uniform(0.15, 0.4)), 0.28 if cls == FENCE else 0.38
     slats = (max(2, round(st.unit * d * 0.04)), 0, 0.5, 0.0) if cls == FENCE else None
-    cv.poly([(st.x(d, u), st.y(d)), (st.x(d1, u), st.y(d1)),
-             (st.x(d1, u), st.y(d1) - st.unit * d1 * hgt),
-             (st.x(d, u), st.y(d) - st.unit * d * hgt)], cls, _jitter(rng, PALETTES[cls]), slats)
+    cv.poly(
+        [
+            (st.x(d, u), st.y(d)),
+            (st.x(d1, u), st.y(d1)),
+            (st.x(d1, u), st.y(d1) - st.unit * d1 * hgt),
+            (st.x(d, u), st.y(d) - st.unit * d * hgt),
+        ],
+        cls,
+        _jitter(rng, PALETTES[cls]),
+        slats,
+    )
 
 
 def _lateral(rng, st, place):
@@ -315,13 +480,21 @@ def _lateral(rng, st, place):
 
 
 # (mean count per image, class, drawer, place); counts are Poisson(mean * class weight).
-OBJECTS = ((3.0, CAR, _vehicle, 'road'), (0.4, TRUCK, _vehicle, 'road'),
-           (0.3, BUS, _vehicle, 'road'), (0.1, TRAIN, _vehicle, 'tram'),
-           (2.0, PERSON, _person, 'sidewalk'), (0.5, BICYCLE, _cyclist, 'road edge'),
-           (0.3, MOTORCYCLE, _cyclist, 'road edge'), (1.2, SIGN, _pole, 'curb'),
-           (0.7, LIGHT, _pole, 'curb'), (0.6, POLE, _pole, 'curb'),
-           (2.0, VEGETATION, _tree, 'verge'), (0.6, FENCE, _barrier, 'verge edge'),
-           (0.4, WALL, _barrier, 'verge edge'))
+OBJECTS = (
+    (3.0, CAR, _vehicle, 'road'),
+    (0.4, TRUCK, _vehicle, 'road'),
+    (0.3, BUS, _vehicle, 'road'),
+    (0.1, TRAIN, _vehicle, 'tram'),
+    (2.0, PERSON, _person, 'sidewalk'),
+    (0.5, BICYCLE, _cyclist, 'road edge'),
+    (0.3, MOTORCYCLE, _cyclist, 'road edge'),
+    (1.2, SIGN, _pole, 'curb'),
+    (0.7, LIGHT, _pole, 'curb'),
+    (0.6, POLE, _pole, 'curb'),
+    (2.0, VEGETATION, _tree, 'verge'),
+    (0.6, FENCE, _barrier, 'verge edge'),
+    (0.4, WALL, _barrier, 'verge edge'),
+)
 
 
 def _place_objects(rng, st, weights, featured):
@@ -354,17 +527,26 @@ def render_image(cv, rng, style):
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     colour = np.asarray(cv.colours, np.float32)[cv.inst]
     px, py, dark, grad = np.asarray(cv.patterns, np.float32)[cv.inst].transpose(2, 0, 1)
-    on = (((px == 0) | (xx % np.maximum(px, 1) < 0.6 * px))
-          & ((py == 0) | (yy % np.maximum(py, 1) < 0.6 * py)) & ((px > 0) | (py > 0)))
-    smooth = cv2.resize(rng.standard_normal((h // 8 + 2, w // 8 + 2)).astype(np.float32),
-                        (w, h), interpolation=cv2.INTER_CUBIC)
+    on = (
+        ((px == 0) | (xx % np.maximum(px, 1) < 0.6 * px))
+        & ((py == 0) | (yy % np.maximum(py, 1) < 0.6 * py))
+        & ((px > 0) | (py > 0))
+    )
+    smooth = cv2.resize(
+        rng.standard_normal((h // 8 + 2, w // 8 + 2)).astype(np.float32),
+        (w, h),
+        interpolation=cv2.INTER_CUBIC,
+    )
     amp = TEXTURE[cv.label]
-    gain = ((1 - dark * on) * (1 + grad * (yy / h - 0.5)) * cv.shade
-            * (1 + amp[..., 0] * smooth + amp[..., 1] * rng.standard_normal((h, w)))
-            * (1 + 0.15 * rng.uniform(-1, 1) * (xx / w - 0.5)))  # sun from one side
+    gain = (
+        (1 - dark * on)
+        * (1 + grad * (yy / h - 0.5))
+        * cv.shade
+        * (1 + amp[..., 0] * smooth + amp[..., 1] * rng.standard_normal((h, w)))
+        * (1 + 0.15 * rng.uniform(-1, 1) * (xx / w - 0.5))
+    )  # sun from one side
     img = colour * gain[..., None] * rng.uniform(0.85, 1.15)  # per-image exposure
-    img = ((img - 128) * style['contrast'] + 128) * style['brightness'] * np.float32(
-        style['gains'])
+    img = ((img - 128) * style['contrast'] + 128) * style['brightness'] * np.float32(style['gains'])
     if style['blur'] > 0:
         img = cv2.GaussianBlur(img, (0, 0), style['blur'])
     img = img + rng.normal(0, style['noise'], img.shape)
@@ -375,12 +557,14 @@ def resolve_style(name, shift, overrides=None):
     """``DEFAULT_STYLES[name]`` updated by ``overrides``, moved ``shift`` of the way from
     ``NEUTRAL_STYLE``."""
     style = dict(DEFAULT_STYLES[name], **(overrides or {}))
-    for unknown, known, what in ((set(style) - set(NEUTRAL_STYLE), NEUTRAL_STYLE, 'style keys'),
-                                 (set(style['class_weights']) - set(CLASSES), CLASSES,
-                                  'classes in class_weights')):
+    for unknown, known, what in (
+        (set(style) - set(NEUTRAL_STYLE), NEUTRAL_STYLE, 'style keys'),
+        (set(style['class_weights']) - set(CLASSES), CLASSES, 'classes in class_weights'),
+    ):
         if unknown:
-            raise ValueError(f'unknown {what} {sorted(unknown)} for {name!r}; known: '
-                             f'{", ".join(known)}')
+            raise ValueError(
+                f'unknown {what} {sorted(unknown)} for {name!r}; known: {", ".join(known)}'
+            )
     mix = lambda a, b: a + shift * (b - a)  # noqa: E731
     out = {k: mix(v, style[k]) for k, v in NEUTRAL_STYLE.items() if isinstance(v, float)}
     out['gains'] = tuple(mix(a, b) for a, b in zip(NEUTRAL_STYLE['gains'], style['gains']))
@@ -422,26 +606,38 @@ def _check_args(datasets, num_images, image_size, shift, seed):
         wanted = num_images.get(name, {}) if nested else num_images
         unknown = set(wanted) - set(splits if nested else DEFAULT_NUM_IMAGES)
         if unknown:
-            raise ValueError(f'unknown splits {sorted(unknown)} in num_images for {name!r}; '
-                             f'its splits are {splits}')
+            raise ValueError(
+                f'unknown splits {sorted(unknown)} in num_images for {name!r}; '
+                f'its splits are {splits}'
+            )
         counts[name] = {split: wanted.get(split, DEFAULT_NUM_IMAGES[split]) for split in splits}
         for split, n in counts[name].items():
             if not (isinstance(n, (int, np.integer)) and n >= 0):
-                raise ValueError(f'num_images for {name!r} {split!r} must be an int >= 0, '
-                                 f'got {n!r}')
+                raise ValueError(
+                    f'num_images for {name!r} {split!r} must be an int >= 0, got {n!r}'
+                )
         if image_size is None or isinstance(image_size, dict):
             size = (image_size or {}).get(name, DEFAULT_SIZES[name])
         else:  # one (H, W) for all; CamVid keeps its 3:4 aspect at that height
             size = (image_size[0] * 3 // 4, image_size[0]) if name == 'camvid' else image_size
         if len(size) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 16 for v in size):
-            raise ValueError(f'image size for {name!r} must be (H, W) of ints >= 16, '
-                             f'got {tuple(size)}')
+            raise ValueError(
+                f'image size for {name!r} must be (H, W) of ints >= 16, got {tuple(size)}'
+            )
         sizes[name] = tuple(int(v) for v in size)
     return counts, sizes
 
 
-def make_demo_data(out_dir, datasets=('cityscapes', 'bdd100k', 'camvid'), num_images=None,
-                   image_size=None, seed=0, shift=1.0, overwrite=False, styles=None):
+def make_demo_data(
+    out_dir,
+    datasets=('cityscapes', 'bdd100k', 'camvid'),
+    num_images=None,
+    image_size=None,
+    seed=0,
+    shift=1.0,
+    overwrite=False,
+    styles=None,
+):
     """Write demo datasets under ``out_dir/<name>`` in their real on-disk formats.
 
     Scene ``i`` of a split comes from the same random stream in every dataset and only the
@@ -468,15 +664,19 @@ def make_demo_data(out_dir, datasets=('cityscapes', 'bdd100k', 'camvid'), num_im
     datasets = [datasets] if isinstance(datasets, str) else list(datasets)
     counts, sizes = _check_args(datasets, num_images, image_size, shift, seed)
     if set(styles or {}) - set(datasets):
-        raise ValueError(f'styles given for {sorted(set(styles) - set(datasets))}, which are '
-                         f'not among datasets {datasets}')
+        raise ValueError(
+            f'styles given for {sorted(set(styles) - set(datasets))}, which are '
+            f'not among datasets {datasets}'
+        )
     resolved = {name: resolve_style(name, shift, (styles or {}).get(name)) for name in datasets}
     for name in datasets:  # check every folder before writing anything
         root = osp.join(out_dir, name)
         if osp.isdir(root) and os.listdir(root):
             if not overwrite:
-                raise FileExistsError(f'{root} exists and is not empty; pass overwrite=True '
-                                      '(--overwrite) to replace it')
+                raise FileExistsError(
+                    f'{root} exists and is not empty; pass overwrite=True '
+                    '(--overwrite) to replace it'
+                )
             shutil.rmtree(root)  # stale files would otherwise join the new splits
     info = {}
     for name in datasets:
@@ -487,8 +687,9 @@ def make_demo_data(out_dir, datasets=('cityscapes', 'bdd100k', 'camvid'), num_im
             files = []
             for i in range(counts[name][split]):
                 rng = np.random.default_rng([seed, split_idx, i])
-                canvas = draw_scene(rng, *sizes[name], resolved[name],
-                                    featured=FEATURED[i % len(FEATURED)])
+                canvas = draw_scene(
+                    rng, *sizes[name], resolved[name], featured=FEATURED[i % len(FEATURED)]
+                )
                 img = render_image(canvas, rng, resolved[name])
                 label = CAMVID_LUT[canvas.label] if name == 'camvid' else canvas.label
                 img_name, seg_name = _file_names(name, split, i, seed)
@@ -496,12 +697,15 @@ def make_demo_data(out_dir, datasets=('cityscapes', 'bdd100k', 'camvid'), num_im
                 seg_file = osp.join(root, seg_map_path, seg_name)
                 os.makedirs(osp.dirname(img_file), exist_ok=True)
                 os.makedirs(osp.dirname(seg_file), exist_ok=True)
-                params = ([cv2.IMWRITE_JPEG_QUALITY, resolved[name]['jpeg_quality']]
-                          if img_file.endswith('.jpg') else [])
+                params = (
+                    [cv2.IMWRITE_JPEG_QUALITY, resolved[name]['jpeg_quality']]
+                    if img_file.endswith('.jpg')
+                    else []
+                )
                 cv2.imwrite(img_file, img[..., ::-1], params)  # RGB -> cv2's BGR
                 cv2.imwrite(seg_file, label)
                 files.append((img_file, seg_file))
-            info[name]['splits'][split] = dict(num_images=len(files), img_path=img_path,
-                                               seg_map_path=seg_map_path, files=files)
+            info[name]['splits'][split] = dict(
+                num_images=len(files), img_path=img_path, seg_map_path=seg_map_path, files=files
+            )
     return info
-

@@ -3,6 +3,7 @@
 Tests, the demo and the benchmark run the real configs this way, so that what they exercise is
 what a user trains, only smaller.
 """
+
 import os.path as osp
 from typing import Optional, Sequence, Tuple
 
@@ -20,8 +21,13 @@ def unformatted(cfg: Config) -> Config:
     Args:
         cfg (Config): Any config; left unchanged.
     """
-    return Config(cfg.to_dict(), cfg_text=cfg.text, filename=cfg.filename,
-                  env_variables=cfg.env_variables, format_python_code=False)
+    return Config(
+        cfg.to_dict(),
+        cfg_text=cfg.text,
+        filename=cfg.filename,
+        env_variables=cfg.env_variables,
+        format_python_code=False,
+    )
 
 
 def shrink_schedule(cfg: Config, max_iters: int, val_interval: Optional[int] = None) -> Config:
@@ -60,14 +66,19 @@ def shrink_datasets(node, crop: Sequence[int], data_dir: Optional[str] = None):
             node['crop_size'] = tuple(crop)
         root = node.get('data_root')
         if data_dir is not None and isinstance(root, str) and root.startswith('data/'):
-            node['data_root'] = osp.join(data_dir, root[len('data/'):])
+            node['data_root'] = osp.join(data_dir, root[len('data/') :])
         node = list(node.values())
     for value in node if isinstance(node, list) else ():
         shrink_datasets(value, crop, data_dir)
 
 
-def shrink_config(cfg: Config, crop: Tuple[int, int] = (64, 64), per_dataset: int = 2,
-                  max_iters: int = 2, data_dir: Optional[str] = None) -> Config:
+def shrink_config(
+    cfg: Config,
+    crop: Tuple[int, int] = (64, 64),
+    per_dataset: int = 2,
+    max_iters: int = 2,
+    data_dir: Optional[str] = None,
+) -> Config:
     """The same config at test size: small resizes and crops, ``per_dataset`` images of each
     dataset per batch, ``max_iters`` iterations, no workers, no pretrained download, a log line
     every iteration. Everything else stays the config's.

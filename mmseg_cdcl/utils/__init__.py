@@ -4,5 +4,11 @@ from .mmseg_tools import run_mmseg_tool
 from .safe_checkpoint import allow_mmengine_checkpoints
 from .shipped_files import config_path
 
-__all__ = ['AtomicLocalBackend', 'allow_mmengine_checkpoints', 'config_path', 'load_config',
-           'run_mmseg_tool', 'use_atomic_local_writes']
+__all__ = [
+    'AtomicLocalBackend',
+    'allow_mmengine_checkpoints',
+    'config_path',
+    'load_config',
+    'run_mmseg_tool',
+    'use_atomic_local_writes',
+]

@@ -34,6 +34,7 @@ the ext4 virtual disk of the test machine), and they gain the same guarantee. mm
 writes ``last_checkpoint``, logs and configs with ``open`` directly, and configs still using
 ``file_client_args`` save through its ``HardDiskBackend``: those are not covered.
 """
+
 import errno
 import os
 import os.path as osp
@@ -53,8 +54,16 @@ _O_CLOEXEC = getattr(os, 'O_CLOEXEC', 0)
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | getattr(os, 'O_BINARY', 0)
 # Where a temporary file cannot be made or renamed over the target. Not ENOSPC or EDQUOT: there
 # stock mmengine's write would truncate the previous file and fail as well.
-_NO_ATOMIC_RENAME = {errno.EACCES, errno.EPERM, errno.EBUSY, errno.EXDEV, errno.EROFS,
-                     errno.ENAMETOOLONG, errno.ENOENT, errno.ENOTDIR}
+_NO_ATOMIC_RENAME = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EBUSY,
+    errno.EXDEV,
+    errno.EROFS,
+    errno.ENAMETOOLONG,
+    errno.ENOENT,
+    errno.ENOTDIR,
+}
 # Their default action ends the process without running ``finally`` blocks.
 _FATAL_SIGNALS = [getattr(signal, name) for name in ('SIGTERM', 'SIGHUP') if hasattr(signal, name)]
 
@@ -147,7 +156,7 @@ def _temporary_name(target: str) -> str:
         name_max = 255
     suffix = f'.{secrets.token_hex(4)}.tmp'
     # Cut in bytes, as NAME_MAX counts; fsdecode keeps a cut UTF-8 character as its bytes.
-    stem = os.fsdecode(os.fsencode(name)[:(name_max if name_max > 0 else 255) - 1 - len(suffix)])
+    stem = os.fsdecode(os.fsencode(name)[: (name_max if name_max > 0 else 255) - 1 - len(suffix)])
     return osp.join(folder, f'.{stem}{suffix}')
 
 
@@ -180,8 +189,9 @@ def _removed_on_fatal_signals(tmp: str):
     cleaned up as any exception).
     """
     in_main_thread = threading.current_thread() is threading.main_thread()
-    signums = [s for s in _FATAL_SIGNALS
-               if in_main_thread and signal.getsignal(s) is signal.SIG_DFL]
+    signums = [
+        s for s in _FATAL_SIGNALS if in_main_thread and signal.getsignal(s) is signal.SIG_DFL
+    ]
 
     def remove_and_end(signum, frame):
         with suppress(OSError):  # not created yet, or renamed already

@@ -1,4 +1,5 @@
 """Config files named by path or as ``mmseg::...``."""
+
 import os.path as osp
 
 from mmengine.config import Config

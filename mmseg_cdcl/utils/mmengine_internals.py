@@ -6,6 +6,7 @@ there, by name, rather than as a wrong resume or a wrong update. Where mmengine 
 API (``CheckpointLoader.load_checkpoint`` for reading a checkpoint file, ``model(**data,
 mode='loss')`` for a forward), the package uses it instead.
 """
+
 from typing import Callable, Dict
 
 from mmengine.config import Config, ConfigDict
@@ -67,4 +68,3 @@ def config_file_of(path: str) -> str:
 def config_dict(cfg: Config) -> ConfigDict:
     """The config's own dict, to change in place (``Config.to_dict`` returns a copy)."""
     return cfg._cfg_dict
-

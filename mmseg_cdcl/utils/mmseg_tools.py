@@ -1,4 +1,5 @@
 """Run MMSeg's own command-line tools (train, test) with mmseg_cdcl's components registered."""
+
 import os.path as osp
 import runpy
 import sys
@@ -7,9 +8,11 @@ import mmseg
 import torch
 
 # What a distributed launch needs on a machine without CUDA (gloo, CPU model wrapper).
-CPU_DISTRIBUTED = ['env_cfg.dist_cfg.backend=gloo',
-                   'model_wrapper_cfg.type=MMDistributedDataParallel',
-                   'model_wrapper_cfg.device_ids=None']
+CPU_DISTRIBUTED = [
+    'env_cfg.dist_cfg.backend=gloo',
+    'model_wrapper_cfg.type=MMDistributedDataParallel',
+    'model_wrapper_cfg.device_ids=None',
+]
 
 
 def _launched_on_cpu(argv) -> bool:
@@ -33,5 +36,7 @@ def run_mmseg_tool(name: str) -> None:
         if osp.isfile(osp.join(folder, name)):
             runpy.run_path(osp.join(folder, name), run_name='__main__')
             return
-    raise FileNotFoundError(f"MMSeg's tools/{name} is neither in {package}/.mim/tools nor in "
-                            'the source tree: reinstall mmsegmentation')
+    raise FileNotFoundError(
+        f"MMSeg's tools/{name} is neither in {package}/.mim/tools nor in "
+        'the source tree: reinstall mmsegmentation'
+    )

@@ -19,6 +19,7 @@ still refused by torch's ``Unsupported global: GLOBAL module.name`` error, and a
 anything but a statistic by ``refusing getattr(owner, name)``. A statistic must be a module-level
 function: one defined in a class body is pickled through its class, which stays refused.
 """
+
 import functools
 import pickle
 from typing import Callable, List
@@ -48,15 +49,20 @@ def _history_buffer_method(owner, name: str):
     allowed = sorted({*_OWN_STATISTICS, *registered_statistics()})
     raise pickle.UnpicklingError(
         f'refusing getattr({owner!r}, {name!r}) in a checkpoint: only HistoryBuffer statistics '
-        f'methods {allowed} are allowed')
+        f'methods {allowed} are allowed'
+    )
 
 
 def _admit(statistics) -> None:
     """Allow-list module-level functions by the name pickle writes for them, ``module.name``.
     (HistoryBuffer's own methods go through ``getattr``.)"""
-    torch.serialization.add_safe_globals([
-        (f, f'{f.__module__}.{f.__qualname__}') for f in statistics
-        if '.' not in getattr(f, '__qualname__', '.')])  # e.g. not a callable instance
+    torch.serialization.add_safe_globals(
+        [
+            (f, f'{f.__module__}.{f.__qualname__}')
+            for f in statistics
+            if '.' not in getattr(f, '__qualname__', '.')
+        ]
+    )  # e.g. not a callable instance
 
 
 def _admit_statistics_when_registered() -> None:
@@ -82,12 +88,15 @@ def _numpy_globals() -> list:
     reconstruct, scalar = core.multiarray._reconstruct, core.multiarray.scalar
     safe = [np.ndarray, np.dtype, reconstruct, scalar]
     # Checkpoints written under numpy 1.x name the same functions under numpy.core.
-    safe += [(reconstruct, 'numpy.core.multiarray._reconstruct'),
-             (scalar, 'numpy.core.multiarray.scalar')]
+    safe += [
+        (reconstruct, 'numpy.core.multiarray._reconstruct'),
+        (scalar, 'numpy.core.multiarray.scalar'),
+    ]
     dtypes = getattr(np, 'dtypes', None)  # numpy >= 1.25 pickles dtypes by their class
     if dtypes is not None:
-        safe += [t for t in vars(dtypes).values() if isinstance(t, type)
-                 and issubclass(t, np.dtype)]
+        safe += [
+            t for t in vars(dtypes).values() if isinstance(t, type) and issubclass(t, np.dtype)
+        ]
     return safe
 
 
@@ -96,5 +105,6 @@ def allow_mmengine_checkpoints() -> None:
     if not hasattr(torch.serialization, 'add_safe_globals'):  # torch < 2.4 loads them anyway
         return
     torch.serialization.add_safe_globals(
-        _numpy_globals() + [HistoryBuffer, (_history_buffer_method, 'builtins.getattr')])
+        _numpy_globals() + [HistoryBuffer, (_history_buffer_method, 'builtins.getattr')]
+    )
     _admit_statistics_when_registered()

@@ -3,6 +3,7 @@
 A wheel ships configs/ and tools/ in ``mmseg_cdcl/.mim/``, where OpenMMLab packages ship theirs
 (``mim run``/``mim train`` look there); a clone (editable install) has them beside the package.
 """
+
 import os
 import os.path as osp
 import runpy
@@ -25,7 +26,8 @@ def shipped_root() -> str:
     raise FileNotFoundError(
         f'neither {candidates[0]} (an installed wheel) nor {candidates[1]} (a clone) holds '
         f'{" and ".join(_MARKERS)}: reinstall mmseg-cdcl (pip install mmseg-cdcl, or '
-        'pip install -e . in a clone)')
+        'pip install -e . in a clone)'
+    )
 
 
 def config_path(relative: str) -> str:
@@ -65,10 +67,13 @@ def shipped_args(args: List[str]) -> List[str]:
         name, sep, path = arg.rpartition('=')
         shipped = osp.join(root, path)
         written = (i > 0 and args[i - 1] in OUTPUT_OPTIONS) or name in OUTPUT_OPTIONS
-        if (path.startswith('configs/') and not written and not osp.exists(path)
-                and osp.isfile(shipped)):
-            print(f'{path}: not in {os.getcwd()}, using the installed {shipped}',
-                  file=sys.stderr)
+        if (
+            path.startswith('configs/')
+            and not written
+            and not osp.exists(path)
+            and osp.isfile(shipped)
+        ):
+            print(f'{path}: not in {os.getcwd()}, using the installed {shipped}', file=sys.stderr)
             arg = name + sep + shipped
         out.append(arg)
     return out

@@ -1,4 +1,5 @@
 """MMSeg's visualizer drawing each sample in its own dataset's classes and colours."""
+
 from typing import Optional
 
 from mmengine.dist import master_only
@@ -33,16 +34,19 @@ class CDCLSegLocalVisualizer(SegLocalVisualizer):
         self.with_labels = with_labels
 
     @master_only
-    def add_datasample(self, name: str, image, data_sample: Optional[SegDataSample] = None,
-                       *args, **kwargs) -> None:
+    def add_datasample(
+        self, name: str, image, data_sample: Optional[SegDataSample] = None, *args, **kwargs
+    ) -> None:
         if len(args) < 7:  # not given positionally (after draw_gt, ..., step)
             kwargs.setdefault('with_labels', self.with_labels)
         own = self.dataset_meta
         dataset = data_sample.get('dataset_name') if data_sample is not None else None
         if dataset is not None and 'datasets' in (own or {}):
             if dataset not in own['datasets']:
-                raise ValueError(f"CDCLSegLocalVisualizer: data sample of dataset '{dataset}' "
-                                 f"but dataset_meta['datasets'] holds {list(own['datasets'])}")
+                raise ValueError(
+                    f"CDCLSegLocalVisualizer: data sample of dataset '{dataset}' "
+                    f"but dataset_meta['datasets'] holds {list(own['datasets'])}"
+                )
             meta = own['datasets'][dataset]
             self.dataset_meta = dict(classes=meta['classes'], palette=meta['palette'])
         try:

@@ -1,4 +1,5 @@
 """A test hook: what each rank trained on, and the weights it ended with."""
+
 import json
 import os.path as osp
 
@@ -9,7 +10,6 @@ from mmseg.registry import HOOKS
 
 @HOOKS.register_module()
 class RecordBatchesHook(Hook):
-
     def __init__(self, out_dir):
         self.out_dir, self.batches, self.losses = out_dir, [], []
 
@@ -23,11 +23,18 @@ class RecordBatchesHook(Hook):
         for name, p in runner.model.named_parameters():
             if '.conv_seg.' in name:
                 d = name.split('.conv_seg.')[1].split('.')[0]
-                sums[d] = sums.get(d, 0.) + float(p.double().sum())
+                sums[d] = sums.get(d, 0.0) + float(p.double().sum())
         self.classifiers.append(sums)
 
     def after_train(self, runner):
         weights = sum(float(p.double().sum()) for p in runner.model.parameters())
         with open(osp.join(self.out_dir, f'rank{get_rank()}.json'), 'w') as f:
-            json.dump(dict(batches=self.batches, losses=self.losses, weights=weights,
-                           classifiers=self.classifiers), f)
+            json.dump(
+                dict(
+                    batches=self.batches,
+                    losses=self.losses,
+                    weights=weights,
+                    classifiers=self.classifiers,
+                ),
+                f,
+            )

@@ -1,4 +1,5 @@
 """A branch for a new camera from unlabelled images: AdaBN's statistics, by name everywhere."""
+
 import os
 import os.path as osp
 import subprocess
@@ -37,8 +38,12 @@ def added(trained_cdcl, data_cwd, tmp_path_factory):
     training images (their labels unused), its source chosen by DSBN statistics."""
     out = tmp_path_factory.mktemp('added')
     config, ckpt, info = add_dataset_branch(
-        str(trained_cdcl / 'config.py'), str(trained_cdcl / 'iter_2.pth'), 'bdd100k',
-        bdd_images(data_cwd), str(out))
+        str(trained_cdcl / 'config.py'),
+        str(trained_cdcl / 'iter_2.pth'),
+        'bdd100k',
+        bdd_images(data_cwd),
+        str(out),
+    )
     return config, ckpt, info
 
 
@@ -53,33 +58,44 @@ def test_branch_statistics_are_the_images(added, trained_cdcl, data_cwd):
     # By hand: the stem conv's outputs on the six preprocessed images, their mean and unbiased
     # variance over every pixel.
     cfg = Config.fromfile(str(trained_cdcl / 'config.py'))
-    pipeline = Compose([t for t in cfg.test_dataloader.dataset.datasets[info['source']].pipeline
-                        if t['type'] != 'LoadAnnotations'])
+    pipeline = Compose(
+        [
+            t
+            for t in cfg.test_dataloader.dataset.datasets[info['source']].pipeline
+            if t['type'] != 'LoadAnnotations'
+        ]
+    )
     model = MODELS.build(cfg.model)
     files = sorted(os.listdir(bdd_images(data_cwd)))
     data = [pipeline(dict(img_path=osp.join(bdd_images(data_cwd), f))) for f in files]
-    inputs = model.data_preprocessor(dict(inputs=[d['inputs'] for d in data],
-                                          data_samples=[d['data_samples'] for d in data]))['inputs']
+    inputs = model.data_preprocessor(
+        dict(inputs=[d['inputs'] for d in data], data_samples=[d['data_samples'] for d in data])
+    )['inputs']
     conv = torch.nn.Conv2d(3, old['backbone.stem.0.weight'].shape[0], 3, 2, 1, bias=False)
     conv.weight.data = old['backbone.stem.0.weight']
     with torch.no_grad():
         x = conv(inputs).transpose(0, 1).flatten(1).double()
-    torch.testing.assert_close(new[f'{STEM_BN}.bns.2.running_mean'], x.mean(1).float(),
-                               rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(new[f'{STEM_BN}.bns.2.running_var'], x.var(1).float(),
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        new[f'{STEM_BN}.bns.2.running_mean'], x.mean(1).float(), rtol=1e-5, atol=1e-6
+    )
+    torch.testing.assert_close(
+        new[f'{STEM_BN}.bns.2.running_var'], x.var(1).float(), rtol=1e-5, atol=1e-6
+    )
     # Everything else of the branch is the source's; the old branches are as they were.
     for key, value in new.items():
         if '.bns.2.' in key and 'running_' not in key and 'num_batches' not in key:
-            torch.testing.assert_close(value, old[key.replace('.bns.2.', f'.bns.{s}.')],
-                                       rtol=0, atol=0)
+            torch.testing.assert_close(
+                value, old[key.replace('.bns.2.', f'.bns.{s}.')], rtol=0, atol=0
+            )
         elif '.bns.' not in key and '.conv_seg.2.' in key:
-            torch.testing.assert_close(value, old[key.replace('.conv_seg.2.', f'.conv_seg.{s}.')],
-                                       rtol=0, atol=0)
+            torch.testing.assert_close(
+                value, old[key.replace('.conv_seg.2.', f'.conv_seg.{s}.')], rtol=0, atol=0
+            )
         elif '.bns.2.' not in key and '.conv_seg.2.' not in key:
             torch.testing.assert_close(value, old[key], rtol=0, atol=0)
-    assert not torch.equal(new[f'{STEM_BN}.bns.2.running_mean'],
-                           old[f'{STEM_BN}.bns.{s}.running_mean'])
+    assert not torch.equal(
+        new[f'{STEM_BN}.bns.2.running_mean'], old[f'{STEM_BN}.bns.{s}.running_mean']
+    )
 
 
 def test_new_dataset_loads_by_name_predicts_and_exports(added, data_cwd, tmp_path):
@@ -88,8 +104,10 @@ def test_new_dataset_loads_by_name_predicts_and_exports(added, data_cwd, tmp_pat
     # Its test pipeline is its source's: the dataloaders do not list it (no labels).
     cfg = Config.fromfile(config)
     assert 'bdd100k' not in cfg.test_dataloader.dataset.datasets
-    assert dataset_test_pipeline(cfg, 'bdd100k') == \
-        cfg.test_dataloader.dataset.datasets[info['source']].pipeline
+    assert (
+        dataset_test_pipeline(cfg, 'bdd100k')
+        == cfg.test_dataloader.dataset.datasets[info['source']].pipeline
+    )
     model = init_cdcl_model(config, ckpt, 'bdd100k')
     assert model.dataset_names == ('cityscapes', 'camvid', 'bdd100k')
     assert model.dataset_meta['classes'] == model.dataset_classes[info['source']]
@@ -108,15 +126,17 @@ def test_new_dataset_loads_by_name_predicts_and_exports(added, data_cwd, tmp_pat
     _, plain_ckpt = export_single_dataset(config, ckpt, 'bdd100k', str(tmp_path / 'export'))
     plain = torch.load(plain_ckpt, weights_only=True)['state_dict']
     new = torch.load(ckpt, weights_only=True)['state_dict']
-    torch.testing.assert_close(plain[f'{STEM_BN}.running_mean'],
-                               new[f'{STEM_BN}.bns.2.running_mean'], rtol=0, atol=0)
+    torch.testing.assert_close(
+        plain[f'{STEM_BN}.running_mean'], new[f'{STEM_BN}.bns.2.running_mean'], rtol=0, atol=0
+    )
 
     # Labels arrive: the branch trains further with its dataset's loss.
     model.train()
     samples = []
     for _ in range(2):
-        sample = SegDataSample(metainfo=dict(dataset_name='bdd100k', img_shape=(32, 32),
-                                             pad_shape=(32, 32)))
+        sample = SegDataSample(
+            metainfo=dict(dataset_name='bdd100k', img_shape=(32, 32), pad_shape=(32, 32))
+        )
         sample.gt_sem_seg = PixelData(data=torch.randint(0, 19, (1, 32, 32)))
         samples.append(sample)
     losses = model.loss(torch.randn(2, 3, 32, 32), samples)
@@ -129,8 +149,10 @@ def test_config_gets_one_more_dataset(trained_cdcl):
     assert new.model.dataset_names == ['cityscapes', 'camvid', 'bdd100k']
     assert new.model.backbone.num_datasets == 3
     assert new.model.decode_head.num_classes == [19, 11, 19]
-    assert new.dataset_test_pipelines['bdd100k'] == \
-        cfg.test_dataloader.dataset.datasets.cityscapes.pipeline
+    assert (
+        new.dataset_test_pipelines['bdd100k']
+        == cfg.test_dataloader.dataset.datasets.cityscapes.pipeline
+    )
     assert cfg.model.dataset_names == ['cityscapes', 'camvid']  # the given config unchanged
 
 
@@ -150,8 +172,11 @@ def test_bad_input_is_refused_before_anything_is_written(trained_cdcl, data_cwd,
     (broken / 'b.png').write_bytes(b'not a png')
     with pytest.raises(ValueError, match=r'cannot read image .*broken/b\.png'):
         add_dataset_branch(config, ckpt, 'new', str(broken), out, source='cityscapes')
-    with pytest.raises(ValueError, match=r"'camvid' is already a dataset of the model "
-                                         r"\['cityscapes', 'camvid'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"'camvid' is already a dataset of the model "
+        r"\['cityscapes', 'camvid'\]",
+    ):
         add_dataset_branch(config, ckpt, 'camvid', bdd_images(data_cwd), out)
     with pytest.raises(ValueError, match=r"source 'kitti' is not a dataset of the model"):
         add_dataset_branch(config, ckpt, 'new', bdd_images(data_cwd), out, source='kitti')
@@ -162,18 +187,23 @@ def test_bad_input_is_refused_before_anything_is_written(trained_cdcl, data_cwd,
     other.model.dataset_names = ['cityscapes', 'kitti']
     other_ckpt = str(tmp_path / 'other.pth')
     torch.save(dict(state_dict=MODELS.build(other.model).state_dict()), other_ckpt)
-    with pytest.raises(ValueError, match=r"other\.pth is not a checkpoint of the model of "
-                                         r".*config\.py .*'kitti'"):
+    with pytest.raises(
+        ValueError,
+        match=r'other\.pth is not a checkpoint of the model of '
+        r".*config\.py .*'kitti'",
+    ):
         add_dataset_branch(config, other_ckpt, 'new', bdd_images(data_cwd), out)
     state = torch.load(ckpt, weights_only=True)
     for key in [k for k in state['state_dict'] if k.startswith('decode_head.')]:
         del state['state_dict'][key]  # in place: the state dict's metadata stays
     torch.save(state, str(tmp_path / 'headless.pth'))
-    with pytest.raises(ValueError, match=r'headless\.pth is not a checkpoint of the model .*'
-                                         r'missing keys in source state_dict: '
-                                         r'decode_head\.conv_seg\.0\.weight, .* \.\.\.$'):
-        add_dataset_branch(config, str(tmp_path / 'headless.pth'), 'new', bdd_images(data_cwd),
-                           out)
+    with pytest.raises(
+        ValueError,
+        match=r'headless\.pth is not a checkpoint of the model .*'
+        r'missing keys in source state_dict: '
+        r'decode_head\.conv_seg\.0\.weight, .* \.\.\.$',
+    ):
+        add_dataset_branch(config, str(tmp_path / 'headless.pth'), 'new', bdd_images(data_cwd), out)
     assert not osp.exists(out)
     os.makedirs(out)
     open(osp.join(out, 'new.pth'), 'w').close()
@@ -185,21 +215,50 @@ def test_bad_input_is_refused_before_anything_is_written(trained_cdcl, data_cwd,
 @pytest.mark.slow
 def test_command_line(trained_cdcl, data_cwd, tmp_path):
     result = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'add_dataset_branch.py'),
-         str(trained_cdcl / 'config.py'), str(trained_cdcl / 'iter_2.pth'), '--name', 'bdd100k',
-         '--images', bdd_images(data_cwd), '--from', 'camvid', '--num-images', '4',
-         '--out-dir', str(tmp_path)], capture_output=True, text=True, cwd=data_cwd)
+        [
+            sys.executable,
+            osp.join(REPO, 'tools', 'add_dataset_branch.py'),
+            str(trained_cdcl / 'config.py'),
+            str(trained_cdcl / 'iter_2.pth'),
+            '--name',
+            'bdd100k',
+            '--images',
+            bdd_images(data_cwd),
+            '--from',
+            'camvid',
+            '--num-images',
+            '4',
+            '--out-dir',
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=data_cwd,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()[-3:]  # after mmengine's 'Loads checkpoint ...' lines
-    assert lines[0].startswith("'bdd100k' starts from 'camvid'; BN statistics re-estimated on 4 "
-                               'images in ')
+    assert lines[0].startswith(
+        "'bdd100k' starts from 'camvid'; BN statistics re-estimated on 4 images in "
+    )
     assert lines[1:] == [f'wrote {tmp_path}/bdd100k.py', f'wrote {tmp_path}/bdd100k.pth']
     meta = torch.load(str(tmp_path / 'bdd100k.pth'), weights_only=True)['meta']
     assert meta['added_branch']['source'] == 'camvid' and meta['added_branch']['num_images'] == 4
     assert meta['dataset_meta']['dataset_names'] == ['cityscapes', 'camvid', 'bdd100k']
     bad = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'add_dataset_branch.py'),
-         str(trained_cdcl / 'config.py'), str(trained_cdcl / 'iter_2.pth'), '--name', 'camvid',
-         '--images', bdd_images(data_cwd), '--out-dir', str(tmp_path / 'x')],
-        capture_output=True, text=True, cwd=data_cwd)
+        [
+            sys.executable,
+            osp.join(REPO, 'tools', 'add_dataset_branch.py'),
+            str(trained_cdcl / 'config.py'),
+            str(trained_cdcl / 'iter_2.pth'),
+            '--name',
+            'camvid',
+            '--images',
+            bdd_images(data_cwd),
+            '--out-dir',
+            str(tmp_path / 'x'),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=data_cwd,
+    )
     assert bad.returncode == 2 and "'camvid' is already a dataset" in bad.stderr

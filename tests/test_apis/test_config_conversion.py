@@ -1,6 +1,7 @@
 """mmseg_cdcl.apis.convert_config in-process: a stock MMSeg config and dataset configs become
 one CDCL config (tests/test_tools/test_convert_config.py, a name pytest allows once, trains the
 result per model family and runs the command line)."""
+
 import os.path as osp
 
 import pytest
@@ -11,29 +12,40 @@ from mmseg_cdcl.apis import config_source, convert_config
 from mmseg_cdcl.utils import load_config
 
 STOCK = 'mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py'
-DATASETS = dict(cityscapes='mmseg::_base_/datasets/cityscapes.py',
-                camvid=osp.join(REPO, 'configs', '_base_', 'datasets', 'camvid.py'))
+DATASETS = dict(
+    cityscapes='mmseg::_base_/datasets/cityscapes.py',
+    camvid=osp.join(REPO, 'configs', '_base_', 'datasets', 'camvid.py'),
+)
 
 
 def test_converted_config_is_cdcl_over_the_datasets_and_keeps_the_stock_rest():
     cfg = convert_config(STOCK, DATASETS, batch_sizes=dict(camvid=4))
     assert isinstance(cfg, Config)
     assert (cfg.model.type, cfg.model.dataset_names, cfg.model.num_classes) == (
-        'CDCLEncoderDecoder', ['cityscapes', 'camvid'], [19, 11])
+        'CDCLEncoderDecoder',
+        ['cityscapes', 'camvid'],
+        [19, 11],
+    )
     assert cfg.train_cfg.type == 'DATTrainLoop' and cfg.train_cfg.max_iters == 80000
     # the stock batch size (2) unless given; each dataset's pipeline cropping to the stock size
     assert cfg.train_dataloader.batch_sampler.batch_sizes == dict(cityscapes=2, camvid=4)
-    crops = [t.crop_size for d in cfg.train_dataloader.dataset.datasets.values()
-             for t in d.pipeline if t.type == 'RandomCrop']
+    crops = [
+        t.crop_size
+        for d in cfg.train_dataloader.dataset.datasets.values()
+        for t in d.pipeline
+        if t.type == 'RandomCrop'
+    ]
     assert crops == [(512, 1024), (512, 1024)]
     assert cfg.val_evaluator.type == 'MultiDatasetIoUMetric'
     assert cfg.optim_wrapper.optimizer.lr == 0.01  # inherited: PSPNet's SGD
     # --tta: each dataset's views from its dataset config, merged by CDCLTTAModel
     assert cfg.tta_model.type == 'CDCLTTAModel'
     assert cfg.tta_pipeline.to_dict() == {
-        name: load_config(path).tta_pipeline for name, path in DATASETS.items()}
+        name: load_config(path).tta_pipeline for name, path in DATASETS.items()
+    }
     assert cfg.tta_pipeline.camvid[1].transforms[0][0] == dict(
-        type='Resize', scale_factor=0.5, keep_ratio=True)
+        type='Resize', scale_factor=0.5, keep_ratio=True
+    )
     # ``text`` is the source the tool writes, inheriting the stock config as named
     assert cfg.text == config_source(STOCK, DATASETS, dict(camvid=4))
     assert f"_base_ = ['{STOCK}']" in cfg.text
@@ -47,15 +59,27 @@ def test_a_relative_stock_path_loads_and_stays_relative_in_the_text(tmp_path, mo
     assert "_base_ = ['stock.py']" in cfg.text
 
 
-@pytest.mark.parametrize('kwargs, error, match', [
-    (dict(datasets={'city scapes': DATASETS['cityscapes'], 'camvid': DATASETS['camvid']}),
-     ValueError, r"dataset name 'city scapes': expected a Python identifier"),
-    (dict(batch_sizes=dict(bdd100k=2)), ValueError,
-     r"--batch-size names \['bdd100k'\], not among the datasets \['cityscapes', 'camvid'\]"),
-    (dict(datasets=dict(DATASETS, psp='mmseg::_base_/models/pspnet_r50-d8.py')), ValueError,
-     r'pspnet_r50-d8.py \(dataset psp\) has no train_dataloader.dataset'),
-    (dict(stock='missing.py'), FileNotFoundError, r'no config file missing.py'),
-])
+@pytest.mark.parametrize(
+    'kwargs, error, match',
+    [
+        (
+            dict(datasets={'city scapes': DATASETS['cityscapes'], 'camvid': DATASETS['camvid']}),
+            ValueError,
+            r"dataset name 'city scapes': expected a Python identifier",
+        ),
+        (
+            dict(batch_sizes=dict(bdd100k=2)),
+            ValueError,
+            r"--batch-size names \['bdd100k'\], not among the datasets \['cityscapes', 'camvid'\]",
+        ),
+        (
+            dict(datasets=dict(DATASETS, psp='mmseg::_base_/models/pspnet_r50-d8.py')),
+            ValueError,
+            r'pspnet_r50-d8.py \(dataset psp\) has no train_dataloader.dataset',
+        ),
+        (dict(stock='missing.py'), FileNotFoundError, r'no config file missing.py'),
+    ],
+)
 def test_errors_name_the_offending_value(kwargs, error, match):
     args = {**dict(stock=STOCK, datasets=DATASETS, batch_sizes=None), **kwargs}
     with pytest.raises(error, match=match):
@@ -64,7 +88,9 @@ def test_errors_name_the_offending_value(kwargs, error, match):
 
 def test_an_epoch_based_stock_config_is_refused(tmp_path):
     stock = tmp_path / 'by_epoch.py'
-    stock.write_text(f"_base_ = ['{STOCK}']\n"
-                     "train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=2)\n")
+    stock.write_text(
+        f"_base_ = ['{STOCK}']\n"
+        "train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=2)\n"
+    )
     with pytest.raises(ValueError, match=r'trains by epochs; DATTrainLoop counts iterations'):
         convert_config(str(stock), DATASETS)

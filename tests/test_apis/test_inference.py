@@ -1,5 +1,6 @@
 """init_cdcl_model: the chosen dataset's branch, label space and colours; the caller's config
 untouched."""
+
 import copy
 import os.path as osp
 
@@ -14,8 +15,11 @@ from mmseg_cdcl.apis import init_cdcl_model
 from mmseg_cdcl.datasets import CamVidDataset
 from mmseg_cdcl.testing import shrink_datasets
 
-CAMVID = dict(classes=tuple(f'c{i}' for i in range(11)),
-              palette=[[i * 20, 1, 2] for i in range(11)], ignore_index=255)
+CAMVID = dict(
+    classes=tuple(f'c{i}' for i in range(11)),
+    palette=[[i * 20, 1, 2] for i in range(11)],
+    ignore_index=255,
+)
 
 
 @pytest.fixture(scope='module')
@@ -30,9 +34,19 @@ def cdcl(tmp_path_factory):
     cfg.test_dataloader.dataset.datasets.camvid.ignore_index = 250
     state_dict = MODELS.build(cfg.model).state_dict()
     with_meta, without = str(tmp / 'with_meta.pth'), str(tmp / 'without_meta.pth')
-    save_checkpoint(dict(state_dict=state_dict, meta=dict(dataset_meta=dict(
-        classes=('road', ), dataset_names=['cityscapes', 'camvid'],
-        datasets=dict(camvid=CAMVID)))), with_meta)
+    save_checkpoint(
+        dict(
+            state_dict=state_dict,
+            meta=dict(
+                dataset_meta=dict(
+                    classes=('road',),
+                    dataset_names=['cityscapes', 'camvid'],
+                    datasets=dict(camvid=CAMVID),
+                )
+            ),
+        ),
+        with_meta,
+    )
     save_checkpoint(dict(state_dict=state_dict, meta={}), without)
     return cfg, with_meta, without
 
@@ -52,8 +66,7 @@ def test_dataset_meta_is_the_configs_dataset_without_checkpoint_meta(cdcl):
         assert meta['palette'] == CamVidDataset.METAINFO['palette']
         assert meta['ignore_index'] == 250  # the config's test_dataloader's
     meta = init_cdcl_model(cfg, without, 'cityscapes').dataset_meta
-    assert (len(meta['classes']), meta['classes'][-1], meta['ignore_index']) == (19, 'bicycle',
-                                                                                 255)
+    assert (len(meta['classes']), meta['classes'][-1], meta['ignore_index']) == (19, 'bicycle', 255)
 
 
 def test_callers_config_is_left_unchanged(cdcl):
@@ -66,14 +79,20 @@ def test_callers_config_is_left_unchanged(cdcl):
 
 def test_unknown_dataset_and_unknown_classes_are_named(cdcl):
     cfg, _, without = cdcl
-    with pytest.raises(ValueError, match=r"unknown dataset 'kitti': the model's datasets are "
-                                         r"\['cityscapes', 'camvid'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown dataset 'kitti': the model's datasets are "
+        r"\['cityscapes', 'camvid'\]",
+    ):
         init_cdcl_model(cfg, without, 'kitti')
     model_only = Config(dict(model=cfg.model))
-    with pytest.raises(ValueError, match=r"no classes for dataset 'camvid': the checkpoint's "
-                                         r'meta has no dataset_meta.datasets.camvid and no '
-                                         r'test/val/train_dataloader of the config lists '
-                                         r"'camvid' under dataset.datasets"):
+    with pytest.raises(
+        ValueError,
+        match=r"no classes for dataset 'camvid': the checkpoint's "
+        r'meta has no dataset_meta.datasets.camvid and no '
+        r'test/val/train_dataloader of the config lists '
+        r"'camvid' under dataset.datasets",
+    ):
         init_cdcl_model(model_only, without, 'camvid')
 
 
@@ -85,19 +104,25 @@ def test_images_of_unknown_source_through_mmsegs_inference_model(cdcl, tmp_path,
     import cv2
     import numpy as np
     from mmseg.apis import inference_model
+
     cfg, with_meta, _ = cdcl
     cfg = copy.deepcopy(cfg)
     cfg.model.label_space = dict(
-        classes=['flat', 'other'], palette=[[0, 0, 0], [255, 255, 255]],
-        mapping=dict(cityscapes=dict(road='flat', sidewalk='flat'),
-                     camvid=['other'] * 3 + ['flat'] * 2 + ['other'] * 6))
+        classes=['flat', 'other'],
+        palette=[[0, 0, 0], [255, 255, 255]],
+        mapping=dict(
+            cityscapes=dict(road='flat', sidewalk='flat'),
+            camvid=['other'] * 3 + ['flat'] * 2 + ['other'] * 6,
+        ),
+    )
     images = []
     for i in range(2):
         images.append(str(tmp_path / f'{i}.png'))
         cv2.imwrite(images[-1], np.random.default_rng(i).integers(0, 255, (32, 48, 3), np.uint8))
     model = init_cdcl_model(cfg, with_meta, route)
-    assert model.dataset_meta == dict(classes=('flat', 'other'), palette=[[0, 0, 0],
-                                                                          [255, 255, 255]])
+    assert model.dataset_meta == dict(
+        classes=('flat', 'other'), palette=[[0, 0, 0], [255, 255, 255]]
+    )
     one, many = inference_model(model, images[0]), inference_model(model, images)
     for result in [one, *many]:
         assert result.dataset_name in ('cityscapes', 'camvid')
@@ -105,6 +130,9 @@ def test_images_of_unknown_source_through_mmsegs_inference_model(cdcl, tmp_path,
         assert sum(result.dataset_scores.values()) == pytest.approx(1)
         assert result.seg_logits.data.shape == (2, 32, 48)
     assert one.dataset_scores == pytest.approx(many[0].dataset_scores)
-    with pytest.raises(ValueError, match=r"unknown dataset 'kitti': the model's datasets are "
-                                         r"\['cityscapes', 'camvid'\], or 'auto' or 'ensemble'"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown dataset 'kitti': the model's datasets are "
+        r"\['cityscapes', 'camvid'\], or 'auto' or 'ensemble'",
+    ):
         init_cdcl_model(cfg, with_meta, 'kitti')

@@ -12,21 +12,35 @@ from mmseg.registry import DATASETS, TRANSFORMS
 
 from mmseg_cdcl.datasets import CamVidDataset
 
-PIPELINE = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
-            dict(type='PackSegInputs')]
+PIPELINE = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs'),
+]
 
 
 def _cfg(root, names=('cityscapes', 'camvid')):
     splits = dict(
-        cityscapes=dict(type='CityscapesDataset', data_root=osp.join(root, 'cityscapes'),
-                        data_prefix=dict(img_path='leftImg8bit/val', seg_map_path='gtFine/val')),
-        bdd100k=dict(type='BDD100KDataset', data_root=osp.join(root, 'bdd100k'),
-                     data_prefix=dict(img_path='images/10k/val',
-                                      seg_map_path='labels/sem_seg/masks/val')),
-        camvid=dict(type='CamVidDataset', data_root=osp.join(root, 'camvid'), ignore_index=250,
-                    data_prefix=dict(img_path='images/val', seg_map_path='annotations/val')))
-    return dict(type='MultiDataset',
-                datasets={n: dict(splits[n], pipeline=PIPELINE) for n in names})
+        cityscapes=dict(
+            type='CityscapesDataset',
+            data_root=osp.join(root, 'cityscapes'),
+            data_prefix=dict(img_path='leftImg8bit/val', seg_map_path='gtFine/val'),
+        ),
+        bdd100k=dict(
+            type='BDD100KDataset',
+            data_root=osp.join(root, 'bdd100k'),
+            data_prefix=dict(img_path='images/10k/val', seg_map_path='labels/sem_seg/masks/val'),
+        ),
+        camvid=dict(
+            type='CamVidDataset',
+            data_root=osp.join(root, 'camvid'),
+            ignore_index=250,
+            data_prefix=dict(img_path='images/val', seg_map_path='annotations/val'),
+        ),
+    )
+    return dict(
+        type='MultiDataset', datasets={n: dict(splits[n], pipeline=PIPELINE) for n in names}
+    )
 
 
 def test_samples_carry_their_dataset_and_keep_their_label_space(data_cwd):
@@ -50,14 +64,19 @@ def test_empty_dataset_is_named(data_cwd, tmp_path):
     cfg = _cfg(str(data_cwd / 'data'), names=('cityscapes', 'bdd100k'))
     cfg['datasets']['bdd100k']['data_root'] = str(tmp_path)  # exists, holds nothing
     (tmp_path / 'images' / '10k' / 'val').mkdir(parents=True)
-    with pytest.raises(ValueError, match=r"MultiDataset: dataset 'bdd100k' \(BDD100KDataset\) "
-                                         r'found no samples under data_root='):
+    with pytest.raises(
+        ValueError,
+        match=r"MultiDataset: dataset 'bdd100k' \(BDD100KDataset\) "
+        r'found no samples under data_root=',
+    ):
         DATASETS.build(cfg)
 
 
 def test_datasets_must_be_named():
-    with pytest.raises(TypeError, match='MultiDataset.datasets must be a non-empty dict of '
-                                        'datasets by name, got list'):
+    with pytest.raises(
+        TypeError,
+        match='MultiDataset.datasets must be a non-empty dict of datasets by name, got list',
+    ):
         DATASETS.build(dict(type='MultiDataset', datasets=[dict(type='CityscapesDataset')]))
 
 
@@ -67,10 +86,12 @@ def test_remap_labels():
     out = remap(dict(gt_seg_map=label))['gt_seg_map']
     np.testing.assert_array_equal(out, [[10, 0, 255, 255]])
     keep = TRANSFORMS.build(dict(type='RemapLabels', mapping={0: 10}, unmapped=None))
-    np.testing.assert_array_equal(keep(dict(gt_seg_map=label))['gt_seg_map'],
-                                  [[10, 3, 5, 255]])
-    with pytest.raises(ValueError, match=r'RemapLabels.mapping must map uint8 label ids, got '
-                                         r'\{300: 1\}'):
+    np.testing.assert_array_equal(keep(dict(gt_seg_map=label))['gt_seg_map'], [[10, 3, 5, 255]])
+    with pytest.raises(
+        ValueError,
+        match=r'RemapLabels.mapping must map uint8 label ids, got '
+        r'\{300: 1\}',
+    ):
         TRANSFORMS.build(dict(type='RemapLabels', mapping={300: 1}))
 
 
@@ -84,29 +105,38 @@ def city(data_cwd, tmp_path):
 
 
 def _build(root):
-    return DATASETS.build(_cfg(str(root), names=('cityscapes', )))
+    return DATASETS.build(_cfg(str(root), names=('cityscapes',)))
 
 
 def test_missing_data_root_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"MultiDataset: dataset 'cityscapes' "
-                                                r'\(CityscapesDataset\): .*leftImg8bit/val.*'
-                                                r'check its data_root='):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"MultiDataset: dataset 'cityscapes' "
+        r'\(CityscapesDataset\): .*leftImg8bit/val.*'
+        r'check its data_root=',
+    ):
         _build(tmp_path / 'nowhere')
 
 
 def test_image_without_label_is_named(city):
     root, images, labels = city
     labels[1].unlink()
-    with pytest.raises(FileNotFoundError, match=rf"dataset 'cityscapes': image {images[1]} has "
-                                                rf'no label file {labels[1]}'):
+    with pytest.raises(
+        FileNotFoundError,
+        match=rf"dataset 'cityscapes': image {images[1]} has "
+        rf'no label file {labels[1]}',
+    ):
         _build(root)
 
 
 def test_image_label_size_mismatch_is_named(city):
     root, images, labels = city
     cv2.imwrite(str(labels[0]), np.zeros((10, 20), np.uint8))
-    with pytest.raises(ValueError, match=rf"dataset 'cityscapes': image {images[0]} is 128x64 "
-                                         rf'\(WxH\) but its label {labels[0]} is 20x10'):
+    with pytest.raises(
+        ValueError,
+        match=rf"dataset 'cityscapes': image {images[0]} is 128x64 "
+        rf'\(WxH\) but its label {labels[0]} is 20x10',
+    ):
         _build(root)
 
 
@@ -120,10 +150,13 @@ def test_unreadable_image_is_named(city):
 def test_truncated_image_is_named_when_loaded(city):
     root, images, labels = city
     data = images[0].read_bytes()
-    images[0].write_bytes(data[:len(data) // 2])  # header intact, pixels cut
+    images[0].write_bytes(data[: len(data) // 2])  # header intact, pixels cut
     dataset = _build(root)
-    with pytest.raises(RuntimeError, match=rf"loading sample 0 of dataset 'cityscapes' failed: "
-                                           rf'image {images[0]}, label {labels[0]}'):
+    with pytest.raises(
+        RuntimeError,
+        match=rf"loading sample 0 of dataset 'cityscapes' failed: "
+        rf'image {images[0]}, label {labels[0]}',
+    ):
         dataset[0]
 
 
@@ -133,9 +166,12 @@ def test_label_outside_the_label_space_is_named(city):
     label[0, :3] = [19, 40, 255]  # 255 is the ignore index, 19 and 40 are no classes
     cv2.imwrite(str(labels[0]), label)
     dataset = _build(root)
-    with pytest.raises(ValueError, match=rf"label file {labels[0]} of dataset 'cityscapes' holds "
-                                         r'values \[19, 40\]: expected classes 0-18 or ignore '
-                                         r'index 255'):
+    with pytest.raises(
+        ValueError,
+        match=rf"label file {labels[0]} of dataset 'cityscapes' holds "
+        r'values \[19, 40\]: expected classes 0-18 or ignore '
+        r'index 255',
+    ):
         dataset[0]
     dataset[1]  # the others load
 
@@ -153,12 +189,17 @@ def test_label_value_beyond_a_byte_is_named(city):
             return results
 
     root, _, labels = city
-    cfg = _cfg(str(root), names=('cityscapes', ))
+    cfg = _cfg(str(root), names=('cityscapes',))
     cfg['datasets']['cityscapes']['pipeline'] = PIPELINE[:2] + [
-        dict(type='InstanceIdsAsLabels'), PIPELINE[-1]]
+        dict(type='InstanceIdsAsLabels'),
+        PIPELINE[-1],
+    ]
     dataset = DATASETS.build(cfg)
-    with pytest.raises(ValueError, match=rf"label file {labels[0]} of dataset 'cityscapes' holds "
-                                         r'values \[-1, 300\]: expected classes 0-18'):
+    with pytest.raises(
+        ValueError,
+        match=rf"label file {labels[0]} of dataset 'cityscapes' holds "
+        r'values \[-1, 300\]: expected classes 0-18',
+    ):
         dataset[0]
 
 
@@ -167,8 +208,10 @@ def _augmenting(data_cwd):
     cfg = _cfg(str(data_cwd / 'data'))
     for split in cfg['datasets'].values():
         split['pipeline'] = PIPELINE[:2] + [
-            dict(type='RandomCrop', crop_size=(32, 32)), dict(type='RandomFlip', prob=0.5),
-            PIPELINE[-1]]
+            dict(type='RandomCrop', crop_size=(32, 32)),
+            dict(type='RandomFlip', prob=0.5),
+            PIPELINE[-1],
+        ]
     return DATASETS.build(cfg)
 
 
@@ -210,6 +253,7 @@ def test_label_check_names_exactly_the_values_outside_the_label_space(data_cwd, 
     @TRANSFORMS.register_module(force=True)
     class LabelsOfOneRow(BaseTransform):
         """A custom loader's label: the row ``values``."""
+
         values = []
 
         def transform(self, results):
@@ -217,20 +261,27 @@ def test_label_check_names_exactly_the_values_outside_the_label_space(data_cwd, 
             return results
 
     # Either side of the 19 classes and of every ignore index, as far as the dtype holds them.
-    values = [v for v in (0, 18, 19, 249, 250, 251, 254, 255, 256, 300, -1, -2)
-              if np.array(v).astype(dtype) == v]
-    cfg = _cfg(str(data_cwd / 'data'), names=('cityscapes', ))
-    cfg['datasets']['cityscapes'].update(ignore_index=ignore, pipeline=PIPELINE[:2] + [
-        dict(type='LabelsOfOneRow'), PIPELINE[-1]])
+    values = [
+        v
+        for v in (0, 18, 19, 249, 250, 251, 254, 255, 256, 300, -1, -2)
+        if np.array(v).astype(dtype) == v
+    ]
+    cfg = _cfg(str(data_cwd / 'data'), names=('cityscapes',))
+    cfg['datasets']['cityscapes'].update(
+        ignore_index=ignore, pipeline=PIPELINE[:2] + [dict(type='LabelsOfOneRow'), PIPELINE[-1]]
+    )
     dataset = DATASETS.build(cfg)
     ignored = [ignore] if ignore in values else []
     for row in [[5, v] + ignored for v in values] + [values]:
         LabelsOfOneRow.values = row
         outside = sorted({v for v in row if not (0 <= v < 19 or v == ignore)})
         if outside:
-            with pytest.raises(ValueError, match=re.escape(f'holds values {outside}: expected '
-                                                           f'classes 0-18 or ignore index '
-                                                           f'{ignore}')):
+            with pytest.raises(
+                ValueError,
+                match=re.escape(
+                    f'holds values {outside}: expected classes 0-18 or ignore index {ignore}'
+                ),
+            ):
                 dataset[0]
         else:
             assert dataset[0]['data_samples'].gt_sem_seg.data.tolist() == [[row]]
@@ -245,10 +296,14 @@ def test_16_bit_label_beyond_a_byte_is_named_before_it_wraps(city):
 
     label[0, :3] = [300, 257, 1]  # LoadAnnotations' uint8 cast would make 257 class 1
     cv2.imwrite(str(labels[1]), label)
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
             f"dataset 'cityscapes': label file {labels[1]} holds values [257, 300] outside the "
             "bytes 0-255; MMSeg's LoadAnnotations casts labels to uint8, so 257 would load as "
-            '1: expected class ids and ignore index in 0-255')):
+            '1: expected class ids and ignore index in 0-255'
+        ),
+    ):
         _build(root)
 
 
@@ -257,17 +312,25 @@ def test_label_error_names_the_file_values_before_reduce_zero_label(city):
     label = cv2.imread(str(labels[0]), cv2.IMREAD_UNCHANGED)
     label[0, :3] = [21, 20, 19]  # loaded as 20, 19 (outside classes 0-18) and 18
     cv2.imwrite(str(labels[0]), label)
-    cfg = _cfg(str(root), names=('cityscapes', ))
+    cfg = _cfg(str(root), names=('cityscapes',))
     cfg['datasets']['cityscapes']['reduce_zero_label'] = True
     dataset = DATASETS.build(cfg)
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
             f"label file {labels[0]} of dataset 'cityscapes' holds values [19, 20] (file values "
-            '[20, 21] before reduce_zero_label): expected classes 0-18 or ignore index 255')):
+            '[20, 21] before reduce_zero_label): expected classes 0-18 or ignore index 255'
+        ),
+    ):
         dataset[0]
 
     cfg['datasets']['cityscapes']['metainfo'] = dict(classes=('road', 'sidewalk'))
     dataset = DATASETS.build(cfg)  # label_map: 0 -> 0, 1 -> 1, 2-18 -> 255, others kept
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
             'holds values [19, 20] (file values [20, 21] before reduce_zero_label and '
-            'label_map): expected classes 0-1 or ignore index 255')):
+            'label_map): expected classes 0-1 or ignore index 255'
+        ),
+    ):
         dataset[0]

@@ -1,5 +1,6 @@
 """QuietConsoleRunner, PerImageCountsHook and FirstIterationTimeHook: what the demo's and the
 benchmark's runs use, at unit level (tests/test_tools/test_run_demo.py runs them end to end)."""
+
 import logging
 import time
 from types import SimpleNamespace
@@ -44,13 +45,20 @@ def _sample(dataset_idx, pred, gt, path):
 def test_per_image_counts_are_each_images_intersection_and_union_in_its_label_space():
     hook = HOOKS.build(dict(type='PerImageCountsHook'))
     assert isinstance(hook, PerImageCountsHook)
-    meta = dict(dataset_names=['a', 'b'],
-                datasets=dict(a=dict(classes=('x', 'y'), ignore_index=255),
-                              b=dict(classes=('x', 'y', 'z'), ignore_index=255)))
-    runner = SimpleNamespace(test_dataloader=SimpleNamespace(
-        dataset=SimpleNamespace(metainfo=meta)))
-    outputs = [_sample(0, [[0, 1], [1, 1]], [[0, 0], [1, 255]], 'a0.png'),
-               _sample(1, [[2, 2], [0, 1]], [[2, 1], [0, 0]], 'b0.png')]
+    meta = dict(
+        dataset_names=['a', 'b'],
+        datasets=dict(
+            a=dict(classes=('x', 'y'), ignore_index=255),
+            b=dict(classes=('x', 'y', 'z'), ignore_index=255),
+        ),
+    )
+    runner = SimpleNamespace(
+        test_dataloader=SimpleNamespace(dataset=SimpleNamespace(metainfo=meta))
+    )
+    outputs = [
+        _sample(0, [[0, 1], [1, 1]], [[0, 0], [1, 255]], 'a0.png'),
+        _sample(1, [[2, 2], [0, 1]], [[2, 1], [0, 0]], 'b0.png'),
+    ]
     hook.after_test_iter(runner, 0, outputs=outputs)
     (i_a, u_a), (i_b, u_b) = hook.counts['a']['a0.png'], hook.counts['b']['b0.png']
     # a: class x predicted at 1 of its 2 labelled pixels; y at 2 predicted, 1 labelled (one

@@ -1,5 +1,6 @@
 """average_gradients averages over processes as DDP does, and names the parameters whose
 gradient only some processes have."""
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -15,14 +16,18 @@ def _model() -> nn.Module:
 
 def _in_process(rank: int, init: str, results) -> None:
     from mmseg_cdcl.engine.loops.gradient_averaging import average_gradients
+
     dist.init_process_group('gloo', init_method=init, rank=rank, world_size=2)
     try:
         model = _model()
         model[1].weight.grad = torch.full((2, 2), float(rank + 1))  # 1 and 2: mean 1.5
         model[1].bias.grad = torch.full((2,), 4.0 * rank)  # 0 and 4: mean 2
         average_gradients(model)
-        averaged = (model[1].weight.grad.tolist(), model[1].bias.grad.tolist(),
-                    model[2].weight.grad)
+        averaged = (
+            model[1].weight.grad.tolist(),
+            model[1].bias.grad.tolist(),
+            model[2].weight.grad,
+        )
         if rank == 0:  # a branch only rank 0 used
             model[2].weight.grad = torch.ones(1, 2)
         try:
@@ -42,6 +47,8 @@ def test_gradients_are_averaged_and_partial_ones_named(tmp_path):
     for rank in (0, 1):
         averaged, error = results[rank]
         assert averaged == ([[1.5, 1.5], [1.5, 1.5]], [2.0, 2.0], None)
-        assert error == ("DATTrainLoop: 1 parameters have gradients in some processes only "
-                         "(e.g. ['2.weight']): every process must draw samples of the same "
-                         'datasets in an iteration')
+        assert error == (
+            'DATTrainLoop: 1 parameters have gradients in some processes only '
+            "(e.g. ['2.weight']): every process must draw samples of the same "
+            'datasets in an iteration'
+        )

@@ -1,4 +1,5 @@
 """RNGStateHook restores the random states a checkpoint holds, on the GPUs there are."""
+
 import random
 
 import numpy as np
@@ -26,15 +27,23 @@ def test_a_resume_that_sees_fewer_gpus_restores_those_it_sees(monkeypatch, capsy
     restored = []
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     monkeypatch.setattr(torch.cuda, 'device_count', lambda: 1)
-    monkeypatch.setattr(torch.cuda, 'set_rng_state',
-                        lambda state, device: restored.append((device, state.tolist())))
+    monkeypatch.setattr(
+        torch.cuda, 'set_rng_state', lambda state, device: restored.append((device, state.tolist()))
+    )
     hook = RNGStateHook()
-    checkpoint = dict(rng_states=dict(
-        python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state(),
-        cuda=[torch.tensor([1], dtype=torch.uint8), torch.tensor([2], dtype=torch.uint8)]))
+    checkpoint = dict(
+        rng_states=dict(
+            python=random.getstate(),
+            numpy=np.random.get_state(),
+            torch=torch.get_rng_state(),
+            cuda=[torch.tensor([1], dtype=torch.uint8), torch.tensor([2], dtype=torch.uint8)],
+        )
+    )
     hook.after_load_checkpoint(None, checkpoint)
     MMLogger.get_instance('rng_state_test')
     hook.before_train(None)
     assert restored == [(0, [1])]
-    assert ('RNGStateHook: the checkpoint holds the random states of 2 GPUs and this process '
-            'sees 1: the random state of GPU 1 is not restored') in capsys.readouterr().out
+    assert (
+        'RNGStateHook: the checkpoint holds the random states of 2 GPUs and this process '
+        'sees 1: the random state of GPU 1 is not restored'
+    ) in capsys.readouterr().out

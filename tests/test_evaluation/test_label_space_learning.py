@@ -1,5 +1,6 @@
 """A label space learned from a CDCL model's heads: the relations read from hand-made confusions,
 the confusions counted from the model, the written file, and the refusals."""
+
 import json
 import os
 import subprocess
@@ -24,18 +25,23 @@ from mmseg_cdcl.evaluation.functional.class_relations import (
 )
 from mmseg_cdcl.evaluation.label_space_learning import cross_dataset_confusions, load_cdcl_model
 
-CITYSCAPES_TO_CAMVID = os.path.join(REPO, 'configs', '_base_', 'label_spaces',
-                                    'cityscapes_to_camvid.py')
+CITYSCAPES_TO_CAMVID = os.path.join(
+    REPO, 'configs', '_base_', 'label_spaces', 'cityscapes_to_camvid.py'
+)
 
 
 def test_same_classes_are_one_to_one():
     confusion = np.array([[8, 1, 1], [0, 9, 1], [1, 0, 9]])
     relations = class_relations(confusion, confusion)
-    assert relations == [Relation(0, 0, 'same', 0.8, 0.8), Relation(1, 1, 'same', 0.9, 0.9),
-                         Relation(2, 2, 'same', 0.9, 0.9)]
+    assert relations == [
+        Relation(0, 0, 'same', 0.8, 0.8),
+        Relation(1, 1, 'same', 0.9, 0.9),
+        Relation(2, 2, 'same', 0.9, 0.9),
+    ]
     learned = label_space_from_relations(dict(a=('x', 'y', 'z'), b=('X', 'Y', 'Z')), relations)
-    assert learned['label_space'] == dict(classes=('X', 'Y', 'Z'), mapping=dict(
-        a=['X', 'Y', 'Z'], b=['X', 'Y', 'Z']))
+    assert learned['label_space'] == dict(
+        classes=('X', 'Y', 'Z'), mapping=dict(a=['X', 'Y', 'Z'], b=['X', 'Y', 'Z'])
+    )
     assert learned['finer'] == 'a' and learned['universal'] == ['x', 'y', 'z']
 
 
@@ -47,23 +53,34 @@ def test_finer_classes_map_into_coarser_and_an_unconfirmed_class_is_unrelated():
     ab = np.array([[90, 10], [80, 20], [5, 95], [70, 30]])
     ba = np.array([[70, 25, 5, 0], [0, 0, 100, 0]])
     relations = class_relations(ab, ba)
-    assert relations == [Relation(0, 0, 'same', 0.9, 0.7), Relation(1, 0, 'inside', 0.8, 0.25),
-                         Relation(2, 1, 'same', 0.95, 1.0)]
+    assert relations == [
+        Relation(0, 0, 'same', 0.9, 0.7),
+        Relation(1, 0, 'inside', 0.8, 0.25),
+        Relation(2, 1, 'same', 0.95, 1.0),
+    ]
     classes = dict(a=('car', 'truck', 'road', 'train'), b=('vehicle', 'road'))
-    learned = label_space_from_relations(classes, relations, dict(
-        a=[[0, 0, 1], [0, 0, 2], [0, 0, 3], [0, 0, 4]], b=[[1, 0, 0], [2, 0, 0]]))
+    learned = label_space_from_relations(
+        classes,
+        relations,
+        dict(a=[[0, 0, 1], [0, 0, 2], [0, 0, 3], [0, 0, 4]], b=[[1, 0, 0], [2, 0, 0]]),
+    )
     assert learned['label_space'] == dict(
-        classes=('vehicle', 'road'), palette=[[1, 0, 0], [2, 0, 0]],
-        mapping=dict(a=['vehicle', 'vehicle', 'road', None], b=['vehicle', 'road']))
+        classes=('vehicle', 'road'),
+        palette=[[1, 0, 0], [2, 0, 0]],
+        mapping=dict(a=['vehicle', 'vehicle', 'road', None], b=['vehicle', 'road']),
+    )
     assert learned['finer'] == 'a'
     assert learned['unions']['b'] == dict(vehicle=['car', 'truck'], road=['road'])
     # The coarser taxonomy given first: the same relations seen from the other side.
     flipped = class_relations(ba, ab)
-    assert [(r.a, r.b, r.kind) for r in flipped] == [(0, 0, 'same'), (0, 1, 'contains'),
-                                                     (1, 2, 'same')]
-    assert label_space_from_relations(dict(b=classes['b'], a=classes['a']), flipped)[
-        'label_space']['mapping'] == dict(b=['vehicle', 'road'],
-                                          a=['vehicle', 'vehicle', 'road', None])
+    assert [(r.a, r.b, r.kind) for r in flipped] == [
+        (0, 0, 'same'),
+        (0, 1, 'contains'),
+        (1, 2, 'same'),
+    ]
+    assert label_space_from_relations(dict(b=classes['b'], a=classes['a']), flipped)['label_space'][
+        'mapping'
+    ] == dict(b=['vehicle', 'road'], a=['vehicle', 'vehicle', 'road', None])
 
 
 def test_neither_coarser_gives_universal_classes():
@@ -71,16 +88,21 @@ def test_neither_coarser_gives_universal_classes():
     ab = np.array([[50, 50], [0, 100]])
     ba = np.array([[100, 0], [50, 50]])
     relations = class_relations(ab, ba)
-    assert relations == [Relation(0, 0, 'contains', 0.5, 1.0),
-                         Relation(0, 1, 'overlap', 0.5, 0.5), Relation(1, 1, 'inside', 1.0, 0.5)]
+    assert relations == [
+        Relation(0, 0, 'contains', 0.5, 1.0),
+        Relation(0, 1, 'overlap', 0.5, 0.5),
+        Relation(1, 1, 'inside', 1.0, 0.5),
+    ]
     learned = label_space_from_relations(dict(a=('AB', 'C'), b=('A', 'BC')), relations)
     assert learned['finer'] is None
     assert learned['universal'] == ['A', 'AB ∩ BC', 'C']
-    assert learned['unions'] == dict(a=dict(AB=['A', 'AB ∩ BC'], C=['C']),
-                                     b=dict(A=['A'], BC=['AB ∩ BC', 'C']))
+    assert learned['unions'] == dict(
+        a=dict(AB=['A', 'AB ∩ BC'], C=['C']), b=dict(A=['A'], BC=['AB ∩ BC', 'C'])
+    )
     # The finest space both map into: one class, since AB, BC chain everything together.
-    assert learned['label_space'] == dict(classes=('AB+C', ), mapping=dict(
-        a=['AB+C', 'AB+C'], b=['AB+C', 'AB+C']))
+    assert learned['label_space'] == dict(
+        classes=('AB+C',), mapping=dict(a=['AB+C', 'AB+C'], b=['AB+C', 'AB+C'])
+    )
 
 
 def test_unrelated_classes_and_bad_thresholds():
@@ -104,8 +126,12 @@ def test_confusions_count_every_head_on_every_image(trained_cdcl, in_data):
     measured = cross_dataset_confusions(model, loader, (0, 1), max_images=1)
     assert measured['images'] == {0: 1, 1: 1}
     # By hand: each image's features on a BN branch, then a classifier, at its original size.
-    expected = {(bn, a, b): np.zeros((19 if a == 0 else 11, 19 if b == 0 else 11), np.int64)
-                for bn in ('image', 'head') for a in (0, 1) for b in (0, 1)}
+    expected = {
+        (bn, a, b): np.zeros((19 if a == 0 else 11, 19 if b == 0 else 11), np.int64)
+        for bn in ('image', 'head')
+        for a in (0, 1)
+        for b in (0, 1)
+    }
     seen = set()
     for batch in loader:
         data = model.data_preprocessor(batch, False)
@@ -114,16 +140,19 @@ def test_confusions_count_every_head_on_every_image(trained_cdcl, in_data):
             if a in seen:
                 continue
             seen.add(a)
-            x, metas = data['inputs'][i:i + 1], [sample.metainfo]
+            x, metas = data['inputs'][i : i + 1], [sample.metainfo]
             label = sample.gt_sem_seg.data[0]
             for b in (0, 1):
                 for bn, norm in (('image', a), ('head', b)):
                     with torch.no_grad(), model.route(norm):
                         feats = model.decode_head._forward_feature(model.extract_feat(x))
                     with torch.no_grad():
-                        logits = resize(model.decode_head.conv_seg[b](feats),
-                                        size=metas[0]['img_shape'], mode='bilinear',
-                                        align_corners=model.align_corners)
+                        logits = resize(
+                            model.decode_head.conv_seg[b](feats),
+                            size=metas[0]['img_shape'],
+                            mode='bilinear',
+                            align_corners=model.align_corners,
+                        )
                     pred = EncoderDecoder.postprocess_result(model, logits, [sample])[0]
                     pred = pred.pred_sem_seg.data[0]
                     keep = label != 255
@@ -131,8 +160,9 @@ def test_confusions_count_every_head_on_every_image(trained_cdcl, in_data):
         if seen == {0, 1}:
             break
     for (bn, a, b), counts in expected.items():
-        np.testing.assert_array_equal(measured['confusions'][bn][a][b], counts,
-                                      err_msg=f'{bn} {a} {b}')
+        np.testing.assert_array_equal(
+            measured['confusions'][bn][a][b], counts, err_msg=f'{bn} {a} {b}'
+        )
         assert counts.sum() > 0
     np.testing.assert_array_equal(expected[('image', 0, 0)], expected[('head', 0, 0)])
 
@@ -141,11 +171,11 @@ def test_confusions_count_every_head_on_every_image(trained_cdcl, in_data):
 def test_learned_label_space_loads_as_label_space(trained_cdcl, in_data, tmp_path):
     config, checkpoint = str(trained_cdcl / 'config.py'), str(trained_cdcl / 'iter_2.pth')
     out = str(tmp_path / 'learned' / 'space.py')
-    summary = learn_label_space(config, checkpoint, out, max_images=1,
-                                compare=CITYSCAPES_TO_CAMVID)
+    summary = learn_label_space(config, checkpoint, out, max_images=1, compare=CITYSCAPES_TO_CAMVID)
     space = Config.fromfile(out).label_space
     assert dict(space.to_dict(), classes=list(space.classes)) == json.loads(
-        json.dumps(summary['label_space']))
+        json.dumps(summary['label_space'])
+    )
     assert list(space.mapping) == ['cityscapes', 'camvid']
     assert [len(space.mapping.cityscapes), len(space.mapping.camvid)] == [19, 11]
     cfg = Config.fromfile(config)
@@ -162,14 +192,14 @@ def test_learned_label_space_loads_as_label_space(trained_cdcl, in_data, tmp_pat
     assert evidence['kept']['cityscapes']['compare'] == (own.sum() - own[16]) / own.sum()
     assert evidence['kept']['camvid']['compare'] == 1.0
     # The hand-written space maps camvid's classes to themselves.
-    assert [r['compare'] for r in evidence['compare']['classes']
-            if r['dataset'] == 'camvid'] == summary['classes']['camvid']
+    assert [
+        r['compare'] for r in evidence['compare']['classes'] if r['dataset'] == 'camvid'
+    ] == summary['classes']['camvid']
 
 
 def _saved(model, path, stated=True):
     state = model.state_dict()
-    torch.save(dict(state_dict=state if stated else OrderedDict(state.items()), meta={}),
-               str(path))
+    torch.save(dict(state_dict=state if stated else OrderedDict(state.items()), meta={}), str(path))
     return str(path)
 
 
@@ -188,12 +218,18 @@ def test_bad_inputs_are_refused_before_writing(trained_cdcl, in_data, tmp_path):
     shared = str(tmp_path / 'shared.py')
     cfg.dump(shared)
     shared_ckpt = _saved(MODELS.build(cfg.model), tmp_path / 'shared.pth')
-    with pytest.raises(ValueError, match=r"\['cityscapes', 'bdd100k'\] have 1 label space.*"
-                       'these share one: there is nothing to learn'):
+    with pytest.raises(
+        ValueError,
+        match=r"\['cityscapes', 'bdd100k'\] have 1 label space.*"
+        'these share one: there is nothing to learn',
+    ):
         learn_label_space(shared, shared_ckpt, str(out))
     # A checkpoint of another model, of no model's datasets, of another architecture.
-    with pytest.raises(ValueError, match=rf"{shared_ckpt} is not a checkpoint of the model of "
-                       rf"{config}: it states datasets \['cityscapes', 'bdd100k'\], the model has"):
+    with pytest.raises(
+        ValueError,
+        match=rf'{shared_ckpt} is not a checkpoint of the model of '
+        rf"{config}: it states datasets \['cityscapes', 'bdd100k'\], the model has",
+    ):
         learn_label_space(config, shared_ckpt, str(out))
     model = MODELS.build(Config.fromfile(config).model)
     unstated = _saved(model, tmp_path / 'plain.pth', stated=False)
@@ -216,19 +252,42 @@ def test_bad_inputs_are_refused_before_writing(trained_cdcl, in_data, tmp_path):
 def test_command_line(trained_cdcl, data_cwd, tmp_path):
     out = tmp_path / 'space.py'
     result = subprocess.run(
-        [sys.executable, os.path.join(REPO, 'tools', 'analysis', 'learn_label_space.py'),
-         str(trained_cdcl / 'config.py'), str(trained_cdcl / 'iter_2.pth'), '--out', str(out),
-         '--max-images', '1', '--compare', CITYSCAPES_TO_CAMVID],
-        cwd=data_cwd, capture_output=True, text=True)
+        [
+            sys.executable,
+            os.path.join(REPO, 'tools', 'analysis', 'learn_label_space.py'),
+            str(trained_cdcl / 'config.py'),
+            str(trained_cdcl / 'iter_2.pth'),
+            '--out',
+            str(out),
+            '--max-images',
+            '1',
+            '--compare',
+            CITYSCAPES_TO_CAMVID,
+        ],
+        cwd=data_cwd,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     # A 2-iteration model's relations are noise: the table's rows are those of either dataset.
     first, *header = lines[0].split()
     assert first in ('cityscapes', 'camvid') and header == [
-        'class', 'relation', 'camvid' if first == 'cityscapes' else 'cityscapes', 'class',
-        'share', '->', 'share', '<-', 'learned', 'hand-written', 'agree']
-    assert lines[-1] == f"wrote {out} (evidence: {tmp_path / 'space.json'})" and out.exists()
-    assert lines[-2].startswith("mIoU (%) of each dataset's own branch (share of its labelled "
-                                "pixels kept): cityscapes own ")
+        'class',
+        'relation',
+        'camvid' if first == 'cityscapes' else 'cityscapes',
+        'class',
+        'share',
+        '->',
+        'share',
+        '<-',
+        'learned',
+        'hand-written',
+        'agree',
+    ]
+    assert lines[-1] == f'wrote {out} (evidence: {tmp_path / "space.json"})' and out.exists()
+    assert lines[-2].startswith(
+        "mIoU (%) of each dataset's own branch (share of its labelled pixels kept): cityscapes own "
+    )
     assert lines[-3].startswith('with --bn head: ')
     assert Config.fromfile(str(out)).label_space.mapping.keys() == {'cityscapes', 'camvid'}

@@ -25,8 +25,9 @@ def test_loss_names_and_total_equal_separate_per_dataset_losses():
     separate = copy.deepcopy(model)
     separate.loss_weights = [1.0, 1.0]
     losses = model.loss(x, samples)
-    assert set(losses) == {f'{n}.{h}.{k}' for n in 'ab' for h in ('decode', 'aux')
-                           for k in ('loss_ce', 'acc_seg')}
+    assert set(losses) == {
+        f'{n}.{h}.{k}' for n in 'ab' for h in ('decode', 'aux') for k in ('loss_ce', 'acc_seg')
+    }
     total, _ = model.parse_losses(losses)
 
     expected_total = 0
@@ -49,8 +50,7 @@ def test_gradients_equal_separate_forwards():
     total = 0
     for d in (0, 1):
         rows = [i for i in range(4) if samples[i].dataset_idx == d]
-        total = total + separate.parse_losses(
-            separate.loss(x[rows], [samples[i] for i in rows]))[0]
+        total = total + separate.parse_losses(separate.loss(x[rows], [samples[i] for i in rows]))[0]
     total.backward()
     for (name, p), q in zip(model.named_parameters(), separate.parameters()):
         if p.grad is not None or q.grad is not None:
@@ -65,7 +65,7 @@ def test_predict_routes_each_sample_to_its_branch(mode):
     samples = seg_samples([1, 0, 1], [5, 3])
     with torch.no_grad():
         mixed = model.predict(x, samples)
-        alone = [model.predict(x[i:i + 1], [samples[i]])[0] for i in range(3)]
+        alone = [model.predict(x[i : i + 1], [samples[i]])[0] for i in range(3)]
     assert [r.seg_logits.data.shape[0] for r in mixed] == [3, 5, 3]
     for r, a in zip(mixed, alone):
         torch.testing.assert_close(r.seg_logits.data, a.seg_logits.data, rtol=1e-5, atol=1e-5)
@@ -77,8 +77,11 @@ def test_missing_dataset_idx_is_an_error_unless_default():
     samples = seg_samples([0], [5, 3])
     del samples[0].dataset_idx
     samples[0].set_metainfo(dict(img_path='x/frankfurt_000000.png'))
-    with pytest.raises(ValueError, match=r"sample 0 \(x/frankfurt_000000.png\) has no "
-                                         r"'dataset_idx' in its metainfo"):
+    with pytest.raises(
+        ValueError,
+        match=r'sample 0 \(x/frankfurt_000000.png\) has no '
+        r"'dataset_idx' in its metainfo",
+    ):
         model.predict(torch.randn(1, 3, 32, 32), samples)
     model = _model(default_dataset='b').eval()
     with torch.no_grad():
@@ -94,20 +97,29 @@ def test_dataset_name_routes_before_dataset_idx():
     samples[1].set_metainfo(dict(dataset_name='b'))
     assert model.dataset_indices(samples, 2) == [0, 1]
     samples[0].set_metainfo(dict(dataset_name='z'))
-    with pytest.raises(ValueError, match=r"sample 0's dataset_name='z' is not one of the "
-                                         r"datasets \['a', 'b'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"sample 0's dataset_name='z' is not one of the "
+        r"datasets \['a', 'b'\]",
+    ):
         model.dataset_indices(samples, 2)
 
 
 def test_config_errors():
-    with pytest.raises(ValueError, match=r"CDCLEncoderDecoder has 3 datasets \['a', 'b', 'c'\] "
-                                         r'but not as many dataset branches in: backbone.stem.1 '
-                                         r'\(DSBN\) has 2'):
+    with pytest.raises(
+        ValueError,
+        match=r"CDCLEncoderDecoder has 3 datasets \['a', 'b', 'c'\] "
+        r'but not as many dataset branches in: backbone.stem.1 '
+        r'\(DSBN\) has 2',
+    ):
         MODELS.build(ConfigDict(small_cdcl_cfg(names=('a', 'b', 'c'))))
     with pytest.raises(ValueError, match=r"loss_weights names unknown datasets \['z'\]"):
         _model(loss_weights=dict(z=2))
-    with pytest.raises(ValueError, match=r"default_dataset='c' is not one of the datasets "
-                                         r"\['a', 'b'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"default_dataset='c' is not one of the datasets "
+        r"\['a', 'b'\]",
+    ):
         _model(default_dataset='c')
 
 
@@ -121,14 +133,18 @@ def test_dataset_names_containing_loss_add_only_losses():
     torch.testing.assert_close(total, sum(terms), rtol=0, atol=0)
     assert float(log_vars['loss']) == pytest.approx(float(total))
     assert float(log_vars['glossy_roads.loss']) == pytest.approx(
-        float(losses['glossy_roads.decode.loss_ce'] + losses['glossy_roads.aux.loss_ce']))
+        float(losses['glossy_roads.decode.loss_ce'] + losses['glossy_roads.aux.loss_ce'])
+    )
 
 
 def test_one_sample_of_a_dataset_before_a_1x1_pooling_names_the_dataset():
     model = _model(names=('cityscapes', 'bdd100k'))
-    with pytest.raises(ValueError, match=r"dataset 'bdd100k': DSBN\(32, num_datasets=2\): "
-                                         r'dataset 1 has 1 value per channel in this training '
-                                         r'batch'):
+    with pytest.raises(
+        ValueError,
+        match=r"dataset 'bdd100k': DSBN\(32, num_datasets=2\): "
+        r'dataset 1 has 1 value per channel in this training '
+        r'batch',
+    ):
         model.loss(torch.randn(3, 3, 32, 32), seg_samples([0, 0, 1], [5, 3]))
 
 
@@ -148,11 +164,14 @@ def test_gradient_checkpointing_trains_as_without_it():
             torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7, msg=name)
 
 
-@pytest.mark.parametrize('names, message', [
-    (('a', 'a'), r"dataset_names=\['a', 'a'\] names a dataset twice"),
-    (('a', 'b.c'), r"dataset name 'b.c': expected a non-empty string without '.' or '/'"),
-    (('a', ''), r"dataset name '': expected a non-empty string"),
-])
+@pytest.mark.parametrize(
+    'names, message',
+    [
+        (('a', 'a'), r"dataset_names=\['a', 'a'\] names a dataset twice"),
+        (('a', 'b.c'), r"dataset name 'b.c': expected a non-empty string without '.' or '/'"),
+        (('a', ''), r"dataset name '': expected a non-empty string"),
+    ],
+)
 def test_dataset_name_errors(names, message):
     with pytest.raises(ValueError, match=message):
         _model(names=names)
@@ -161,18 +180,28 @@ def test_dataset_name_errors(names, message):
 NEVER_BUILT = dict(type='BackboneThatIsNeverBuilt')  # reaching it raises a KeyError
 
 
-@pytest.mark.parametrize('kwargs, message', [
-    (dict(branch_selection=dict(temperature=0)),
-     r'branch selection temperature=0: expected a positive finite number'),
-    (dict(branch_selection=dict(temperature=-0.1)),
-     r'branch selection temperature=-0.1: expected a positive finite number'),
-    (dict(default_dataset='ensemble'),
-     r"default_dataset='ensemble' adds the branches' probabilities, but the datasets have "
-     r"other classes \{'a': 5, 'b': 3\}: set model.label_space \(LabelSpace: one output label "
-     r"space, each dataset's classes mapped to it\) or use default_dataset='auto'"),
-    (dict(default_dataset='c'), r"default_dataset='c' is not one of the datasets \['a', 'b'\]"),
-    (dict(loss_weights=dict(z=2)), r"loss_weights names unknown datasets \['z'\]"),
-])
+@pytest.mark.parametrize(
+    'kwargs, message',
+    [
+        (
+            dict(branch_selection=dict(temperature=0)),
+            r'branch selection temperature=0: expected a positive finite number',
+        ),
+        (
+            dict(branch_selection=dict(temperature=-0.1)),
+            r'branch selection temperature=-0.1: expected a positive finite number',
+        ),
+        (
+            dict(default_dataset='ensemble'),
+            r"default_dataset='ensemble' adds the branches' probabilities, but the datasets have "
+            r"other classes \{'a': 5, 'b': 3\}: set model.label_space \(LabelSpace: one output "
+            r'label '
+            r"space, each dataset's classes mapped to it\) or use default_dataset='auto'",
+        ),
+        (dict(default_dataset='c'), r"default_dataset='c' is not one of the datasets \['a', 'b'\]"),
+        (dict(loss_weights=dict(z=2)), r"loss_weights names unknown datasets \['z'\]"),
+    ],
+)
 def test_config_errors_come_before_the_model_is_built(kwargs, message):
     cfg = small_cdcl_cfg(**kwargs)
     with pytest.raises(ValueError, match=message):
@@ -186,17 +215,25 @@ def test_config_errors_come_before_the_model_is_built(kwargs, message):
 
 def test_ensemble_of_datasets_with_the_same_or_mapped_classes_builds():
     assert _model(num_classes=(5, 5), default_dataset='ensemble').default_dataset == 'ensemble'
-    space = dict(classes=('x', 'y'), mapping=dict(a=['x', 'x', 'y', 'y', None],
-                                                  b=['y', 'x', None]))
+    space = dict(classes=('x', 'y'), mapping=dict(a=['x', 'x', 'y', 'y', None], b=['y', 'x', None]))
     model = _model(default_dataset='ensemble', label_space=space)
     assert model.label_space.tables == [[0, 0, 1, 1, 255], [1, 0, 255]]
 
 
 def test_num_classes_of_another_length_is_refused_before_the_model_is_built():
     from mmseg_cdcl.utils import load_config
+
     cfg = load_config('mmseg::fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py').model
-    cfg.update(type='CDCLEncoderDecoder', dataset_names=['a', 'b'], num_classes=[19, 11, 19],
-               pretrained=None, backbone=NEVER_BUILT)
-    with pytest.raises(ValueError, match=r"num_classes=\[19, 11, 19\]: expected one class "
-                                         r"count per dataset \['a', 'b'\]"):
+    cfg.update(
+        type='CDCLEncoderDecoder',
+        dataset_names=['a', 'b'],
+        num_classes=[19, 11, 19],
+        pretrained=None,
+        backbone=NEVER_BUILT,
+    )
+    with pytest.raises(
+        ValueError,
+        match=r'num_classes=\[19, 11, 19\]: expected one class '
+        r"count per dataset \['a', 'b'\]",
+    ):
         MODELS.build(cfg)

@@ -1,4 +1,5 @@
 """Test-time augmentation of CDCL models: tools/test.py --tta per dataset, every view used."""
+
 import copy
 import os.path as osp
 
@@ -15,16 +16,25 @@ from mmseg_cdcl.models.layers import DSBN
 from mmseg_cdcl.models.segmentors import CDCLTTAModel
 from mmseg_cdcl.testing import unformatted
 
-ONE_VIEW = [dict(type='LoadImageFromFile'), dict(type='TestTimeAug', transforms=[
-    [dict(type='Resize', scale=(128, 64), keep_ratio=True)], [dict(type='LoadAnnotations')],
-    [dict(type='PackSegInputs')]])]
+ONE_VIEW = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [dict(type='Resize', scale=(128, 64), keep_ratio=True)],
+            [dict(type='LoadAnnotations')],
+            [dict(type='PackSegInputs')],
+        ],
+    ),
+]
 
 
 def _runner_cfg(data_cwd, tmp_path, tta_pipeline=None):
     """configs/cdcl_cityscapes_bdd.py at test size, as MMSeg's tools/test.py builds it (with
     --tta when ``tta_pipeline`` is given)."""
-    cfg = shrink_config(unformatted(Config.fromfile(osp.join(REPO, 'configs',
-                                                             'cdcl_cityscapes_bdd.py'))))
+    cfg = shrink_config(
+        unformatted(Config.fromfile(osp.join(REPO, 'configs', 'cdcl_cityscapes_bdd.py')))
+    )
     cfg.model = small_cdcl_cfg(num_classes=(19, 19), names=('cityscapes', 'bdd100k'))
     cfg.work_dir = str(tmp_path)
     cfg.randomness = dict(seed=0)  # the same initial weights in every run
@@ -49,8 +59,9 @@ def test_tta_per_dataset_scores_as_without_tta(data_cwd, tmp_path):
     """--tta with one view per image (the test pipeline) gives each dataset's mIoU exactly as
     a run without it; the configs' own multi-scale + flip views run per dataset."""
     plain = _test(_runner_cfg(data_cwd, tmp_path / 'plain', tta_pipeline=False))
-    one_view = _test(_runner_cfg(data_cwd, tmp_path / 'one', dict(cityscapes=ONE_VIEW,
-                                                                   bdd100k=ONE_VIEW)))
+    one_view = _test(
+        _runner_cfg(data_cwd, tmp_path / 'one', dict(cityscapes=ONE_VIEW, bdd100k=ONE_VIEW))
+    )
     assert set(plain) >= {'cityscapes/mIoU', 'bdd100k/mIoU', 'mIoU'}
     assert one_view == plain
     cfg = _runner_cfg(data_cwd, tmp_path / 'tta')
@@ -62,22 +73,36 @@ def test_tta_per_dataset_scores_as_without_tta(data_cwd, tmp_path):
 
 def test_multi_dataset_refuses_one_pipeline_for_all_datasets(data_cwd, tmp_path):
     cfg = _runner_cfg(data_cwd, tmp_path, tta_pipeline=ONE_VIEW)
-    with pytest.raises(ValueError, match=r"MultiDataset.pipeline must be a dict of one pipeline "
-                                         r"per dataset \['cityscapes', 'bdd100k'\].*got a list"):
+    with pytest.raises(
+        ValueError,
+        match=r'MultiDataset.pipeline must be a dict of one pipeline '
+        r"per dataset \['cityscapes', 'bdd100k'\].*got a list",
+    ):
         DATASETS.build(cfg.test_dataloader.dataset)
 
 
 def _views(size=(32, 32)):
     """Two views of one image of unknown source: the image and its half-size version."""
-    image = torch.randint(0, 255, (3, *size), generator=torch.Generator().manual_seed(0),
-                          dtype=torch.uint8)
+    image = torch.randint(
+        0, 255, (3, *size), generator=torch.Generator().manual_seed(0), dtype=torch.uint8
+    )
     half = torch.nn.functional.interpolate(image[None].float(), scale_factor=0.5)[0].byte()
     data = dict(inputs=[[image], [half]], data_samples=[])
     for view in data['inputs']:
         shape = tuple(view[0].shape[1:])
-        data['data_samples'].append([SegDataSample(metainfo=dict(
-            img_shape=shape, ori_shape=size, pad_shape=shape, padding_size=[0, 0, 0, 0],
-            img_path='x.png'))])
+        data['data_samples'].append(
+            [
+                SegDataSample(
+                    metainfo=dict(
+                        img_shape=shape,
+                        ori_shape=size,
+                        pad_shape=shape,
+                        padding_size=[0, 0, 0, 0],
+                        img_path='x.png',
+                    )
+                )
+            ]
+        )
     return data
 
 
@@ -104,9 +129,12 @@ def test_merged_dataset_scores_are_the_mean_over_views():
     tta = CDCLTTAModel(module=model).eval()
     data = _views()
     with torch.no_grad():
-        per_view = [model.test_step(dict(inputs=data['inputs'][i],
-                                         data_samples=copy.deepcopy(data['data_samples'][i])))[0]
-                    for i in range(2)]
+        per_view = [
+            model.test_step(
+                dict(inputs=data['inputs'][i], data_samples=copy.deepcopy(data['data_samples'][i]))
+            )[0]
+            for i in range(2)
+        ]
         merged = tta.test_step(data)[0]
     for name in ('a', 'b'):
         mean = (per_view[0].dataset_scores[name] + per_view[1].dataset_scores[name]) / 2
@@ -121,20 +149,35 @@ def test_unknown_source_routes_are_not_scored_from_the_last_view():
     label_space = dict(classes=['x', 'y', 'z'], mapping=dict(b=['x', 'y', 'z']))
     cfg = ConfigDict(small_cdcl_cfg(num_classes=(3, 3), label_space=label_space))
     cfg.test_cfg.unknown_source = True
-    with pytest.raises(ValueError, match=r'test-time augmentation \(tools/test.py --tta\) of a '
-                                         r'model with test_cfg.unknown_source=True'):
+    with pytest.raises(
+        ValueError,
+        match=r'test-time augmentation \(tools/test.py --tta\) of a '
+        r'model with test_cfg.unknown_source=True',
+    ):
         CDCLTTAModel(module=cfg)
     # MMSeg's own SegTTAModel cannot be told: it replaces pred_sem_seg with the merged
     # prediction and keeps the last view's routes, which the metric sees.
     metric = UnknownSourceMetric(label_space=label_space)
-    metric.dataset_meta = dict(dataset_names=['a', 'b'], datasets=dict(
-        a=dict(classes=('x', 'y', 'z')), b=dict(classes=('x', 'y', 'z'))))
+    metric.dataset_meta = dict(
+        dataset_names=['a', 'b'],
+        datasets=dict(a=dict(classes=('x', 'y', 'z')), b=dict(classes=('x', 'y', 'z'))),
+    )
     last_view = dict(data=torch.tensor([[[0, 1], [2, 2]]]))
-    merged = dict(source_dataset='a', dataset_name='a', gt_sem_seg=dict(data=torch.zeros(1, 2, 2)),
-                  pred_sem_seg=dict(data=torch.tensor([[[0, 1], [1, 2]]])), pred_auto=last_view,
-                  pred_oracle=last_view, pred_ensemble=last_view, pred_branch_a=last_view)
-    with pytest.raises(ValueError, match=r"UnknownSourceMetric: the prediction \(pred_sem_seg\) "
-                                         r"is not auto's \(pred_auto\)"):
+    merged = dict(
+        source_dataset='a',
+        dataset_name='a',
+        gt_sem_seg=dict(data=torch.zeros(1, 2, 2)),
+        pred_sem_seg=dict(data=torch.tensor([[[0, 1], [1, 2]]])),
+        pred_auto=last_view,
+        pred_oracle=last_view,
+        pred_ensemble=last_view,
+        pred_branch_a=last_view,
+    )
+    with pytest.raises(
+        ValueError,
+        match=r'UnknownSourceMetric: the prediction \(pred_sem_seg\) '
+        r"is not auto's \(pred_auto\)",
+    ):
         metric.process({}, [merged])
     metric.process({}, [dict(merged, pred_sem_seg=last_view)])  # without TTA: scored
     assert metric.results[0][0] == 'a'

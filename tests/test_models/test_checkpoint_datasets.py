@@ -1,4 +1,5 @@
 """A checkpoint states its datasets; loading maps its branches to the model's by name."""
+
 import copy
 import logging
 from contextlib import contextmanager
@@ -23,8 +24,8 @@ def _trained(num_classes=(5, 3), names=('a', 'b'), seed=0, **kwargs):
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-.2, .2)
-                m.running_mean.uniform_(-.2, .2), m.running_var.uniform_(0.5, 2)
+                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.2, 0.2)
+                m.running_mean.uniform_(-0.2, 0.2), m.running_var.uniform_(0.5, 2)
     return model.eval()
 
 
@@ -62,8 +63,10 @@ def test_the_state_dict_states_the_datasets_and_weights_only_loading_keeps_it(tm
     path = _saved(model, tmp_path / 'ab.pth')
     stated = torch.load(path, weights_only=True)['state_dict']._metadata['']
     assert stated['dataset_names'] == ['a', 'b']
-    assert stated['datasets'] == dict(a=dict(num_classes=5, ignore_index=255, classes=None),
-                                      b=dict(num_classes=3, ignore_index=255, classes=None))
+    assert stated['datasets'] == dict(
+        a=dict(num_classes=5, ignore_index=255, classes=None),
+        b=dict(num_classes=3, ignore_index=255, classes=None),
+    )
 
 
 @pytest.mark.parametrize('num_classes', [(5, 3), (4, 4)])
@@ -73,15 +76,19 @@ def test_the_same_datasets_in_another_order_predict_exactly_as_before(tmp_path, 
     reordered = MODELS.build(small_cdcl_cfg(num_classes[::-1], ('b', 'a')))
     load_checkpoint(reordered, path)
     for dataset in ('a', 'b'):
-        torch.testing.assert_close(_logits(reordered, dataset, X), _logits(model, dataset, X),
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(
+            _logits(reordered, dataset, X), _logits(model, dataset, X), rtol=0, atol=0
+        )
 
 
 def test_other_datasets_are_refused_naming_both_lists(tmp_path):
     path = _saved(_trained(), tmp_path / 'ab.pth')
     other = MODELS.build(small_cdcl_cfg((5, 3), ('a', 'c')))
-    with pytest.raises(ValueError, match=r"the checkpoint's datasets \['a', 'b'\] are not the "
-                                         r"model's \['a', 'c'\]: set model.branch_map"):
+    with pytest.raises(
+        ValueError,
+        match=r"the checkpoint's datasets \['a', 'b'\] are not the "
+        r"model's \['a', 'c'\]: set model.branch_map",
+    ):
         load_checkpoint(other, path)
 
 
@@ -99,21 +106,27 @@ def test_branch_map_starts_a_new_dataset_from_a_named_branch(tmp_path):
     with _log() as log:
         load_checkpoint(fresh, path)
     notes = [line for line in log if line.startswith('CDCL checkpoint')]
-    assert notes == ["CDCL checkpoint: dataset 'c' starts from the checkpoint's 'b' branches; "
-                     "decode_head.conv_seg of dataset 'c' starts fresh (branch 'b' of the "
-                     'checkpoint has (3, 32, 1, 1), the model (7, 32, 1, 1)); '
-                     "auxiliary_head.conv_seg of dataset 'c' starts fresh (branch 'b' of the "
-                     'checkpoint has (3, 16, 1, 1), the model (7, 16, 1, 1))']
+    assert notes == [
+        "CDCL checkpoint: dataset 'c' starts from the checkpoint's 'b' branches; "
+        "decode_head.conv_seg of dataset 'c' starts fresh (branch 'b' of the "
+        'checkpoint has (3, 32, 1, 1), the model (7, 32, 1, 1)); '
+        "auxiliary_head.conv_seg of dataset 'c' starts fresh (branch 'b' of the "
+        'checkpoint has (3, 16, 1, 1), the model (7, 16, 1, 1))'
+    ]
     torch.testing.assert_close(fresh.decode_head.conv_seg[0].state_dict(), classifier)
-    torch.testing.assert_close(fresh.backbone.stem[1].bns[0].running_var,
-                               model.backbone.stem[1].bns[1].running_var, rtol=0, atol=0)
+    torch.testing.assert_close(
+        fresh.backbone.stem[1].bns[0].running_var,
+        model.backbone.stem[1].bns[1].running_var,
+        rtol=0,
+        atol=0,
+    )
     torch.testing.assert_close(_logits(fresh, 'a', X), _logits(model, 'a', X), rtol=0, atol=0)
 
 
 def test_branch_map_loads_a_subset_and_load_cdcl_checkpoint_takes_it(tmp_path):
     model = _trained()
     path = _saved(model, tmp_path / 'ab.pth')
-    one = MODELS.build(small_cdcl_cfg((3, ), ('b', )))
+    one = MODELS.build(small_cdcl_cfg((3,), ('b',)))
     with pytest.raises(ValueError, match=r"datasets \['a', 'b'\] are not the model's \['b'\]"):
         load_checkpoint(one, path)
     with _log() as log:
@@ -121,13 +134,20 @@ def test_branch_map_loads_a_subset_and_load_cdcl_checkpoint_takes_it(tmp_path):
     assert "CDCL checkpoint: the checkpoint's branches of ['a'] are not loaded" in log
     assert one.branch_map is None  # for that load only
     torch.testing.assert_close(_logits(one, 'b', X), _logits(model, 'b', X), rtol=0, atol=0)
-    with pytest.raises(ValueError, match=r"dataset 'c' is not in the checkpoint, whose datasets "
-                                         r"are \['a', 'b'\], and model.branch_map=\{'c': 'x'\} "
-                                         r'names none of them'):
-        load_cdcl_checkpoint(MODELS.build(small_cdcl_cfg((5, 3), ('a', 'c'))), path,
-                             branch_map=dict(c='x'))
-    with pytest.raises(ValueError, match=r"branch_map names \['x'\], not datasets of the model "
-                                         r"\['a', 'c'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"dataset 'c' is not in the checkpoint, whose datasets "
+        r"are \['a', 'b'\], and model.branch_map=\{'c': 'x'\} "
+        r'names none of them',
+    ):
+        load_cdcl_checkpoint(
+            MODELS.build(small_cdcl_cfg((5, 3), ('a', 'c'))), path, branch_map=dict(c='x')
+        )
+    with pytest.raises(
+        ValueError,
+        match=r"branch_map names \['x'\], not datasets of the model "
+        r"\['a', 'c'\]",
+    ):
         MODELS.build(small_cdcl_cfg((5, 3), ('a', 'c'), branch_map=dict(x='a')))
 
 
@@ -145,15 +165,23 @@ def test_its_meta_names_the_branches_of_such_a_checkpoint_for_init_cdcl_model(tm
     meta.dataset_meta (the training MultiDataset's) does, for init_cdcl_model (tools/infer.py)."""
     model = _trained((4, 4), ('cityscapes', 'bdd100k'))
     plain = {k: v for k, v in model.state_dict().items()}
-    meta = dict(dataset_meta=dict(dataset_names=['cityscapes', 'bdd100k'], datasets={
-        n: dict(classes=tuple('pqrs'), palette=[[0, 0, 0]] * 4) for n in ('cityscapes',
-                                                                          'bdd100k')}))
+    meta = dict(
+        dataset_meta=dict(
+            dataset_names=['cityscapes', 'bdd100k'],
+            datasets={
+                n: dict(classes=tuple('pqrs'), palette=[[0, 0, 0]] * 4)
+                for n in ('cityscapes', 'bdd100k')
+            },
+        )
+    )
     save_checkpoint(dict(state_dict=plain, meta=meta), str(tmp_path / 'old.pth'))
     cfg = dict(model=small_cdcl_cfg((4, 4), ('bdd100k', 'cityscapes')))
     from mmengine.config import Config
+
     loaded = init_cdcl_model(Config(cfg), str(tmp_path / 'old.pth'), 'cityscapes')
-    torch.testing.assert_close(_logits(loaded, 'cityscapes', X),
-                               _logits(model, 'cityscapes', X), rtol=0, atol=0)
+    torch.testing.assert_close(
+        _logits(loaded, 'cityscapes', X), _logits(model, 'cityscapes', X), rtol=0, atol=0
+    )
 
 
 def test_such_a_checkpoint_trained_from_a_dumped_config_keeps_its_branch_order(tmp_path):
@@ -162,9 +190,11 @@ def test_such_a_checkpoint_trained_from_a_dumped_config_keeps_its_branch_order(t
     Runner's meta.cfg states the model's order, read as literals."""
     model = _trained((4, 4), ('cityscapes', 'bdd100k'))
     plain = {k: v for k, v in model.state_dict().items()}
-    meta = dict(dataset_meta=dict(dataset_names=['bdd100k', 'cityscapes'], datasets={}),
-                cfg="model = dict(\n    dataset_names=[\n        'cityscapes',\n        "
-                    "'bdd100k',\n    ],\n    type='CDCLEncoderDecoder')\n")
+    meta = dict(
+        dataset_meta=dict(dataset_names=['bdd100k', 'cityscapes'], datasets={}),
+        cfg="model = dict(\n    dataset_names=[\n        'cityscapes',\n        "
+        "'bdd100k',\n    ],\n    type='CDCLEncoderDecoder')\n",
+    )
     save_checkpoint(dict(state_dict=plain, meta=meta), str(tmp_path / 'old.pth'))
     assert trained_dataset_names(meta['cfg']) == ['cityscapes', 'bdd100k']
     assert trained_dataset_names('model = dict(dataset_names=names)') is None
@@ -173,8 +203,9 @@ def test_such_a_checkpoint_trained_from_a_dumped_config_keeps_its_branch_order(t
         loaded = MODELS.build(small_cdcl_cfg((4, 4), names))
         load_cdcl_checkpoint(loaded, str(tmp_path / 'old.pth'))
         for name in names:
-            torch.testing.assert_close(_logits(loaded, name, X), _logits(model, name, X),
-                                       rtol=0, atol=0)
+            torch.testing.assert_close(
+                _logits(loaded, name, X), _logits(model, name, X), rtol=0, atol=0
+            )
 
 
 def test_a_cdcl_checkpoint_of_other_classes_is_refused_naming_branch_parameter_shapes(tmp_path):
@@ -184,36 +215,46 @@ def test_a_cdcl_checkpoint_of_other_classes_is_refused_naming_branch_parameter_s
     plain = {k: v for k, v in model.state_dict().items()}
     save_checkpoint(dict(state_dict=plain), str(tmp_path / 'old.pth'))
     camvid = MODELS.build(small_cdcl_cfg((19, 11), ('cityscapes', 'camvid')))
-    with pytest.raises(ValueError, match=r"the checkpoint's classifiers do not fit the model's "
-                                         r"datasets \['cityscapes', 'camvid'\]: a checkpoint of "
-                                         r"other datasets or classes\? dataset 'camvid' "
-                                         r'\(branch 1 of the checkpoint\) '
-                                         r'decode_head.conv_seg.1.weight: checkpoint '
-                                         r'\(19, 32, 1, 1\), model \(11, 32, 1, 1\); '
-                                         r"dataset 'camvid' \(branch 1 of the checkpoint\) "
-                                         r'auxiliary_head.conv_seg.1.weight: checkpoint '
-                                         r'\(19, 16, 1, 1\), model \(11, 16, 1, 1\)$'):
+    with pytest.raises(
+        ValueError,
+        match=r"the checkpoint's classifiers do not fit the model's "
+        r"datasets \['cityscapes', 'camvid'\]: a checkpoint of "
+        r"other datasets or classes\? dataset 'camvid' "
+        r'\(branch 1 of the checkpoint\) '
+        r'decode_head.conv_seg.1.weight: checkpoint '
+        r'\(19, 32, 1, 1\), model \(11, 32, 1, 1\); '
+        r"dataset 'camvid' \(branch 1 of the checkpoint\) "
+        r'auxiliary_head.conv_seg.1.weight: checkpoint '
+        r'\(19, 16, 1, 1\), model \(11, 16, 1, 1\)$',
+    ):
         load_checkpoint(camvid, str(tmp_path / 'old.pth'))
     other = MODELS.build(small_cdcl_cfg((19, 11), ('cityscapes', 'bdd100k')))
-    with pytest.raises(ValueError, match=r"dataset 'bdd100k' \(branch 'bdd100k' of the "
-                                         r'checkpoint\) decode_head.conv_seg.1.weight: '
-                                         r'checkpoint \(19, 32, 1, 1\), model \(11, 32, 1, 1\)'):
+    with pytest.raises(
+        ValueError,
+        match=r"dataset 'bdd100k' \(branch 'bdd100k' of the "
+        r'checkpoint\) decode_head.conv_seg.1.weight: '
+        r'checkpoint \(19, 32, 1, 1\), model \(11, 32, 1, 1\)',
+    ):
         load_checkpoint(other, _saved(model, tmp_path / 'new.pth'))
 
 
 def test_a_stock_checkpoints_classifier_of_other_classes_starts_fresh_logged_once(tmp_path):
     stock_cfg = load_config('mmseg::fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py').model
     stock_cfg.pretrained = None
-    save_checkpoint(dict(state_dict=MODELS.build(stock_cfg).state_dict()),
-                    str(tmp_path / 'stock.pth'))
+    save_checkpoint(
+        dict(state_dict=MODELS.build(stock_cfg).state_dict()), str(tmp_path / 'stock.pth')
+    )
     cfg = copy.deepcopy(stock_cfg)
-    cfg.update(type='CDCLEncoderDecoder', dataset_names=['cityscapes', 'camvid'],
-               num_classes=[19, 11])
+    cfg.update(
+        type='CDCLEncoderDecoder', dataset_names=['cityscapes', 'camvid'], num_classes=[19, 11]
+    )
     model = MODELS.build(cfg)
     with _log() as log:
         load_checkpoint(model, str(tmp_path / 'stock.pth'))
-    line = ('CDCL checkpoint: the classifier fits no branch of decode_head.conv_seg of dataset '
-            "'camvid' (checkpoint (19, 128, 1, 1), model (11, 128, 1, 1)), "
-            "auxiliary_head.conv_seg of dataset 'camvid' (checkpoint (19, 64, 1, 1), model "
-            '(11, 64, 1, 1)): they start fresh')
+    line = (
+        'CDCL checkpoint: the classifier fits no branch of decode_head.conv_seg of dataset '
+        "'camvid' (checkpoint (19, 128, 1, 1), model (11, 128, 1, 1)), "
+        "auxiliary_head.conv_seg of dataset 'camvid' (checkpoint (19, 64, 1, 1), model "
+        '(11, 64, 1, 1)): they start fresh'
+    )
     assert [m for m in log if m.startswith('CDCL')] == [line]

@@ -1,4 +1,5 @@
 """A built stock MMSeg model converted to CDCL is the CDCL segmentor's own network."""
+
 import copy
 
 import pytest
@@ -37,14 +38,16 @@ def test_converted_stock_model_is_the_cdcl_segmentors_network():
     bns = sum(isinstance(m, nn.BatchNorm2d) for m in stock.modules())
     kwargs = {k: v for k, v in cfg.items() if k != 'type'}
     assert convert_dataset_aware(stock, kwargs, NUM_CLASSES) is stock
-    assert [n for n, m in stock.named_modules()
-            if isinstance(m, nn.BatchNorm2d) and '.bns.' not in n] == []  # all within DSBNs
+    assert [
+        n for n, m in stock.named_modules() if isinstance(m, nn.BatchNorm2d) and '.bns.' not in n
+    ] == []  # all within DSBNs
     assert sum(isinstance(m, DSBN) for m in stock.modules()) == bns
     assert [b.out_channels for b in stock.decode_head.conv_seg] == NUM_CLASSES
     assert [b.out_channels for b in stock.auxiliary_head.conv_seg] == NUM_CLASSES
 
-    cdcl = MODELS.build(dict(cfg, type='CDCLEncoderDecoder', dataset_names=['a', 'b'],
-                             num_classes=NUM_CLASSES))
+    cdcl = MODELS.build(
+        dict(cfg, type='CDCLEncoderDecoder', dataset_names=['a', 'b'], num_classes=NUM_CLASSES)
+    )
     assert list(stock.state_dict()) == list(cdcl.state_dict())
     stock.load_state_dict(cdcl.state_dict())
     stock.eval(), cdcl.eval()
@@ -61,11 +64,17 @@ def test_converted_stock_model_is_the_cdcl_segmentors_network():
 def test_refusals_need_only_the_config():
     # an unregistered type: refused by name before anything is built
     heads = dict(decode_head=dict(type='MaskFormerHead', num_classes=5))
-    with pytest.raises(ValueError, match=r'decode_head \(MaskFormerHead\) cannot be trained by '
-                                         'CDCL: a query-based head'):
+    with pytest.raises(
+        ValueError,
+        match=r'decode_head \(MaskFormerHead\) cannot be trained by '
+        'CDCL: a query-based head',
+    ):
         check_convertible(heads, ['a', 'b'], NUM_CLASSES)
-    with pytest.raises(ValueError, match=r"num_classes=\[5\]: expected one class count per "
-                                         r"dataset \['a', 'b'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r'num_classes=\[5\]: expected one class count per '
+        r"dataset \['a', 'b'\]",
+    ):
         check_convertible(heads, ['a', 'b'], [5])
 
 
@@ -75,6 +84,7 @@ def test_heads_of_mmsegs_usual_form_run_on_mixed_batches():
     assert runs_on_mixed_batches(fcn)
     fcn.extra = DatasetBranches(nn.Conv2d(1, 1, 1) for _ in NUM_CLASSES)
     assert not runs_on_mixed_batches(fcn)  # a per-dataset module besides its classifier
-    segformer = MODELS.build(dict(type='SegformerHead', in_channels=[8, 8], in_index=[0, 1],
-                                  channels=8, num_classes=3))
+    segformer = MODELS.build(
+        dict(type='SegformerHead', in_channels=[8, 8], in_index=[0, 1], channels=8, num_classes=3)
+    )
     assert not runs_on_mixed_batches(segformer)  # its forward is not cls_seg(_forward_feature)

@@ -11,8 +11,15 @@ from mmseg_cdcl.models.layers import DSBN
 
 
 def _psp(**kwargs):
-    cfg = dict(type='DABPSPHead', in_channels=16, channels=8, pool_scales=(1, 2),
-               num_classes=[5, 3], dropout_ratio=0, align_corners=False)
+    cfg = dict(
+        type='DABPSPHead',
+        in_channels=16,
+        channels=8,
+        pool_scales=(1, 2),
+        num_classes=[5, 3],
+        dropout_ratio=0,
+        align_corners=False,
+    )
     return MODELS.build({**cfg, **kwargs})
 
 
@@ -21,8 +28,9 @@ def test_one_classifier_per_dataset_and_dsbn_convs():
     assert [c.out_channels for c in head.conv_seg] == [19, 19, 11]
     norms = [m for m in head.modules() if isinstance(m, DSBN)]
     assert len(norms) == 3 and all(m.num_datasets == 3 for m in norms)  # 2 pools + bottleneck
-    fcn = MODELS.build(dict(type='DABFCNHead', in_channels=16, channels=8, num_convs=1,
-                            num_classes=[19, 11]))
+    fcn = MODELS.build(
+        dict(type='DABFCNHead', in_channels=16, channels=8, num_convs=1, num_classes=[19, 11])
+    )
     assert [c.out_channels for c in fcn.conv_seg] == [19, 11]
     assert isinstance(fcn.convs[0].bn, DSBN)
 
@@ -34,9 +42,11 @@ def test_routed_forward_shapes_and_mixed_batches_refused():
         with dataset_context(head, d):
             assert head(x).shape == (4, classes, 6, 6)
     with dataset_context(head, [0, 0, 1, 1]), pytest.raises(
-            RuntimeError, match=r'DatasetBranches\(num_datasets=2\) got a batch of several '
-                                r'datasets \[0, 1\]: per-dataset classifiers run on one dataset '
-                                r'at a time'):
+        RuntimeError,
+        match=r'DatasetBranches\(num_datasets=2\) got a batch of several '
+        r'datasets \[0, 1\]: per-dataset classifiers run on one dataset '
+        r'at a time',
+    ):
         head(x)
 
 
@@ -58,14 +68,22 @@ def test_loss_uses_each_dataset_ignore_index():
     assert head.ignore_index == 255 and head.num_classes == 5  # left as they were
 
 
-@pytest.mark.parametrize('kwargs, message', [
-    (dict(num_classes=19), r'DABPSPHead: num_classes must list the classes of each dataset'),
-    (dict(num_classes=[19, 11], norm_cfg=dict(type='DSBN', num_datasets=3)),
-     r'DABPSPHead with num_classes=\[19, 11\]: norm_cfg has num_datasets=3 but the module is '
-     r'built for 2 datasets'),
-    (dict(num_classes=[19, 11], ignore_index=[255, 255, 255]),
-     r'DABPSPHead: ignore_index has 3 entries but num_classes has 2 \(one per dataset\)'),
-])
+@pytest.mark.parametrize(
+    'kwargs, message',
+    [
+        (dict(num_classes=19), r'DABPSPHead: num_classes must list the classes of each dataset'),
+        (
+            dict(num_classes=[19, 11], norm_cfg=dict(type='DSBN', num_datasets=3)),
+            r'DABPSPHead with num_classes=\[19, 11\]: norm_cfg has num_datasets=3 but the '
+            r'module is '
+            r'built for 2 datasets',
+        ),
+        (
+            dict(num_classes=[19, 11], ignore_index=[255, 255, 255]),
+            r'DABPSPHead: ignore_index has 3 entries but num_classes has 2 \(one per dataset\)',
+        ),
+    ],
+)
 def test_config_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         _psp(**kwargs)

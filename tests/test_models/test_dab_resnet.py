@@ -16,8 +16,8 @@ def _stock_and_dab(**kwargs):
     with torch.no_grad():  # non-trivial BN state, so loading it is visible
         for m in stock.modules():
             if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-.5, .5)
-                m.running_mean.uniform_(-.1, .1), m.running_var.uniform_(0.5, 2)
+                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.5, 0.5)
+                m.running_mean.uniform_(-0.1, 0.1), m.running_var.uniform_(0.5, 2)
     dab = MODELS.build(dict(type='DABResNetV1c', num_datasets=2, **ARCH, **kwargs))
     return stock, dab
 
@@ -37,8 +37,14 @@ def test_plain_checkpoint_through_init_cfg_and_same_output(tmp_path):
     stock, _ = _stock_and_dab()
     path = str(tmp_path / 'resnet18_v1c.pth')
     save_checkpoint(stock.state_dict(), path)
-    dab = MODELS.build(dict(type='DABResNetV1c', num_datasets=2, **ARCH,
-                            init_cfg=dict(type='Pretrained', checkpoint=path)))
+    dab = MODELS.build(
+        dict(
+            type='DABResNetV1c',
+            num_datasets=2,
+            **ARCH,
+            init_cfg=dict(type='Pretrained', checkpoint=path),
+        )
+    )
     dab.init_weights()
     x = torch.randn(2, 3, 64, 64)
     stock.eval(), dab.eval()
@@ -64,16 +70,26 @@ def test_norm_eval_and_frozen_stages_as_mmseg():
 
 def test_dilations_as_mmseg():
     stock, dab = _stock_and_dab()
-    stock_convs = [(n, m.dilation, m.stride) for n, m in stock.named_modules()
-                   if isinstance(m, nn.Conv2d)]
-    dab_convs = [(n, m.dilation, m.stride) for n, m in dab.named_modules()
-                 if isinstance(m, nn.Conv2d)]
+    stock_convs = [
+        (n, m.dilation, m.stride) for n, m in stock.named_modules() if isinstance(m, nn.Conv2d)
+    ]
+    dab_convs = [
+        (n, m.dilation, m.stride) for n, m in dab.named_modules() if isinstance(m, nn.Conv2d)
+    ]
     assert dab_convs == stock_convs
     assert ('layer4.0.conv1', (2, 2), (1, 1)) in dab_convs  # contract_dilation: 4 -> 2
 
 
 def test_norm_cfg_num_datasets_must_agree():
-    with pytest.raises(ValueError, match='DABResNetV1c: norm_cfg has num_datasets=3 but the '
-                                         'module is built for 2 datasets'):
-        MODELS.build(dict(type='DABResNetV1c', num_datasets=2, depth=18,
-                          norm_cfg=dict(type='DSBN', num_datasets=3)))
+    with pytest.raises(
+        ValueError,
+        match='DABResNetV1c: norm_cfg has num_datasets=3 but the module is built for 2 datasets',
+    ):
+        MODELS.build(
+            dict(
+                type='DABResNetV1c',
+                num_datasets=2,
+                depth=18,
+                norm_cfg=dict(type='DSBN', num_datasets=3),
+            )
+        )

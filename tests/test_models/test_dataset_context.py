@@ -1,12 +1,13 @@
 """DatasetRouting partitions a batch: each dataset's positions and parts, whatever the order."""
+
 import pytest
 import torch
 
 from mmseg_cdcl.models.layers import DatasetRouting
 
 ORDERS = [
-    [1, 1, 1, 1],        # one dataset: the whole batch
-    [0, 0, 1, 1, 1],     # contiguous groups: slices
+    [1, 1, 1, 1],  # one dataset: the whole batch
+    [0, 0, 1, 1, 1],  # contiguous groups: slices
     [0, 1, 2, 0, 1, 2],  # alternating datasets: strided slices
     [1, 0, 0, 2, 1, 0],  # any other order: index tensors
 ]
@@ -21,7 +22,7 @@ def test_positions_are_each_datasets_samples_in_batch_order(order):
 
 
 def test_positions_of_a_whole_batch_routing_take_the_batch_size():
-    assert DatasetRouting.build(2).positions(3) == ([0, 1, 2], )
+    assert DatasetRouting.build(2).positions(3) == ([0, 1, 2],)
 
 
 def test_positions_refuse_another_batch_size():
@@ -39,4 +40,4 @@ def test_split_of_a_backbones_outputs_gives_each_group_its_rows(order):
         assert isinstance(part, tuple) and len(part) == 2
         for tensor, whole in zip(part, feats):
             assert torch.equal(tensor, whole[positions])
-    assert routing.split('shape') == ('shape', ) * len(routing.groups)
+    assert routing.split('shape') == ('shape',) * len(routing.groups)

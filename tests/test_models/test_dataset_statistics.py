@@ -1,5 +1,6 @@
 """Running statistics other than BatchNorm's (EMANet's bases) are one per dataset: found by a
 training forward, not listed, or warned about by name."""
+
 import copy
 
 import pytest
@@ -67,8 +68,9 @@ class RunningMeanFCNHead(FCNHead):
 
 def test_emanet_bases_are_per_dataset_and_a_mixed_batch_equals_its_datasets_alone():
     cfg = load_config('mmseg::_base_/models/emanet_r50-d8.py').model
-    cfg.update(type='CDCLEncoderDecoder', dataset_names=['a', 'b'], num_classes=[19, 11],
-               pretrained=None)
+    cfg.update(
+        type='CDCLEncoderDecoder', dataset_names=['a', 'b'], num_classes=[19, 11], pretrained=None
+    )
     cfg.decode_head.dropout_ratio = cfg.auxiliary_head.dropout_ratio = 0
     torch.manual_seed(0)
     model = MODELS.build(cfg)
@@ -86,11 +88,11 @@ def test_emanet_bases_are_per_dataset_and_a_mixed_batch_equals_its_datasets_alon
 
     # Export: dataset b's copy under MMSeg's key, which the stock EMANet loads.
     plain = plain_state_dict(model.state_dict(), 1, model)
-    torch.testing.assert_close(plain['decode_head.ema_module.bases'], ema[1].bases, rtol=0,
-                               atol=0)
+    torch.testing.assert_close(plain['decode_head.ema_module.bases'], ema[1].bases, rtol=0, atol=0)
     stock = load_config('mmseg::_base_/models/emanet_r50-d8.py').model
-    stock.update(pretrained=None, decode_head=dict(num_classes=11),
-                 auxiliary_head=dict(num_classes=11))
+    stock.update(
+        pretrained=None, decode_head=dict(num_classes=11), auxiliary_head=dict(num_classes=11)
+    )
     assert set(plain) == set(MODELS.build(stock).state_dict())
 
 
@@ -102,8 +104,10 @@ def test_a_statistic_in_the_mixed_batch_path_is_per_dataset():
     for head in (model.decode_head, model.auxiliary_head):
         head.dropout = None
     assert isinstance(model.neck.centre, DatasetStatistics)
-    assert [n for n, _ in model.named_buffers() if 'centre' in n] == ['neck.centre.0.mean',
-                                                                    'neck.centre.1.mean']
+    assert [n for n, _ in model.named_buffers() if 'centre' in n] == [
+        'neck.centre.0.mean',
+        'neck.centre.1.mean',
+    ]
     model.double()
     x = torch.randn(6, 3, 32, 32, dtype=torch.float64)
     for order in ([0, 1, 0, 1, 0, 1], [0, 0, 1, 1, 1, 0]):
@@ -114,26 +118,38 @@ def test_a_statistic_in_the_mixed_batch_path_is_per_dataset():
 
 def test_a_statistic_a_component_holds_itself_is_warned_about_by_name():
     cfg = small_cdcl_cfg()
-    cfg['decode_head'] = dict(type='RunningMeanFCNHead', in_channels=512, in_index=3,
-                              channels=16, num_convs=1, num_classes=5)
+    cfg['decode_head'] = dict(
+        type='RunningMeanFCNHead',
+        in_channels=512,
+        in_index=3,
+        channels=16,
+        num_convs=1,
+        num_classes=5,
+    )
     cfg.update(type='CDCLEncoderDecoder', num_classes=[5, 3])
     cfg['backbone'] = dict(cfg['backbone'], type='ResNetV1c', norm_cfg=dict(type='BN'))
     cfg['backbone'].pop('num_datasets')
     cfg['auxiliary_head'] = None
-    with pytest.warns(UserWarning, match=r"CDCL: decode_head \(RunningMeanFCNHead\) updates its "
-                                         r"buffers \['feature_mean'\] from the inputs in "
-                                         r'training, and as a head it cannot be copied per '
-                                         r"dataset: the datasets share them"):
+    with pytest.warns(
+        UserWarning,
+        match=r'CDCL: decode_head \(RunningMeanFCNHead\) updates its '
+        r"buffers \['feature_mean'\] from the inputs in "
+        r'training, and as a head it cannot be copied per '
+        r'dataset: the datasets share them',
+    ):
         model = MODELS.build(ConfigDict(cfg))
     assert not any(isinstance(m, DatasetStatistics) for m in model.modules())
 
 
 def test_a_model_the_probe_cannot_run_is_warned_about_with_its_buffers():
-    with pytest.warns(UserWarning, match=r"CDCL: cannot tell whether the buffers "
-                                         r"\['neck.centre.mean'\] are updated from the inputs in "
-                                         r'training \(a training forward of 2 64x64 images '
-                                         r'raised ValueError: LargeInputNeck: features of 8 '
-                                         r'pixels\); if they are, the datasets share them'):
+    with pytest.warns(
+        UserWarning,
+        match=r'CDCL: cannot tell whether the buffers '
+        r"\['neck.centre.mean'\] are updated from the inputs in "
+        r'training \(a training forward of 2 64x64 images '
+        r'raised ValueError: LargeInputNeck: features of 8 '
+        r'pixels\); if they are, the datasets share them',
+    ):
         model = MODELS.build(ConfigDict(small_cdcl_cfg(neck=dict(type='LargeInputNeck'))))
     assert isinstance(model.neck.centre, RunningMean)
 
@@ -153,7 +169,8 @@ def test_the_probe_leaves_the_model_and_the_random_stream_as_they_were():
     for key, value in plain.items():
         torch.testing.assert_close(probed[key], value, rtol=0, atol=0, msg=key)
     assert not probed['neck.centre.0.mean'].any() and not probed['neck.centre.1.mean'].any()
-    assert [m.training for m in models[0].modules()] == [m.training for m in models[1].modules()
-                                                         if not isinstance(m, (
-                                                             DatasetStatistics, RunningMean,
-                                                             RunningMeanNeck))]
+    assert [m.training for m in models[0].modules()] == [
+        m.training
+        for m in models[1].modules()
+        if not isinstance(m, (DatasetStatistics, RunningMean, RunningMeanNeck))
+    ]

@@ -21,8 +21,9 @@ def _perturbed(module, seed=0):
 
 
 def test_build_norm_layer_names_it_bn():
-    name, layer = build_norm_layer(dict(type='DSBN', num_datasets=3, requires_grad=False), 8,
-                                   postfix=1)
+    name, layer = build_norm_layer(
+        dict(type='DSBN', num_datasets=3, requires_grad=False), 8, postfix=1
+    )
     assert name == 'bn1'
     assert isinstance(layer, DSBN) and len(layer.bns) == 3
     assert all(not p.requires_grad for p in layer.parameters())
@@ -31,8 +32,10 @@ def test_build_norm_layer_names_it_bn():
 def test_single_dataset_equals_batchnorm2d():
     torch.manual_seed(0)
     dsbn, bn = DSBN(6, num_datasets=1), nn.BatchNorm2d(6)
-    _perturbed(dsbn), bn.load_state_dict({k.replace('bns.0.', ''): v
-                                          for k, v in dsbn.state_dict().items()})
+    (
+        _perturbed(dsbn),
+        bn.load_state_dict({k.replace('bns.0.', ''): v for k, v in dsbn.state_dict().items()}),
+    )
     x = torch.randn(4, 6, 5, 5) * 3 + 1
     x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
     for _ in range(3):  # several steps: running stats accumulate the same way
@@ -49,15 +52,22 @@ def test_single_dataset_equals_batchnorm2d():
     torch.testing.assert_close(dsbn(x), bn(x), atol=1e-6, rtol=0)
 
 
-DEVICES = [pytest.param('cpu', id='cpu'),
-           pytest.param('cuda', id='cuda', marks=pytest.mark.skipif(
-               not torch.cuda.is_available(), reason='needs a CUDA device'))]
+DEVICES = [
+    pytest.param('cpu', id='cpu'),
+    pytest.param(
+        'cuda',
+        id='cuda',
+        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device'),
+    ),
+]
 
 
 @pytest.mark.parametrize('device', DEVICES)
-@pytest.mark.parametrize('dataset_idx',
-                         [[0, 0, 1, 1, 1, 2], [0, 1, 2, 0, 1, 2], [1, 0, 2, 1, 0, 1]],
-                         ids=['contiguous', 'alternating', 'unordered'])
+@pytest.mark.parametrize(
+    'dataset_idx',
+    [[0, 0, 1, 1, 1, 2], [0, 1, 2, 0, 1, 2], [1, 0, 2, 1, 0, 1]],
+    ids=['contiguous', 'alternating', 'unordered'],
+)
 def test_mixed_batch_equals_separate_forwards(dataset_idx, device):
     torch.manual_seed(0)
     mixed = _perturbed(DSBN(4, num_datasets=3)).to(device)
@@ -103,25 +113,31 @@ def test_mixed_batch_equals_separate_forwards(dataset_idx, device):
 
 def test_eval_uses_each_branch_running_stats():
     dsbn = DSBN(2, num_datasets=2).eval()
-    dsbn.bns[1].running_mean.fill_(10.)
-    x = torch.full((2, 2, 1, 1), 10.)
+    dsbn.bns[1].running_mean.fill_(10.0)
+    x = torch.full((2, 2, 1, 1), 10.0)
     with dataset_context(dsbn, [0, 1]):
         out = dsbn(x)
-    expected = torch.tensor([10 / (1 + 1e-5) ** 0.5, 0.])
+    expected = torch.tensor([10 / (1 + 1e-5) ** 0.5, 0.0])
     torch.testing.assert_close(out[:, 0, 0, 0], expected)
 
 
 def test_outside_context_is_an_error():
     dsbn = DSBN(8, num_datasets=2)
-    with pytest.raises(RuntimeError, match=r'DSBN\(8, num_datasets=2\) was called outside '
-                                           r'mmseg_cdcl.dataset_context'):
+    with pytest.raises(
+        RuntimeError,
+        match=r'DSBN\(8, num_datasets=2\) was called outside '
+        r'mmseg_cdcl.dataset_context',
+    ):
         dsbn(torch.randn(2, 8, 2, 2))
 
 
 def test_out_of_range_index_names_module():
     model = nn.Sequential(nn.Conv2d(3, 4, 1), DSBN(4, num_datasets=2))
-    with pytest.raises(IndexError, match=r"dataset index 2 is out of range for DSBN '1' with "
-                                         r'num_datasets=2'):
+    with pytest.raises(
+        IndexError,
+        match=r"dataset index 2 is out of range for DSBN '1' with "
+        r'num_datasets=2',
+    ):
         with dataset_context(model, [0, 2]):
             pass
     with pytest.raises(IndexError, match='dataset index -1'):
@@ -132,7 +148,8 @@ def test_out_of_range_index_names_module():
 def test_batch_size_must_match_indices():
     dsbn = DSBN(4, num_datasets=2)
     with dataset_context(dsbn, [0, 1, 1]), pytest.raises(
-            ValueError, match='got a batch of 2 samples but dataset_context was given 3'):
+        ValueError, match='got a batch of 2 samples but dataset_context was given 3'
+    ):
         dsbn(torch.randn(2, 4, 2, 2))
 
 
@@ -161,14 +178,18 @@ def test_dsbn_checkpoint_round_trip_and_mismatch():
     target = DSBN(3, num_datasets=2)
     target.load_state_dict(source.state_dict())
     torch.testing.assert_close(target.bns[1].weight, source.bns[1].weight, rtol=0, atol=0)
-    with pytest.raises(ValueError, match=r"DSBN '1': the checkpoint has 2 dataset branches but "
-                                         r'the model has num_datasets=3'):
+    with pytest.raises(
+        ValueError,
+        match=r"DSBN '1': the checkpoint has 2 dataset branches but "
+        r'the model has num_datasets=3',
+    ):
         nn.Sequential(nn.Identity(), DSBN(3, num_datasets=3)).load_state_dict(
-            {f'1.{k}': v for k, v in source.state_dict().items()})
+            {f'1.{k}': v for k, v in source.state_dict().items()}
+        )
 
 
 def test_invalid_num_datasets():
-    with pytest.raises(ValueError, match="DSBN num_datasets must be a positive int, got 0"):
+    with pytest.raises(ValueError, match='DSBN num_datasets must be a positive int, got 0'):
         DSBN(4, num_datasets=0)
 
 
@@ -177,8 +198,10 @@ def test_one_value_per_channel_of_a_dataset_is_refused_not_nan():
     dsbn = DSBN(4, num_datasets=2)
     before = copy.deepcopy(dsbn.state_dict())
     with dataset_context(dsbn, [0, 0, 1]), pytest.raises(
-            ValueError, match=r'DSBN\(4, num_datasets=2\): dataset 1 has 1 value per channel in '
-                              r'this training batch \(input \(3, 4, 1, 1\)\)'):
+        ValueError,
+        match=r'DSBN\(4, num_datasets=2\): dataset 1 has 1 value per channel in '
+        r'this training batch \(input \(3, 4, 1, 1\)\)',
+    ):
         dsbn(torch.randn(3, 4, 1, 1))
     for key, value in dsbn.state_dict().items():  # nothing was written, no NaN
         torch.testing.assert_close(value, before[key], rtol=0, atol=0)
@@ -190,8 +213,11 @@ def test_one_value_per_channel_of_a_dataset_is_refused_not_nan():
         assert dsbn(torch.randn(3, 4, 1, 1)).shape == (3, 4, 1, 1)
 
 
-@pytest.mark.parametrize('dataset_idx', [[0, 0, 1, 1], [0, 1, 0, 1], [1, 0, 0, 1]],
-                         ids=['contiguous', 'alternating', 'unordered'])
+@pytest.mark.parametrize(
+    'dataset_idx',
+    [[0, 0, 1, 1], [0, 1, 0, 1], [1, 0, 0, 1]],
+    ids=['contiguous', 'alternating', 'unordered'],
+)
 def test_non_contiguous_input_equals_separate_forwards(dataset_idx):
     torch.manual_seed(0)
     mixed = _perturbed(DSBN(3, num_datasets=2))
@@ -207,14 +233,19 @@ def test_non_contiguous_input_equals_separate_forwards(dataset_idx):
         with dataset_context(separate, d):
             expected = separate(x[rows].contiguous())
         torch.testing.assert_close(out[rows], expected, atol=1e-6, rtol=0)
-        torch.testing.assert_close(mixed.bns[d].running_mean, separate.bns[d].running_mean,
-                                   atol=1e-6, rtol=0)
-        torch.testing.assert_close(mixed.bns[d].running_var, separate.bns[d].running_var,
-                                   atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            mixed.bns[d].running_mean, separate.bns[d].running_mean, atol=1e-6, rtol=0
+        )
+        torch.testing.assert_close(
+            mixed.bns[d].running_var, separate.bns[d].running_var, atol=1e-6, rtol=0
+        )
 
 
-@pytest.mark.parametrize('dataset_idx', [1, [0, 0, 1, 1], [0, 1, 0, 1], [1, 0, 0, 1]],
-                         ids=['single', 'contiguous', 'alternating', 'unordered'])
+@pytest.mark.parametrize(
+    'dataset_idx',
+    [1, [0, 0, 1, 1], [0, 1, 0, 1], [1, 0, 0, 1]],
+    ids=['single', 'contiguous', 'alternating', 'unordered'],
+)
 @pytest.mark.parametrize('shape', [(4, 3), (4, 3, 5), (4, 3, 2, 2, 2)], ids=['2d', '3d', '5d'])
 def test_every_path_refuses_what_batchnorm2d_refuses(dataset_idx, shape):
     dsbn = DSBN(3, num_datasets=2)
@@ -232,8 +263,11 @@ def test_dataset_context_takes_numpy_and_tensor_indices():
         with dataset_context(dsbn, indices) as routing:
             assert routing.datasets == (0, 2) and routing.split_sizes == (1, 2)
     for bad in ([0.5, 1.0], np.array([[0, 1]]), [], True):
-        with pytest.raises(ValueError, match='dataset_idx must be an int or a non-empty 1-D '
-                                             'sequence with one integer dataset index per sample'):
+        with pytest.raises(
+            ValueError,
+            match='dataset_idx must be an int or a non-empty 1-D '
+            'sequence with one integer dataset index per sample',
+        ):
             with dataset_context(dsbn, bad):
                 pass
 
@@ -257,22 +291,33 @@ def test_absent_datasets_statistics_never_change(sync):
 
 
 def test_convert_dsbn_replaces_every_batchnorm_with_copies_of_it():
-    model = nn.Sequential(nn.Conv2d(3, 4, 1), _perturbed(nn.BatchNorm2d(4, momentum=0.3)),
-                          nn.Sequential(nn.SyncBatchNorm(4, eps=1e-3)),
-                          nn.Flatten(2), nn.BatchNorm1d(4), nn.LayerNorm(5))
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 1),
+        _perturbed(nn.BatchNorm2d(4, momentum=0.3)),
+        nn.Sequential(nn.SyncBatchNorm(4, eps=1e-3)),
+        nn.Flatten(2),
+        nn.BatchNorm1d(4),
+        nn.LayerNorm(5),
+    )
     model[4].weight.requires_grad_(False)
-    model[1].running_mean.fill_(2.)
+    model[1].running_mean.fill_(2.0)
     reference = copy.deepcopy(model)
     assert DSBN.convert_dsbn(model, 2) is model
-    assert [type(m).__name__ for m in model] == ['Conv2d', 'DSBN', 'Sequential', 'Flatten',
-                                                 'DSBN', 'LayerNorm']
+    assert [type(m).__name__ for m in model] == [
+        'Conv2d',
+        'DSBN',
+        'Sequential',
+        'Flatten',
+        'DSBN',
+        'LayerNorm',
+    ]
     assert type(model[2][0].bns[1]) is nn.SyncBatchNorm and model[2][0].bns[1].eps == 1e-3
     assert type(model[4].bns[0]) is nn.BatchNorm1d
     assert not model[4].bns[1].weight.requires_grad and model[4].bns[1].bias.requires_grad
     for d in range(2):
         assert model[1].bns[d].momentum == 0.3
         torch.testing.assert_close(model[1].bns[d].weight, reference[1].weight, rtol=0, atol=0)
-        torch.testing.assert_close(model[1].bns[d].running_mean, torch.full((4, ), 2.))
+        torch.testing.assert_close(model[1].bns[d].running_mean, torch.full((4,), 2.0))
     assert model[1].bns[0].weight is not model[1].bns[1].weight  # copies, not shared
     # A checkpoint of the stock model loads into every branch; each dataset then computes
     # what the stock model computes.
@@ -307,7 +352,10 @@ def test_gradient_checkpointing_recomputes_with_the_forwards_routing():
         first = torch.utils.checkpoint.checkpoint(dsbn, xc, use_reentrant=True)
     with dataset_context(dsbn, 1):
         dsbn(x)
-    with pytest.raises(RuntimeError, match=r'DSBN\(3, num_datasets=2\) is recomputed in the '
-                                           r'backward \(gradient checkpointing\) but ran for '
-                                           r'several dataset routings in this step'):
+    with pytest.raises(
+        RuntimeError,
+        match=r'DSBN\(3, num_datasets=2\) is recomputed in the '
+        r'backward \(gradient checkpointing\) but ran for '
+        r'several dataset routings in this step',
+    ):
         first.sum().backward()

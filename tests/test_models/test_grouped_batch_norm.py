@@ -39,12 +39,18 @@ def _runs(dataset_idx):
 
 
 @pytest.mark.parametrize('dataset_idx', GROUPS, ids=['unordered', 'ordered'])
-@pytest.mark.parametrize('dtype,channels_last,training', [
-    (torch.float32, False, True), (torch.float64, False, True), (torch.bfloat16, False, True),
-    (torch.float32, True, True), (torch.float32, False, False)],
-    ids=['fp32', 'fp64', 'bf16', 'channels_last', 'eval'])
-def test_equals_separate_batchnorm_forwards_to_the_bit(dataset_idx, dtype, channels_last,
-                                                       training):
+@pytest.mark.parametrize(
+    'dtype,channels_last,training',
+    [
+        (torch.float32, False, True),
+        (torch.float64, False, True),
+        (torch.bfloat16, False, True),
+        (torch.float32, True, True),
+        (torch.float32, False, False),
+    ],
+    ids=['fp32', 'fp64', 'bf16', 'channels_last', 'eval'],
+)
+def test_equals_separate_batchnorm_forwards_to_the_bit(dataset_idx, dtype, channels_last, training):
     grouped = _branches(4, 5, dtype).train(training)
     separate = copy.deepcopy(grouped)
     x = torch.randn(len(dataset_idx), 5, 4, 6, dtype=dtype) * 3 + 1
@@ -55,8 +61,9 @@ def test_equals_separate_batchnorm_forwards_to_the_bit(dataset_idx, dtype, chann
     runs = _runs(dataset_idx)
 
     out_g = grouped_batch_norm(xg, [n for _, n in runs], [grouped[d] for d, _ in runs])
-    out_s = torch.cat([separate[d](part)
-                       for (d, _), part in zip(runs, xs.split([n for _, n in runs]))])
+    out_s = torch.cat(
+        [separate[d](part) for (d, _), part in zip(runs, xs.split([n for _, n in runs]))]
+    )
     (out_g * upstream).sum().backward()
     (out_s * upstream).sum().backward()
 
@@ -70,7 +77,8 @@ def test_equals_separate_batchnorm_forwards_to_the_bit(dataset_idx, dtype, chann
             assert (pg.grad is None) == (ps.grad is None)  # branch 2 took no sample
             assert pg.grad is None or torch.equal(pg.grad, ps.grad)
     assert [int(bn.num_batches_tracked) for bn in grouped] == (
-        [int(d in dataset_idx and training) for d in range(4)])
+        [int(d in dataset_idx and training) for d in range(4)]
+    )
 
 
 def _frozen_or_without_affine(num, channels):
@@ -98,7 +106,8 @@ def test_gradients_match_finite_differences():
     x = torch.randn(5, 3, 2, 3, dtype=torch.float64, requires_grad=True)
     params = [p for bn in bns for p in bn.parameters()]
     assert torch.autograd.gradcheck(
-        lambda x, *_: grouped_batch_norm(x, [3, 2], list(bns)), (x, *params))
+        lambda x, *_: grouped_batch_norm(x, [3, 2], list(bns)), (x, *params)
+    )
 
 
 def test_groupable_only_for_the_batchnorm_it_reproduces():
@@ -109,8 +118,9 @@ def test_groupable_only_for_the_batchnorm_it_reproduces():
     assert groupable([SyncBatchNorm(4)])  # mmengine's subclass: what configs' SyncBN build
 
 
-@pytest.mark.parametrize('synchronising, path', [(False, '_GroupedBatchNormBackward'),
-                                                 (True, 'CatBackward0')])
+@pytest.mark.parametrize(
+    'synchronising, path', [(False, '_GroupedBatchNormBackward'), (True, 'CatBackward0')]
+)
 def test_syncbn_branches_fuse_unless_they_synchronise(synchronising, path, monkeypatch):
     """A converted stock config's SyncBN branches: one BatchNorm call on one process; separate
     calls, each its all-reduce, in distributed training."""
@@ -126,9 +136,11 @@ def test_syncbn_branches_fuse_unless_they_synchronise(synchronising, path, monke
             torch.testing.assert_close(out[rows], separate(x[rows]), rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize('kwargs,path', [({}, '_GroupedBatchNormBackward'),
-                                         (dict(momentum=None), 'CatBackward0')],
-                         ids=['grouped', 'cumulative-average-fallback'])
+@pytest.mark.parametrize(
+    'kwargs,path',
+    [({}, '_GroupedBatchNormBackward'), (dict(momentum=None), 'CatBackward0')],
+    ids=['grouped', 'cumulative-average-fallback'],
+)
 def test_dsbn_takes_the_grouped_path_for_contiguous_groups(kwargs, path):
     dsbn = DSBN(4, num_datasets=2, **kwargs)
     separate = copy.deepcopy(dsbn)
@@ -137,7 +149,8 @@ def test_dsbn_takes_the_grouped_path_for_contiguous_groups(kwargs, path):
         out = dsbn(x)
     assert type(out.grad_fn).__name__ == path
     torch.testing.assert_close(
-        out, torch.cat([separate.bns[0](x[:3]), separate.bns[1](x[3:])]), rtol=0, atol=0)
+        out, torch.cat([separate.bns[0](x[:3]), separate.bns[1](x[3:])]), rtol=0, atol=0
+    )
 
 
 # Datasets alternating as the sampler makes them, also out of dataset order and with a dataset
@@ -146,12 +159,15 @@ CYCLES = [([0, 1] * 3, 2), ([2, 0] * 2, 3), ([0, 1, 2] * 2, 3)]
 
 
 @pytest.mark.parametrize('dataset_idx,num', CYCLES, ids=['two', 'unordered', 'three'])
-@pytest.mark.parametrize('dtype,training', [
-    (torch.float32, True), (torch.float64, True), (torch.bfloat16, True), (torch.float32, False)],
-    ids=['fp32', 'fp64', 'bf16', 'eval'])
+@pytest.mark.parametrize(
+    'dtype,training',
+    [(torch.float32, True), (torch.float64, True), (torch.bfloat16, True), (torch.float32, False)],
+    ids=['fp32', 'fp64', 'bf16', 'eval'],
+)
 def test_interleaved_equals_separate_batchnorms_to_the_bit(dataset_idx, num, dtype, training):
-    interleaved = _branches(num, 5, torch.float64 if dtype == torch.float64 else torch.float32,
-                            seed=1).train(training)
+    interleaved = _branches(
+        num, 5, torch.float64 if dtype == torch.float64 else torch.float32, seed=1
+    ).train(training)
     separate = copy.deepcopy(interleaved)
     # bf16 activations with float32 BatchNorms, as under autocast.
     x = (torch.randn(len(dataset_idx), 5, 4, 6) * 3 + 1).to(dtype)
@@ -177,7 +193,8 @@ def test_interleaved_equals_separate_batchnorms_to_the_bit(dataset_idx, num, dty
             assert (pi.grad is None) == (ps.grad is None) == (d not in dataset_idx)
             assert pi.grad is None or torch.equal(pi.grad, ps.grad)
     assert [int(bn.num_batches_tracked) for bn in interleaved] == (
-        [int(d in dataset_idx and training) for d in range(num)])
+        [int(d in dataset_idx and training) for d in range(num)]
+    )
 
 
 def test_interleaved_frozen_branches_no_affine_and_gradients():
@@ -195,8 +212,9 @@ def test_interleaved_frozen_branches_no_affine_and_gradients():
     bns = _branches(2, 3, torch.float64)
     x = torch.randn(6, 3, 2, 3, dtype=torch.float64, requires_grad=True)
     params = [p for bn in bns for p in bn.parameters()]
-    assert torch.autograd.gradcheck(lambda x, *_: interleaved_batch_norm(x, list(bns)),
-                                    (x, *params))
+    assert torch.autograd.gradcheck(
+        lambda x, *_: interleaved_batch_norm(x, list(bns)), (x, *params)
+    )
 
 
 def test_interleavable_needs_alike_branches():
@@ -207,9 +225,11 @@ def test_interleavable_needs_alike_branches():
     assert not interleavable([nn.BatchNorm2d(3, track_running_stats=False)] * 2)
 
 
-@pytest.mark.parametrize('channels_last,path', [(False, 'UnsafeViewBackward0'),
-                                                 (True, 'CloneBackward0')],
-                         ids=['nchw', 'channels-last'])
+@pytest.mark.parametrize(
+    'channels_last,path',
+    [(False, 'UnsafeViewBackward0'), (True, 'CloneBackward0')],
+    ids=['nchw', 'channels-last'],
+)
 def test_dsbn_takes_one_batchnorm_for_alternating_datasets(channels_last, path):
     dsbn = _perturbed_dsbn()
     separate = copy.deepcopy(dsbn)
@@ -227,8 +247,9 @@ def test_dsbn_takes_one_batchnorm_for_alternating_datasets(channels_last, path):
     assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
     assert torch.equal(out[order], expected)
     # channels_last copies to NCHW and back, and says how to avoid it.
-    assert [str(w.message).endswith('set MultiDatasetSampler(interleave=False)')
-            for w in caught] == [True] * channels_last
+    assert [
+        str(w.message).endswith('set MultiDatasetSampler(interleave=False)') for w in caught
+    ] == [True] * channels_last
     # A DAB's in-place ReLU follows: on a view, autograd would copy the activation for it.
     assert not out._is_view() and type(out.relu_().grad_fn).__name__ == 'ReluBackward0'
 

@@ -1,4 +1,5 @@
 """One output label space: each dataset's classes mapped to target classes, checked."""
+
 import pytest
 import torch
 from mmengine.config import Config
@@ -12,10 +13,19 @@ B = ('road', 'vegetation', 'bus')
 
 
 def _space(mapping=None, **kwargs):
-    return LabelSpace(TARGET, mapping if mapping is not None else dict(
-        a=dict(car='vehicle', truck='vehicle', road='ground', tree='nature'),
-        b=['ground', 'nature', None]), dataset_names=['a', 'b'], num_classes=[4, 3],
-        dataset_classes=dict(a=A, b=B), **kwargs)
+    return LabelSpace(
+        TARGET,
+        mapping
+        if mapping is not None
+        else dict(
+            a=dict(car='vehicle', truck='vehicle', road='ground', tree='nature'),
+            b=['ground', 'nature', None],
+        ),
+        dataset_names=['a', 'b'],
+        num_classes=[4, 3],
+        dataset_classes=dict(a=A, b=B),
+        **kwargs,
+    )
 
 
 def test_probabilities_of_classes_mapped_to_one_target_are_summed():
@@ -28,8 +38,7 @@ def test_probabilities_of_classes_mapped_to_one_target_are_summed():
     torch.testing.assert_close(target.sum(1), torch.ones(2, 3, 5))
     # b's 'bus' is mapped to None: its probability goes nowhere.
     logits_b = torch.randn(3, 2, 2)
-    torch.testing.assert_close(space.probabilities(logits_b, 1).sum(0),
-                               1 - logits_b.softmax(0)[2])
+    torch.testing.assert_close(space.probabilities(logits_b, 1).sum(0), 1 - logits_b.softmax(0)[2])
 
 
 def test_labels_in_target_ids():
@@ -40,49 +49,87 @@ def test_labels_in_target_ids():
 
 
 def test_identity_for_a_dataset_with_the_target_classes():
-    space = LabelSpace(TARGET, dict(b=['ground', 'nature', 'vehicle']),
-                       dataset_names=['a', 'b'], num_classes=[3, 3],
-                       dataset_classes=dict(a=TARGET, b=B))
+    space = LabelSpace(
+        TARGET,
+        dict(b=['ground', 'nature', 'vehicle']),
+        dataset_names=['a', 'b'],
+        num_classes=[3, 3],
+        dataset_classes=dict(a=TARGET, b=B),
+    )
     assert space.tables == [[0, 1, 2], [1, 2, 0]]
 
 
-@pytest.mark.parametrize('mapping, kwargs, message', [
-    (dict(a=['vehicle'] * 4, b=['ground'] * 2), {},
-     r"label_space.mapping.b has 2 entries but dataset 'b' has 3 classes"),
-    (dict(a=dict(car='vehicle', plane='vehicle'), b=[None] * 3), {},
-     r"label_space.mapping.a names \['plane'\], not classes of dataset 'a'"),
-    (dict(a=['vehicle', 'sky', 'ground', 'water'], b=[None] * 3), {},
-     r"label_space.mapping.a maps to \['sky', 'water'\], which are not target classes"),
-    (dict(a=[None] * 4, b=[None] * 3, kitti=[]), {},
-     r"label_space.mapping names unknown datasets \['kitti'\]; the model's datasets are "
-     r"\['a', 'b'\]"),
-    (dict(b=[None] * 3), {}, r'label_space.mapping.a is missing: map the 4 classes of '
-                             r"dataset 'a' to the target classes"),
-    (dict(a=[None] * 4, b=[None] * 3), dict(palette=[[0, 0, 0]]),
-     r'label_space.palette has 1 colours for 3 classes'),
-])
+@pytest.mark.parametrize(
+    'mapping, kwargs, message',
+    [
+        (
+            dict(a=['vehicle'] * 4, b=['ground'] * 2),
+            {},
+            r"label_space.mapping.b has 2 entries but dataset 'b' has 3 classes",
+        ),
+        (
+            dict(a=dict(car='vehicle', plane='vehicle'), b=[None] * 3),
+            {},
+            r"label_space.mapping.a names \['plane'\], not classes of dataset 'a'",
+        ),
+        (
+            dict(a=['vehicle', 'sky', 'ground', 'water'], b=[None] * 3),
+            {},
+            r"label_space.mapping.a maps to \['sky', 'water'\], which are not target classes",
+        ),
+        (
+            dict(a=[None] * 4, b=[None] * 3, kitti=[]),
+            {},
+            r"label_space.mapping names unknown datasets \['kitti'\]; the model's datasets are "
+            r"\['a', 'b'\]",
+        ),
+        (
+            dict(b=[None] * 3),
+            {},
+            r'label_space.mapping.a is missing: map the 4 classes of '
+            r"dataset 'a' to the target classes",
+        ),
+        (
+            dict(a=[None] * 4, b=[None] * 3),
+            dict(palette=[[0, 0, 0]]),
+            r'label_space.palette has 1 colours for 3 classes',
+        ),
+    ],
+)
 def test_mapping_errors_name_what_is_wrong(mapping, kwargs, message):
     with pytest.raises(ValueError, match=message):
         _space(mapping, **kwargs)
 
 
 def test_a_dict_mapping_needs_the_dataset_class_names():
-    with pytest.raises(ValueError, match=r"label_space.mapping.a maps class names, but the class "
-                                         r"names of dataset 'a' are not known: give the mapping "
-                                         r'as a list of 4 target names'):
-        LabelSpace(TARGET, dict(a=dict(car='vehicle'), b=[None] * 3), dataset_names=['a', 'b'],
-                   num_classes=[4, 3])
+    with pytest.raises(
+        ValueError,
+        match=r'label_space.mapping.a maps class names, but the class '
+        r"names of dataset 'a' are not known: give the mapping "
+        r'as a list of 4 target names',
+    ):
+        LabelSpace(
+            TARGET,
+            dict(a=dict(car='vehicle'), b=[None] * 3),
+            dataset_names=['a', 'b'],
+            num_classes=[4, 3],
+        )
 
 
 def test_the_shipped_cityscapes_to_camvid_label_space():
     cfg = Config.fromfile(f'{REPO}/configs/_base_/label_spaces/cityscapes_to_camvid.py')
-    space = LabelSpace(dataset_names=['cityscapes', 'bdd100k'], num_classes=[19, 19],
-                       **cfg.label_space)
+    space = LabelSpace(
+        dataset_names=['cityscapes', 'bdd100k'], num_classes=[19, 19], **cfg.label_space
+    )
     classes = space.classes
     assert len(classes) == 11
     # wall -> building, truck and bus -> car, train ignored (CamVid has no train class)
     assert [space.tables[0][i] for i in (3, 14, 15, 16)] == [
-        classes.index('building'), classes.index('car'), classes.index('car'), 255]
+        classes.index('building'),
+        classes.index('car'),
+        classes.index('car'),
+        255,
+    ]
     assert space.tables[0] == space.tables[1]
 
 
@@ -90,21 +137,36 @@ def _model_with_names_mapping(**label_space):
     from mmseg.registry import MODELS
 
     from conftest import small_cdcl_cfg
-    return MODELS.build(small_cdcl_cfg((4, 3), ('a', 'b'), label_space=dict(
-        classes=TARGET, mapping=dict(a=dict(car='vehicle', truck='vehicle', road='ground',
-                                            tree='nature'),
-                                     b=['ground', 'nature', None]), **label_space)))
+
+    return MODELS.build(
+        small_cdcl_cfg(
+            (4, 3),
+            ('a', 'b'),
+            label_space=dict(
+                classes=TARGET,
+                mapping=dict(
+                    a=dict(car='vehicle', truck='vehicle', road='ground', tree='nature'),
+                    b=['ground', 'nature', None],
+                ),
+                **label_space,
+            ),
+        )
+    )
 
 
 def test_class_names_of_a_mapping_come_when_the_model_learns_them(tmp_path):
     """MODELS.build (tools/test.py, mmseg.apis.init_model) takes a label space by class names;
     the classes come from the checkpoint (its state dict states them) or dataset_meta."""
     from mmengine.runner import load_checkpoint, save_checkpoint
+
     model = _model_with_names_mapping()
-    with pytest.raises(ValueError, match=r"label_space.mapping.a maps class names, but the class "
-                                         r"names of dataset 'a' are not known: the checkpoint "
-                                         r'does not state them; give '
-                                         r'label_space.dataset_classes.a'):
+    with pytest.raises(
+        ValueError,
+        match=r'label_space.mapping.a maps class names, but the class '
+        r"names of dataset 'a' are not known: the checkpoint "
+        r'does not state them; give '
+        r'label_space.dataset_classes.a',
+    ):
         model.label_space.probabilities(torch.randn(1, 4, 2, 2), 0)
     model.dataset_meta = dict(datasets=dict(a=dict(classes=A), b=dict(classes=B)))
     assert model.label_space.table(0) == [0, 0, 1, 2]
@@ -113,20 +175,38 @@ def test_class_names_of_a_mapping_come_when_the_model_learns_them(tmp_path):
     load_checkpoint(loaded, str(tmp_path / 'ab.pth'))
     assert loaded.dataset_classes == dict(a=A, b=B)
     assert loaded.label_space.table(0) == [0, 0, 1, 2]
-    with pytest.raises(ValueError, match=r"label_space.mapping.a names \['truck'\], not classes "
-                                         r"of dataset 'a' \(\['car', 'lorry', 'road', 'tree'\]\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"label_space.mapping.a names \['truck'\], not classes "
+        r"of dataset 'a' \(\['car', 'lorry', 'road', 'tree'\]\)",
+    ):
         _model_with_names_mapping().set_dataset_classes(dict(a=('car', 'lorry', 'road', 'tree')))
-    with pytest.raises(ValueError, match=r"dataset 'a' has classes \['x', 'y'\] here but the "
-                                         r'model has 4 classes'):
+    with pytest.raises(
+        ValueError,
+        match=r"dataset 'a' has classes \['x', 'y'\] here but the "
+        r'model has 4 classes',
+    ):
         _model_with_names_mapping().set_dataset_classes(dict(a=('x', 'y')))
 
 
 def test_dataset_classes_by_registered_dataset_type():
-    space = LabelSpace(('flat', 'other'), dict(c=dict(road='flat', sidewalk='flat')),
-                       dataset_names=['c'], num_classes=[19],
-                       dataset_classes=dict(c='CityscapesDataset'))
+    space = LabelSpace(
+        ('flat', 'other'),
+        dict(c=dict(road='flat', sidewalk='flat')),
+        dataset_names=['c'],
+        num_classes=[19],
+        dataset_classes=dict(c='CityscapesDataset'),
+    )
     assert space.table(0) == [0, 0] + [255] * 17
-    with pytest.raises(ValueError, match=r"label_space.dataset_classes.c='Kitti': expected class "
-                                         r'names or the type of a registered dataset'):
-        LabelSpace(('flat', ), dict(c=None), dataset_names=['c'], num_classes=[1],
-                   dataset_classes=dict(c='Kitti'))
+    with pytest.raises(
+        ValueError,
+        match=r"label_space.dataset_classes.c='Kitti': expected class "
+        r'names or the type of a registered dataset',
+    ):
+        LabelSpace(
+            ('flat',),
+            dict(c=None),
+            dataset_names=['c'],
+            num_classes=[1],
+            dataset_classes=dict(c='Kitti'),
+        )

@@ -1,5 +1,6 @@
 """Unknown-source inference runs the backbone once per image where its features do not depend
 on the branch (models/utils/unknown_source.py: SharedFeatures)."""
+
 from types import SimpleNamespace
 
 import torch
@@ -15,6 +16,7 @@ def _counting():
     def extract(inputs):
         calls.append(inputs)
         return [inputs * 2]
+
     return extract, calls
 
 

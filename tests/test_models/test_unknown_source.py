@@ -1,5 +1,6 @@
 """Images of unknown source: the branch their DSBN statistics choose, all branches combined, and
 every route for evaluation."""
+
 import copy
 
 import pytest
@@ -13,11 +14,14 @@ from conftest import seg_samples, small_cdcl_cfg
 from mmseg_cdcl import dataset_context
 from mmseg_cdcl.models.layers import DSBN
 
-LABEL_SPACE = dict(classes=('ground', 'thing', 'sky'),
-                   mapping=dict(a=['ground', 'ground', 'thing', 'thing', 'sky'],
-                                b=['thing', None, 'sky']))
-SPLITS = dict(cityscapes=('CityscapesDataset', 'leftImg8bit/{}', 'gtFine/{}'),
-              bdd100k=('BDD100KDataset', 'images/10k/{}', 'labels/sem_seg/masks/{}'))
+LABEL_SPACE = dict(
+    classes=('ground', 'thing', 'sky'),
+    mapping=dict(a=['ground', 'ground', 'thing', 'thing', 'sky'], b=['thing', None, 'sky']),
+)
+SPLITS = dict(
+    cityscapes=('CityscapesDataset', 'leftImg8bit/{}', 'gtFine/{}'),
+    bdd100k=('BDD100KDataset', 'images/10k/{}', 'labels/sem_seg/masks/{}'),
+)
 
 
 @pytest.fixture(scope='module')
@@ -25,20 +29,29 @@ def shifted(tmp_path_factory):
     """Generated Cityscapes and BDD100K (BDD100K darker, bluer, noisier) and a CDCL model whose
     DSBN branches hold each dataset's statistics: its training images through its branch."""
     from mmseg_cdcl.testing import make_demo_data
+
     init_default_scope('mmseg')  # module-scoped: before conftest's per-test fixture
     root = tmp_path_factory.mktemp('shifted')
-    make_demo_data(str(root), datasets=tuple(SPLITS), num_images=dict(train=8, val=24),
-                   image_size=(64, 128), seed=1)
+    make_demo_data(
+        str(root),
+        datasets=tuple(SPLITS),
+        num_images=dict(train=8, val=24),
+        image_size=(64, 128),
+        seed=1,
+    )
     torch.manual_seed(0)
-    model = MODELS.build(ConfigDict(small_cdcl_cfg(num_classes=(19, 19),
-                                                   names=tuple(SPLITS))))
+    model = MODELS.build(ConfigDict(small_cdcl_cfg(num_classes=(19, 19), names=tuple(SPLITS))))
     images = {}
     for split in ('train', 'val'):
         for name, (kind, img, ann) in SPLITS.items():
-            dataset = DATASETS.build(dict(
-                type=kind, data_root=str(root / name), pipeline=[
-                    dict(type='LoadImageFromFile'), dict(type='PackSegInputs')],
-                data_prefix=dict(img_path=img.format(split), seg_map_path=ann.format(split))))
+            dataset = DATASETS.build(
+                dict(
+                    type=kind,
+                    data_root=str(root / name),
+                    pipeline=[dict(type='LoadImageFromFile'), dict(type='PackSegInputs')],
+                    data_prefix=dict(img_path=img.format(split), seg_map_path=ann.format(split)),
+                )
+            )
             batch = pseudo_collate([dataset[i] for i in range(len(dataset))])
             images[split, name] = model.data_preprocessor(batch, False)['inputs']
     for m in model.modules():
@@ -55,22 +68,27 @@ def shifted(tmp_path_factory):
 
 def test_auto_picks_the_dataset_an_image_comes_from(shifted):
     model, images = shifted
-    chosen = {name: model.branch_selector(model, images['val', name])[0].tolist()
-              for name in SPLITS}
+    chosen = {
+        name: model.branch_selector(model, images['val', name])[0].tolist() for name in SPLITS
+    }
     correct = chosen['cityscapes'].count(0) + chosen['bdd100k'].count(1)
     # 48 of 48 measured; chance is 24.
     assert correct >= 44, chosen
 
 
-@pytest.mark.parametrize('selector', [dict(), dict(num_layers=3), dict(num_layers=2,
-                                                                       distance='kl')],
-                         ids=['first-layer', 'three-layers', 'two-layers-kl'])
+@pytest.mark.parametrize(
+    'selector',
+    [dict(), dict(num_layers=3), dict(num_layers=2, distance='kl')],
+    ids=['first-layer', 'three-layers', 'two-layers-kl'],
+)
 def test_an_images_choice_does_not_depend_on_its_batch(shifted, selector):
     from mmseg_cdcl.models.utils import BranchSelector
+
     model, images = shifted
     selector = BranchSelector(**selector)
     mixed = torch.cat([images['val', 'cityscapes'][:3], images['val', 'bdd100k'][:3]])[
-        torch.tensor([0, 3, 4, 1, 5, 2])]
+        torch.tensor([0, 3, 4, 1, 5, 2])
+    ]
     together = selector.distances(model, mixed)
     alone = torch.cat([selector.distances(model, x[None]) for x in mixed])
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-6)
@@ -88,7 +106,7 @@ def _toy(default_dataset, label_space=LABEL_SPACE):
         for m in model.modules():
             if isinstance(m, DSBN):
                 m.bns[1].running_mean.fill_(0.5)
-                m.bns[1].running_var.fill_(2.)
+                m.bns[1].running_var.fill_(2.0)
     return model.eval()
 
 
@@ -102,13 +120,14 @@ def test_auto_routes_each_image_and_reports_its_scores():
     for i, result in enumerate(results):
         d = int(choice[i])
         assert result.dataset_name == 'ab'[d]
-        assert result.dataset_scores == pytest.approx(dict(a=float(scores[i, 0]),
-                                                           b=float(scores[i, 1])))
+        assert result.dataset_scores == pytest.approx(
+            dict(a=float(scores[i, 0]), b=float(scores[i, 1]))
+        )
         assert sum(result.dataset_scores.values()) == pytest.approx(1)
         routed = copy.deepcopy(model)
         routed.default_dataset = d  # the chosen branch, in the label space's 3 classes
         with torch.no_grad():
-            expected = routed.predict(x[i:i + 1])[0]
+            expected = routed.predict(x[i : i + 1])[0]
         assert result.seg_logits.data.shape[0] == 3
         torch.testing.assert_close(result.seg_logits.data, expected.seg_logits.data)
 
@@ -117,8 +136,9 @@ def test_auto_routes_each_image_and_reports_its_scores():
 def test_ensemble_is_the_score_weighted_sum_of_the_branches_probabilities():
     model = _toy('ensemble')
     x = torch.randn(2, 3, 32, 32)
-    metas = [dict(ori_shape=(32, 32), img_shape=(32, 32), pad_shape=(32, 32),
-                  padding_size=[0] * 4)] * 2
+    metas = [
+        dict(ori_shape=(32, 32), img_shape=(32, 32), pad_shape=(32, 32), padding_size=[0] * 4)
+    ] * 2
     with torch.no_grad():
         results = model.predict(x)
         _, scores = model.branch_selector(model, x)
@@ -133,8 +153,7 @@ def test_ensemble_is_the_score_weighted_sum_of_the_branches_probabilities():
                     target[:, LABEL_SPACE['classes'].index(name)] += probs[:, source]
             expected = expected + scores[:, d].view(-1, 1, 1, 1) * target
     for i, result in enumerate(results):
-        torch.testing.assert_close(result.seg_logits.data.exp(), expected[i], rtol=1e-5,
-                                   atol=1e-6)
+        torch.testing.assert_close(result.seg_logits.data.exp(), expected[i], rtol=1e-5, atol=1e-6)
         assert torch.equal(result.pred_sem_seg.data[0], expected[i].argmax(0))
     uniform = _toy('ensemble')
     uniform.test_cfg.ensemble_weights = 'uniform'
@@ -154,23 +173,32 @@ def test_known_datasets_predict_in_the_label_space():
 def test_combining_branches_of_other_classes_needs_a_label_space():
     """Refused when the model is built, and by the ensemble itself where the route is set
     later."""
-    with pytest.raises(ValueError, match=r"default_dataset='ensemble' adds the branches' "
-                                         r"probabilities, but the datasets have other classes "
-                                         r"\{'a': 5, 'b': 3\}: set model.label_space"):
+    with pytest.raises(
+        ValueError,
+        match=r"default_dataset='ensemble' adds the branches' "
+        r'probabilities, but the datasets have other classes '
+        r"\{'a': 5, 'b': 3\}: set model.label_space",
+    ):
         _toy('ensemble', label_space=None)
     cfg = small_cdcl_cfg()
     cfg['test_cfg'] = dict(mode='whole', unknown_source=True)
-    with pytest.raises(ValueError, match=r"test_cfg.unknown_source=True \(its ensemble route\) "
-                                         r"adds the branches' probabilities, but the datasets "
-                                         r"have other classes \{'a': 5, 'b': 3\}: set "
-                                         r"model.label_space \(LabelSpace: one output label "
-                                         r"space, each dataset's classes mapped to it\)$"):
+    with pytest.raises(
+        ValueError,
+        match=r'test_cfg.unknown_source=True \(its ensemble route\) '
+        r"adds the branches' probabilities, but the datasets "
+        r"have other classes \{'a': 5, 'b': 3\}: set "
+        r'model.label_space \(LabelSpace: one output label '
+        r"space, each dataset's classes mapped to it\)$",
+    ):
         MODELS.build(ConfigDict(cfg))
     model = _toy(None, label_space=None)
     model.default_dataset = 'ensemble'
-    with pytest.raises(ValueError, match=r"combining the branches of datasets with other "
-                                         r"classes \{'a': 5, 'b': 3\} needs one output label "
-                                         r'space: set model.label_space'):
+    with pytest.raises(
+        ValueError,
+        match=r'combining the branches of datasets with other '
+        r"classes \{'a': 5, 'b': 3\} needs one output label "
+        r'space: set model.label_space',
+    ):
         model.predict(torch.randn(1, 3, 32, 32))
 
 
@@ -184,8 +212,13 @@ def test_every_route_for_evaluation():
         results = model.predict(torch.randn(2, 3, 32, 32), samples)
     assert [r.source_dataset for r in results] == ['a', 'kitti']
     assert {k for k in results[0].keys() if k.startswith('pred_')} == {
-        'pred_sem_seg', 'pred_auto', 'pred_ensemble', 'pred_oracle', 'pred_branch_a',
-        'pred_branch_b'}
+        'pred_sem_seg',
+        'pred_auto',
+        'pred_ensemble',
+        'pred_oracle',
+        'pred_branch_a',
+        'pred_branch_b',
+    }
     assert 'pred_oracle' not in results[1]
     for result in results:
         chosen = result.get(f'pred_branch_{result.dataset_name}').data
@@ -198,9 +231,15 @@ def test_a_model_whose_dsbns_are_all_in_its_heads_chooses_from_the_first_of_them
     """SegFormer's backbone has LayerNorms only: its first DSBN is in the decode head."""
     from mmseg_cdcl.models.utils.branch_selection import distance
     from mmseg_cdcl.utils import load_config
+
     cfg = load_config('mmseg::fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py').model
-    cfg.update(type='CDCLEncoderDecoder', dataset_names=['a', 'b'], num_classes=[19, 11],
-               pretrained=None, default_dataset='auto')
+    cfg.update(
+        type='CDCLEncoderDecoder',
+        dataset_names=['a', 'b'],
+        num_classes=[19, 11],
+        pretrained=None,
+        default_dataset='auto',
+    )
     cfg.backbone.norm_cfg = dict(type='GN', num_groups=8, requires_grad=True)
     torch.manual_seed(0)
     model = MODELS.build(cfg).eval()
@@ -209,14 +248,15 @@ def test_a_model_whose_dsbns_are_all_in_its_heads_chooses_from_the_first_of_them
     assert isinstance(first.bn, DSBN)
     with torch.no_grad():
         first.bn.bns[1].running_mean.fill_(0.5)
-        first.bn.bns[1].running_var.fill_(2.)
+        first.bn.bns[1].running_var.fill_(2.0)
         x = torch.randn(3, 3, 64, 64)
         choice, scores = model.branch_selector(model, x)
         features = first.conv(model.extract_feat(x)[model.decode_head.in_index])
         flat = features.flatten(2)
         mean, var = flat.mean(2), flat.var(2, unbiased=False)
-        expected = torch.stack([distance(mean, var, bn, 'wasserstein', bn.eps)
-                                for bn in first.bn.bns], 1)
+        expected = torch.stack(
+            [distance(mean, var, bn, 'wasserstein', bn.eps) for bn in first.bn.bns], 1
+        )
         calls = []
         hook = model.backbone.register_forward_hook(lambda *_: calls.append(1))
         results = model.predict(x)

@@ -1,4 +1,5 @@
 """mmseg_cdcl.testing.make_demo_data: street scenes in each dataset's real format and style."""
+
 import hashlib
 import os
 import os.path as osp
@@ -12,16 +13,34 @@ from mmseg.registry import DATASETS
 from mmseg_cdcl.testing import make_demo_data
 from mmseg_cdcl.testing.demo_data import CAMVID_LUT
 
-PIPELINE = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
-            dict(type='PackSegInputs')]
+PIPELINE = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs'),
+]
 # (MMSeg dataset type, img_path, seg_map_path, number of classes, file name pattern)
 FORMATS = {
-    'cityscapes': ('CityscapesDataset', 'leftImg8bit/{}', 'gtFine/{}', 19,
-                   r'[a-z]+/[a-z]+_\d{6}_\d{6}_leftImg8bit\.png'),
-    'bdd100k': ('BDD100KDataset', 'images/10k/{}', 'labels/sem_seg/masks/{}', 19,
-                r'[0-9a-f]{8}-[0-9a-f]{8}\.jpg'),
-    'camvid': ('CamVidDataset', 'images/{}', 'annotations/{}', 11,
-               r'(0001TP_\d{6}|0006R0_f\d{5}|0016E5_\d{5}|Seq05VD_f\d{5})\.png'),
+    'cityscapes': (
+        'CityscapesDataset',
+        'leftImg8bit/{}',
+        'gtFine/{}',
+        19,
+        r'[a-z]+/[a-z]+_\d{6}_\d{6}_leftImg8bit\.png',
+    ),
+    'bdd100k': (
+        'BDD100KDataset',
+        'images/10k/{}',
+        'labels/sem_seg/masks/{}',
+        19,
+        r'[0-9a-f]{8}-[0-9a-f]{8}\.jpg',
+    ),
+    'camvid': (
+        'CamVidDataset',
+        'images/{}',
+        'annotations/{}',
+        11,
+        r'(0001TP_\d{6}|0006R0_f\d{5}|0016E5_\d{5}|Seq05VD_f\d{5})\.png',
+    ),
 }
 SAME_SIZE = {name: (64, 128) for name in FORMATS}
 
@@ -37,8 +56,13 @@ def _read(path):
 
 
 def _hashes(root):
-    return {osp.relpath(osp.join(d, f), root): hashlib.md5(open(osp.join(d, f), 'rb').read())
-            .hexdigest() for d, _, files in os.walk(root) for f in files}
+    return {
+        osp.relpath(osp.join(d, f), root): hashlib.md5(
+            open(osp.join(d, f), 'rb').read()
+        ).hexdigest()
+        for d, _, files in os.walk(root)
+        for f in files
+    }
 
 
 @pytest.mark.parametrize('name', list(FORMATS))
@@ -46,13 +70,20 @@ def test_stock_dataset_classes_load_the_folders(demo, name):
     dataset_type, img_path, seg_map_path, num_classes, pattern = FORMATS[name]
     expected = dict(train=24, val=8, test=8)
     shape = (96, 128) if name == 'camvid' else (128, 256)
-    assert list(demo[name]['splits']) == (['train', 'val', 'test'] if name == 'camvid'
-                                          else ['train', 'val'])
+    assert list(demo[name]['splits']) == (
+        ['train', 'val', 'test'] if name == 'camvid' else ['train', 'val']
+    )
     for split, info in demo[name]['splits'].items():
-        dataset = DATASETS.build(dict(
-            type=dataset_type, data_root=demo[name]['data_root'], pipeline=PIPELINE,
-            data_prefix=dict(img_path=img_path.format(split),
-                             seg_map_path=seg_map_path.format(split))))
+        dataset = DATASETS.build(
+            dict(
+                type=dataset_type,
+                data_root=demo[name]['data_root'],
+                pipeline=PIPELINE,
+                data_prefix=dict(
+                    img_path=img_path.format(split), seg_map_path=seg_map_path.format(split)
+                ),
+            )
+        )
         assert len(dataset) == info['num_images'] == expected[split]
         for i in (0, len(dataset) - 1):
             sample = dataset[i]
@@ -60,8 +91,10 @@ def test_stock_dataset_classes_load_the_folders(demo, name):
             assert values <= set(range(num_classes)) | {255}, values
             assert tuple(sample['inputs'].shape) == (3, *shape)
         img_file, seg_file = info['files'][0]
-        assert re.fullmatch(pattern, osp.relpath(img_file, osp.join(
-            demo[name]['data_root'], img_path.format(split))))
+        assert re.fullmatch(
+            pattern,
+            osp.relpath(img_file, osp.join(demo[name]['data_root'], img_path.format(split))),
+        )
         assert open(img_file, 'rb').read(2) == (b'\xff\xd8' if name == 'bdd100k' else b'\x89P')
         label = _read(seg_file)
         assert label.dtype == np.uint8 and label.shape == shape  # one channel of class ids
@@ -80,14 +113,30 @@ def test_camvid_mapping_follows_the_registered_class_names():
     from mmseg.datasets import CityscapesDataset
 
     from mmseg_cdcl.datasets import CamVidDataset
+
     cs, cv = CityscapesDataset.METAINFO['classes'], CamVidDataset.METAINFO['classes']
     mapped = {c: (cv[CAMVID_LUT[i]] if CAMVID_LUT[i] != 255 else None) for i, c in enumerate(cs)}
     assert mapped == {
-        'road': 'road', 'sidewalk': 'sidewalk', 'building': 'building', 'wall': 'building',
-        'fence': 'fence', 'pole': 'pole', 'traffic light': 'sign', 'traffic sign': 'sign',
-        'vegetation': 'tree', 'terrain': 'tree', 'sky': 'sky', 'person': 'pedestrian',
-        'rider': 'bicyclist', 'car': 'car', 'truck': 'car', 'bus': 'car', 'train': None,
-        'motorcycle': 'bicyclist', 'bicycle': 'bicyclist'}
+        'road': 'road',
+        'sidewalk': 'sidewalk',
+        'building': 'building',
+        'wall': 'building',
+        'fence': 'fence',
+        'pole': 'pole',
+        'traffic light': 'sign',
+        'traffic sign': 'sign',
+        'vegetation': 'tree',
+        'terrain': 'tree',
+        'sky': 'sky',
+        'person': 'pedestrian',
+        'rider': 'bicyclist',
+        'car': 'car',
+        'truck': 'car',
+        'bus': 'car',
+        'train': None,
+        'motorcycle': 'bicyclist',
+        'bicycle': 'bicyclist',
+    }
     assert CAMVID_LUT[255] == 255
 
 
@@ -137,8 +186,9 @@ def test_shift_changes_image_statistics_and_class_frequencies(tmp_path):
 
 
 def test_shift_zero_renders_the_same_scenes_in_every_label_space(tmp_path):
-    info = make_demo_data(str(tmp_path), num_images=dict(train=6, val=2, test=0),
-                          image_size=SAME_SIZE, shift=0.0)
+    info = make_demo_data(
+        str(tmp_path), num_images=dict(train=6, val=2, test=0), image_size=SAME_SIZE, shift=0.0
+    )
     for split in ('train', 'val'):
         for cs, bdd, cv in zip(*(info[n]['splits'][split]['files'] for n in FORMATS)):
             cs_label = _read(cs[1])
@@ -163,19 +213,29 @@ def test_refuses_non_empty_folder_unless_overwrite(tmp_path):
     assert info['camvid']['splits']['test']['num_images'] == 1
 
 
-@pytest.mark.parametrize('kwargs, error, match', [
-    (dict(datasets=['kitti']), ValueError,
-     "unknown dataset 'kitti'; known: cityscapes, bdd100k, camvid"),
-    (dict(datasets=['camvid', 'camvid']), ValueError, 'distinct'),
-    (dict(shift=1.5), ValueError, r'shift must be in \[0, 1\], got 1.5'),
-    (dict(image_size={'camvid': (0, 128)}), ValueError, r"'camvid' must be \(H, W\).*\(0, 128\)"),
-    (dict(image_size=(-8, 256)), ValueError, r"'cityscapes'.*\(-8, 256\)"),
-    (dict(num_images={'training': 4}), ValueError, r"unknown splits \['training'\]"),
-    (dict(num_images={'camvid': {'train': -1}}), ValueError, r"'camvid' 'train'.*got -1"),
-    (dict(seed=-1), ValueError, 'seed must be a non-negative int, got -1'),
-    (dict(styles={'camvid': {'fog': 0.5}}), ValueError, r"unknown style keys \['fog'\]"),
-    (dict(styles={'camvid': {'class_weights': {'tram': 2}}}), ValueError, r"\['tram'\]"),
-])
+@pytest.mark.parametrize(
+    'kwargs, error, match',
+    [
+        (
+            dict(datasets=['kitti']),
+            ValueError,
+            "unknown dataset 'kitti'; known: cityscapes, bdd100k, camvid",
+        ),
+        (dict(datasets=['camvid', 'camvid']), ValueError, 'distinct'),
+        (dict(shift=1.5), ValueError, r'shift must be in \[0, 1\], got 1.5'),
+        (
+            dict(image_size={'camvid': (0, 128)}),
+            ValueError,
+            r"'camvid' must be \(H, W\).*\(0, 128\)",
+        ),
+        (dict(image_size=(-8, 256)), ValueError, r"'cityscapes'.*\(-8, 256\)"),
+        (dict(num_images={'training': 4}), ValueError, r"unknown splits \['training'\]"),
+        (dict(num_images={'camvid': {'train': -1}}), ValueError, r"'camvid' 'train'.*got -1"),
+        (dict(seed=-1), ValueError, 'seed must be a non-negative int, got -1'),
+        (dict(styles={'camvid': {'fog': 0.5}}), ValueError, r"unknown style keys \['fog'\]"),
+        (dict(styles={'camvid': {'class_weights': {'tram': 2}}}), ValueError, r"\['tram'\]"),
+    ],
+)
 def test_invalid_arguments_are_named(tmp_path, kwargs, error, match):
     with pytest.raises(error, match=match):
         make_demo_data(str(tmp_path), **kwargs)

@@ -1,4 +1,5 @@
 """mmseg_cdcl.testing.shrink_config: the real configs at test size, everything else theirs."""
+
 import os.path as osp
 
 from mmengine.config import Config
@@ -20,8 +21,7 @@ def _transforms(node, kind):
 
 def test_cdcl_config_shrinks_to_crops_batches_and_iterations_and_keeps_the_rest():
     original = _config('cdcl_cityscapes_bdd')
-    cfg = shrink_config(_config('cdcl_cityscapes_bdd'), crop=(32, 48), per_dataset=3,
-                        max_iters=5)
+    cfg = shrink_config(_config('cdcl_cityscapes_bdd'), crop=(32, 48), per_dataset=3, max_iters=5)
     crops = [t.crop_size for t in _transforms(cfg.train_dataloader, 'RandomCrop')]
     assert crops == [(32, 48)] * 2  # each dataset's pipeline
     assert {t.crop_size for t in _transforms(cfg._cfg_dict, 'RandomCrop')} == {(32, 48)}
@@ -44,19 +44,29 @@ def test_cdcl_config_shrinks_to_crops_batches_and_iterations_and_keeps_the_rest(
 def test_single_dataset_config_gets_a_batch_size_and_data_roots_move_under_data_dir(tmp_path):
     cfg = shrink_config(_config('baselines/pspnet_r18-d8_camvid'), data_dir=str(tmp_path))
     assert cfg.train_dataloader.batch_size == 2
-    roots = {d.data_root for k in ('train', 'val', 'test')
-             for d in [cfg[f'{k}_dataloader'].dataset]}
+    roots = {
+        d.data_root for k in ('train', 'val', 'test') for d in [cfg[f'{k}_dataloader'].dataset]
+    }
     assert roots == {str(tmp_path / 'camvid')}  # data/camvid/ under tmp_path
 
 
 def test_shrink_datasets_changes_pipelines_and_roots_of_plain_dicts(tmp_path):
-    datasets = [dict(type='CityscapesDataset', data_root='data/demo/cityscapes',
-                     pipeline=[dict(type='RandomResize', scale=(2048, 1024)),
-                               dict(type='RandomCrop', crop_size=(512, 1024))]),
-                dict(type='CityscapesDataset', data_root='/abs/cityscapes')]
+    datasets = [
+        dict(
+            type='CityscapesDataset',
+            data_root='data/demo/cityscapes',
+            pipeline=[
+                dict(type='RandomResize', scale=(2048, 1024)),
+                dict(type='RandomCrop', crop_size=(512, 1024)),
+            ],
+        ),
+        dict(type='CityscapesDataset', data_root='/abs/cityscapes'),
+    ]
     shrink_datasets(datasets, (16, 24), data_dir=str(tmp_path))
-    assert datasets[0]['pipeline'] == [dict(type='RandomResize', scale=(48, 16)),
-                                       dict(type='RandomCrop', crop_size=(16, 24))]
+    assert datasets[0]['pipeline'] == [
+        dict(type='RandomResize', scale=(48, 16)),
+        dict(type='RandomCrop', crop_size=(16, 24)),
+    ]
     assert datasets[0]['data_root'] == str(tmp_path / 'demo' / 'cityscapes')
     assert datasets[1]['data_root'] == '/abs/cityscapes'  # not under data/: left alone
 
@@ -75,5 +85,7 @@ def test_unformatted_config_holds_the_same_values_and_text_without_yapf():
     assert cfg.pretty_text == formatted  # the caller's config is left as it was
     # The same config as text, only not laid out by yapf.
     assert plain.pretty_text != formatted
-    assert (Config.fromstring(plain.pretty_text, '.py').to_dict()
-            == Config.fromstring(formatted, '.py').to_dict())
+    assert (
+        Config.fromstring(plain.pretty_text, '.py').to_dict()
+        == Config.fromstring(formatted, '.py').to_dict()
+    )

@@ -1,4 +1,5 @@
 """tools/benchmark.py end to end at a tiny size: the structure of its JSON and table, not speed."""
+
 import json
 import math
 import re
@@ -13,10 +14,13 @@ from conftest import REPO
 pytestmark = pytest.mark.slow
 
 ROWS = {
-    'a': ['DSBN fwd+bwd, C=64 128x128', 'DSBN fwd+bwd, C=128 64x64',
-          'DSBN fwd+bwd, C=512 32x32'],
-    'c': ['inference, batch 1', 'inference of unknown source, batch 1', 'FLOPs at 3x32x32',
-          'params (whole model)'],
+    'a': ['DSBN fwd+bwd, C=64 128x128', 'DSBN fwd+bwd, C=128 64x64', 'DSBN fwd+bwd, C=512 32x32'],
+    'c': [
+        'inference, batch 1',
+        'inference of unknown source, batch 1',
+        'FLOPs at 3x32x32',
+        'params (whole model)',
+    ],
     'd': ['data loading, 0 workers'],
     'e': ['resume to first new iteration'],
 }
@@ -24,10 +28,29 @@ ROWS = {
 
 def test_benchmark_writes_json_and_table_of_every_measured_row(tmp_path):
     result = subprocess.run(
-        [sys.executable, 'tools/benchmark.py', '--only', 'a,c,d,e', '--crop', '32', '32',
-         '--batch', '1', '--pairs', '1', '--warmup', '1', '--branch-layers', '3',
-         '--out-dir', str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True)
+        [
+            sys.executable,
+            'tools/benchmark.py',
+            '--only',
+            'a,c,d,e',
+            '--crop',
+            '32',
+            '32',
+            '--batch',
+            '1',
+            '--pairs',
+            '1',
+            '--warmup',
+            '1',
+            '--branch-layers',
+            '3',
+            '--out-dir',
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with open(tmp_path / 'benchmark.json') as f:
         report = json.load(f)
@@ -45,15 +68,16 @@ def test_benchmark_writes_json_and_table_of_every_measured_row(tmp_path):
         assert [r['name'] for r in rows] == names
         for r in rows:
             assert r['section'] == section
-            assert f"| {section} | {r['name']} |" in table
+            assert f'| {section} | {r["name"]} |' in table
             for variant in ('a', 'b'):
                 stats = r[variant]
                 # one timed pair (--pairs 1); data loading takes 5 times --pairs
                 assert stats['label'] and len(stats['values']) == (5 if section == 'd' else 1)
                 for key in ('median', 'min', 'max'):
                     assert math.isfinite(stats[key]) and stats[key] > 0
-            assert all(math.isfinite(r['ratio'][k]) and r['ratio'][k] > 0
-                       for k in ('median', 'min', 'max'))
+            assert all(
+                math.isfinite(r['ratio'][k]) and r['ratio'][k] > 0 for k in ('median', 'min', 'max')
+            )
             assert r['met'] in (True, False, None)
 
     inference, auto, flops, params = report['sections']['c']
@@ -72,10 +96,33 @@ def test_benchmark_writes_json_and_table_of_every_measured_row(tmp_path):
 
 def test_benchmark_amp_channels_last_contiguous_and_training_throughput(tmp_path):
     result = subprocess.run(
-        [sys.executable, 'tools/benchmark.py', '--only', 'a,b', '--crop', '32', '32',
-         '--batch', '2', '--pairs', '1', '--warmup', '0', '--amp', '--channels-last',
-         '--default-malloc', '--peak-tflops', '2', '--out-dir', str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            'tools/benchmark.py',
+            '--only',
+            'a,b',
+            '--crop',
+            '32',
+            '32',
+            '--batch',
+            '2',
+            '--pairs',
+            '1',
+            '--warmup',
+            '0',
+            '--amp',
+            '--channels-last',
+            '--default-malloc',
+            '--peak-tflops',
+            '2',
+            '--out-dir',
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with open(tmp_path / 'benchmark.json') as f:
         report = json.load(f)
@@ -88,7 +135,8 @@ def test_benchmark_amp_channels_last_contiguous_and_training_throughput(tmp_path
         # images/s is the images of a step over its time, per variant and repetition
         for variant in ('a', 'b'):
             assert speed[variant]['values'] == [
-                pytest.approx(2 * n / t) for t in step[variant]['values']]
+                pytest.approx(2 * n / t) for t in step[variant]['values']
+            ]
         macs = 3 * 215_411_200  # a forward at 3x32x32 (section c's FLOPs), and its backward
         assert speed['note'].startswith('0.646 G multiply-adds per training image')
         use = speed['a']['median'] * 2 * macs / 2e12
@@ -99,10 +147,30 @@ def test_benchmark_amp_channels_last_contiguous_and_training_throughput(tmp_path
 def test_benchmark_measures_the_conversion_of_a_stock_config(tmp_path):
     """--config: sections b and c of any MMSeg model's CDCL conversion against it."""
     result = subprocess.run(
-        [sys.executable, 'tools/benchmark.py', '--only', 'b,c', '--config',
-         'mmseg::bisenetv2/bisenetv2_fcn_4xb4-160k_cityscapes-1024x1024.py', '--crop', '64',
-         '64', '--batch', '2', '--pairs', '1', '--warmup', '0', '--out-dir', str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            'tools/benchmark.py',
+            '--only',
+            'b,c',
+            '--config',
+            'mmseg::bisenetv2/bisenetv2_fcn_4xb4-160k_cityscapes-1024x1024.py',
+            '--crop',
+            '64',
+            '64',
+            '--batch',
+            '2',
+            '--pairs',
+            '1',
+            '--warmup',
+            '0',
+            '--out-dir',
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with open(tmp_path / 'benchmark.json') as f:
         report = json.load(f)

@@ -1,5 +1,6 @@
 """CDCL for MMSeg's model zoo: tools/convert_config.py writes a CDCL config of a stock config,
 which trains as tools/train.py trains it and exports to stock MMSeg, for every model family."""
+
 import copy
 import glob
 import json
@@ -26,8 +27,10 @@ from mmseg_cdcl.models.layers import DSBN, DatasetBranches
 from mmseg_cdcl.testing import unformatted
 from mmseg_cdcl.utils import load_config
 
-DATASETS = dict(cityscapes='mmseg::_base_/datasets/cityscapes.py',
-                camvid=osp.join(REPO, 'configs', '_base_', 'datasets', 'camvid.py'))
+DATASETS = dict(
+    cityscapes='mmseg::_base_/datasets/cityscapes.py',
+    camvid=osp.join(REPO, 'configs', '_base_', 'datasets', 'camvid.py'),
+)
 FAMILIES = {  # family: its stock config in MMSeg 1.2.2's model zoo
     'fcn_r18-d8': 'fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py',
     'pspnet_r18-d8': 'pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py',
@@ -41,8 +44,9 @@ FAMILIES = {  # family: its stock config in MMSeg 1.2.2's model zoo
     'ddrnet_23-slim': 'ddrnet/ddrnet_23-slim_in1k-pre_2xb6-120k_cityscapes-1024x1024.py',
     'segformer_mit-b0': 'segformer/segformer_mit-b0_8xb1-160k_cityscapes-1024x1024.py',
     'fast_scnn': 'fastscnn/fast_scnn_8xb4-160k_cityscapes-512x1024.py',
-    'mobilenet-v2-d8_deeplabv3plus':
-        'mobilenet_v2/mobilenet-v2-d8_deeplabv3plus_4xb2-80k_cityscapes-512x1024.py',
+    'mobilenet-v2-d8_deeplabv3plus': (
+        'mobilenet_v2/mobilenet-v2-d8_deeplabv3plus_4xb2-80k_cityscapes-512x1024.py'
+    ),
     'fpn_r50': 'sem_fpn/fpn_r50_4xb2-80k_cityscapes-512x1024.py',
     'danet_r50-d8': 'danet/danet_r50-d8_4xb2-80k_cityscapes-512x1024.py',
     'encnet_r50-d8': 'encnet/encnet_r50-d8_4xb2-80k_cityscapes-512x1024.py',
@@ -52,19 +56,29 @@ CLASSIFIERS = {
     'ocrnet_hr18s': ['decode_head.0.conv_seg', 'decode_head.1.conv_seg'],
     'pidnet-s': ['decode_head.conv_seg', 'decode_head.p_cls_seg'],
     'ddrnet_23-slim': ['decode_head.aux_cls_seg', 'decode_head.conv_seg'],
-    'danet_r50-d8': ['auxiliary_head.conv_seg', 'decode_head.cam_conv_seg',
-                     'decode_head.conv_seg', 'decode_head.pam_conv_seg'],
+    'danet_r50-d8': [
+        'auxiliary_head.conv_seg',
+        'decode_head.cam_conv_seg',
+        'decode_head.conv_seg',
+        'decode_head.pam_conv_seg',
+    ],
     'encnet_r50-d8': ['auxiliary_head.conv_seg', 'decode_head.conv_seg', 'decode_head.se_layer'],
-    'bisenetv2_fcn': ['auxiliary_head.0.conv_seg', 'auxiliary_head.1.conv_seg',
-                      'auxiliary_head.2.conv_seg', 'auxiliary_head.3.conv_seg',
-                      'decode_head.conv_seg'],
-    'stdc1': ['auxiliary_head.0.conv_seg', 'auxiliary_head.1.conv_seg',
-              'decode_head.conv_seg'],  # its boundary head (2 classes) is shared
-    'fast_scnn': ['auxiliary_head.0.conv_seg', 'auxiliary_head.1.conv_seg',
-                  'decode_head.conv_seg'],
-    'segformer_mit-b0': ['decode_head.conv_seg'], 'fpn_r50': ['decode_head.conv_seg'],
+    'bisenetv2_fcn': [
+        'auxiliary_head.0.conv_seg',
+        'auxiliary_head.1.conv_seg',
+        'auxiliary_head.2.conv_seg',
+        'auxiliary_head.3.conv_seg',
+        'decode_head.conv_seg',
+    ],
+    'stdc1': [
+        'auxiliary_head.0.conv_seg',
+        'auxiliary_head.1.conv_seg',
+        'decode_head.conv_seg',
+    ],  # its boundary head (2 classes) is shared
+    'fast_scnn': ['auxiliary_head.0.conv_seg', 'auxiliary_head.1.conv_seg', 'decode_head.conv_seg'],
+    'segformer_mit-b0': ['decode_head.conv_seg'],
+    'fpn_r50': ['decode_head.conv_seg'],
 }
-
 
 
 def _train(config, work_dir, data_cwd, monkeypatch):
@@ -141,15 +155,25 @@ def test_stock_config_converts_trains_and_exports(family, data_cwd, tmp_path, mo
     # Every BatchNorm is a DSBN, every classifier of the model's classes one per dataset.
     model = MODELS.build(copy.deepcopy(cfg.model))
     model.load_state_dict(torch.load(checkpoint)['state_dict'])
-    assert not [n for n, m in model.named_modules()
-                if isinstance(m, nn.modules.batchnorm._BatchNorm)
-                and not any(n.startswith(d + '.bns.') for d, dsbn in model.named_modules()
-                            if isinstance(dsbn, DSBN))]
+    assert not [
+        n
+        for n, m in model.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        and not any(
+            n.startswith(d + '.bns.') for d, dsbn in model.named_modules() if isinstance(dsbn, DSBN)
+        )
+    ]
     classifiers = sorted(n for n, m in model.named_modules() if isinstance(m, DatasetBranches))
     expected = CLASSIFIERS.get(family, ['auxiliary_head.conv_seg', 'decode_head.conv_seg'])
     assert classifiers == expected
-    assert all([b.out_channels if hasattr(b, 'out_channels') else b.out_features
-                for b in model.get_submodule(n)] == [19, 11] for n in classifiers)
+    assert all(
+        [
+            b.out_channels if hasattr(b, 'out_channels') else b.out_features
+            for b in model.get_submodule(n)
+        ]
+        == [19, 11]
+        for n in classifiers
+    )
 
     # A batch mixing the datasets (as the sampler interleaves them) trains as each dataset's
     # samples alone: the same losses and gradients. In float64: BatchNorms after a 1x1 pooling
@@ -159,23 +183,24 @@ def test_stock_config_converts_trains_and_exports(family, data_cwd, tmp_path, mo
     samples = seg_samples([0, 1, 0, 1], [19, 11], size=(64, 64))
     for sample in samples:  # PIDNet's boundary targets
         sample.gt_edge_map = PixelData(data=(sample.gt_sem_seg.data % 7 == 0).long())
-    assert_mixed_batch_equals_datasets_alone(model, x, samples, [[0, 2], [1, 3]],
-                                             buffers=False)
+    assert_mixed_batch_equals_datasets_alone(model, x, samples, [[0, 2], [1, 3]], buffers=False)
 
     # Dataset camvid's branch exported: stock MMSeg predicts what CDCL does, with the stock
     # config's parameters and FLOPs. Stock means: the config and checkpoint name nothing of
     # mmseg_cdcl, the model is built of MMSeg's classes only, and the checkpoint loads without
     # mmseg_cdcl's allow-list (tests/test_apis/test_export.py loads exports in an interpreter
     # without mmseg_cdcl).
-    plain_config, plain_checkpoint = export_single_dataset(config, checkpoint, 'camvid',
-                                                           str(tmp_path / 'export'))
+    plain_config, plain_checkpoint = export_single_dataset(
+        config, checkpoint, 'camvid', str(tmp_path / 'export')
+    )
     assert 'mmseg_cdcl' not in open(plain_config).read()
     _stock_load(plain_checkpoint)
     image = str(tmp_path / 'street.png')
     cv2.imwrite(image, np.random.default_rng(0).integers(0, 255, (64, 96, 3), np.uint8))
     plain = init_model(plain_config, plain_checkpoint, device='cpu')
-    assert [n for n, m in plain.named_modules()
-            if type(m).__module__.startswith('mmseg_cdcl')] == []
+    assert [
+        n for n, m in plain.named_modules() if type(m).__module__.startswith('mmseg_cdcl')
+    ] == []
     plain_logits = inference_model(plain, image).seg_logits.data.numpy()
     cdcl = init_cdcl_model(cfg, checkpoint, 'camvid')  # camvid's test pipeline, as the export
     expected_logits = inference_model(cdcl, image).seg_logits.data.numpy()
@@ -185,9 +210,11 @@ def test_stock_config_converts_trains_and_exports(family, data_cwd, tmp_path, mo
     exported = Config.fromfile(plain_config).model
     reference = load_config(f'mmseg::{FAMILIES[family]}').model
     assert exported.type == reference.type  # e.g. CascadeEncoderDecoder for OCRNet
-    heads = [h for key in ('decode_head', 'auxiliary_head')
-             for h in (lambda v: v if isinstance(v, list) else [v] * (v is not None))(
-                 reference.get(key))]
+    heads = [
+        h
+        for key in ('decode_head', 'auxiliary_head')
+        for h in (lambda v: v if isinstance(v, list) else [v] * (v is not None))(reference.get(key))
+    ]
     for head in heads:
         if head.num_classes == 19:
             head.num_classes = 11
@@ -196,31 +223,51 @@ def test_stock_config_converts_trains_and_exports(family, data_cwd, tmp_path, mo
         for loss in reference.decode_head.loss_decode:
             if 'class_weight' in loss:
                 loss.class_weight = None
-    counts = [get_model_complexity_info(MODELS.build(m).eval(), input_shape=(3, 64, 64),
-                                        show_table=False, show_arch=False)
-              for m in (reference, exported)]
+    counts = [
+        get_model_complexity_info(
+            MODELS.build(m).eval(), input_shape=(3, 64, 64), show_table=False, show_arch=False
+        )
+        for m in (reference, exported)
+    ]
     assert counts[0]['params'] == counts[1]['params']
     assert counts[0]['flops'] == counts[1]['flops'] > 0
-    routed = get_model_complexity_info(cdcl.eval(), input_shape=(3, 64, 64), show_table=False,
-                                       show_arch=False)
+    routed = get_model_complexity_info(
+        cdcl.eval(), input_shape=(3, 64, 64), show_table=False, show_arch=False
+    )
     assert routed['flops'] == counts[0]['flops']
 
 
 @pytest.mark.slow
 def test_command_line_writes_the_apis_source_and_names_usage_errors(tmp_path):
     tool = osp.join(REPO, 'tools', 'convert_config.py')
-    stock = f"mmseg::{FAMILIES['pspnet_r18-d8']}"
+    stock = f'mmseg::{FAMILIES["pspnet_r18-d8"]}'
     out = tmp_path / 'cdcl.py'
-    result = subprocess.run([sys.executable, tool, stock, '--dataset',
-                             f"cityscapes={DATASETS['cityscapes']}", '--dataset',
-                             f"camvid={DATASETS['camvid']}", '--batch-size', 'camvid=4', '-o',
-                             str(out)], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            tool,
+            stock,
+            '--dataset',
+            f'cityscapes={DATASETS["cityscapes"]}',
+            '--dataset',
+            f'camvid={DATASETS["camvid"]}',
+            '--batch-size',
+            'camvid=4',
+            '-o',
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert out.read_text() == config_source(stock, DATASETS, dict(camvid=4))
-    assert (f'wrote {out}: CDCL over cityscapes, camvid; train it with python tools/train.py '
-            f'{out}') in result.stderr
-    result = subprocess.run([sys.executable, tool, stock, '--dataset', 'cityscapes=x.py', '-o',
-                             str(out)], capture_output=True, text=True)
+    assert (
+        f'wrote {out}: CDCL over cityscapes, camvid; train it with python tools/train.py {out}'
+    ) in result.stderr
+    result = subprocess.run(
+        [sys.executable, tool, stock, '--dataset', 'cityscapes=x.py', '-o', str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
-    assert 'error: CDCL trains on several datasets: give --dataset at least twice' in \
-        result.stderr
+    assert 'error: CDCL trains on several datasets: give --dataset at least twice' in result.stderr

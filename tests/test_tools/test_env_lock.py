@@ -1,4 +1,5 @@
 """The environment lock: .venv holds exactly requirements/lock.txt, which honours the pins."""
+
 import os.path as osp
 import subprocess
 import sys
@@ -40,8 +41,8 @@ def test_every_pin_and_test_requirement_is_satisfied_by_the_lock():
 
 def test_check_names_every_difference(tmp_path):
     locked = _locked()
-    locked['numpy'] = '1.0.0'   # another version
-    del locked['pyyaml']        # installed, not locked
+    locked['numpy'] = '1.0.0'  # another version
+    del locked['pyyaml']  # installed, not locked
     locked['left-pad'] = '1.3'  # locked, not installed
     lock = tmp_path / 'lock.txt'
     lock.write_text('# a comment\n' + ''.join(f'{n}=={v}\n' for n, v in locked.items()))
@@ -50,7 +51,8 @@ def test_check_names_every_difference(tmp_path):
     assert result.stderr.splitlines()[1:] == [
         '  left-pad: locked 1.3, not installed',
         f'  numpy: locked 1.0.0, installed {_locked()["numpy"]}',
-        f'  pyyaml: installed {_locked()["pyyaml"]}, not in the lock']
+        f'  pyyaml: installed {_locked()["pyyaml"]}, not in the lock',
+    ]
     assert f'differs from {lock} in 3 packages' in result.stderr
 
 
@@ -58,8 +60,7 @@ def test_write_records_the_environment_and_bad_lines_are_named(tmp_path):
     lock = tmp_path / 'lock.txt'
     assert _run('write', '--lock', str(lock)).returncode == 0
     written = [line for line in lock.read_text().splitlines() if not line.startswith('#')]
-    assert written == [line for line in open(LOCK).read().splitlines()
-                       if not line.startswith('#')]
+    assert written == [line for line in open(LOCK).read().splitlines() if not line.startswith('#')]
     lock.write_text('numpy>=1\n')
     result = _run('check', '--lock', str(lock))
     assert result.returncode == 2

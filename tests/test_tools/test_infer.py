@@ -1,5 +1,6 @@
 """tools/infer.py on a trained CDCL checkpoint: the chosen dataset's colours, every image of a
 folder tree, distinct outputs, unreadable images reported."""
+
 import os
 import os.path as osp
 import shutil
@@ -28,9 +29,21 @@ def trained(trained_cdcl):
 
 def _infer(trained, data_cwd, images, out, dataset='camvid'):
     return subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'infer.py'), str(trained / 'config.py'),
-         str(trained / 'iter_2.pth'), str(images), '--out-dir', str(out), '--dataset', dataset],
-        cwd=data_cwd, capture_output=True, text=True)
+        [
+            sys.executable,
+            osp.join(REPO, 'tools', 'infer.py'),
+            str(trained / 'config.py'),
+            str(trained / 'iter_2.pth'),
+            str(images),
+            '--out-dir',
+            str(out),
+            '--dataset',
+            dataset,
+        ],
+        cwd=data_cwd,
+        capture_output=True,
+        text=True,
+    )
 
 
 def _colours(path):
@@ -50,12 +63,15 @@ def test_infer_colours_with_the_chosen_dataset_palette(data_cwd, trained, tmp_pa
 
     result = _infer(trained, data_cwd, images, out, dataset='kitti')
     assert result.returncode == 2
-    assert ("unknown dataset 'kitti': the model's datasets are ['cityscapes', 'camvid']"
-            in result.stderr)
+    assert (
+        "unknown dataset 'kitti': the model's datasets are ['cityscapes', 'camvid']"
+        in result.stderr
+    )
 
 
 def test_infer_walks_sub_folders_keeps_same_stem_images_apart_and_skips_unreadable_ones(
-        data_cwd, trained, tmp_path):
+    data_cwd, trained, tmp_path
+):
     camvid = sorted((data_cwd / 'data' / 'camvid' / 'images' / 'val').glob('*.png'))
     root = tmp_path / 'photos'
     (root / 'sub' / 'deeper').mkdir(parents=True)
@@ -74,10 +90,15 @@ def test_infer_walks_sub_folders_keeps_same_stem_images_apart_and_skips_unreadab
         assert written == ['sub/deeper/z.png', 'sub/y.png', 'x.jpg.png', 'x.png.png']
         corrupt = root / 'sub' / 'corrupt.png'
         assert f'skipped {corrupt}: not a decodable image' in result.stderr
-        assert (f'4 of 5 images predicted in {out}; 1 could not be read and were skipped: '
-                f'{corrupt}') in result.stderr
-    for name, image in (('x.png.png', camvid[0]), ('x.jpg.png', camvid[1]),
-                        ('sub/y.png', camvid[1]), ('sub/deeper/z.png', camvid[2])):
+        assert (
+            f'4 of 5 images predicted in {out}; 1 could not be read and were skipped: {corrupt}'
+        ) in result.stderr
+    for name, image in (
+        ('x.png.png', camvid[0]),
+        ('x.jpg.png', camvid[1]),
+        ('sub/y.png', camvid[1]),
+        ('sub/deeper/z.png', camvid[2]),
+    ):
         assert cv2.imread(str(out / name)).shape == cv2.imread(str(image)).shape
         assert _colours(out / name) <= CAMVID_COLOURS
 
@@ -86,6 +107,7 @@ def test_infer_images_of_unknown_source_names_each_ones_branch(data_cwd, trained
     """--dataset auto: each image with the branch its DSBN statistics choose, coloured in that
     dataset's palette, and its line names the branch and the scores."""
     from mmseg.datasets import CityscapesDataset
+
     images = tmp_path / 'mixed'
     shutil.copytree(osp.join(data_cwd, 'data', 'camvid', 'images', 'val'), images)
     out = tmp_path / 'pred'
@@ -93,13 +115,15 @@ def test_infer_images_of_unknown_source_names_each_ones_branch(data_cwd, trained
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [line for line in result.stdout.splitlines() if line.startswith(str(out))]
     assert len(lines) == len(os.listdir(images))
-    palettes = dict(camvid=CAMVID_COLOURS,
-                    cityscapes={tuple(c) for c in CityscapesDataset.METAINFO['palette']})
+    palettes = dict(
+        camvid=CAMVID_COLOURS, cityscapes={tuple(c) for c in CityscapesDataset.METAINFO['palette']}
+    )
     for line in lines:
         path, _, rest = line.partition(': ')
         chosen, scores = rest.split(' (')
         names = [s.split()[0] for s in scores.rstrip(')').split(', ')]
         assert chosen in ('cityscapes', 'camvid') and names == ['cityscapes', 'camvid']
-        assert sum(float(s.split()[1]) for s in scores.rstrip(')').split(', ')) == \
-            pytest.approx(1, abs=0.02)
+        assert sum(float(s.split()[1]) for s in scores.rstrip(')').split(', ')) == pytest.approx(
+            1, abs=0.02
+        )
         assert _colours(path) <= palettes[chosen]

@@ -1,5 +1,6 @@
 """A run killed with SIGKILL and resumed with tools/train.py --resume repeats the uninterrupted
 run: per-iteration losses and final weights."""
+
 import glob
 import json
 import os
@@ -22,8 +23,9 @@ ITERS = 8
 
 
 def _config(work_dir):
-    cfg = shrink_config(Config.fromfile(osp.join(REPO, 'configs', 'cdcl_cityscapes_bdd.py')),
-                        max_iters=ITERS)
+    cfg = shrink_config(
+        Config.fromfile(osp.join(REPO, 'configs', 'cdcl_cityscapes_bdd.py')), max_iters=ITERS
+    )
     cfg.randomness = dict(seed=0, deterministic=True)
     cfg.train_dataloader.update(num_workers=2)  # augmentations must not depend on workers
     cfg.default_hooks.checkpoint.update(interval=2, max_keep_ckpts=-1, save_best=None)
@@ -40,8 +42,18 @@ def _train(work_dir, data_cwd, *args):
     config = _config(work_dir)
     output = open(osp.join(work_dir, f'output{len(glob.glob(work_dir + "/output*"))}.txt'), 'w')
     return subprocess.Popen(
-        [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir,
-         *args], cwd=data_cwd, stdout=output, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            osp.join(REPO, 'tools', 'train.py'),
+            config,
+            '--work-dir',
+            work_dir,
+            *args,
+        ],
+        cwd=data_cwd,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _losses(work_dir):
@@ -82,9 +94,13 @@ def test_killed_and_resumed_run_repeats_the_uninterrupted_one(data_cwd, tmp_path
     assert sorted(expected) == list(range(1, ITERS + 1))
     for step in range(5, ITERS + 1):
         for key in ('loss', 'cityscapes.decode.loss_ce', 'bdd100k.aux.loss_ce', 'lr'):
-            assert got[step][key] == pytest.approx(expected[step][key], rel=1e-5, abs=1e-7), \
-                (step, key)
-    final, reference = _weights(osp.join(killed, f'iter_{ITERS}.pth')), \
-        _weights(osp.join(full, f'iter_{ITERS}.pth'))
+            assert got[step][key] == pytest.approx(expected[step][key], rel=1e-5, abs=1e-7), (
+                step,
+                key,
+            )
+    final, reference = (
+        _weights(osp.join(killed, f'iter_{ITERS}.pth')),
+        _weights(osp.join(full, f'iter_{ITERS}.pth')),
+    )
     for key, value in reference.items():
         torch.testing.assert_close(final[key], value, rtol=1e-5, atol=1e-6)

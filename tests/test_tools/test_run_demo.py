@@ -1,4 +1,5 @@
 """The main job, tools/run_demo.py, end to end at test size (2 iterations per model)."""
+
 import glob
 import json
 import os.path as osp
@@ -14,15 +15,23 @@ from conftest import REPO, shared_folder
 # Each test trains or runs a tool in a fresh interpreter.
 pytestmark = pytest.mark.slow
 
-LABELS = ['CDCL (DSBN + DAT)', 'single: Cityscapes only', 'single: BDD100K only',
-          'joint: shared BN, one classifier']
+LABELS = [
+    'CDCL (DSBN + DAT)',
+    'single: Cityscapes only',
+    'single: BDD100K only',
+    'joint: shared BN, one classifier',
+]
 CLASS_TABLE = re.compile(r'^\|\s+Class\s+\|\s+IoU\s+\|', flags=re.M)  # per-class IoU tables
 TINY = ['--iters', '2', '--num-images', 'train=4', 'val=6', '--image-size', '64', '128']
 
 
 def _run_demo(cwd, *args):
-    result = subprocess.run([sys.executable, osp.join(REPO, 'tools', 'run_demo.py'), *TINY, *args],
-                            cwd=cwd, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools', 'run_demo.py'), *TINY, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
@@ -38,8 +47,9 @@ def demo(tmp_path_factory):
     """A quiet run in a folder without data: it generates its own. Run once per test run
     (conftest's shared_folder); its console is kept in stdout.txt and stderr.txt."""
     cwd = shared_folder(tmp_path_factory, 'demo', _quiet_demo)
-    return cwd, subprocess.CompletedProcess([], 0, (cwd / 'stdout.txt').read_text(),
-                                            (cwd / 'stderr.txt').read_text())
+    return cwd, subprocess.CompletedProcess(
+        [], 0, (cwd / 'stdout.txt').read_text(), (cwd / 'stderr.txt').read_text()
+    )
 
 
 def test_console_is_progress_validation_lines_and_the_table(demo):
@@ -91,11 +101,16 @@ def test_results_hold_paired_bootstrap_intervals(demo):
             assert r['excludes_zero'] == (r['low'] > 0 or r['high'] < 0)
             assert (r['num_images'], r['num_resamples'], r['seed']) == (6, 2000, 0)
     table = (cwd / 'wd' / 'results.md').read_text()
-    assert re.match(r'Result of `make demo` \(`tools/run_demo.py`, seed 0\): 2 iterations per '
-                    r'model, tested on 6 validation images per dataset; \d+\.\d min on \d+ CPU '
-                    r'cores\.\n\n\| model \|', table)
-    assert ('| model | Cityscapes mIoU | CDCL − model (95% interval) | BDD100K mIoU | '
-            'CDCL − model (95% interval) | mean mIoU |') in table
+    assert re.match(
+        r'Result of `make demo` \(`tools/run_demo.py`, seed 0\): 2 iterations per '
+        r'model, tested on 6 validation images per dataset; \d+\.\d min on \d+ CPU '
+        r'cores\.\n\n\| model \|',
+        table,
+    )
+    assert (
+        '| model | Cityscapes mIoU | CDCL − model (95% interval) | BDD100K mIoU | '
+        'CDCL − model (95% interval) | mean mIoU |'
+    ) in table
     first = table.split('CDCL on images of unknown source')[0]
     assert first.count('\n| ') == 5  # header and four models
     assert '- Established on these images (interval excludes 0): ' in table
@@ -121,7 +136,10 @@ def test_cdcl_tested_on_images_of_unknown_source_and_bn_statistics_drawn(demo):
     with open(cwd / 'wd' / 'bn_statistics.json') as f:
         stats = json.load(f)
     assert [c['label'] for c in stats['checkpoints']] == [
-        'CDCL', 'single: Cityscapes only', 'single: BDD100K only']
+        'CDCL',
+        'single: Cityscapes only',
+        'single: BDD100K only',
+    ]
     assert cv2.imread(str(cwd / 'wd' / 'bn_statistics.png')).shape[0] > 300
 
 

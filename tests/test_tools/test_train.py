@@ -1,4 +1,5 @@
 """Real runs of tools/train.py (and test.py) for every paper config, at test size."""
+
 import glob
 import json
 import os
@@ -15,24 +16,35 @@ from conftest import REPO, shared_folder, shrink_config
 # Each test trains or runs a tool in a fresh interpreter.
 pytestmark = pytest.mark.slow
 
-CDCL = ['cdcl_cityscapes_bdd', 'cdcl_cityscapes_camvid', 'cdcl_cityscapes_bdd_camvid',
-        'ablations/cdcl_cityscapes_bdd_interval2', 'ablations/cdcl_cityscapes_bdd_alternate',
-        'ablations/cdcl_cityscapes_bdd_shared_bn']
-DATASETS = {'cdcl_cityscapes_bdd': ['cityscapes', 'bdd100k'],
-            'cdcl_cityscapes_camvid': ['cityscapes', 'camvid'],
-            'cdcl_cityscapes_bdd_camvid': ['cityscapes', 'bdd100k', 'camvid']}
+CDCL = [
+    'cdcl_cityscapes_bdd',
+    'cdcl_cityscapes_camvid',
+    'cdcl_cityscapes_bdd_camvid',
+    'ablations/cdcl_cityscapes_bdd_interval2',
+    'ablations/cdcl_cityscapes_bdd_alternate',
+    'ablations/cdcl_cityscapes_bdd_shared_bn',
+]
+DATASETS = {
+    'cdcl_cityscapes_bdd': ['cityscapes', 'bdd100k'],
+    'cdcl_cityscapes_camvid': ['cityscapes', 'camvid'],
+    'cdcl_cityscapes_bdd_camvid': ['cityscapes', 'bdd100k', 'camvid'],
+}
 
 
 def _run(tool, config, data_cwd, work_dir, *args, check=True, max_iters=2):
-    cfg = shrink_config(Config.fromfile(osp.join(REPO, 'configs', f'{config}.py')),
-                        max_iters=max_iters)
+    cfg = shrink_config(
+        Config.fromfile(osp.join(REPO, 'configs', f'{config}.py')), max_iters=max_iters
+    )
     cfg.default_hooks.pop('visualization')
     os.makedirs(work_dir, exist_ok=True)
     path = osp.join(work_dir, 'config.py')
     cfg.dump(path)
     result = subprocess.run(
         [sys.executable, osp.join(REPO, 'tools', tool), path, *args, '--work-dir', work_dir],
-        cwd=data_cwd, capture_output=True, text=True)
+        cwd=data_cwd,
+        capture_output=True,
+        text=True,
+    )
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -48,9 +60,11 @@ def _val_metrics(work_dir):
 def trained_bdd(data_cwd, tmp_path_factory):
     """A run of tools/train.py on cdcl_cityscapes_bdd at test size, shared by the tests that
     read one (config.py, iter_2.pth, best_mIoU_iter_2.pth, the logs)."""
-    return shared_folder(tmp_path_factory, 'cdcl_cityscapes_bdd',
-                         lambda work_dir: _run('train.py', 'cdcl_cityscapes_bdd', data_cwd,
-                                               str(work_dir)))
+    return shared_folder(
+        tmp_path_factory,
+        'cdcl_cityscapes_bdd',
+        lambda work_dir: _run('train.py', 'cdcl_cityscapes_bdd', data_cwd, str(work_dir)),
+    )
 
 
 @pytest.mark.parametrize('config', CDCL)
@@ -67,7 +81,8 @@ def test_cdcl_configs_train_and_evaluate_per_dataset(config, data_cwd, tmp_path,
         for key in ('mIoU', 'mAcc', 'aAcc'):
             assert 0 <= metrics[f'{name}/{key}'] <= 100
     assert metrics['mIoU'] == pytest.approx(
-        sum(metrics[f'{n}/mIoU'] for n in names) / len(names), abs=0.01)
+        sum(metrics[f'{n}/mIoU'] for n in names) / len(names), abs=0.01
+    )
     assert osp.isfile(tmp_path / 'iter_2.pth')
     assert glob.glob(str(tmp_path / 'best_mIoU_iter_2.pth'))
 
@@ -77,9 +92,14 @@ def test_baselines_single_finetune_and_label_remap(data_cwd, tmp_path):
         _run('train.py', f'baselines/pspnet_r18-d8_{name}', data_cwd, str(tmp_path / name))
         assert 0 <= _val_metrics(str(tmp_path / name))['mIoU'] <= 100
     finetune = str(tmp_path / 'finetune')
-    result = _run('train.py', 'baselines/pspnet_r18-d8_cityscapes_to_bdd100k_finetune',
-                  data_cwd, finetune, '--cfg-options',
-                  f"load_from={tmp_path / 'cityscapes' / 'iter_2.pth'}")
+    result = _run(
+        'train.py',
+        'baselines/pspnet_r18-d8_cityscapes_to_bdd100k_finetune',
+        data_cwd,
+        finetune,
+        '--cfg-options',
+        f'load_from={tmp_path / "cityscapes" / "iter_2.pth"}',
+    )
     assert 'Load checkpoint from' in result.stdout + result.stderr
     assert {'cityscapes/mIoU', 'bdd100k/mIoU'} <= set(_val_metrics(finetune))
     remap = str(tmp_path / 'remap')
@@ -89,8 +109,11 @@ def test_baselines_single_finetune_and_label_remap(data_cwd, tmp_path):
 
 def _files(folder):
     """Checkpoints and logs by path (not the config each run dumps)."""
-    return {p: open(p, 'rb').read() for p in sorted(glob.glob(f'{folder}/**', recursive=True))
-            if osp.isfile(p) and not p.endswith('.py')}
+    return {
+        p: open(p, 'rb').read()
+        for p in sorted(glob.glob(f'{folder}/**', recursive=True))
+        if osp.isfile(p) and not p.endswith('.py')
+    }
 
 
 def test_failed_runs_keep_earlier_checkpoints_and_logs(data_cwd, trained_bdd, tmp_path):
@@ -103,14 +126,27 @@ def test_failed_runs_keep_earlier_checkpoints_and_logs(data_cwd, trained_bdd, tm
 
     fresh = _run('train.py', 'cdcl_cityscapes_bdd', data_cwd, work_dir, check=False)
     assert fresh.returncode != 0
-    assert (f'FileExistsError: work_dir {work_dir} holds checkpoints of an earlier run '
-            '(best_mIoU_iter_2.pth, iter_2.pth): pass --resume') in fresh.stderr
+    assert (
+        f'FileExistsError: work_dir {work_dir} holds checkpoints of an earlier run '
+        '(best_mIoU_iter_2.pth, iter_2.pth): pass --resume'
+    ) in fresh.stderr
 
-    diverging = _run('train.py', 'cdcl_cityscapes_bdd', data_cwd, work_dir, '--resume',
-                     '--cfg-options', 'model.loss_weights=[inf,1]', check=False, max_iters=4)
+    diverging = _run(
+        'train.py',
+        'cdcl_cityscapes_bdd',
+        data_cwd,
+        work_dir,
+        '--resume',
+        '--cfg-options',
+        'model.loss_weights=[inf,1]',
+        check=False,
+        max_iters=4,
+    )
     assert diverging.returncode != 0
-    assert ("FloatingPointError: non-finite loss at iteration 3 for dataset(s) ['cityscapes']"
-            in diverging.stderr)
+    assert (
+        "FloatingPointError: non-finite loss at iteration 3 for dataset(s) ['cityscapes']"
+        in diverging.stderr
+    )
     after = _files(work_dir)
     assert [p for p, content in before.items() if after.get(p) != content] == []
 
@@ -123,16 +159,23 @@ def trained(trained_cdcl):
 
 
 def test_test_tool_evaluates_a_checkpoint_per_dataset(data_cwd, trained, tmp_path):
-    result = _run('test.py', 'cdcl_cityscapes_camvid', data_cwd, str(tmp_path),
-                  str(trained / 'iter_2.pth'))
+    result = _run(
+        'test.py', 'cdcl_cityscapes_camvid', data_cwd, str(tmp_path), str(trained / 'iter_2.pth')
+    )
     assert 'cityscapes/mIoU' in result.stdout and 'camvid/mIoU' in result.stdout
 
 
 def test_test_tool_with_tta_evaluates_each_dataset_with_its_views(data_cwd, trained, tmp_path):
     """MMSeg's --tta on a CDCL config: each dataset through its own views, scored in its own
     classes."""
-    _run('test.py', 'cdcl_cityscapes_camvid', data_cwd, str(tmp_path),
-         str(trained / 'iter_2.pth'), '--tta')
+    _run(
+        'test.py',
+        'cdcl_cityscapes_camvid',
+        data_cwd,
+        str(tmp_path),
+        str(trained / 'iter_2.pth'),
+        '--tta',
+    )
     [log] = glob.glob(osp.join(tmp_path, '*', '*.json'))  # the test's metrics
     with open(log) as f:
         assert {'cityscapes/mIoU', 'camvid/mIoU', 'mIoU'} <= set(json.load(f))

@@ -1,6 +1,7 @@
 """The wheel works without the clone: built from the sources, installed into a fresh
 environment, it ships the configs and tools (mmseg_cdcl/.mim/, as MMSeg's wheel) and converts
 a config and trains it from an unrelated folder with the installed files only."""
+
 import os
 import os.path as osp
 import shutil
@@ -16,15 +17,24 @@ from mmengine.config import Config
 from conftest import REPO, shared_folder, shrink_config
 from mmseg_cdcl.datasets import CamVidDataset
 
-BUILD_INPUTS = ('setup.py', 'pyproject.toml', 'MANIFEST.in', 'README.md', 'requirements',
-                'mmseg_cdcl', 'configs', 'tools')
+BUILD_INPUTS = (
+    'setup.py',
+    'pyproject.toml',
+    'MANIFEST.in',
+    'README.md',
+    'requirements',
+    'mmseg_cdcl',
+    'configs',
+    'tools',
+)
 IGNORE = shutil.ignore_patterns('__pycache__', '*.pyc', '*.egg-info')
 
 
 def _run(cmd, cwd, env=None):
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, ' '.join(map(str, cmd)) + '\n' + result.stdout[-3000:] \
-        + result.stderr[-3000:]
+    assert result.returncode == 0, (
+        ' '.join(map(str, cmd)) + '\n' + result.stdout[-3000:] + result.stderr[-3000:]
+    )
     return result
 
 
@@ -34,8 +44,11 @@ def _shipped_in_clone():
     for top in ('configs', 'tools'):
         for folder, dirs, names in os.walk(osp.join(REPO, top)):
             dirs[:] = [d for d in dirs if d != '__pycache__']
-            files |= {osp.relpath(osp.join(folder, n), REPO) for n in names
-                      if not n.endswith('.pyc') and n != 'setup_env.sh'}
+            files |= {
+                osp.relpath(osp.join(folder, n), REPO)
+                for n in names
+                if not n.endswith('.pyc') and n != 'setup_env.sh'
+            }
     return files
 
 
@@ -48,21 +61,51 @@ def _install(tmp):
             shutil.copytree(osp.join(REPO, name), src / name, ignore=IGNORE)
         else:
             shutil.copy(osp.join(REPO, name), src / name)
-    _run([sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps', '--no-build-isolation',
-          '-w', str(tmp / 'dist'), str(src)], cwd=tmp)
+    _run(
+        [
+            sys.executable,
+            '-m',
+            'pip',
+            'wheel',
+            '-q',
+            '--no-deps',
+            '--no-build-isolation',
+            '-w',
+            str(tmp / 'dist'),
+            str(src),
+        ],
+        cwd=tmp,
+    )
     [wheel] = (tmp / 'dist').glob('mmseg_cdcl-*.whl')
     venv = tmp / 'venv'
     _run([sys.executable, '-m', 'venv', '--without-pip', str(venv)], cwd=tmp)
     with open(osp.join(_purelib(tmp), 'locked_env.pth'), 'w') as f:
         f.write(sysconfig.get_paths()['purelib'] + '\n')
-    _run([sys.executable, '-m', 'pip', '--python', str(venv / 'bin' / 'python'), 'install',
-          '-q', '--no-deps', str(wheel)], cwd=tmp)
+    _run(
+        [
+            sys.executable,
+            '-m',
+            'pip',
+            '--python',
+            str(venv / 'bin' / 'python'),
+            'install',
+            '-q',
+            '--no-deps',
+            str(wheel),
+        ],
+        cwd=tmp,
+    )
 
 
 def _purelib(tmp):
-    return _run([str(tmp / 'venv' / 'bin' / 'python'), '-c',
-                 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
-                cwd=tmp).stdout.strip()
+    return _run(
+        [
+            str(tmp / 'venv' / 'bin' / 'python'),
+            '-c',
+            'import sysconfig; print(sysconfig.get_paths()["purelib"])',
+        ],
+        cwd=tmp,
+    ).stdout.strip()
 
 
 @pytest.fixture(scope='module')
@@ -74,8 +117,14 @@ def installed(tmp_path_factory):
     [wheel] = (tmp / 'dist').glob('mmseg_cdcl-*.whl')
     venv = tmp / 'venv'
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
-    return dict(wheel=wheel, venv=venv, python=str(venv / 'bin' / 'python'),
-                package=osp.join(_purelib(tmp), 'mmseg_cdcl'), env=env, tmp=tmp)
+    return dict(
+        wheel=wheel,
+        venv=venv,
+        python=str(venv / 'bin' / 'python'),
+        package=osp.join(_purelib(tmp), 'mmseg_cdcl'),
+        env=env,
+        tmp=tmp,
+    )
 
 
 @pytest.mark.slow
@@ -83,17 +132,25 @@ def test_wheel_ships_configs_and_tools_where_mim_looks(installed):
     with zipfile.ZipFile(installed['wheel']) as whl:
         names = whl.namelist()
         entry_points = whl.read(next(n for n in names if n.endswith('entry_points.txt')))
-    shipped = {n[len('mmseg_cdcl/.mim/'):] for n in names if n.startswith('mmseg_cdcl/.mim/')}
+    shipped = {n[len('mmseg_cdcl/.mim/') :] for n in names if n.startswith('mmseg_cdcl/.mim/')}
     assert shipped == _shipped_in_clone()
-    assert {'configs/cdcl_cityscapes_bdd.py', 'configs/_base_/datasets/camvid.py',
-            'configs/_base_/label_spaces/cityscapes_to_camvid.py', 'tools/train.py',
-            'tools/convert_config.py', 'tools/export_single_dataset.py',
-            'tools/infer.py'} <= shipped
+    assert {
+        'configs/cdcl_cityscapes_bdd.py',
+        'configs/_base_/datasets/camvid.py',
+        'configs/_base_/label_spaces/cityscapes_to_camvid.py',
+        'tools/train.py',
+        'tools/convert_config.py',
+        'tools/export_single_dataset.py',
+        'tools/infer.py',
+    } <= shipped
     assert b'mmseg-cdcl = mmseg_cdcl.__main__:main' in entry_points
     # The installed configs resolve their relative and mmseg:: bases: the label space reaches
     # the unknown-source config through ../_base_/label_spaces/.
-    cfg = Config.fromfile(osp.join(installed['package'], '.mim', 'configs', 'demo',
-                                   'cdcl_cityscapes_bdd_unknown_source.py'))
+    cfg = Config.fromfile(
+        osp.join(
+            installed['package'], '.mim', 'configs', 'demo', 'cdcl_cityscapes_bdd_unknown_source.py'
+        )
+    )
     assert tuple(cfg.model.label_space.classes) == CamVidDataset.METAINFO['classes']
     assert cfg.model.backbone.type == 'DABResNetV1c'
 
@@ -117,8 +174,11 @@ def test_every_installed_tool_starts(installed, data_cwd):
     result = _run([installed['python'], '-c', HELP_ALL], cwd=data_cwd, env=installed['env'])
     lines = [line.split() for line in result.stdout.splitlines()]
     tools = osp.join(installed['package'], '.mim', 'tools')
-    expected = sorted(osp.splitext(p)[0][len('tools/'):] for p in _shipped_in_clone()
-                      if p.startswith('tools/') and p.endswith('.py'))
+    expected = sorted(
+        osp.splitext(p)[0][len('tools/') :]
+        for p in _shipped_in_clone()
+        if p.startswith('tools/') and p.endswith('.py')
+    )
     assert sorted(name for name, *_ in lines) == expected
     for name, status, usage, path in lines:
         assert (status, usage, path) == ('0', 'True', osp.join(tools, name + '.py')), name
@@ -132,11 +192,21 @@ def test_installed_package_converts_and_trains_outside_the_clone(installed, data
     out = str(work / 'cdcl_pspnet_cityscapes_camvid.py')
     # The console script, with configs/ paths as README writes them: the installed ones (found
     # from mmseg_cdcl.__file__, so the installed package ran, not the clone).
-    result = _run([str(installed['venv'] / 'bin' / 'mmseg-cdcl'), 'convert_config',
-                   'configs/baselines/pspnet_r18-d8_cityscapes.py',
-                   '--dataset', 'cityscapes=mmseg::_base_/datasets/cityscapes.py',
-                   '--dataset', 'camvid=configs/_base_/datasets/camvid.py', '-o', out],
-                  cwd=data_cwd, env=env)
+    result = _run(
+        [
+            str(installed['venv'] / 'bin' / 'mmseg-cdcl'),
+            'convert_config',
+            'configs/baselines/pspnet_r18-d8_cityscapes.py',
+            '--dataset',
+            'cityscapes=mmseg::_base_/datasets/cityscapes.py',
+            '--dataset',
+            'camvid=configs/_base_/datasets/camvid.py',
+            '-o',
+            out,
+        ],
+        cwd=data_cwd,
+        env=env,
+    )
     stock = osp.join(package, '.mim', 'configs', 'baselines', 'pspnet_r18-d8_cityscapes.py')
     assert f'using the installed {stock}' in result.stderr
     cfg = Config.fromfile(out)
@@ -149,14 +219,17 @@ def test_installed_package_converts_and_trains_outside_the_clone(installed, data
     cfg.default_hooks.pop('visualization')
     small = str(work / 'small.py')
     cfg.dump(small)
-    _run([python, '-m', 'mmseg_cdcl', 'train', small, '--work-dir', str(work / 'run')],
-         cwd=data_cwd, env=env)
+    _run(
+        [python, '-m', 'mmseg_cdcl', 'train', small, '--work-dir', str(work / 'run')],
+        cwd=data_cwd,
+        env=env,
+    )
     checkpoint = torch.load(work / 'run' / 'iter_2.pth', map_location='cpu')
     assert checkpoint['meta']['iter'] == 2
     weights = checkpoint['state_dict']
     # One classifier per dataset, in its own label space; DSBN keeps statistics per dataset.
     assert weights['decode_head.conv_seg.0.weight'].shape[0] == 19
     assert weights['decode_head.conv_seg.1.weight'].shape[0] == 11
-    assert weights['backbone.stem.1.bns.1.running_mean'].shape == (32, )
+    assert weights['backbone.stem.1.bns.1.running_mean'].shape == (32,)
     # (Config.dump sorts the MultiDataset's keys; the model routes samples by dataset name.)
     assert set(checkpoint['meta']['dataset_meta']['dataset_names']) == {'cityscapes', 'camvid'}

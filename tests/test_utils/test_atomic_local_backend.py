@@ -1,4 +1,5 @@
 """A write keeps what stock mmengine's write does: mode, owner, links, special files, names."""
+
 import errno
 import json
 import os
@@ -29,8 +30,8 @@ def _files(folder):
 def test_mmengine_writes_local_files_through_it(tmp_path):
     path = tmp_path / 'sub' / 'iter_2.pth'
     assert isinstance(get_file_backend(str(path)), AtomicLocalBackend)
-    save_checkpoint(dict(state_dict=dict(w=torch.arange(3.))), str(path))
-    assert torch.load(path)['state_dict']['w'].tolist() == [0., 1., 2.]
+    save_checkpoint(dict(state_dict=dict(w=torch.arange(3.0))), str(path))
+    assert torch.load(path)['state_dict']['w'].tolist() == [0.0, 1.0, 2.0]
     assert _files(path.parent) == ['iter_2.pth']  # no temporary file left
 
 
@@ -150,8 +151,9 @@ def test_a_socket_path_fails_as_in_stock_mmengine_and_is_kept(tmp_path):
     assert stat.S_ISSOCK(os.lstat(path).st_mode)
 
 
-@pytest.mark.parametrize('name', ['i' * 250, 'i' * 255, 'é' * 127],
-                         ids=['250 chars', 'NAME_MAX', '254 bytes of UTF-8'])
+@pytest.mark.parametrize(
+    'name', ['i' * 250, 'i' * 255, 'é' * 127], ids=['250 chars', 'NAME_MAX', '254 bytes of UTF-8']
+)
 def test_names_up_to_the_file_system_limit_are_written(tmp_path, name):
     assert len(os.fsencode(name)) <= os.pathconf(tmp_path, 'PC_NAME_MAX') == 255
     AtomicLocalBackend().put(b'previous', tmp_path / name)
@@ -159,8 +161,7 @@ def test_names_up_to_the_file_system_limit_are_written(tmp_path, name):
     assert (tmp_path / name).read_bytes() == b'new' and _files(tmp_path) == [name]
 
 
-def test_a_file_that_cannot_be_replaced_is_written_in_place_with_a_warning(tmp_path,
-                                                                          monkeypatch):
+def test_a_file_that_cannot_be_replaced_is_written_in_place_with_a_warning(tmp_path, monkeypatch):
     """As a bind-mounted file (EBUSY on rename) or another user's file in a sticky folder."""
     path = tmp_path / 'mounted.pth'
     path.write_bytes(b'previous')
@@ -196,8 +197,15 @@ def _as_nobody(folder, names):
                             got = (folder / name).read_bytes().decode()
                         except OSError as error:
                             got = errno.errorcode[error.errno]
-                    results.append([type(backend).__name__, name, got, len(caught),
-                                    sorted(os.listdir((folder / name).parent))])
+                    results.append(
+                        [
+                            type(backend).__name__,
+                            name,
+                            got,
+                            len(caught),
+                            sorted(os.listdir((folder / name).parent)),
+                        ]
+                    )
                     if got == 'new':  # for the next backend
                         (folder / name).write_bytes(b'previous')
         except BaseException as error:
@@ -237,4 +245,5 @@ def test_as_another_user_files_are_refused_or_written_in_place_as_stock_mmengine
         ['LocalBackend', 'locked/f.pth', 'new', 0, ['f.pth']],
         ['AtomicLocalBackend', 'locked/f.pth', 'new', 1, ['f.pth']],
         ['LocalBackend', 'sticky/f.pth', 'new', 0, ['f.pth']],
-        ['AtomicLocalBackend', 'sticky/f.pth', 'new', 1, ['f.pth']]]
+        ['AtomicLocalBackend', 'sticky/f.pth', 'new', 1, ['f.pth']],
+    ]

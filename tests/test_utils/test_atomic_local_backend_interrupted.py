@@ -1,4 +1,5 @@
 """A write interrupted (by an error, Ctrl-C, a signal, a kill) leaves the previous file whole."""
+
 import errno
 import glob
 import os
@@ -17,10 +18,12 @@ def _files(folder):
     return sorted(os.listdir(folder))
 
 
-@pytest.mark.parametrize('failure', [OSError(errno.ENOSPC, 'No space left on device'),
-                                     KeyboardInterrupt()], ids=['disk full', 'Ctrl-C'])
-def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path, monkeypatch,
-                                                                   failure):
+@pytest.mark.parametrize(
+    'failure',
+    [OSError(errno.ENOSPC, 'No space left on device'), KeyboardInterrupt()],
+    ids=['disk full', 'Ctrl-C'],
+)
+def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path, monkeypatch, failure):
     path = tmp_path / 'last.pth'
     backend = AtomicLocalBackend()
     backend.put(b'previous', path)
@@ -66,7 +69,7 @@ def test_signal_handlers_are_set_only_while_writing(tmp_path, monkeypatch):
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)) == before
 
 
-WRITER = '''
+WRITER = """
 import sys, torch
 import mmseg_cdcl  # noqa: F401
 from mmengine.runner import save_checkpoint
@@ -74,17 +77,19 @@ big = torch.ones(50_000_000)  # 200 MB: writing it takes a while
 for version in range(1000):
     save_checkpoint(dict(state_dict=dict(version=torch.tensor(version), big=big)), sys.argv[1])
     print('saved', version, flush=True)
-'''
+"""
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('signum', [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP],
-                         ids=['SIGKILL', 'SIGTERM', 'SIGHUP'])
+@pytest.mark.parametrize(
+    'signum', [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP], ids=['SIGKILL', 'SIGTERM', 'SIGHUP']
+)
 def test_a_process_killed_while_saving_leaves_the_previous_checkpoint(tmp_path, signum):
     path = str(tmp_path / 'iter_1000.pth')
     temporaries = str(tmp_path / '.iter_1000.pth.*.tmp')
-    writer = subprocess.Popen([sys.executable, '-c', WRITER, path], stdout=subprocess.PIPE,
-                              text=True)
+    writer = subprocess.Popen(
+        [sys.executable, '-c', WRITER, path], stdout=subprocess.PIPE, text=True
+    )
     while writer.stdout.readline() != 'saved 0\n':  # after mmengine's warnings
         assert writer.poll() is None, 'the writer failed'
     deadline = time.time() + 60
@@ -97,6 +102,6 @@ def test_a_process_killed_while_saving_leaves_the_previous_checkpoint(tmp_path, 
     checkpoint = torch.load(path)['state_dict']
     # The last version saved, or the next one if the kill came after its rename.
     assert int(checkpoint['version']) in (saved[-1], saved[-1] + 1)
-    assert checkpoint['big'].shape == (50_000_000, ) and bool((checkpoint['big'] == 1).all())
+    assert checkpoint['big'].shape == (50_000_000,) and bool((checkpoint['big'] == 1).all())
     if signum != signal.SIGKILL:
         assert not glob.glob(temporaries)  # removed before the process ended

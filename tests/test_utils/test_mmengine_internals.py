@@ -1,5 +1,6 @@
 """mmengine's private parts that mmseg-cdcl relies on (utils/mmengine_internals.py) still exist
 and behave as relied on: each test fails, naming the part, when mmengine changes it."""
+
 import os.path as osp
 import pickle
 import time
@@ -29,13 +30,21 @@ from mmseg_cdcl.utils.mmengine_internals import (
 
 def _toy_runner(work_dir, max_iters=2, **kwargs):
     return Runner(
-        model=ToyModel(), work_dir=str(work_dir),
-        train_dataloader=dict(dataset=ToyDataset(), batch_size=3, num_workers=0,
-                              sampler=dict(type='InfiniteSampler', shuffle=False)),
+        model=ToyModel(),
+        work_dir=str(work_dir),
+        train_dataloader=dict(
+            dataset=ToyDataset(),
+            batch_size=3,
+            num_workers=0,
+            sampler=dict(type='InfiniteSampler', shuffle=False),
+        ),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1, by_epoch=False)),
-        default_scope='mmengine', experiment_name=f'internals_{time.time()}', **kwargs)
+        default_scope='mmengine',
+        experiment_name=f'internals_{time.time()}',
+        **kwargs,
+    )
 
 
 def test_resume_arguments_and_set_resume_checkpoint_steer_load_or_resume(tmp_path):
@@ -83,8 +92,9 @@ class _Recording(nn.Linear):
 def test_load_checkpoint_to_model_strips_module_and_keeps_metadata(tmp_path):
     """load_cdcl_checkpoint states the datasets in the state dict's _metadata."""
     model = nn.Sequential(_Recording(2, 1))
-    state = OrderedDict({'module.0.weight': torch.full((1, 2), 3.0),
-                         'module.0.bias': torch.full((1,), 4.0)})
+    state = OrderedDict(
+        {'module.0.weight': torch.full((1, 2), 3.0), 'module.0.bias': torch.full((1,), 4.0)}
+    )
     state._metadata = OrderedDict({'0': {'version': 1, 'datasets': ['a', 'b']}})
     checkpoint = dict(state_dict=state)
     assert load_checkpoint_to_model(model, checkpoint, strict=True) is checkpoint
@@ -117,8 +127,9 @@ def test_registered_statistics_are_what_checkpoints_pickle():
 
 def test_config_file_of_a_package_config_and_config_dict_in_place():
     path = config_file_of('mmseg::_base_/default_runtime.py')
-    assert osp.isfile(path) and path.endswith(osp.join('mmseg', '.mim', 'configs', '_base_',
-                                                       'default_runtime.py'))
+    assert osp.isfile(path) and path.endswith(
+        osp.join('mmseg', '.mim', 'configs', '_base_', 'default_runtime.py')
+    )
     cfg = Config(dict(a=1))
     config_dict(cfg)['a'] = 2
     assert cfg.a == 2

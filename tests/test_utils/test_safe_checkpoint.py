@@ -1,4 +1,5 @@
 """mmengine checkpoints load under torch>=2.6's safe loader once mmseg_cdcl is imported."""
+
 import json
 import os
 import pickle
@@ -36,14 +37,23 @@ class _Data(Dataset):
 def _runner(work_dir, max_iters, resume=False, load_from=None):
     torch.manual_seed(0)  # the same initial weights in every run
     return Runner(
-        model=_Toy(), work_dir=str(work_dir), experiment_name=f'toy{max_iters}{resume}',
-        train_dataloader=dict(dataset=_Data(), sampler=dict(type='DefaultSampler', seed=0),
-                              batch_size=2, collate_fn=dict(type='default_collate')),
+        model=_Toy(),
+        work_dir=str(work_dir),
+        experiment_name=f'toy{max_iters}{resume}',
+        train_dataloader=dict(
+            dataset=_Data(),
+            sampler=dict(type='DefaultSampler', seed=0),
+            batch_size=2,
+            collate_fn=dict(type='default_collate'),
+        ),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
         param_scheduler=dict(type='PolyLR', eta_min=1e-4, power=0.9, by_epoch=False, end=6),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=3, by_epoch=False)),
-        randomness=dict(seed=0), resume=resume, load_from=load_from)
+        randomness=dict(seed=0),
+        resume=resume,
+        load_from=load_from,
+    )
 
 
 @pytest.mark.slow
@@ -51,8 +61,11 @@ def test_runner_checkpoint_loads_and_resumes(tmp_path):
     _runner(tmp_path, 3).train()
     ckpt = tmp_path / 'iter_3.pth'
     # Without mmseg_cdcl the safe default loader refuses mmengine's own checkpoint.
-    stock = subprocess.run([sys.executable, '-c', f'import torch; torch.load({str(ckpt)!r})'],
-                           capture_output=True, text=True)
+    stock = subprocess.run(
+        [sys.executable, '-c', f'import torch; torch.load({str(ckpt)!r})'],
+        capture_output=True,
+        text=True,
+    )
     assert stock.returncode != 0 and 'Weights only load failed' in stock.stderr
 
     model = _Toy()
@@ -79,7 +92,7 @@ def test_load_from(tmp_path):
 
 class _Payload:
     def __reduce__(self):
-        return (os.system, (f'touch {self.marker}', ))
+        return (os.system, (f'touch {self.marker}',))
 
 
 def test_malicious_checkpoint_is_refused(tmp_path):
@@ -93,12 +106,15 @@ def test_malicious_checkpoint_is_refused(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize('owner, name', [('HistoryBuffer', '__init__'), ('HistoryBuffer', 'update'),
-                                         ('ndarray', 'tofile')])
+@pytest.mark.parametrize(
+    'owner, name',
+    [('HistoryBuffer', '__init__'), ('HistoryBuffer', 'update'), ('ndarray', 'tofile')],
+)
 def test_getattr_is_limited_to_history_buffer_statistics(tmp_path, owner, name):
     """mmengine pickles HistoryBuffer.min & co. with getattr: nothing else is served."""
     import numpy as np
     from mmengine.logging import HistoryBuffer
+
     cls = dict(HistoryBuffer=HistoryBuffer, ndarray=np.ndarray)[owner]
 
     class _Getattr:
@@ -107,12 +123,15 @@ def test_getattr_is_limited_to_history_buffer_statistics(tmp_path, owner, name):
 
     path = tmp_path / 'evil_getattr.pth'
     torch.save(dict(meta=_Getattr()), path)
-    with pytest.raises(pickle.UnpicklingError, match=rf"refusing getattr\(<class "
-                                                     rf"'[\w.]*{owner}'>, '{name}'\)"):
+    with pytest.raises(
+        pickle.UnpicklingError,
+        match=rf'refusing getattr\(<class '
+        rf"'[\w.]*{owner}'>, '{name}'\)",
+    ):
         torch.load(path)
 
 
-STATISTICS = '''
+STATISTICS = """
 from mmengine.logging import HistoryBuffer
 
 
@@ -123,9 +142,9 @@ def last_two_mean(self):
 
 def not_a_statistic(*args):
     raise AssertionError('a load must not reach this')
-'''
+"""
 
-TRAIN = '''
+TRAIN = """
 import argparse, json, pickle
 import torch
 from mmengine.model import BaseModel
@@ -185,12 +204,13 @@ except pickle.UnpicklingError as error:
 print(json.dumps(dict(iter=runner.iter, saved_iter=saved['meta']['iter'],
                       losses=loss.data[0].tolist(),
                       last_two_mean=float(loss.statistics('last_two_mean')), refused=refused)))
-'''
+"""
 
 
 def _train(folder, *args):
-    done = subprocess.run([sys.executable, 'train.py', *args], cwd=folder, capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [sys.executable, 'train.py', *args], cwd=folder, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.splitlines()[-1])
 
@@ -203,14 +223,19 @@ def test_a_registered_statistic_is_admitted_and_resumes(tmp_path):
     first = _train(tmp_path, '--max-iters', '3')
     checkpoint = str(tmp_path / 'work' / 'iter_3.pth')
     assert 'my_stats.last_two_mean' in torch.serialization.get_unsafe_globals_in_checkpoint(
-        checkpoint)
+        checkpoint
+    )
     # Not registered in this process: refused, named.
     with pytest.raises(pickle.UnpicklingError, match=r'GLOBAL my_stats\.last_two_mean'):
         torch.load(checkpoint)
 
     resumed = _train(tmp_path, '--max-iters', '6', '--resume', '--statistics-first')
     assert (first['iter'], first['saved_iter'], resumed['iter'], resumed['saved_iter']) == (
-        3, 3, 6, 6)
+        3,
+        3,
+        6,
+        6,
+    )
     assert len(resumed['losses']) == 6 and resumed['losses'][:3] == first['losses']
     assert resumed['last_two_mean'] == pytest.approx(sum(resumed['losses'][-2:]) / 2)
     for run in (first, resumed):  # another function of the same module: refused, named

@@ -1,5 +1,6 @@
 """The shipped configs and tools: found in the clone, run by command name, configs/ arguments
 resolved to the shipped files (the installed wheel: tests/test_tools/test_wheel.py)."""
+
 import os
 import os.path as osp
 import sys
@@ -23,35 +24,56 @@ def test_clone_is_the_shipped_root_and_every_tool_a_command():
                 rel = osp.relpath(osp.join(folder, stem), osp.join(REPO, 'tools'))
                 expected[rel] = osp.join(folder, name)
     assert commands == expected
-    assert commands['analysis/bn_statistics'] == osp.join(REPO, 'tools', 'analysis',
-                                                          'bn_statistics.py')
+    assert commands['analysis/bn_statistics'] == osp.join(
+        REPO, 'tools', 'analysis', 'bn_statistics.py'
+    )
     assert commands['dist_train'] == osp.join(REPO, 'tools', 'dist_train.sh')
     assert 'setup_env' not in commands
 
 
 def test_no_shipped_files_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(shipped_files, 'PACKAGE', str(tmp_path / 'mmseg_cdcl'))
-    with pytest.raises(FileNotFoundError, match=r'mmseg_cdcl/\.mim \(an installed wheel\) nor .* '
-                       r'holds configs/cdcl_cityscapes_bdd.py and tools/train.py'):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r'mmseg_cdcl/\.mim \(an installed wheel\) nor .* '
+        r'holds configs/cdcl_cityscapes_bdd.py and tools/train.py',
+    ):
         shipped_root()
 
 
 def test_configs_arguments_resolve_to_shipped_files_unless_the_folder_has_them(
-        monkeypatch, tmp_path, capsys):
+    monkeypatch, tmp_path, capsys
+):
     monkeypatch.chdir(tmp_path)
-    args = ['configs/cdcl_cityscapes_bdd.py', '--dataset',
-            'camvid=configs/_base_/datasets/camvid.py', '-o', 'configs/new.py',
-            '--cfg-options', 'train_cfg.max_iters=2']
+    args = [
+        'configs/cdcl_cityscapes_bdd.py',
+        '--dataset',
+        'camvid=configs/_base_/datasets/camvid.py',
+        '-o',
+        'configs/new.py',
+        '--cfg-options',
+        'train_cfg.max_iters=2',
+    ]
     assert shipped_args(args) == [
-        osp.join(REPO, 'configs', 'cdcl_cityscapes_bdd.py'), '--dataset',
-        'camvid=' + osp.join(REPO, 'configs', '_base_', 'datasets', 'camvid.py'), '-o',
-        'configs/new.py', '--cfg-options', 'train_cfg.max_iters=2']
+        osp.join(REPO, 'configs', 'cdcl_cityscapes_bdd.py'),
+        '--dataset',
+        'camvid=' + osp.join(REPO, 'configs', '_base_', 'datasets', 'camvid.py'),
+        '-o',
+        'configs/new.py',
+        '--cfg-options',
+        'train_cfg.max_iters=2',
+    ]
     err = capsys.readouterr().err
     assert err.count('using the installed') == 2
     assert f'configs/_base_/datasets/camvid.py: not in {tmp_path}, using the installed ' in err
     # A path a tool writes stays the user's, even where it names a shipped config.
-    written = ['-o', 'configs/cdcl_cityscapes_bdd.py', '--out=configs/cdcl_cityscapes_bdd.py',
-               '--work-dir', 'configs/cdcl_cityscapes_bdd.py']
+    written = [
+        '-o',
+        'configs/cdcl_cityscapes_bdd.py',
+        '--out=configs/cdcl_cityscapes_bdd.py',
+        '--work-dir',
+        'configs/cdcl_cityscapes_bdd.py',
+    ]
     assert shipped_args(written) == written
     # A config of the user's own at the same path wins.
     (tmp_path / 'configs').mkdir()

@@ -1,4 +1,5 @@
 """Each sample is drawn in its own dataset's colours, by the visualizer and by tools/test.py."""
+
 import glob
 import os.path as osp
 import subprocess
@@ -20,25 +21,32 @@ from mmseg_cdcl.datasets import CamVidDataset
 
 CITY, CAM = CityscapesDataset.METAINFO, CamVidDataset.METAINFO
 # What the runner gives the visualizer: a MultiDataset's metainfo.
-META = dict(classes=CITY['classes'], palette=CITY['palette'],
-            dataset_names=['cityscapes', 'camvid'],
-            datasets=dict(cityscapes=dict(CITY, ignore_index=255),
-                          camvid=dict(CAM, ignore_index=255)))
+META = dict(
+    classes=CITY['classes'],
+    palette=CITY['palette'],
+    dataset_names=['cityscapes', 'camvid'],
+    datasets=dict(cityscapes=dict(CITY, ignore_index=255), camvid=dict(CAM, ignore_index=255)),
+)
 
 
 def test_each_sample_is_drawn_with_its_datasets_palette(tmp_path):
-    visualizer = VISUALIZERS.build(dict(type='CDCLSegLocalVisualizer', alpha=1.0,
-                                        name='per_dataset_palette'))
+    visualizer = VISUALIZERS.build(
+        dict(type='CDCLSegLocalVisualizer', alpha=1.0, name='per_dataset_palette')
+    )
     visualizer.dataset_meta = META
     label = torch.tensor([[[0, 1, 2, 3, 4, 5, 255]]])  # 255: not drawn
-    for dataset, palette in (('camvid', CAM['palette']), ('cityscapes', CITY['palette']),
-                             (None, CITY['palette'])):
+    for dataset, palette in (
+        ('camvid', CAM['palette']),
+        ('cityscapes', CITY['palette']),
+        (None, CITY['palette']),
+    ):
         sample = SegDataSample(gt_sem_seg=PixelData(data=label))
         if dataset is not None:
             sample.set_metainfo(dict(dataset_name=dataset))
         out = tmp_path / f'{dataset}.png'
-        visualizer.add_datasample('x', np.zeros((1, 7, 3), np.uint8), sample, with_labels=False,
-                                  out_file=str(out))
+        visualizer.add_datasample(
+            'x', np.zeros((1, 7, 3), np.uint8), sample, with_labels=False, out_file=str(out)
+        )
         drawn = cv2.imread(str(out))[..., ::-1]
         assert drawn[0].tolist() == [list(c) for c in palette[:6]] + [[0, 0, 0]]
     assert visualizer.dataset_meta is META  # left as the runner set it
@@ -66,14 +74,17 @@ def test_class_name_boxes_follow_the_visualizers_setting(tmp_path):
     label[:, 32:] = 1
     drawn = {}
     for with_labels, kwargs in ((True, {}), (False, {}), (False, dict(with_labels=True))):
-        visualizer = VISUALIZERS.build(dict(
-            type='CDCLSegLocalVisualizer', with_labels=with_labels,
-            name=f'boxes_{with_labels}_{len(kwargs)}'))
+        visualizer = VISUALIZERS.build(
+            dict(
+                type='CDCLSegLocalVisualizer',
+                with_labels=with_labels,
+                name=f'boxes_{with_labels}_{len(kwargs)}',
+            )
+        )
         visualizer.dataset_meta = META
         sample = SegDataSample(gt_sem_seg=PixelData(data=label))
         out = tmp_path / f'{with_labels}_{len(kwargs)}.png'
-        visualizer.add_datasample('x', image, sample, draw_pred=False, out_file=str(out),
-                                  **kwargs)
+        visualizer.add_datasample('x', image, sample, draw_pred=False, out_file=str(out), **kwargs)
         drawn[with_labels, len(kwargs)] = cv2.imread(str(out))[..., ::-1]
     # Without boxes every pixel is its class's colour blended with the image; with them not.
     assert _share_drawn(drawn[False, 0], image, label[0].numpy(), CITY['palette']) == 1
@@ -92,24 +103,39 @@ def test_test_tool_show_dir_draws_each_dataset_in_its_colours(data_cwd, tmp_path
     torch.manual_seed(0)
     save_checkpoint(dict(state_dict=MODELS.build(cfg.model).state_dict(), meta={}), checkpoint)
     result = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'test.py'), config, checkpoint, '--work-dir',
-         str(tmp_path / 'work'), '--show-dir', str(tmp_path / 'vis')], cwd=data_cwd,
-        capture_output=True, text=True)
+        [
+            sys.executable,
+            osp.join(REPO, 'tools', 'test.py'),
+            config,
+            checkpoint,
+            '--work-dir',
+            str(tmp_path / 'work'),
+            '--show-dir',
+            str(tmp_path / 'vis'),
+        ],
+        cwd=data_cwd,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     data = osp.join(data_cwd, 'data')
     drawn = 0
     for images, labels, own, other in (
-            ('camvid/images/val', 'camvid/annotations/val', CAM, CITY),
-            ('cityscapes/leftImg8bit/val', 'cityscapes/gtFine/val', CITY, CAM)):
+        ('camvid/images/val', 'camvid/annotations/val', CAM, CITY),
+        ('cityscapes/leftImg8bit/val', 'cityscapes/gtFine/val', CITY, CAM),
+    ):
         for image in sorted(glob.glob(osp.join(data, images, '**', '*.png'), recursive=True)):
             name = osp.basename(image)
-            label = glob.glob(osp.join(data, labels, '**', name.replace(
-                'leftImg8bit', 'gtFine_labelTrainIds')), recursive=True)[0]
-            [vis] = glob.glob(str(tmp_path / 'vis' / 'vis_data' / 'vis_image' /
-                                  f'test_{name}_*.png'))
+            label = glob.glob(
+                osp.join(data, labels, '**', name.replace('leftImg8bit', 'gtFine_labelTrainIds')),
+                recursive=True,
+            )[0]
+            [vis] = glob.glob(
+                str(tmp_path / 'vis' / 'vis_data' / 'vis_image' / f'test_{name}_*.png')
+            )
             img = cv2.imread(image)[..., ::-1]
             label = cv2.imread(label, cv2.IMREAD_UNCHANGED)
-            gt = cv2.imread(vis)[:, :img.shape[1], ::-1]  # ground truth | prediction
+            gt = cv2.imread(vis)[:, : img.shape[1], ::-1]  # ground truth | prediction
             assert _share_drawn(gt, img, label, own['palette']) == 1
             assert _share_drawn(gt, img, label, other['palette']) < 0.5
             drawn += 1

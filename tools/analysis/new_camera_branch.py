@@ -13,6 +13,7 @@ auto and ensemble of the new model, and auto among the old branches (the model b
 prints each route's mIoU with the paired bootstrap 95% interval of new branch − route
 (:mod:`mmseg_cdcl.evaluation.route_comparison`). Writes DIR/new_camera_branch.json and .md.
 """
+
 import argparse
 import copy
 import json
@@ -20,8 +21,9 @@ import os.path as osp
 import time
 import warnings
 
-warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API',
-                        category=UserWarning)
+warnings.filterwarnings(
+    'ignore', message='pkg_resources is deprecated as an API', category=UserWarning
+)
 
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
@@ -46,8 +48,10 @@ def main():
     parser.add_argument('--images', required=True, help="the new camera's unlabelled images")
     parser.add_argument('--out-dir', required=True)
     parser.add_argument('--config', default=osp.join(REPO, 'configs/demo/cdcl_cityscapes_bdd.py'))
-    parser.add_argument('--eval-config', default=osp.join(
-        REPO, 'configs/demo/cdcl_cityscapes_bdd_unknown_source.py'))
+    parser.add_argument(
+        '--eval-config',
+        default=osp.join(REPO, 'configs/demo/cdcl_cityscapes_bdd_unknown_source.py'),
+    )
     parser.add_argument('--name', default='camvid')
     parser.add_argument('--num-images', type=int, nargs='+', default=[0], help='0: all')
     parser.add_argument('--prior-images', type=float, nargs='+', default=[])
@@ -60,7 +64,7 @@ def main():
     loader = copy.deepcopy(ecfg.test_dataloader)
     loader.dataset.datasets = {args.name: loader.dataset.datasets[args.name]}
     loader.update(batch_size=4, num_workers=0, persistent_workers=False)
-    batches = list(Runner.build_dataloader(loader.to_dict()))[:args.max_batches]
+    batches = list(Runner.build_dataloader(loader.to_dict()))[: args.max_batches]
     num_classes = len(ecfg.model.label_space.classes)
     old = list(Config.fromfile(args.config).model.dataset_names)
 
@@ -68,40 +72,60 @@ def main():
     for n in args.num_images:
         n = n or len(files)
         variants.append((f'AdaBN, {n} images', dict(images=files[:n])))
-        variants += [(f'UBNA, {n} images, prior {p:g}', dict(images=files[:n], prior_images=p))
-                     for p in args.prior_images]
+        variants += [
+            (f'UBNA, {n} images, prior {p:g}', dict(images=files[:n], prior_images=p))
+            for p in args.prior_images
+        ]
     if args.tent_steps:
-        variants.append((f'TENT ({args.tent_steps} pass) + AdaBN, {len(files)} images',
-                         dict(images=files, tent_steps=args.tent_steps)))
+        variants.append(
+            (
+                f'TENT ({args.tent_steps} pass) + AdaBN, {len(files)} images',
+                dict(images=files, tent_steps=args.tent_steps),
+            )
+        )
     results, text, full = {}, [], None
     for k, (label, kwargs) in enumerate(variants):
-        _, ckpt, info = add_dataset_branch(args.config, args.checkpoint, args.name,
-                                           out_dir=osp.join(args.out_dir, f'variant_{k}'),
-                                           overwrite=True, **kwargs)
+        _, ckpt, info = add_dataset_branch(
+            args.config,
+            args.checkpoint,
+            args.name,
+            out_dir=osp.join(args.out_dir, f'variant_{k}'),
+            overwrite=True,
+            **kwargs,
+        )
         mcfg = added_dataset_cfg(ecfg, args.name, info['source']).model
         mcfg.test_cfg = dict(mode='whole')
         model = MODELS.build(mcfg)
         load_cdcl_checkpoint(model, ckpt)
         start = time.time()
         if full is None:  # every route once; the old branches do not change
-            counts = full = route_counts(model, batches, [args.name, *old, 'auto', 'ensemble'],
-                                         num_classes, chooser=old)
+            counts = full = route_counts(
+                model, batches, [args.name, *old, 'auto', 'ensemble'], num_classes, chooser=old
+            )
             info['routes_seconds'] = round(time.time() - start, 1)
             start = time.time()
             route_counts(model, batches, [old[0]], num_classes)
             info['routed_seconds_per_image'] = round(
-                (time.time() - start) / len(full[old[0]][0]), 4)
+                (time.time() - start) / len(full[old[0]][0]), 4
+            )
         else:  # auto and ensemble depend on the new branch: auto measured again
             counts = {k: v for k, v in full.items() if k != 'ensemble'}
             counts.update(route_counts(model, batches, [args.name, 'auto'], num_classes))
         comparison = compare_routes(counts, args.name, **BOOTSTRAP)
         results[label] = dict(info, **comparison)
-        table = route_comparison_markdown(comparison, args.name, {
-            args.name: f'{args.name} (new branch)', f'auto of {"+".join(old)}':
-            'auto among the old branches (the model before)'})
-        text.append(f'### {label}\n\nstarts from {info["source"]} ({info.get("distances")}), '
-                    f'added in {info["seconds"]} s (the pass over the images: '
-                    f'{info["pass_seconds"]} s)\n\n{table}')
+        table = route_comparison_markdown(
+            comparison,
+            args.name,
+            {
+                args.name: f'{args.name} (new branch)',
+                f'auto of {"+".join(old)}': 'auto among the old branches (the model before)',
+            },
+        )
+        text.append(
+            f'### {label}\n\nstarts from {info["source"]} ({info.get("distances")}), '
+            f'added in {info["seconds"]} s (the pass over the images: '
+            f'{info["pass_seconds"]} s)\n\n{table}'
+        )
         print(text[-1], flush=True)
         with open(osp.join(args.out_dir, 'new_camera_branch.json'), 'w') as f:
             json.dump(results, f, indent=1)

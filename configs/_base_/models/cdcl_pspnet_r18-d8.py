@@ -9,7 +9,10 @@ model = dict(
     dataset_names=['cityscapes', 'bdd100k'],
     pretrained='open-mmlab://resnet18_v1c',  # ImageNet, as the paper; loads into every branch
     backbone=dict(type='DABResNetV1c', depth=18, num_datasets=2, norm_cfg=dsbn),
-    decode_head=dict(type='DABPSPHead', in_channels=512, channels=128, num_classes=[19, 19],
-                     norm_cfg=dsbn),
-    auxiliary_head=dict(type='DABFCNHead', in_channels=256, channels=64, num_classes=[19, 19],
-                        norm_cfg=dsbn))
+    decode_head=dict(
+        type='DABPSPHead', in_channels=512, channels=128, num_classes=[19, 19], norm_cfg=dsbn
+    ),
+    auxiliary_head=dict(
+        type='DABFCNHead', in_channels=256, channels=64, num_classes=[19, 19], norm_cfg=dsbn
+    ),
+)

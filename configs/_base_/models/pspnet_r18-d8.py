@@ -6,4 +6,5 @@ model = dict(
     pretrained='open-mmlab://resnet18_v1c',
     backbone=dict(depth=18, norm_cfg=norm_cfg),
     decode_head=dict(in_channels=512, channels=128, norm_cfg=norm_cfg),
-    auxiliary_head=dict(in_channels=256, channels=64, norm_cfg=norm_cfg))
+    auxiliary_head=dict(in_channels=256, channels=64, norm_cfg=norm_cfg),
+)

@@ -28,34 +28,56 @@ demo_test_pipeline = [
 # tools/test.py --tta: the demo test scale's multi-scale and flip views, as the paper configs'.
 demo_tta_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='TestTimeAug', transforms=[
-        [dict(type='Resize', scale=(int(256 * r), int(128 * r)), keep_ratio=True)
-         for r in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)],
-        [dict(type='RandomFlip', prob=0., direction='horizontal'),
-         dict(type='RandomFlip', prob=1., direction='horizontal')],
-        [dict(type='LoadAnnotations')], [dict(type='PackSegInputs')]]),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [
+                dict(type='Resize', scale=(int(256 * r), int(128 * r)), keep_ratio=True)
+                for r in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+            ],
+            [
+                dict(type='RandomFlip', prob=0.0, direction='horizontal'),
+                dict(type='RandomFlip', prob=1.0, direction='horizontal'),
+            ],
+            [dict(type='LoadAnnotations')],
+            [dict(type='PackSegInputs')],
+        ],
+    ),
 ]
 
 
 def _split(type, name, img, ann, pipeline):
-    return dict(type=type, data_root=f'{demo_root}/{name}',
-                data_prefix=dict(img_path=img, seg_map_path=ann), pipeline=pipeline)
+    return dict(
+        type=type,
+        data_root=f'{demo_root}/{name}',
+        data_prefix=dict(img_path=img, seg_map_path=ann),
+        pipeline=pipeline,
+    )
 
 
-demo_cityscapes_train = _split('CityscapesDataset', 'cityscapes', 'leftImg8bit/train',
-                               'gtFine/train', demo_train_pipeline)
-demo_bdd100k_train = _split('BDD100KDataset', 'bdd100k', 'images/10k/train',
-                            'labels/sem_seg/masks/train', demo_train_pipeline)
+demo_cityscapes_train = _split(
+    'CityscapesDataset', 'cityscapes', 'leftImg8bit/train', 'gtFine/train', demo_train_pipeline
+)
+demo_bdd100k_train = _split(
+    'BDD100KDataset',
+    'bdd100k',
+    'images/10k/train',
+    'labels/sem_seg/masks/train',
+    demo_train_pipeline,
+)
 # What the two-dataset demo configs change in their MultiDataset training loader.
 demo_two_dataset_train = dict(
     num_workers=0,
     persistent_workers=False,
     batch_sampler=dict(batch_sizes=dict(cityscapes=4, bdd100k=4)),
-    dataset=dict(datasets=dict(cityscapes=demo_cityscapes_train, bdd100k=demo_bdd100k_train)))
-demo_cityscapes_val = _split('CityscapesDataset', 'cityscapes', 'leftImg8bit/val', 'gtFine/val',
-                             demo_test_pipeline)
-demo_bdd100k_val = _split('BDD100KDataset', 'bdd100k', 'images/10k/val',
-                          'labels/sem_seg/masks/val', demo_test_pipeline)
+    dataset=dict(datasets=dict(cityscapes=demo_cityscapes_train, bdd100k=demo_bdd100k_train)),
+)
+demo_cityscapes_val = _split(
+    'CityscapesDataset', 'cityscapes', 'leftImg8bit/val', 'gtFine/val', demo_test_pipeline
+)
+demo_bdd100k_val = _split(
+    'BDD100KDataset', 'bdd100k', 'images/10k/val', 'labels/sem_seg/masks/val', demo_test_pipeline
+)
 # Every demo model is tested on all validation images of both datasets (the table), and
 # validated during training on the first demo_curve_images of each (the learning curves).
 demo_test_dataloader = dict(
@@ -66,18 +88,24 @@ demo_test_dataloader = dict(
     dataset=dict(
         _delete_=True,  # whatever dataset the config evaluated on before
         type='MultiDataset',
-        datasets=dict(cityscapes=demo_cityscapes_val, bdd100k=demo_bdd100k_val)))
+        datasets=dict(cityscapes=demo_cityscapes_val, bdd100k=demo_bdd100k_val),
+    ),
+)
 demo_val_dataloader = dict(
     demo_test_dataloader,
     dataset=dict(
         _delete_=True,
         type='MultiDataset',
-        datasets=dict(cityscapes=dict(demo_cityscapes_val, indices=demo_curve_images),
-                      bdd100k=dict(demo_bdd100k_val, indices=demo_curve_images))))
+        datasets=dict(
+            cityscapes=dict(demo_cityscapes_val, indices=demo_curve_images),
+            bdd100k=dict(demo_bdd100k_val, indices=demo_curve_images),
+        ),
+    ),
+)
 demo_train_cfg = dict(max_iters=demo_iters, val_interval=demo_val_interval)
 demo_param_scheduler = [
     dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=demo_iters, by_epoch=False)
 ]
 demo_default_hooks = dict(
-    logger=dict(interval=20),
-    checkpoint=dict(interval=demo_iters, max_keep_ckpts=1, save_best=None))
+    logger=dict(interval=20), checkpoint=dict(interval=demo_iters, max_keep_ckpts=1, save_best=None)
+)

@@ -1,4 +1,5 @@
 """Batches of Dataset Alternation Training: every iteration holds a batch of each dataset."""
+
 import math
 import zlib
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -64,26 +65,31 @@ class MultiDatasetSampler(Sampler):
         rank, world_size (int, optional): Default to the distributed environment's.
     """
 
-    def __init__(self,
-                 sampler: Optional[Sampler] = None,
-                 batch_sizes: Dict[str, int] = None,
-                 intervals: Optional[Dict[str, int]] = None,
-                 batch_size: Optional[int] = None,
-                 interleave: bool = True,
-                 shuffle: bool = True,
-                 dataset=None,
-                 seed: Optional[int] = None,
-                 rank: Optional[int] = None,
-                 world_size: Optional[int] = None):
+    def __init__(
+        self,
+        sampler: Optional[Sampler] = None,
+        batch_sizes: Dict[str, int] = None,
+        intervals: Optional[Dict[str, int]] = None,
+        batch_size: Optional[int] = None,
+        interleave: bool = True,
+        shuffle: bool = True,
+        dataset=None,
+        seed: Optional[int] = None,
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
+    ):
         if batch_size is not None:
-            raise ValueError(f'train_dataloader.batch_size={batch_size} conflicts with '
-                             'MultiDatasetSampler.batch_sizes: set batch_size=None')
+            raise ValueError(
+                f'train_dataloader.batch_size={batch_size} conflicts with '
+                'MultiDatasetSampler.batch_sizes: set batch_size=None'
+            )
         self.sampler = sampler  # mmengine's DistSamplerSeedHook looks for batch_sampler.sampler
         self.dataset = dataset if dataset is not None else sampler.dataset
         names = getattr(self.dataset, 'dataset_names', None)
         if names is None:
-            raise TypeError('MultiDatasetSampler needs a MultiDataset, got '
-                            f'{type(self.dataset).__name__}')
+            raise TypeError(
+                f'MultiDatasetSampler needs a MultiDataset, got {type(self.dataset).__name__}'
+            )
         self.dataset_names = list(names)
         # Datasets by name: a dumped config lists them in another order than the original.
         self._order = sorted(range(len(names)), key=lambda i: names[i])
@@ -91,9 +97,11 @@ class MultiDatasetSampler(Sampler):
         self.batch_sizes = self._per_dataset(batch_sizes, 'batch_sizes', None)
         self.intervals = self._per_dataset(intervals, 'intervals', 1)
         if min(self.intervals) != 1:
-            raise ValueError(f'MultiDatasetSampler.intervals='
-                             f'{dict(zip(self.dataset_names, self.intervals))}: some dataset '
-                             'must take part in every iteration (interval 1)')
+            raise ValueError(
+                f'MultiDatasetSampler.intervals='
+                f'{dict(zip(self.dataset_names, self.intervals))}: some dataset '
+                'must take part in every iteration (interval 1)'
+            )
         self.interleave = interleave
         self.shuffle = shuffle
         if seed is None:
@@ -116,19 +124,24 @@ class MultiDatasetSampler(Sampler):
             raise ValueError(
                 f'MultiDatasetSampler.{key}={list(values)!r} is a list: give it by dataset name, '
                 f'e.g. {dict(zip(names, values))}; a list pairs values with datasets by their '
-                'order, which the config mmengine writes to the work dir does not keep')
+                'order, which the config mmengine writes to the work dir does not keep'
+            )
         if isinstance(values, dict):
             unknown, missing = set(values) - set(names), set(names) - set(values)
             if unknown or (missing and default is None):
-                raise ValueError(f'MultiDatasetSampler.{key} names {sorted(values)} but the '
-                                 f'datasets are {names}')
+                raise ValueError(
+                    f'MultiDatasetSampler.{key} names {sorted(values)} but the datasets are {names}'
+                )
             values = [values.get(name, default) for name in names]
         if values is None:
-            raise ValueError(f'MultiDatasetSampler.{key} is missing: expected one value per '
-                             f'dataset, by name, for {names}')
+            raise ValueError(
+                f'MultiDatasetSampler.{key} is missing: expected one value per '
+                f'dataset, by name, for {names}'
+            )
         if not all(isinstance(v, int) and v > 0 for v in values):
-            raise ValueError(f'MultiDatasetSampler.{key}={dict(zip(names, values))}: expected '
-                             'positive ints')
+            raise ValueError(
+                f'MultiDatasetSampler.{key}={dict(zip(names, values))}: expected positive ints'
+            )
         return list(values)
 
     def set_step(self, step: int) -> None:
@@ -142,9 +155,12 @@ class MultiDatasetSampler(Sampler):
 
     def state(self) -> dict:
         """What the batches depend on besides the step (saved with checkpoints)."""
-        return dict(seed=self.seed, world_size=self.world_size,
-                    batch_sizes=dict(zip(self.dataset_names, self.batch_sizes)),
-                    intervals=dict(zip(self.dataset_names, self.intervals)))
+        return dict(
+            seed=self.seed,
+            world_size=self.world_size,
+            batch_sizes=dict(zip(self.dataset_names, self.batch_sizes)),
+            intervals=dict(zip(self.dataset_names, self.intervals)),
+        )
 
     def __iter__(self) -> Iterator[List[Tuple[int, int]]]:
         """Batches of ``(index, augmentation seed)`` keys (see :class:`MultiDataset`)."""
@@ -193,8 +209,10 @@ class MultiDatasetSampler(Sampler):
         # Plain Python: a batch is a few items, for which numpy's per-call cost dominates.
         for p in range(position, position + count):
             epoch, offset = divmod(p, share)
-            out.append(int(self._permutation(i, epoch)[(offset * world_size + self.rank) % n])
-                       + self._starts[i])
+            out.append(
+                int(self._permutation(i, epoch)[(offset * world_size + self.rank) % n])
+                + self._starts[i]
+            )
         return out
 
     def _permutation(self, i: int, epoch: int) -> np.ndarray:
@@ -209,5 +227,7 @@ class MultiDatasetSampler(Sampler):
 
     def __len__(self) -> int:
         """Iterations for the dataset that takes longest to pass through once."""
-        return max(math.ceil(n / (b * self.world_size)) * t
-                   for n, b, t in zip(self._sizes, self.batch_sizes, self.intervals))
+        return max(
+            math.ceil(n / (b * self.world_size)) * t
+            for n, b, t in zip(self._sizes, self.batch_sizes, self.intervals)
+        )

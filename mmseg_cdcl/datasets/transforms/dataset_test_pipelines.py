@@ -1,5 +1,6 @@
 """Each dataset's test pipeline on one image, for a CDCL model that is told its dataset or
 chooses it (``default_dataset``) only when it predicts."""
+
 import copy
 from typing import Dict, List, Optional
 
@@ -12,8 +13,9 @@ from mmseg.registry import TRANSFORMS
 LOADING = ('LoadImageFromFile', 'LoadImageFromNDArray', 'InferencerLoader', 'LoadAnnotations')
 
 
-def multi_dataset_config(cfg: Config, dataset: str,
-                         loaders=('test_dataloader', 'val_dataloader')) -> Optional[dict]:
+def multi_dataset_config(
+    cfg: Config, dataset: str, loaders=('test_dataloader', 'val_dataloader')
+) -> Optional[dict]:
     """The config of ``dataset`` in the first of ``loaders`` whose MultiDataset lists it."""
     for loader in loaders:
         datasets = (cfg.get(loader) or {}).get('dataset', {}).get('datasets', {})
@@ -27,8 +29,9 @@ def multi_dataset_pipeline(cfg: Config, dataset: str) -> Optional[list]:
     its ``dataset_test_pipelines`` (datasets without labels, e.g. a branch added from a new
     camera's images by ``add_dataset_branch``)."""
     pipeline = (multi_dataset_config(cfg, dataset) or {}).get('pipeline')
-    return pipeline if pipeline is not None else \
-        (cfg.get('dataset_test_pipelines') or {}).get(dataset)
+    return (
+        pipeline if pipeline is not None else (cfg.get('dataset_test_pipelines') or {}).get(dataset)
+    )
 
 
 def dataset_test_pipeline(cfg: Config, dataset: str) -> Optional[list]:
@@ -46,10 +49,14 @@ def inference_pipeline(cfg: Config, dataset_names: List[str]) -> Optional[list]:
     pipelines = {name: multi_dataset_pipeline(cfg, name) for name in dataset_names}
     if any(p is None for p in pipelines.values()):
         return None
-    load = next((t for t in pipelines[dataset_names[0]] if t.get('type') in LOADING[:3]),
-                dict(type='LoadImageFromFile'))
-    return [copy.deepcopy(load), dict(type='DatasetTestPipelines',
-                                      pipelines=copy.deepcopy(pipelines))]
+    load = next(
+        (t for t in pipelines[dataset_names[0]] if t.get('type') in LOADING[:3]),
+        dict(type='LoadImageFromFile'),
+    )
+    return [
+        copy.deepcopy(load),
+        dict(type='DatasetTestPipelines', pipelines=copy.deepcopy(pipelines)),
+    ]
 
 
 @TRANSFORMS.register_module()
@@ -78,19 +85,29 @@ class DatasetTestPipelines(BaseTransform):
 
     def __init__(self, pipelines: Dict[str, list]):
         if not isinstance(pipelines, dict) or not pipelines:
-            raise TypeError('DatasetTestPipelines.pipelines must be a non-empty dict of test '
-                            f'pipelines by dataset name, got {type(pipelines).__name__}')
-        self.pipelines = {name: Compose([t for t in pipeline if t.get('type') not in LOADING])
-                          for name, pipeline in pipelines.items()}
+            raise TypeError(
+                'DatasetTestPipelines.pipelines must be a non-empty dict of test '
+                f'pipelines by dataset name, got {type(pipelines).__name__}'
+            )
+        self.pipelines = {
+            name: Compose([t for t in pipeline if t.get('type') not in LOADING])
+            for name, pipeline in pipelines.items()
+        }
 
     def transform(self, results: dict) -> dict:
         names = list(self.pipelines)
         outputs = {name: self.pipelines[name](copy.deepcopy(results)) for name in names}
         first = outputs[names[0]]
-        first['data_samples'].set_metainfo(dict(
-            pipeline_dataset=names[0],
-            dataset_inputs={name: dict(inputs=out['inputs'], data_samples=out['data_samples'])
-                            for name, out in outputs.items() if name != names[0]}))
+        first['data_samples'].set_metainfo(
+            dict(
+                pipeline_dataset=names[0],
+                dataset_inputs={
+                    name: dict(inputs=out['inputs'], data_samples=out['data_samples'])
+                    for name, out in outputs.items()
+                    if name != names[0]
+                },
+            )
+        )
         return first
 
     def __repr__(self) -> str:

@@ -1,4 +1,5 @@
 """Label remapping into a merged label space: the paper's "label remapping" baseline."""
+
 from typing import Dict
 
 import numpy as np
@@ -27,8 +28,11 @@ class RemapLabels(BaseTransform):
             raise ValueError(f'RemapLabels.mapping must map uint8 label ids, got {bad}')
         self.mapping = {int(k): int(v) for k, v in mapping.items()}
         self.unmapped = unmapped
-        self._table = np.arange(256, dtype=np.uint8) if unmapped is None else \
-            np.full(256, unmapped, dtype=np.uint8)
+        self._table = (
+            np.arange(256, dtype=np.uint8)
+            if unmapped is None
+            else np.full(256, unmapped, dtype=np.uint8)
+        )
         for source, target in self.mapping.items():
             self._table[source] = target
 

@@ -5,5 +5,11 @@ from .progress_bar_hook import ProgressBarHook
 from .resume_hook import ResumeHook
 from .rng_state_hook import RNGStateHook
 
-__all__ = ['ConsoleProgressHook', 'FirstIterationTimeHook', 'PerImageCountsHook',
-           'ProgressBarHook', 'ResumeHook', 'RNGStateHook']
+__all__ = [
+    'ConsoleProgressHook',
+    'FirstIterationTimeHook',
+    'PerImageCountsHook',
+    'ProgressBarHook',
+    'ResumeHook',
+    'RNGStateHook',
+]

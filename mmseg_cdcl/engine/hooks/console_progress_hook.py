@@ -1,4 +1,5 @@
 """A console made for a person: a progress bar per training and one line per evaluation."""
+
 import sys
 import time
 from typing import Dict, Optional
@@ -28,10 +29,12 @@ class ConsoleProgressHook(Hook):
         loss_window (int): The loss shown is the mean over this many latest iterations.
         stream: Where to write; defaults to ``sys.stdout`` at the time of writing.
     """
+
     priority = 'VERY_LOW'
 
-    def __init__(self, title: str = 'training', width: int = 24, loss_window: int = 10,
-                 stream=None):
+    def __init__(
+        self, title: str = 'training', width: int = 24, loss_window: int = 10, stream=None
+    ):
         self.title, self.width, self.loss_window = title, width, loss_window
         self._stream = stream
         self._start, self._first = None, 0
@@ -91,8 +94,11 @@ class ConsoleProgressHook(Hook):
 
     def after_val_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if is_main_process() and self._start is not None:
-            self._draw(self._bar(runner, runner.iter, f'validating {batch_idx + 1}/'
-                                                      f'{len(runner.val_dataloader)}'))
+            self._draw(
+                self._bar(
+                    runner, runner.iter, f'validating {batch_idx + 1}/{len(runner.val_dataloader)}'
+                )
+            )
 
     def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
         if is_main_process():
@@ -113,10 +119,14 @@ def _per_dataset(metrics: Optional[Dict[str, float]]) -> str:
     """``mIoU cityscapes 21.93 | bdd100k 20.36`` (each dataset's, else the overall mIoU); of
     images of unknown source (``UnknownSourceMetric``), the auto route's."""
     metrics = metrics or {}
-    auto = [(key.split('/')[0], value) for key, value in metrics.items()
-            if key.endswith('/auto/mIoU')]
-    scores = auto or [(key.split('/')[0], value) for key, value in metrics.items()
-                      if key.endswith('/mIoU') and key.count('/') == 1]
+    auto = [
+        (key.split('/')[0], value) for key, value in metrics.items() if key.endswith('/auto/mIoU')
+    ]
+    scores = auto or [
+        (key.split('/')[0], value)
+        for key, value in metrics.items()
+        if key.endswith('/mIoU') and key.count('/') == 1
+    ]
     text = ' | '.join(f'{name} {value:.2f}' for name, value in scores)
     if not scores and 'mIoU' in metrics:
         text = f'{metrics["mIoU"]:.2f}'

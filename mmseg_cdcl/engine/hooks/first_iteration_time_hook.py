@@ -1,4 +1,5 @@
 """The time a run takes to its first (new) training iteration: the cost of a start or resume."""
+
 import time
 from typing import Optional
 

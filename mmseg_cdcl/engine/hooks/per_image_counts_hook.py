@@ -1,4 +1,5 @@
 """Each test image's per-class intersection and union, for paired comparisons of models."""
+
 from mmengine.hooks import Hook
 from mmseg.evaluation import IoUMetric
 from mmseg.registry import HOOKS
@@ -27,7 +28,9 @@ class PerImageCountsHook(Hook):
             space = meta['datasets'][name]
             pred = sample.pred_sem_seg.data.squeeze()
             intersect, union, _, _ = IoUMetric.intersect_and_union(
-                pred, sample.gt_sem_seg.data.squeeze().to(pred), len(space['classes']),
-                space['ignore_index'])
-            self.counts.setdefault(name, {})[sample.img_path] = (intersect.numpy(),
-                                                                  union.numpy())
+                pred,
+                sample.gt_sem_seg.data.squeeze().to(pred),
+                len(space['classes']),
+                space['ignore_index'],
+            )
+            self.counts.setdefault(name, {})[sample.img_path] = (intersect.numpy(), union.numpy())

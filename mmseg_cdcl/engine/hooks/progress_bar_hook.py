@@ -1,4 +1,5 @@
 """A progress bar over validation and test images."""
+
 from mmengine.dist import get_world_size, is_main_process
 from mmengine.hooks import Hook
 from mmengine.utils import ProgressBar
@@ -12,6 +13,7 @@ class ProgressBarHook(Hook):
     Example:
         >>> custom_hooks = [dict(type='ProgressBarHook')]
     """
+
     priority = 'VERY_LOW'
 
     def _start(self, runner, loop) -> None:

@@ -1,5 +1,6 @@
 """A work dir holds one run: a fresh run does not start over its checkpoints, ``--resume``
 continues it even after a kill while ``last_checkpoint`` was written."""
+
 import logging
 import os
 import re
@@ -27,6 +28,7 @@ class ResumeHook(Hook):
     Example:
         >>> custom_hooks = [dict(type='ResumeHook')]
     """
+
     priority = 'VERY_HIGH'  # refuse before any other hook starts training
 
     def before_run(self, runner) -> None:
@@ -41,14 +43,20 @@ class ResumeHook(Hook):
             named = f.read().strip()
         if named and os.path.isfile(named):
             return
-        saved = [(int(m.group(1)), name) for name in os.listdir(runner.work_dir)
-                 if (m := re.fullmatch(r'iter_(\d+)\.pth', name))]
+        saved = [
+            (int(m.group(1)), name)
+            for name in os.listdir(runner.work_dir)
+            if (m := re.fullmatch(r'iter_(\d+)\.pth', name))
+        ]
         if not saved:
             return
         latest = os.path.join(runner.work_dir, max(saved)[1])
-        print_log(f'ResumeHook: {last} names {named or "no checkpoint"!r} (a run killed while '
-                  f'writing it?): resuming from the latest checkpoint, {latest}',
-                  logger='current', level=logging.WARNING)
+        print_log(
+            f'ResumeHook: {last} names {named or "no checkpoint"!r} (a run killed while '
+            f'writing it?): resuming from the latest checkpoint, {latest}',
+            logger='current',
+            level=logging.WARNING,
+        )
         set_resume_checkpoint(runner, latest)
 
     def before_train(self, runner) -> None:
@@ -60,4 +68,5 @@ class ResumeHook(Hook):
             raise FileExistsError(
                 f'work_dir {work_dir} holds checkpoints of an earlier run ({", ".join(earlier[:3])}'
                 f'{", ..." if len(earlier) > 3 else ""}): pass --resume to continue that run, or '
-                'choose another --work-dir')
+                'choose another --work-dir'
+            )

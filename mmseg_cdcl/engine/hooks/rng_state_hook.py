@@ -1,4 +1,5 @@
 """Random number generator states in checkpoints, for resumes that repeat the run exactly."""
+
 import logging
 import random
 
@@ -20,6 +21,7 @@ class RNGStateHook(Hook):
     Example:
         >>> custom_hooks = [dict(type='RNGStateHook')]
     """
+
     priority = 'VERY_LOW'
 
     def __init__(self):
@@ -27,9 +29,11 @@ class RNGStateHook(Hook):
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint['rng_states'] = dict(
-            python=random.getstate(), numpy=np.random.get_state(),
+            python=random.getstate(),
+            numpy=np.random.get_state(),
             torch=torch.get_rng_state(),
-            cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
+            cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        )
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         # Applied when training starts: Runner.resume may reseed after loading.
@@ -51,7 +55,10 @@ class RNGStateHook(Hook):
         if len(saved_cuda) > available:
             last = len(saved_cuda) - 1
             missing = f'GPU {last}' if last == available else f'GPUs {available}-{last}'
-            print_log(f'RNGStateHook: the checkpoint holds the random states of '
-                      f'{len(saved_cuda)} GPUs and this process sees {available}: the random '
-                      f'state of {missing} is not restored', logger='current',
-                      level=logging.WARNING)
+            print_log(
+                f'RNGStateHook: the checkpoint holds the random states of '
+                f'{len(saved_cuda)} GPUs and this process sees {available}: the random '
+                f'state of {missing} is not restored',
+                logger='current',
+                level=logging.WARNING,
+            )

@@ -1,4 +1,5 @@
 """Dataset Alternation Training (DAT): one batch of every dataset, one step on their sum."""
+
 from contextlib import nullcontext
 from typing import List, Sequence, Tuple
 
@@ -20,8 +21,10 @@ def split_by_dataset(data_batch: dict) -> List[Tuple[int, dict]]:
     """The batch's samples of each dataset, as ``(dataset index, batch)`` pairs."""
     samples = data_batch['data_samples']
     routing = DatasetRouting.build([s.metainfo['dataset_idx'] for s in samples])
-    return [(d, {key: [value[i] for i in rows] for key, value in data_batch.items()})
-            for d, rows in zip(routing.datasets, routing.positions(len(samples)))]
+    return [
+        (d, {key: [value[i] for i in rows] for key, value in data_batch.items()})
+        for d, rows in zip(routing.datasets, routing.positions(len(samples)))
+    ]
 
 
 class _Resumed:
@@ -78,6 +81,7 @@ class DATTrainLoop(IterBasedTrainLoop):
         mode (str): ``'sum'``, ``'accumulate'`` or ``'alternate'``. Defaults to ``'sum'``.
         **kwargs: Arguments of :class:`mmengine.runner.IterBasedTrainLoop`.
     """
+
     MODES = ('sum', 'accumulate', 'alternate')
 
     def __init__(self, runner, dataloader, max_iters: int, mode: str = 'sum', **kwargs):
@@ -99,7 +103,8 @@ class DATTrainLoop(IterBasedTrainLoop):
             self.continue_sampler(sampler)
             sampler.set_step(self._iter)
             self.dataloader_iterator = _Resumed(
-                self._iter, infinite_dataloader_iterator(self.dataloader))
+                self._iter, infinite_dataloader_iterator(self.dataloader)
+            )
         self.runner.message_hub.update_info('dat_sampler', sampler.state())
         return super().run()
 
@@ -108,30 +113,38 @@ class DATTrainLoop(IterBasedTrainLoop):
         intervals and the number of processes are its own."""
         saved = self.runner.message_hub.get_info('dat_sampler')
         if saved is None:  # a checkpoint of mmseg-cdcl 0.1
-            print_log('DATTrainLoop: the checkpoint does not hold the sampler\'s state; the '
-                      'resumed batches repeat the interrupted run only with randomness.seed '
-                      'set as it was', logger='current', level=30)
+            print_log(
+                "DATTrainLoop: the checkpoint does not hold the sampler's state; the "
+                'resumed batches repeat the interrupted run only with randomness.seed '
+                'set as it was',
+                logger='current',
+                level=30,
+            )
             return
         now = sampler.state()
         if saved['world_size'] != now['world_size']:
             raise ValueError(
-                f"DATTrainLoop: the checkpoint was written by a run of {saved['world_size']} "
-                f"process(es) and this run has {now['world_size']}: each process draws its own "
+                f'DATTrainLoop: the checkpoint was written by a run of {saved["world_size"]} '
+                f'process(es) and this run has {now["world_size"]}: each process draws its own '
                 'batch of every dataset, so the resumed batches would repeat samples and change '
                 'the batch size. Resume with the same number of processes, or start a new run '
-                'from the checkpoint with load_from')
+                'from the checkpoint with load_from'
+            )
         for key in ('batch_sizes', 'intervals'):
             if saved[key] != now[key]:
-                raise ValueError(f'DATTrainLoop: the checkpoint\'s run drew {key}='
-                                 f'{saved[key]} and this run\'s sampler has {now[key]}: resume '
-                                 'with the same, or start a new run with load_from')
+                raise ValueError(
+                    f"DATTrainLoop: the checkpoint's run drew {key}="
+                    f"{saved[key]} and this run's sampler has {now[key]}: resume "
+                    'with the same, or start a new run with load_from'
+                )
         sampler.set_seed(saved['seed'])
 
     def run_iter(self, data_batch: dict) -> None:
         self.runner.call_hook('before_train_iter', batch_idx=self._iter, data_batch=data_batch)
         outputs = self._train_step(data_batch)
-        self.runner.call_hook('after_train_iter', batch_idx=self._iter, data_batch=data_batch,
-                              outputs=outputs)
+        self.runner.call_hook(
+            'after_train_iter', batch_idx=self._iter, data_batch=data_batch, outputs=outputs
+        )
         self._iter += 1
 
     def _train_step(self, data_batch: dict) -> dict:
@@ -147,8 +160,11 @@ class DATTrainLoop(IterBasedTrainLoop):
             return self._update(model, optim_wrapper, [part for _, part in parts])
         log_vars = {}
         for _, part in parts:  # 'alternate': an update per dataset
-            logs = (self._update(model, optim_wrapper, [part]) if distributed else
-                    model.train_step(part, optim_wrapper=optim_wrapper))
+            logs = (
+                self._update(model, optim_wrapper, [part])
+                if distributed
+                else model.train_step(part, optim_wrapper=optim_wrapper)
+            )
             log_vars.update(logs, loss=log_vars.get('loss', 0) + logs['loss'])
         return log_vars
 
@@ -181,16 +197,22 @@ class DATTrainLoop(IterBasedTrainLoop):
     def check_batch_norms_are_per_dataset(self) -> None:
         """mode='accumulate' forwards one dataset at a time: the same update as 'sum' only if
         no BatchNorm normalises with statistics shared by the datasets."""
-        model = self.runner.model.module if is_model_wrapper(self.runner.model) else \
-            self.runner.model
+        model = (
+            self.runner.model.module if is_model_wrapper(self.runner.model) else self.runner.model
+        )
         model.train()
-        branches = {id(bn) for m in aware_modules_of(model) if isinstance(m, DSBN)
-                    for bn in m.bns}
-        shared = [name for name, m in model.named_modules() if isinstance(m, _BatchNorm)
-                  and id(m) not in branches and (m.training or not m.track_running_stats)]
+        branches = {id(bn) for m in aware_modules_of(model) if isinstance(m, DSBN) for bn in m.bns}
+        shared = [
+            name
+            for name, m in model.named_modules()
+            if isinstance(m, _BatchNorm)
+            and id(m) not in branches
+            and (m.training or not m.track_running_stats)
+        ]
         if shared:
             raise ValueError(
                 "DATTrainLoop(mode='accumulate') forwards one dataset at a time, which makes "
                 "mode='sum''s update only when every BatchNorm is dataset-specific (DSBN); "
                 f'{len(shared)} BatchNorm layers are shared by the datasets (e.g. '
-                f"{', '.join(shared[:3])}): use mode='sum'")
+                f"{', '.join(shared[:3])}): use mode='sum'"
+            )

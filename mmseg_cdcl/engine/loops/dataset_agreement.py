@@ -1,4 +1,5 @@
 """The training dataset, its sampler and the model agree on the datasets."""
+
 from typing import List, Tuple
 
 from mmengine.model import is_model_wrapper
@@ -28,36 +29,44 @@ def check_datasets_agree(dataset, sampler, model: nn.Module) -> None:
     names = getattr(dataset, 'dataset_names', None)
     problems = []
     if names is None:
-        problems.append(f'the training dataset is a {type(dataset).__name__}, '
-                        'not a MultiDataset')
+        problems.append(f'the training dataset is a {type(dataset).__name__}, not a MultiDataset')
     if not isinstance(sampler, MultiDatasetSampler):
-        problems.append(f'train_dataloader.batch_sampler is a {type(sampler).__name__}, '
-                        'not a MultiDatasetSampler')
+        problems.append(
+            f'train_dataloader.batch_sampler is a {type(sampler).__name__}, '
+            'not a MultiDatasetSampler'
+        )
     elif names is not None and set(sampler.dataset_names) != set(names):
-        problems.append(f'the sampler has datasets {sampler.dataset_names}, the training '
-                        f'dataset {names}')
+        problems.append(
+            f'the sampler has datasets {sampler.dataset_names}, the training dataset {names}'
+        )
     model_names = list(getattr(model, 'dataset_names', []))
     if names is not None and set(model_names) != set(names):
-        problems.append(f'model.dataset_names={model_names} but the training dataset has '
-                        f'{names}')
+        problems.append(f'model.dataset_names={model_names} but the training dataset has {names}')
         names = None  # nothing more to compare
     for module_name, module in _branched_modules(model) if names is not None else ():
         if module.num_datasets != len(names):
-            problems.append(f'{module_name} ({type(module).__name__}) has num_datasets='
-                            f'{module.num_datasets}, the training dataset {len(names)}')
+            problems.append(
+                f'{module_name} ({type(module).__name__}) has num_datasets='
+                f'{module.num_datasets}, the training dataset {len(names)}'
+            )
             continue
         # The model routes by name: its d-th classifier serves its d-th dataset name.
         for d, num_classes in enumerate(getattr(module, 'dataset_num_classes', ())):
             classes = dataset.metainfo['datasets'][model_names[d]].get('classes') or ()
             if len(classes) != num_classes:
-                problems.append(f'{module_name}.num_classes[{d}]={num_classes} but dataset '
-                                f"'{model_names[d]}' has {len(classes)} classes")
+                problems.append(
+                    f'{module_name}.num_classes[{d}]={num_classes} but dataset '
+                    f"'{model_names[d]}' has {len(classes)} classes"
+                )
     if problems:
-        raise ValueError('DATTrainLoop: the datasets, sampler and model disagree:\n  - '
-                         + '\n  - '.join(problems))
+        raise ValueError(
+            'DATTrainLoop: the datasets, sampler and model disagree:\n  - '
+            + '\n  - '.join(problems)
+        )
     if hasattr(model, 'set_dataset_classes'):
-        model.set_dataset_classes({name: meta.get('classes') for name, meta in
-                                   dataset.metainfo['datasets'].items()})
+        model.set_dataset_classes(
+            {name: meta.get('classes') for name, meta in dataset.metainfo['datasets'].items()}
+        )
 
 
 def aware_modules_of(model: nn.Module) -> List[DatasetAwareModule]:

@@ -1,4 +1,5 @@
 """DDP's gradient averaging, for updates in which some dataset's branches have no gradient."""
+
 import torch
 from mmengine.dist import all_reduce, all_reduce_params, get_world_size
 
@@ -20,14 +21,18 @@ def average_gradients(module: torch.nn.Module) -> None:
     params = [p for _, p in named]
     if not params:
         return
-    has_grad = torch.tensor([p.grad is not None for p in params], dtype=torch.int32,
-                            device=params[0].device)
+    has_grad = torch.tensor(
+        [p.grad is not None for p in params], dtype=torch.int32, device=params[0].device
+    )
     all_reduce(has_grad)
     world_size = get_world_size()
     if not torch.all((has_grad == 0) | (has_grad == world_size)):
-        names = [name for (name, _), count in zip(named, has_grad.tolist())
-                 if 0 < count < world_size]
-        raise RuntimeError(f'DATTrainLoop: {len(names)} parameters have gradients in some '
-                           f'processes only (e.g. {names[:3]}): every process must draw '
-                           'samples of the same datasets in an iteration')
+        names = [
+            name for (name, _), count in zip(named, has_grad.tolist()) if 0 < count < world_size
+        ]
+        raise RuntimeError(
+            f'DATTrainLoop: {len(names)} parameters have gradients in some '
+            f'processes only (e.g. {names[:3]}): every process must draw '
+            'samples of the same datasets in an iteration'
+        )
     all_reduce_params([p.grad for p in params if p.grad is not None], op='mean')

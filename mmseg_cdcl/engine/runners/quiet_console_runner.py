@@ -1,4 +1,5 @@
 """A Runner whose console shows errors only; its log file stays complete."""
+
 import logging
 
 from mmengine.runner import Runner

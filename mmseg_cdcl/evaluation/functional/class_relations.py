@@ -15,6 +15,7 @@ holds a good part of the other (both ``>= overlap``). Anything else is unrelated
 dataset never labels (Cityscapes' ``train`` is void in CamVid) is predicted as *something* by
 the other head, but that something's pixels are not called it back, so it stays unconfirmed.
 """
+
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -27,6 +28,7 @@ THRESHOLDS = dict(inside=0.6, confirm=0.05, overlap=0.2)
 class Relation(NamedTuple):
     """Class ``a`` of dataset a, class ``b`` of dataset b (indices), their relation (``a`` is
     ``kind`` ``b``) and the shares it rests on."""
+
     a: int
     b: int
     kind: str
@@ -41,8 +43,13 @@ def row_shares(confusion: np.ndarray) -> np.ndarray:
     return np.divide(confusion, total, out=np.zeros_like(confusion), where=total > 0)
 
 
-def class_relations(confusion_ab: np.ndarray, confusion_ba: np.ndarray, inside: float = 0.6,
-                    confirm: float = 0.05, overlap: float = 0.2) -> List[Relation]:
+def class_relations(
+    confusion_ab: np.ndarray,
+    confusion_ba: np.ndarray,
+    inside: float = 0.6,
+    confirm: float = 0.05,
+    overlap: float = 0.2,
+) -> List[Relation]:
     """Every related pair of classes of datasets a and b.
 
     Args:
@@ -61,11 +68,15 @@ def class_relations(confusion_ab: np.ndarray, confusion_ba: np.ndarray, inside: 
     """
     ab, ba = row_shares(confusion_ab), row_shares(confusion_ba)
     if ab.shape != ba.T.shape:
-        raise ValueError(f'confusion_ab {ab.shape} and confusion_ba {ba.shape}: expected '
-                         '(K_a, K_b) and (K_b, K_a)')
+        raise ValueError(
+            f'confusion_ab {ab.shape} and confusion_ba {ba.shape}: expected '
+            '(K_a, K_b) and (K_b, K_a)'
+        )
     if not 0.5 < inside <= 1 or not 0 < confirm <= inside or not 0 < overlap <= inside:
-        raise ValueError(f'inside={inside}, confirm={confirm}, overlap={overlap}: expected '
-                         '1/2 < inside <= 1 and 0 < confirm, overlap <= inside')
+        raise ValueError(
+            f'inside={inside}, confirm={confirm}, overlap={overlap}: expected '
+            '1/2 < inside <= 1 and 0 < confirm, overlap <= inside'
+        )
     relations = []
     for i, j in zip(*np.nonzero((ab > 0) | (ba.T > 0))):
         x, y = ab[i, j], ba[j, i]
@@ -83,8 +94,11 @@ def class_relations(confusion_ab: np.ndarray, confusion_ba: np.ndarray, inside: 
     return relations
 
 
-def label_space_from_relations(classes: Dict[str, Sequence[str]], relations: List[Relation],
-                               palettes: Optional[Dict[str, Sequence]] = None) -> dict:
+def label_space_from_relations(
+    classes: Dict[str, Sequence[str]],
+    relations: List[Relation],
+    palettes: Optional[Dict[str, Sequence]] = None,
+) -> dict:
     """The label space of two datasets whose class relations are known.
 
     The classes joined by relations form groups (connected components). Where every class of
@@ -115,17 +129,29 @@ def label_space_from_relations(classes: Dict[str, Sequence[str]], relations: Lis
         edges[(a, r.a)].append(((b, r.b), r.kind))
         edges[(b, r.b)].append(((a, r.a), seen_from_b[r.kind]))
     # A dataset is finer where each of its classes lies inside at most one class of the other.
-    into = [d for d in (a, b) if all(
-        len(edges[n]) <= 1 and all(kind in (SAME, INSIDE) for _, kind in edges[n])
-        for n in nodes if n[0] == d)]
+    into = [
+        d
+        for d in (a, b)
+        if all(
+            len(edges[n]) <= 1 and all(kind in (SAME, INSIDE) for _, kind in edges[n])
+            for n in nodes
+            if n[0] == d
+        )
+    ]
     if into:
         finer = into[0] if len(into) == 1 else (a if len(names_a) >= len(names_b) else b)
         coarse = b if finer == a else a
         groups = [[(coarse, k)] for k in range(len(names[coarse]))]
         target_names = list(names[coarse])
-        mapping = {d: list(names[coarse]) if d == coarse else [
-            names[coarse][edges[(d, k)][0][0][1]] if edges[(d, k)] else None
-            for k in range(len(names[d]))] for d in (a, b)}
+        mapping = {
+            d: list(names[coarse])
+            if d == coarse
+            else [
+                names[coarse][edges[(d, k)][0][0][1]] if edges[(d, k)] else None
+                for k in range(len(names[d]))
+            ]
+            for d in (a, b)
+        }
     else:
         finer, groups, grouped = None, [], set()
         for node in nodes:
@@ -146,8 +172,13 @@ def label_space_from_relations(classes: Dict[str, Sequence[str]], relations: Lis
     pairs = []  # (universal class, (dataset, class)): the classes each universal class is in
     for r in relations:
         x, y = names_a[r.a], names_b[r.b]
-        part = ((x, a) if r.kind in (SAME, INSIDE) else (y, b) if r.kind == CONTAINS else
-                (f'{x} ∩ {y}', None))
+        part = (
+            (x, a)
+            if r.kind in (SAME, INSIDE)
+            else (y, b)
+            if r.kind == CONTAINS
+            else (f'{x} ∩ {y}', None)
+        )
         pairs += [(part, (a, r.a)), (part, (b, r.b))]
     pairs += [((names[d][k], d), (d, k)) for d, k in nodes if not edges[(d, k)]]
     universal = _distinct(list(dict.fromkeys(part for part, _ in pairs)))
@@ -156,8 +187,10 @@ def label_space_from_relations(classes: Dict[str, Sequence[str]], relations: Lis
     for part, (d, k) in pairs:
         unions[d][names[d][k]].append(universal[index[part]])
     palettes = palettes or {}
-    palette = [list(palettes[g[0][0]][g[0][1]]) if palettes.get(g[0][0]) is not None else None
-               for g in groups]
+    palette = [
+        list(palettes[g[0][0]][g[0][1]]) if palettes.get(g[0][0]) is not None else None
+        for g in groups
+    ]
     label_space = dict(classes=tuple(target_names), mapping=mapping)
     if all(p is not None for p in palette):
         label_space['palette'] = palette

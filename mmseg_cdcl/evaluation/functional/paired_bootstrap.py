@@ -1,4 +1,5 @@
 """How sure a difference in mIoU is: a paired bootstrap over the evaluated images."""
+
 from typing import Dict
 
 import numpy as np
@@ -22,10 +23,15 @@ def miou_from_counts(intersect: np.ndarray, union: np.ndarray) -> np.ndarray:
     return np.nanmean(iou, axis=-1) * 100
 
 
-def paired_bootstrap_miou(intersect_a: np.ndarray, union_a: np.ndarray,
-                          intersect_b: np.ndarray, union_b: np.ndarray,
-                          num_resamples: int = 2000, seed: int = 0,
-                          level: float = 0.95) -> Dict[str, float]:
+def paired_bootstrap_miou(
+    intersect_a: np.ndarray,
+    union_a: np.ndarray,
+    intersect_b: np.ndarray,
+    union_b: np.ndarray,
+    num_resamples: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> Dict[str, float]:
     """mIoU(a) − mIoU(b) on the same images and its paired bootstrap percentile interval.
 
     Each resample draws as many images as there are, with replacement, and recomputes both
@@ -56,8 +62,10 @@ def paired_bootstrap_miou(intersect_a: np.ndarray, union_a: np.ndarray,
     counts = [np.asarray(c, np.float64) for c in (intersect_a, union_a, intersect_b, union_b)]
     shapes = {c.shape for c in counts}
     if len(shapes) != 1 or counts[0].ndim != 2 or counts[0].shape[0] == 0:
-        raise ValueError('paired_bootstrap_miou: expected four (images, classes) arrays of one '
-                         f'shape with at least one image, got shapes {[c.shape for c in counts]}')
+        raise ValueError(
+            'paired_bootstrap_miou: expected four (images, classes) arrays of one '
+            f'shape with at least one image, got shapes {[c.shape for c in counts]}'
+        )
     if not 0 < level < 1:
         raise ValueError(f'paired_bootstrap_miou: level must be in (0, 1), got {level}')
     num_images = counts[0].shape[0]
@@ -66,10 +74,18 @@ def paired_bootstrap_miou(intersect_a: np.ndarray, union_a: np.ndarray,
     weights = np.zeros((num_resamples, num_images))
     np.add.at(weights, (np.arange(num_resamples)[:, None], draws), 1)
     i_a, u_a, i_b, u_b = (weights @ c for c in counts)
-    resampled = (miou_from_counts(i_a[:, None], u_a[:, None])
-                 - miou_from_counts(i_b[:, None], u_b[:, None]))
+    resampled = miou_from_counts(i_a[:, None], u_a[:, None]) - miou_from_counts(
+        i_b[:, None], u_b[:, None]
+    )
     low, high = np.percentile(resampled, [50 * (1 - level), 50 * (1 + level)])
     difference = miou_from_counts(*counts[:2]) - miou_from_counts(*counts[2:])
-    return dict(difference=float(difference), low=float(low), high=float(high),
-                excludes_zero=bool(low > 0 or high < 0), num_images=num_images,
-                num_resamples=num_resamples, seed=seed, level=level)
+    return dict(
+        difference=float(difference),
+        low=float(low),
+        high=float(high),
+        excludes_zero=bool(low > 0 or high < 0),
+        num_images=num_images,
+        num_resamples=num_resamples,
+        seed=seed,
+        level=level,
+    )

@@ -1,4 +1,5 @@
 """mIoU of each dataset, in its own label space, from one evaluation over a MultiDataset."""
+
 import os.path as osp
 from typing import Dict, Sequence
 
@@ -36,8 +37,10 @@ class MultiDatasetIoUMetric(IoUMetric):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         if self.format_only and self.output_dir is None:
-            raise ValueError('MultiDatasetIoUMetric: format_only=True scores nothing and writes '
-                             'the predictions to output_dir, which is not set')
+            raise ValueError(
+                'MultiDatasetIoUMetric: format_only=True scores nothing and writes '
+                'the predictions to output_dir, which is not set'
+            )
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         """IoUMetric's ``process`` on each sample in its dataset's label space and folder;

@@ -1,4 +1,5 @@
 """Evaluation as deployment sees it: a CDCL model that is not told where an image comes from."""
+
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence
 
@@ -34,6 +35,7 @@ class UnknownSourceMetric(BaseMetric):
         label_space (dict, optional): ``classes``, ``mapping`` (and ``palette``) as the model's.
             Defaults to None: every dataset has the first dataset's classes.
     """
+
     default_prefix = None
 
     def __init__(self, label_space: Optional[dict] = None, **kwargs):
@@ -47,9 +49,12 @@ class UnknownSourceMetric(BaseMetric):
             classes = {n: self.dataset_meta['datasets'][n]['classes'] for n in names}
             cfg = dict(self.label_space_cfg or dict(classes=classes[names[0]]))
             cfg.pop('dataset_classes', None)
-            self._space = LabelSpace(dataset_names=names,
-                                     num_classes=[len(classes[n]) for n in names],
-                                     dataset_classes=classes, **cfg)
+            self._space = LabelSpace(
+                dataset_names=names,
+                num_classes=[len(classes[n]) for n in names],
+                dataset_classes=classes,
+                **cfg,
+            )
         return self._space
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
@@ -57,32 +62,37 @@ class UnknownSourceMetric(BaseMetric):
         names = self.dataset_meta['dataset_names']
         for sample in data_samples:
             if 'pred_auto' not in sample:
-                raise KeyError('UnknownSourceMetric needs the predictions of every route: set '
-                               'the model\'s test_cfg.unknown_source=True')
+                raise KeyError(
+                    'UnknownSourceMetric needs the predictions of every route: set '
+                    "the model's test_cfg.unknown_source=True"
+                )
             merged = sample.get('pred_sem_seg', {}).get('data')
             if merged is not None and not torch.equal(merged, sample['pred_auto']['data']):
                 # The model predicts pred_sem_seg as auto: something merged predictions after it.
                 raise ValueError(
-                    'UnknownSourceMetric: the prediction (pred_sem_seg) is not auto\'s '
+                    "UnknownSourceMetric: the prediction (pred_sem_seg) is not auto's "
                     '(pred_auto), so it was changed after the model predicted the routes, e.g. '
                     'merged over the views of test-time augmentation, whose routes would be '
-                    'the last view\'s; test without --tta')
+                    "the last view's; test without --tta"
+                )
             source = sample['source_dataset']
             label = space.labels(sample['gt_sem_seg']['data'].squeeze(), names.index(source))
             areas = {}
             for key, value in sample.items():
                 if key.startswith('pred_') and key != 'pred_sem_seg':
                     pred = value['data'].squeeze().to(label)
-                    areas[key[len('pred_'):]] = [a.cpu() for a in IoUMetric.intersect_and_union(
-                        pred, label, len(space.classes), 255)]
+                    areas[key[len('pred_') :]] = [
+                        a.cpu()
+                        for a in IoUMetric.intersect_and_union(pred, label, len(space.classes), 255)
+                    ]
             self.results.append((source, sample['dataset_name'], areas))
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
-        sources = [n for n in self.dataset_meta['dataset_names']
-                   if any(r[0] == n for r in results)]
-        branches = sorted({r[1] for r in results} |
-                          {k[len('branch_'):] for r in results for k in r[2]
-                           if k.startswith('branch_')})
+        sources = [n for n in self.dataset_meta['dataset_names'] if any(r[0] == n for r in results)]
+        branches = sorted(
+            {r[1] for r in results}
+            | {k[len('branch_') :] for r in results for k in r[2] if k.startswith('branch_')}
+        )
         routes = ['oracle', 'auto', 'ensemble'] + [f'branch_{b}' for b in branches]
         metrics, table = OrderedDict(), []
         for source in sources:
@@ -99,15 +109,22 @@ class UnknownSourceMetric(BaseMetric):
                 metrics[f'choice/{source}/{branch}'] = chosen.count(branch)
             if source in branches:
                 metrics[f'{source}/branch_accuracy'] = round(
-                    100 * chosen.count(source) / len(chosen), 2)
+                    100 * chosen.count(source) / len(chosen), 2
+                )
             table.append(row + [' / '.join(str(chosen.count(b)) for b in branches)])
-        metrics['mIoU'] = float(np.round(np.mean(
-            [metrics[f'{s}/auto/mIoU'] for s in sources]), 2)) if sources else 0.0
+        metrics['mIoU'] = (
+            float(np.round(np.mean([metrics[f'{s}/auto/mIoU'] for s in sources]), 2))
+            if sources
+            else 0.0
+        )
         header = ['dataset'] + routes + [f'chosen: {" / ".join(branches)}']
         lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
         lines += ['| ' + ' | '.join(row) + ' |' for row in table]
-        print_log(f'mIoU (%) in the classes {list(self._label_space().classes)} of images of '
-                  'unknown source, by route:\n' + '\n'.join(lines), logger='current')
+        print_log(
+            f'mIoU (%) in the classes {list(self._label_space().classes)} of images of '
+            'unknown source, by route:\n' + '\n'.join(lines),
+            logger='current',
+        )
         return metrics
 
     @staticmethod

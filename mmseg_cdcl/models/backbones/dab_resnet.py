@@ -1,4 +1,5 @@
 """ResNet of Dataset-Aware Blocks (DAB): convs shared by all datasets, BatchNorms per dataset."""
+
 from mmseg.models.backbones import ResNet
 from mmseg.registry import MODELS
 
@@ -23,17 +24,18 @@ class DABResNet(ResNet):
         ...                 init_cfg=dict(type='Pretrained',
         ...                               checkpoint='open-mmlab://resnet18_v1c'))
     """
+
     plain_type = 'ResNet'  # what export_single_dataset turns it into
 
     def __init__(self, num_datasets: int, norm_cfg: dict = DSBN_CFG, **kwargs):
-        super().__init__(norm_cfg=dsbn_cfg(norm_cfg, num_datasets, type(self).__name__),
-                         **kwargs)
+        super().__init__(norm_cfg=dsbn_cfg(norm_cfg, num_datasets, type(self).__name__), **kwargs)
         self.num_datasets = num_datasets
 
 
 @MODELS.register_module()
 class DABResNetV1c(DABResNet):
     """ResNetV1c (deep stem) of Dataset-Aware Blocks, the backbone of the paper's PSPNet-R18."""
+
     plain_type = 'ResNetV1c'
 
     def __init__(self, **kwargs):

@@ -1,4 +1,5 @@
 """FCN head of Dataset-Aware Blocks with one classifier per dataset (PSPNet's auxiliary head)."""
+
 from mmseg.models.decode_heads import FCNHead
 from mmseg.registry import MODELS
 
@@ -14,4 +15,5 @@ class DABFCNHead(DatasetAwareHeadMixin, FCNHead):
         ...                       num_convs=1, num_classes=[19, 19, 11],
         ...                       loss_decode=dict(type='CrossEntropyLoss', loss_weight=0.4))
     """
+
     plain_type = 'FCNHead'

@@ -7,6 +7,7 @@ segmentor runs it once per dataset of a batch (:func:`head_dataset` sets the hea
 ``num_classes`` and ``ignore_index``), so losses that need more than the logits (boundaries, SE
 losses, cascades) are computed on that dataset's samples.
 """
+
 from contextlib import contextmanager
 from typing import Iterator, Optional, Sequence, Union
 
@@ -20,8 +21,10 @@ def per_dataset(value, num_datasets: int, key: str, owner: str) -> list:
     if value is None or isinstance(value, int):
         return [value] * num_datasets
     if len(value) != num_datasets:
-        raise ValueError(f'{owner}: {key} has {len(value)} entries but num_classes has '
-                         f'{num_datasets} (one per dataset)')
+        raise ValueError(
+            f'{owner}: {key} has {len(value)} entries but num_classes has '
+            f'{num_datasets} (one per dataset)'
+        )
     return list(value)
 
 
@@ -36,8 +39,9 @@ def is_dataset_aware(head: nn.Module) -> bool:
 
 
 @contextmanager
-def head_dataset(head: nn.Module, dataset: int,
-                 ignore_index: Optional[int] = None) -> Iterator[nn.Module]:
+def head_dataset(
+    head: nn.Module, dataset: int, ignore_index: Optional[int] = None
+) -> Iterator[nn.Module]:
     """The head's ``num_classes``, ``out_channels``, ``ignore_index`` and its losses'
     ``class_weight`` are those of ``dataset`` inside the block (its losses, OHEM sampler and
     predictions read them). A head shared by the datasets (e.g. STDC's boundary head) takes only
@@ -76,17 +80,25 @@ class DatasetAwareHeadMixin:
         **kwargs: Arguments of the MMSeg head.
     """
 
-    def __init__(self, num_classes: Sequence[int], ignore_index: Union[int, Sequence[int]] = 255,
-                 norm_cfg: dict = DSBN_CFG, **kwargs):
+    def __init__(
+        self,
+        num_classes: Sequence[int],
+        ignore_index: Union[int, Sequence[int]] = 255,
+        norm_cfg: dict = DSBN_CFG,
+        **kwargs,
+    ):
         name = type(self).__name__
         if isinstance(num_classes, int) or not num_classes:
-            raise ValueError(f'{name}: num_classes must list the classes of each dataset, '
-                             f'e.g. [19, 11], got {num_classes!r}')
+            raise ValueError(
+                f'{name}: num_classes must list the classes of each dataset, '
+                f'e.g. [19, 11], got {num_classes!r}'
+            )
         num_datasets = len(num_classes)
         ignore_index = per_dataset(ignore_index, num_datasets, 'ignore_index', name)
         norm_cfg = dsbn_cfg(norm_cfg, num_datasets, f'{name} with num_classes={list(num_classes)}')
-        super().__init__(num_classes=num_classes[0], ignore_index=ignore_index[0],
-                         norm_cfg=norm_cfg, **kwargs)
+        super().__init__(
+            num_classes=num_classes[0], ignore_index=ignore_index[0], norm_cfg=norm_cfg, **kwargs
+        )
         self.num_datasets = num_datasets
         self.dataset_num_classes = tuple(num_classes)
         self.dataset_ignore_index = tuple(ignore_index)

@@ -8,6 +8,16 @@ from .dataset_context import (
 from .dataset_statistics import DatasetStatistics, updated_buffers
 from .dsbn import DSBN, DSBN_CFG, DatasetBatchTooSmall, dsbn_cfg
 
-__all__ = ['DSBN', 'DSBN_CFG', 'DatasetAwareModule', 'DatasetBatchTooSmall', 'DatasetBranches',
-           'DatasetRouting', 'DatasetStatistics', 'dataset_aware_modules', 'dataset_context',
-           'dsbn_cfg', 'updated_buffers']
+__all__ = [
+    'DSBN',
+    'DSBN_CFG',
+    'DatasetAwareModule',
+    'DatasetBatchTooSmall',
+    'DatasetBranches',
+    'DatasetRouting',
+    'DatasetStatistics',
+    'dataset_aware_modules',
+    'dataset_context',
+    'dsbn_cfg',
+    'updated_buffers',
+]

@@ -1,4 +1,5 @@
 """One copy of a module per dataset: CDCL's per-dataset classifiers."""
+
 import re
 from typing import Iterable
 
@@ -32,22 +33,25 @@ class DatasetBranches(DatasetAwareModule, nn.ModuleList):
                 f'DatasetBranches({self.extra_repr()}) got a batch of several datasets '
                 f'{list(routing.datasets)}: '
                 'per-dataset classifiers run on one dataset at a time (the CDCL segmentor runs '
-                'each head once per dataset)')
+                'each head once per dataset)'
+            )
         return self[routing.single](x, *args, **kwargs)
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         own = re.compile(re.escape(prefix) + r'\d+\.')
         plain = [k for k in state_dict if k.startswith(prefix) and not own.match(k)]
         for key in plain:
             value = state_dict.pop(key)
-            name = key[len(prefix):]
+            name = key[len(prefix) :]
             for d, branch in enumerate(self):
                 target = branch.state_dict().get(name)
                 if target is not None and target.shape == value.shape:
                     state_dict[f'{prefix}{d}.{name}'] = value
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                      unexpected_keys, error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def extra_repr(self) -> str:
         return f'num_datasets={self.num_datasets}'

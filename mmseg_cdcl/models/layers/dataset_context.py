@@ -1,4 +1,5 @@
 """Routing of samples to dataset branches: which dataset each sample of a forward belongs to."""
+
 import numbers
 from contextlib import contextmanager
 from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
@@ -20,6 +21,7 @@ class DatasetRouting(NamedTuple):
     ``split_sizes`` are the groups' sizes when they are contiguous (for ``Tensor.split``);
     ``interleave`` is the cycle's length when the samples alternate.
     """
+
     groups: Tuple[Tuple[int, Union[slice, Tensor]], ...]
     single: Optional[int]
     num_samples: Optional[int]
@@ -32,26 +34,33 @@ class DatasetRouting(NamedTuple):
         if isinstance(dataset_idx, DatasetRouting):
             return dataset_idx
         if isinstance(dataset_idx, numbers.Integral) and not isinstance(dataset_idx, bool):
-            return cls(((int(dataset_idx), slice(None)), ), int(dataset_idx), None, True)
-        idx = (dataset_idx.detach().cpu() if isinstance(dataset_idx, Tensor) else
-               torch.as_tensor(np.asarray(dataset_idx)))
+            return cls(((int(dataset_idx), slice(None)),), int(dataset_idx), None, True)
+        idx = (
+            dataset_idx.detach().cpu()
+            if isinstance(dataset_idx, Tensor)
+            else torch.as_tensor(np.asarray(dataset_idx))
+        )
         if idx.dim() == 0 and not idx.is_floating_point() and idx.dtype != torch.bool:
             return cls.build(int(idx))  # a numpy or torch scalar: the whole batch
-        if idx.dim() != 1 or idx.numel() == 0 or idx.is_floating_point() or \
-                idx.dtype == torch.bool:
-            raise ValueError('dataset_idx must be an int or a non-empty 1-D sequence with one '
-                             f'integer dataset index per sample, got {dataset_idx!r}')
+        if idx.dim() != 1 or idx.numel() == 0 or idx.is_floating_point() or idx.dtype == torch.bool:
+            raise ValueError(
+                'dataset_idx must be an int or a non-empty 1-D sequence with one '
+                f'integer dataset index per sample, got {dataset_idx!r}'
+            )
         idx = idx.long()
         # Runs of equal indices: contiguous groups become slices (views, no copy).
         values, counts = torch.unique_consecutive(idx, return_counts=True)
         values, counts = values.tolist(), counts.tolist()
         if len(values) == 1:
-            return cls(((values[0], slice(None)), ), values[0], idx.numel(), True)
+            return cls(((values[0], slice(None)),), values[0], idx.numel(), True)
         num = len(set(values))
         cycle = idx[:num]
         # Alternating datasets, each every num-th sample: strided slices (views, no copy).
-        alternate = (idx.numel() % num == 0 and len(set(cycle.tolist())) == num
-                     and torch.equal(idx.view(-1, num), cycle.expand(idx.numel() // num, num)))
+        alternate = (
+            idx.numel() % num == 0
+            and len(set(cycle.tolist())) == num
+            and torch.equal(idx.view(-1, num), cycle.expand(idx.numel() // num, num))
+        )
         if num == len(values):
             starts = [0] + torch.tensor(counts).cumsum(0).tolist()
             groups = tuple((d, slice(starts[i], starts[i + 1])) for i, d in enumerate(values))
@@ -70,11 +79,14 @@ class DatasetRouting(NamedTuple):
         """Each group's positions in a batch of ``num_samples`` samples, in the order of
         ``groups`` (to pick the group's data samples, or any per-sample list)."""
         if self.num_samples not in (None, num_samples):
-            raise ValueError(f'a routing of {self.num_samples} samples cannot partition a batch '
-                             f'of {num_samples}')
+            raise ValueError(
+                f'a routing of {self.num_samples} samples cannot partition a batch of {num_samples}'
+            )
         every = range(num_samples)
-        return tuple(list(every[rows]) if isinstance(rows, slice) else rows.tolist()
-                     for _, rows in self.groups)
+        return tuple(
+            list(every[rows]) if isinstance(rows, slice) else rows.tolist()
+            for _, rows in self.groups
+        )
 
     def split(self, x: Tensor) -> Tuple[Tensor, ...]:
         """``x``'s rows of each group, each a dense tensor, in the order of ``groups``. The
@@ -85,14 +97,15 @@ class DatasetRouting(NamedTuple):
             if isinstance(x, (list, tuple)):
                 parts = [self.split(element) for element in x]
                 return tuple(type(x)(p[g] for p in parts) for g in range(len(self.groups)))
-            return (x, ) * len(self.groups)
+            return (x,) * len(self.groups)
         if self.single is not None:
-            return (x, )
+            return (x,)
         if self.split_sizes is not None:
             return x.split(self.split_sizes)
         if self.interleave is not None:
-            return tuple(part.contiguous() for part in
-                         x.reshape(-1, self.interleave, *x.shape[1:]).unbind(1))
+            return tuple(
+                part.contiguous() for part in x.reshape(-1, self.interleave, *x.shape[1:]).unbind(1)
+            )
         return tuple(x.index_select(0, rows.to(x.device)) for _, rows in self.groups)
 
 
@@ -103,6 +116,7 @@ class DatasetAwareModule:
     The routing of their last forward is kept for a recomputation during the backward
     (gradient checkpointing, MMSeg's ``with_cp``), which runs after the context has exited.
     """
+
     num_datasets: int
     # Dataset d's state lies under '<module>.<branch_prefix><d>.' in state dicts: loading maps
     # a checkpoint's branches to the model's by dataset name through it.
@@ -114,8 +128,10 @@ class DatasetAwareModule:
     def check_routing(self, routing: DatasetRouting, name: str) -> None:
         for d in routing.datasets:
             if not 0 <= d < self.num_datasets:
-                raise IndexError(f'dataset index {d} is out of range for {type(self).__name__} '
-                                 f"'{name}' with num_datasets={self.num_datasets}")
+                raise IndexError(
+                    f'dataset index {d} is out of range for {type(self).__name__} '
+                    f"'{name}' with num_datasets={self.num_datasets}"
+                )
 
     def routing(self, batch_size: int) -> DatasetRouting:
         """The routing of the current forward, checked against its batch size.
@@ -133,10 +149,13 @@ class DatasetAwareModule:
                 f'{type(self).__name__}({self.extra_repr()}) was called outside '
                 f'mmseg_cdcl.dataset_context: with num_datasets={self.num_datasets} it needs to '
                 'know which dataset each sample comes from; wrap the forward in '
-                '`with dataset_context(model, dataset_idx):`')
+                '`with dataset_context(model, dataset_idx):`'
+            )
         if routing.num_samples not in (None, batch_size):
-            raise ValueError(f'{type(self).__name__} got a batch of {batch_size} samples but '
-                             f'dataset_context was given {routing.num_samples} dataset indices')
+            raise ValueError(
+                f'{type(self).__name__} got a batch of {batch_size} samples but '
+                f'dataset_context was given {routing.num_samples} dataset indices'
+            )
         if routing is not self._last_routing:
             _set(self, '_several_routings', self._last_routing is not None)
             _set(self, '_last_routing', routing)
@@ -149,7 +168,8 @@ class DatasetAwareModule:
                 f'{type(self).__name__}({self.extra_repr()}) is recomputed in the backward '
                 '(gradient checkpointing) but ran for several dataset routings in this step, so '
                 'which one to use is unknown: use with_cp only in modules that run once per step '
-                '(the backbone and neck)')
+                '(the backbone and neck)'
+            )
         return self._last_routing
 
     def forget_routing(self) -> None:
@@ -168,9 +188,9 @@ def dataset_aware_modules(model: nn.Module) -> List[Tuple[str, DatasetAwareModul
 
 
 @contextmanager
-def dataset_context(model: nn.Module, dataset_idx: DatasetIndex,
-                    modules: Optional[List[DatasetAwareModule]] = None
-                    ) -> Iterator[DatasetRouting]:
+def dataset_context(
+    model: nn.Module, dataset_idx: DatasetIndex, modules: Optional[List[DatasetAwareModule]] = None
+) -> Iterator[DatasetRouting]:
     """Route the forwards inside the block to dataset branches.
 
     Args:

@@ -7,6 +7,7 @@ are found, not listed (:func:`updated_buffers`: a training forward, compared bef
 and their modules become :class:`DatasetStatistics`, one copy per dataset, as DSBN keeps
 BatchNorm's statistics per dataset.
 """
+
 import copy
 from typing import Callable, Dict, List, Sequence
 
@@ -33,12 +34,15 @@ class DatasetStatistics(DatasetBranches):
         routing = self.routing(x.shape[0])
         if routing.single is not None:
             return self[routing.single](x, *args, **kwargs)
-        parts = [self[d](part, *args, **kwargs)
-                 for (d, _), part in zip(routing.groups, routing.split(x))]
+        parts = [
+            self[d](part, *args, **kwargs) for (d, _), part in zip(routing.groups, routing.split(x))
+        ]
         if not all(isinstance(p, Tensor) for p in parts):
-            raise TypeError(f'DatasetStatistics({self.extra_repr()}) of {type(self[0]).__name__} '
-                            'got a batch of several datasets, but the module does not return '
-                            'one tensor to put the datasets\' rows back together')
+            raise TypeError(
+                f'DatasetStatistics({self.extra_repr()}) of {type(self[0]).__name__} '
+                'got a batch of several datasets, but the module does not return '
+                "one tensor to put the datasets' rows back together"
+            )
         if routing.split_sizes is not None:
             return torch.cat(parts)
         out = parts[0].new_empty((routing.num_samples, *parts[0].shape[1:]))
@@ -68,8 +72,9 @@ def _branch_of(module: DatasetAwareModule, d: int) -> nn.Module:
     return module.bns[d] if isinstance(module, DSBN) else module[d]
 
 
-def updated_buffers(model: nn.Module, forward: Callable[[], object],
-                    candidates: Sequence[str]) -> List[str]:
+def updated_buffers(
+    model: nn.Module, forward: Callable[[], object], candidates: Sequence[str]
+) -> List[str]:
     """The buffers among ``candidates`` (names in ``model``) that a training forward changes.
 
     ``forward`` runs with ``model`` in training mode, without gradients and on a fork of the
@@ -79,15 +84,15 @@ def updated_buffers(model: nn.Module, forward: Callable[[], object],
     modules = list(model.modules())
     training = [m.training for m in modules]
     held = [dict(m._buffers) for m in modules]
-    values: Dict[int, Tensor] = {id(t): t.clone() for buffers in held for t in buffers.values()
-                                 if t is not None}
+    values: Dict[int, Tensor] = {
+        id(t): t.clone() for buffers in held for t in buffers.values() if t is not None
+    }
     before = {name: model.get_buffer(name).clone() for name in candidates}
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             model.train()
             forward()
-        changed = [name for name in candidates
-                   if not _same(before[name], _buffer(model, name))]
+        changed = [name for name in candidates if not _same(before[name], _buffer(model, name))]
     finally:
         with torch.no_grad():
             for m, mode, buffers in zip(modules, training, held):
@@ -108,5 +113,9 @@ def _buffer(model: nn.Module, name: str):
 
 
 def _same(a: Tensor, b) -> bool:
-    return isinstance(b, Tensor) and a.shape == b.shape and a.dtype == b.dtype and \
-        torch.equal(a, b.to(a.device))
+    return (
+        isinstance(b, Tensor)
+        and a.shape == b.shape
+        and a.dtype == b.dtype
+        and torch.equal(a, b.to(a.device))
+    )

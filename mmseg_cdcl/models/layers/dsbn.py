@@ -1,4 +1,5 @@
 """Dataset-Specific BatchNorm (DSBN), the norm of CDCL's Dataset-Aware Block."""
+
 import copy
 import re
 from typing import Optional
@@ -54,11 +55,18 @@ class DSBN(DatasetAwareModule, nn.Module):
         >>> norm_cfg = dict(type='DSBN', num_datasets=2, requires_grad=True)
         >>> backbone = dict(type='ResNetV1c', depth=18, norm_cfg=norm_cfg)
     """
+
     _abbr_ = 'bn'  # layer names and checkpoint keys stay MMSeg's (bn1, ...)
     branch_prefix = 'bns.'
 
-    def __init__(self, num_features: int, num_datasets: int, sync: bool = False,
-                 branch: Optional[nn.Module] = None, **kwargs):
+    def __init__(
+        self,
+        num_features: int,
+        num_datasets: int,
+        sync: bool = False,
+        branch: Optional[nn.Module] = None,
+        **kwargs,
+    ):
         super().__init__()
         if not isinstance(num_datasets, int) or num_datasets < 1:
             raise ValueError(f'DSBN num_datasets must be a positive int, got {num_datasets!r}')
@@ -97,8 +105,11 @@ class DSBN(DatasetAwareModule, nn.Module):
         first._check_input_dim(x)  # the same error whatever path a mixed batch takes
         bns = [branches[d] for d in routing.datasets]
         # One BatchNorm call for several datasets, where no branch synchronises over GPUs.
-        fused = x.dim() == 4 and not self._synchronising() and (
-            x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))
+        fused = (
+            x.dim() == 4
+            and not self._synchronising()
+            and (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))
+        )
         if routing.interleave and fused and interleavable(bns):
             # Alternating datasets (the sampler's batches): one BatchNorm, no copies.
             return interleaved_batch_norm(x, bns)
@@ -111,8 +122,11 @@ class DSBN(DatasetAwareModule, nn.Module):
             parts = [bn(part) for bn, part in zip(bns, x.split(routing.split_sizes))]
             return torch.cat(parts)
         # Dense copies: BatchNorm's kernels for a strided batch are slower and sum otherwise.
-        fmt = (torch.channels_last if x.dim() == 4 and x.is_contiguous(
-            memory_format=torch.channels_last) else torch.contiguous_format)
+        fmt = (
+            torch.channels_last
+            if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+            else torch.contiguous_format
+        )
         out = torch.empty_like(x)
         for bn, (_, rows) in zip(bns, routing.groups):
             out[rows] = bn(x[rows].contiguous(memory_format=fmt))
@@ -120,8 +134,12 @@ class DSBN(DatasetAwareModule, nn.Module):
 
     def _synchronising(self) -> bool:
         """Whether the branches are SyncBatchNorms that synchronise in this forward."""
-        return (isinstance(self.bns[0], nn.SyncBatchNorm) and self.bns[0].training
-                and torch.distributed.is_available() and torch.distributed.is_initialized())
+        return (
+            isinstance(self.bns[0], nn.SyncBatchNorm)
+            and self.bns[0].training
+            and torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+        )
 
     def _check_values_per_channel(self, x: Tensor, routing: DatasetRouting) -> None:
         """BatchNorm's own check, per dataset: the grouped paths would write NaN statistics."""
@@ -133,16 +151,20 @@ class DSBN(DatasetAwareModule, nn.Module):
                     f'DSBN({self.extra_repr()}): dataset {d} has {count} value per channel in '
                     f'this training batch (input {tuple(x.shape)}); its batch statistics need '
                     'more than 1, e.g. 2 or more of its samples per process before a 1x1 '
-                    'pooling', dataset=d)
+                    'pooling',
+                    dataset=d,
+                )
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         branch_keys = re.compile(re.escape(prefix) + r'bns\.(\d+)\.')
         branches = {int(m.group(1)) for k in state_dict if (m := branch_keys.match(k))}
         if branches and branches != set(range(self.num_datasets)):
             raise ValueError(
                 f"DSBN '{prefix[:-1]}': the checkpoint has {len(branches)} dataset branches "
-                f'but the model has num_datasets={self.num_datasets}')
+                f'but the model has num_datasets={self.num_datasets}'
+            )
         if not branches:
             # A plain BatchNorm checkpoint: every dataset starts from its statistics.
             for key in _BN_STATE:
@@ -150,8 +172,9 @@ class DSBN(DatasetAwareModule, nn.Module):
                     value = state_dict.pop(prefix + key)
                     for d in range(self.num_datasets):
                         state_dict[f'{prefix}bns.{d}.{key}'] = value
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                      unexpected_keys, error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     @staticmethod
     def plain_cfg(norm_cfg: dict) -> dict:
@@ -174,6 +197,8 @@ def dsbn_cfg(norm_cfg: dict, num_datasets: int, owner: str) -> dict:
         return norm_cfg
     given = norm_cfg.setdefault('num_datasets', num_datasets)
     if given != num_datasets:
-        raise ValueError(f'{owner}: norm_cfg has num_datasets={given} but the module is built '
-                         f'for {num_datasets} datasets')
+        raise ValueError(
+            f'{owner}: norm_cfg has num_datasets={given} but the module is built '
+            f'for {num_datasets} datasets'
+        )
     return norm_cfg

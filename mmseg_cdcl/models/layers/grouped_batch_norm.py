@@ -1,4 +1,5 @@
 """DSBN's mixed batch without copies: each dataset's samples through its own BatchNorm."""
+
 import warnings
 from functools import lru_cache
 from typing import Optional, Sequence
@@ -15,8 +16,12 @@ def groupable(bns: Sequence[nn.Module]) -> bool:
     """Whether :func:`grouped_batch_norm` computes exactly what these branches' forwards do:
     ``nn.BatchNorm2d`` (or ``nn.SyncBatchNorm`` that does not synchronise: the caller checks)
     with running statistics and a momentum (the BatchNorm defaults)."""
-    return all(type(bn).forward in _BATCH_NORM_FORWARDS and bn.track_running_stats
-               and bn.momentum is not None for bn in bns)
+    return all(
+        type(bn).forward in _BATCH_NORM_FORWARDS
+        and bn.track_running_stats
+        and bn.momentum is not None
+        for bn in bns
+    )
 
 
 # BatchNorm2d's and SyncBatchNorm's forward (which subclasses such as mmengine's SyncBatchNorm,
@@ -38,17 +43,29 @@ def interleaved_batch_norm(x: Tensor, bns: Sequence[nn.BatchNorm2d]) -> Tensor:
     if not x.is_contiguous():
         warnings.warn(
             'DSBN got a channels_last batch of alternating datasets, which it copies to NCHW '
-            'and back; for channels_last models, set MultiDatasetSampler(interleave=False)')
+            'and back; for channels_last models, set MultiDatasetSampler(interleave=False)'
+        )
         out = interleaved_batch_norm(x.contiguous(), bns)
         return out.contiguous(memory_format=torch.channels_last)
     num, first = len(bns), bns[0]
     n, c = x.shape[:2]
-    weight, bias = ((None if getattr(first, key) is None else
-                     torch.cat([getattr(bn, key) for bn in bns])) for key in ('weight', 'bias'))
-    mean, var = (torch.cat([getattr(bn, key) for bn in bns])
-                 for key in ('running_mean', 'running_var'))
-    out = F.batch_norm(x.view(n // num, num * c, *x.shape[2:]), mean, var, weight, bias,
-                       first.training, first.momentum, first.eps)
+    weight, bias = (
+        (None if getattr(first, key) is None else torch.cat([getattr(bn, key) for bn in bns]))
+        for key in ('weight', 'bias')
+    )
+    mean, var = (
+        torch.cat([getattr(bn, key) for bn in bns]) for key in ('running_mean', 'running_var')
+    )
+    out = F.batch_norm(
+        x.view(n // num, num * c, *x.shape[2:]),
+        mean,
+        var,
+        weight,
+        bias,
+        first.training,
+        first.momentum,
+        first.eps,
+    )
     if first.training:  # the running statistics were updated side by side
         for bn, bn_mean, bn_var in zip(bns, mean.chunk(num), var.chunk(num)):
             bn.running_mean.copy_(bn_mean)
@@ -62,8 +79,13 @@ def interleaved_batch_norm(x: Tensor, bns: Sequence[nn.BatchNorm2d]) -> Tensor:
 def interleavable(bns: Sequence[nn.Module]) -> bool:
     """Whether :func:`interleaved_batch_norm` computes what these branches' forwards do: alike
     branches for which :func:`groupable` holds."""
-    return groupable(bns) and len({(bn.training, bn.eps, bn.momentum, bn.affine,
-                                    bn.running_mean.dtype) for bn in bns}) == 1
+    return (
+        groupable(bns)
+        and len(
+            {(bn.training, bn.eps, bn.momentum, bn.affine, bn.running_mean.dtype) for bn in bns}
+        )
+        == 1
+    )
 
 
 def grouped_batch_norm(x: Tensor, sizes: Sequence[int], bns: Sequence[nn.BatchNorm2d]) -> Tensor:
@@ -78,7 +100,6 @@ def grouped_batch_norm(x: Tensor, sizes: Sequence[int], bns: Sequence[nn.BatchNo
 
 
 class _GroupedBatchNorm(Function):
-
     @staticmethod
     def forward(ctx, x: Tensor, sizes, bns, *params: Optional[Tensor]) -> Tensor:
         out = torch.empty_like(x)  # keeps x's memory format (channels_last): rows stay dense
@@ -89,9 +110,18 @@ class _GroupedBatchNorm(Function):
                 bn.num_batches_tracked.add_(1)
             mean, invstd = (x.new_empty(0, dtype=stat_dtype) for _ in range(2))
             aten.native_batch_norm.out(
-                x.narrow(0, start, size), bn.weight, bn.bias, bn.running_mean, bn.running_var,
-                bn.training, bn.momentum, bn.eps, out=out.narrow(0, start, size),
-                save_mean=mean, save_invstd=invstd)
+                x.narrow(0, start, size),
+                bn.weight,
+                bn.bias,
+                bn.running_mean,
+                bn.running_var,
+                bn.training,
+                bn.momentum,
+                bn.eps,
+                out=out.narrow(0, start, size),
+                save_mean=mean,
+                save_invstd=invstd,
+            )
             stats += [mean, invstd]
             start += size
         ctx.sizes, ctx.bns = sizes, bns
@@ -102,18 +132,29 @@ class _GroupedBatchNorm(Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         num = len(ctx.sizes)
-        x, params, stats = (ctx.saved_tensors[0], ctx.saved_tensors[1:1 + 2 * num],
-                            ctx.saved_tensors[1 + 2 * num:])
+        x, params, stats = (
+            ctx.saved_tensors[0],
+            ctx.saved_tensors[1 : 1 + 2 * num],
+            ctx.saved_tensors[1 + 2 * num :],
+        )
         needs_x = ctx.needs_input_grad[0]
         grad_x = torch.empty_like(x) if needs_x else None
         grad_params, start = [], 0
         for i, (size, bn) in enumerate(zip(ctx.sizes, ctx.bns)):
-            mask = [needs_x, *ctx.needs_input_grad[3 + 2 * i:5 + 2 * i]]
+            mask = [needs_x, *ctx.needs_input_grad[3 + 2 * i : 5 + 2 * i]]
             rows = grad_x.narrow(0, start, size) if needs_x else None
             grad_rows, *grads = aten.native_batch_norm_backward(
-                grad.narrow(0, start, size), x.narrow(0, start, size), params[2 * i],
-                bn.running_mean, bn.running_var, stats[2 * i], stats[2 * i + 1],
-                ctx.training[i], bn.eps, mask)
+                grad.narrow(0, start, size),
+                x.narrow(0, start, size),
+                params[2 * i],
+                bn.running_mean,
+                bn.running_var,
+                stats[2 * i],
+                stats[2 * i + 1],
+                ctx.training[i],
+                bn.eps,
+                mask,
+            )
             if needs_x:
                 rows.copy_(grad_rows)
             grad_params += [g if m else None for g, m in zip(grads, mask[1:])]

@@ -1,4 +1,5 @@
 """The CDCL segmentor of cascade models (OCRNet, PointRend)."""
+
 from mmseg.models.segmentors import CascadeEncoderDecoder
 from mmseg.registry import MODELS
 
@@ -20,6 +21,7 @@ class CDCLCascadeEncoderDecoder(CDCLEncoderDecoder, CascadeEncoderDecoder):
         num_stages (int): Stages of the cascade, as in MMSeg.
         **kwargs: Arguments of :class:`CDCLEncoderDecoder`.
     """
+
     plain_type = 'CascadeEncoderDecoder'
 
     def _decode_losses(self, feats, parts, routing, groups):
@@ -27,6 +29,7 @@ class CDCLCascadeEncoderDecoder(CDCLEncoderDecoder, CascadeEncoderDecoder):
         losses = {}
         for g, (d, _, samples) in enumerate(groups):
             with self.dataset(d):
-                losses[d] = CascadeEncoderDecoder._decode_head_forward_train(self, parts()[g],
-                                                                             samples)
+                losses[d] = CascadeEncoderDecoder._decode_head_forward_train(
+                    self, parts()[g], samples
+                )
         return losses

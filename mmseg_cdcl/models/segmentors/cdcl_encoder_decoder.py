@@ -1,4 +1,5 @@
 """The CDCL segmentor: one network, one branch per dataset, L = Σ_i w_i·L_i."""
+
 import functools
 from contextlib import ExitStack, contextmanager
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -101,6 +102,7 @@ class CDCLEncoderDecoder(EncoderDecoder):
         ...     decode_head=dict(type='DABPSPHead', num_classes=[19, 19], ...),
         ...     auxiliary_head=dict(type='DABFCNHead', num_classes=[19, 19], ...))
     """
+
     plain_type = 'EncoderDecoder'  # what export_single_dataset turns it into
 
     def __new__(cls, *args, **kwargs):
@@ -108,24 +110,34 @@ class CDCLEncoderDecoder(EncoderDecoder):
             cls = MODELS.get('CDCLCascadeEncoderDecoder')  # a stock cascade config, converted
         return super().__new__(cls)
 
-    def __init__(self,
-                 dataset_names: Sequence[str],
-                 num_classes: Optional[Sequence[int]] = None,
-                 ignore_index: Optional[Union[int, Sequence[int]]] = None,
-                 loss_weights: Optional[Union[Sequence[float], Dict[str, float]]] = None,
-                 default_dataset: Optional[Union[str, int]] = None,
-                 label_space: Optional[dict] = None,
-                 branch_selection: Optional[dict] = None,
-                 branch_map: Optional[Dict[str, str]] = None,
-                 **kwargs):
+    def __init__(
+        self,
+        dataset_names: Sequence[str],
+        num_classes: Optional[Sequence[int]] = None,
+        ignore_index: Optional[Union[int, Sequence[int]]] = None,
+        loss_weights: Optional[Union[Sequence[float], Dict[str, float]]] = None,
+        default_dataset: Optional[Union[str, int]] = None,
+        label_space: Optional[dict] = None,
+        branch_selection: Optional[dict] = None,
+        branch_map: Optional[Dict[str, str]] = None,
+        **kwargs,
+    ):
         # Every refusal that needs only the config comes before the model is built.
         self.dataset_names = self._checked_names(dataset_names)
         if num_classes is not None:
             check_convertible(kwargs, self.dataset_names, num_classes, ignore_index)
-        default_dataset = (default_dataset if default_dataset in (None, AUTO, ENSEMBLE)
-                           else self.dataset_index(default_dataset, 'default_dataset'))
-        check_ensemble(self.dataset_names, default_dataset, label_space, kwargs.get('test_cfg'),
-                       config_classes(num_classes, kwargs))
+        default_dataset = (
+            default_dataset
+            if default_dataset in (None, AUTO, ENSEMBLE)
+            else self.dataset_index(default_dataset, 'default_dataset')
+        )
+        check_ensemble(
+            self.dataset_names,
+            default_dataset,
+            label_space,
+            kwargs.get('test_cfg'),
+            config_classes(num_classes, kwargs),
+        )
         branch_selector = BranchSelector(**(branch_selection or {}))
         loss_weights = dataset_loss_weights(loss_weights, self.dataset_names)
         branch_map = checked_branch_map(branch_map, self.dataset_names)
@@ -136,14 +148,27 @@ class CDCLEncoderDecoder(EncoderDecoder):
         self.loss_weights = loss_weights
         self.default_dataset = default_dataset
         check_branches(self, len(self.dataset_names))
-        check_ensemble(self.dataset_names, default_dataset, label_space, self.test_cfg,
-                       self.classes_per_dataset())
-        self.label_space = None if label_space is None else LabelSpace(
-            dataset_names=self.dataset_names, num_classes=self.classes_per_dataset(),
-            defer_class_names=True, **label_space)
+        check_ensemble(
+            self.dataset_names,
+            default_dataset,
+            label_space,
+            self.test_cfg,
+            self.classes_per_dataset(),
+        )
+        self.label_space = (
+            None
+            if label_space is None
+            else LabelSpace(
+                dataset_names=self.dataset_names,
+                num_classes=self.classes_per_dataset(),
+                defer_class_names=True,
+                **label_space,
+            )
+        )
         # Class names of the datasets, where known: stated in checkpoints, checked at loading.
         self.dataset_classes: Dict[str, Tuple[str, ...]] = dict(
-            getattr(self.label_space, 'dataset_classes', {}))
+            getattr(self.label_space, 'dataset_classes', {})
+        )
         self.branch_map = branch_map
         self.register_state_dict_post_hook(state_datasets)
         self.branch_selector = branch_selector
@@ -159,11 +184,15 @@ class CDCLEncoderDecoder(EncoderDecoder):
             raise ValueError(f'dataset_names must list the datasets, got {names!r}')
         for name in names:
             if not isinstance(name, str) or not name or '.' in name or '/' in name:
-                raise ValueError(f'dataset name {name!r}: expected a non-empty string without '
-                                 "'.' or '/' (they separate dataset, head and loss in log keys)")
+                raise ValueError(
+                    f'dataset name {name!r}: expected a non-empty string without '
+                    "'.' or '/' (they separate dataset, head and loss in log keys)"
+                )
             if name in (AUTO, ENSEMBLE):
-                raise ValueError(f'dataset name {name!r} is reserved: default_dataset={name!r} '
-                                 'chooses among the datasets')
+                raise ValueError(
+                    f'dataset name {name!r} is reserved: default_dataset={name!r} '
+                    'chooses among the datasets'
+                )
         if len(set(names)) != len(names):
             raise ValueError(f'dataset_names={list(names)} names a dataset twice')
         return tuple(names)
@@ -178,8 +207,9 @@ class CDCLEncoderDecoder(EncoderDecoder):
     @dataset_meta.setter
     def dataset_meta(self, meta: Optional[dict]) -> None:
         datasets = (meta or {}).get('datasets') or {}
-        self.set_dataset_classes({name: m.get('classes') for name, m in datasets.items()
-                                  if isinstance(m, dict)})
+        self.set_dataset_classes(
+            {name: m.get('classes') for name, m in datasets.items() if isinstance(m, dict)}
+        )
         self.__dict__['_dataset_meta'] = meta
 
     def set_dataset_classes(self, classes: Dict[str, Optional[Sequence[str]]]) -> None:
@@ -212,28 +242,35 @@ class CDCLEncoderDecoder(EncoderDecoder):
         if aware:
             return tuple(aware[0].dataset_ignore_index)
         if ignore_index is None or isinstance(ignore_index, int):
-            ignore_index = [self.decode_head_of_classes().ignore_index if ignore_index is None
-                            else ignore_index] * len(self.dataset_names)
+            ignore_index = [
+                self.decode_head_of_classes().ignore_index if ignore_index is None else ignore_index
+            ] * len(self.dataset_names)
         return tuple(ignore_index)
 
     def classes_per_dataset(self) -> Tuple[int, ...]:
         """Classes of each dataset."""
         head = self.decode_head_of_classes()
-        return tuple(getattr(head, 'dataset_num_classes', [head.num_classes] *
-                             len(self.dataset_names)))
+        return tuple(
+            getattr(head, 'dataset_num_classes', [head.num_classes] * len(self.dataset_names))
+        )
 
     def decode_head_of_classes(self) -> nn.Module:
         """The head whose predictions are the model's (the last stage of a cascade)."""
-        return self.decode_head[-1] if isinstance(self.decode_head, nn.ModuleList) else \
-            self.decode_head
+        return (
+            self.decode_head[-1]
+            if isinstance(self.decode_head, nn.ModuleList)
+            else self.decode_head
+        )
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         """The checkpoint checked against the model and its branches mapped to the model's
         datasets (by name where it states them) first: see :func:`prepare_state_dict`."""
         prepare_state_dict(self, state_dict, prefix, local_metadata)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                      unexpected_keys, error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def dataset_index(self, dataset: Union[str, int], key: str = 'dataset') -> int:
         """Index of a dataset given by name or index."""
@@ -241,8 +278,7 @@ class CDCLEncoderDecoder(EncoderDecoder):
             return dataset
         if dataset in self.dataset_names:
             return self.dataset_names.index(dataset)
-        raise ValueError(f'{key}={dataset!r} is not one of the datasets '
-                         f'{list(self.dataset_names)}')
+        raise ValueError(f'{key}={dataset!r} is not one of the datasets {list(self.dataset_names)}')
 
     def dataset_indices(self, data_samples: Optional[list], batch_size: int) -> List[int]:
         """The model's dataset index of each sample, from its metainfo ``dataset_name``
@@ -253,20 +289,24 @@ class CDCLEncoderDecoder(EncoderDecoder):
         for i, sample in enumerate(data_samples):
             meta = {} if sample is None else sample.metainfo
             if meta.get('dataset_name') is not None:
-                indices.append(self.dataset_index(meta['dataset_name'],
-                                                  f"sample {i}'s dataset_name"))
+                indices.append(
+                    self.dataset_index(meta['dataset_name'], f"sample {i}'s dataset_name")
+                )
             elif meta.get('dataset_idx') is not None:
-                indices.append(self.dataset_index(int(meta['dataset_idx']),
-                                                  f"sample {i}'s dataset_idx"))
+                indices.append(
+                    self.dataset_index(int(meta['dataset_idx']), f"sample {i}'s dataset_idx")
+                )
             elif self.default_dataset is not None:  # None: to choose (auto, ensemble)
-                indices.append(self.default_dataset if isinstance(self.default_dataset, int)
-                               else None)
+                indices.append(
+                    self.default_dataset if isinstance(self.default_dataset, int) else None
+                )
             else:
-                where = f" ({meta['img_path']})" if 'img_path' in meta else ''
+                where = f' ({meta["img_path"]})' if 'img_path' in meta else ''
                 raise ValueError(
                     f"sample {i}{where} has no 'dataset_idx' in its metainfo, so "
                     'CDCLEncoderDecoder cannot tell which dataset branch it belongs to; load '
-                    'data through MultiDataset, or set model.default_dataset')
+                    'data through MultiDataset, or set model.default_dataset'
+                )
         return indices
 
     def aware_modules(self) -> List[DatasetAwareModule]:
@@ -301,9 +341,11 @@ class CDCLEncoderDecoder(EncoderDecoder):
         if indices is None:
             indices = self.dataset_indices(data_samples, len(inputs))
         if None in indices:
-            raise ValueError(f'default_dataset={self.default_dataset!r} chooses a branch for '
-                             'inference; training and tensor outputs need each sample\'s '
-                             'dataset (MultiDataset sets it)')
+            raise ValueError(
+                f'default_dataset={self.default_dataset!r} chooses a branch for '
+                "inference; training and tensor outputs need each sample's "
+                'dataset (MultiDataset sets it)'
+            )
         routing = DatasetRouting.build(indices)
         groups = []
         for d, positions in zip(routing.datasets, routing.positions(len(inputs))):
@@ -336,8 +378,12 @@ class CDCLEncoderDecoder(EncoderDecoder):
 
     def _decode_losses(self, feats, parts, routing: DatasetRouting, groups) -> Dict[int, dict]:
         """Each dataset's losses of the decode head, named as MMSeg names them."""
-        return {d: add_prefix(losses, 'decode') for d, losses in
-                self._head_losses(self.decode_head, feats, parts, routing, groups).items()}
+        return {
+            d: add_prefix(losses, 'decode')
+            for d, losses in self._head_losses(
+                self.decode_head, feats, parts, routing, groups
+            ).items()
+        }
 
     def _auxiliary_heads(self) -> List[Tuple[str, nn.Module]]:
         """The auxiliary heads with MMSeg's prefixes of their losses."""
@@ -346,8 +392,9 @@ class CDCLEncoderDecoder(EncoderDecoder):
             return [(f'aux_{i}', head) for i, head in enumerate(heads)]
         return [] if heads is None else [('aux', heads)]
 
-    def _head_losses(self, head: nn.Module, feats, parts, routing: DatasetRouting,
-                     groups) -> Dict[int, dict]:
+    def _head_losses(
+        self, head: nn.Module, feats, parts, routing: DatasetRouting, groups
+    ) -> Dict[int, dict]:
         """Each dataset's losses of one head. A head of MMSeg's usual form
         (``cls_seg(_forward_feature(inputs))``, BaseDecodeHead's loss) runs its convs once on
         the batch of all datasets (DSBN normalising each dataset's samples with its own
@@ -409,8 +456,9 @@ class CDCLEncoderDecoder(EncoderDecoder):
         with self._shared_features.sharing(self):
             return predict_unknown(self, inputs, data_samples, indices, unknown)
 
-    def predict_routed(self, inputs: Tensor, data_samples: Optional[list],
-                       indices: List[int]) -> list:
+    def predict_routed(
+        self, inputs: Tensor, data_samples: Optional[list], indices: List[int]
+    ) -> list:
         """``predict`` of each sample with the branch of its dataset ``indices[i]``."""
         routing, groups = self._groups(inputs, data_samples, indices)
         results = [None] * len(inputs)
@@ -437,4 +485,3 @@ class CDCLEncoderDecoder(EncoderDecoder):
             with self.dataset(d):
                 outputs.append(super()._forward(part, samples))
         return outputs[0] if len(outputs) == 1 else outputs
-

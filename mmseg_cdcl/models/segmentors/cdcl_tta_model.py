@@ -1,5 +1,6 @@
 """Test-time augmentation of a CDCL model: MMSeg's, with each image's dataset scores from all
 its views."""
+
 from typing import List
 
 import torch
@@ -29,9 +30,10 @@ class CDCLTTAModel(SegTTAModel):
         if (getattr(self.module, 'test_cfg', None) or {}).get('unknown_source', False):
             raise ValueError(
                 'test-time augmentation (tools/test.py --tta) of a model with '
-                'test_cfg.unknown_source=True: each route\'s prediction is a label map, so the '
+                "test_cfg.unknown_source=True: each route's prediction is a label map, so the "
                 'views of an image cannot be merged, and UnknownSourceMetric would score one '
-                'view; test without --tta')
+                'view; test without --tta'
+            )
 
     def merge_preds(self, data_samples_list: List[SampleList]) -> SampleList:
         merged = super().merge_preds(data_samples_list)
@@ -40,11 +42,16 @@ class CDCLTTAModel(SegTTAModel):
             if not scores:
                 continue
             if len(scores) != len(views):
-                raise ValueError('test-time augmentation: some views of an image have '
-                                 'dataset_scores and others not')
+                raise ValueError(
+                    'test-time augmentation: some views of an image have '
+                    'dataset_scores and others not'
+                )
             names = list(scores[0])
             mean = torch.tensor([[s[n] for n in names] for s in scores]).mean(0)
-            result.set_metainfo(dict(
-                dataset_name=names[int(mean.argmax())],
-                dataset_scores={n: float(v) for n, v in zip(names, mean)}))
+            result.set_metainfo(
+                dict(
+                    dataset_name=names[int(mean.argmax())],
+                    dataset_scores={n: float(v) for n, v in zip(names, mean)},
+                )
+            )
         return merged

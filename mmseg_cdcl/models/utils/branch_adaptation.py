@@ -7,6 +7,7 @@ does: Klingner, Termöhlen, Ritterbach, Fingscheidt, "Unsupervised BatchNorm Ada
 arXiv 2011.08502), and its γ/β optionally tuned by minimising the entropy of its predictions
 (TENT: Wang, Shelhamer, Liu, Olshausen, Darrell, arXiv 2006.10726).
 """
+
 from typing import Dict, Iterable, List
 
 import torch
@@ -38,11 +39,12 @@ def reestimate_statistics(model: nn.Module, d: int, batches: Iterable[Tensor]) -
     """
     norms = branch_norms(model, d)
     if not norms:
-        raise ValueError('re-estimating BatchNorm statistics needs DSBN layers, and the model '
-                         'has none')
+        raise ValueError(
+            're-estimating BatchNorm statistics needs DSBN layers, and the model has none'
+        )
     # Per layer: values per channel, their mean and sum of squared deviations, merged over
     # batches (Chan et al.'s parallel variance), in double precision.
-    moments: Dict[int, List] = {id(bn): [0, 0., 0.] for bn in norms}
+    moments: Dict[int, List] = {id(bn): [0, 0.0, 0.0] for bn in norms}
 
     def record(module, args):
         x = args[0].detach()
@@ -75,8 +77,10 @@ def reestimate_statistics(model: nn.Module, d: int, batches: Iterable[Tensor]) -
         for bn in norms:
             n, mean, m2 = moments[id(bn)]
             if n < 2:
-                raise ValueError(f're-estimating BatchNorm statistics: a layer of branch {d} saw '
-                                 f'{n} values per channel, expected at least 2')
+                raise ValueError(
+                    f're-estimating BatchNorm statistics: a layer of branch {d} saw '
+                    f'{n} values per channel, expected at least 2'
+                )
             bn.running_mean.copy_(mean)
             bn.running_var.copy_(m2 / (n - 1))
             bn.num_batches_tracked.fill_(0)
@@ -102,8 +106,9 @@ def branch_logits(model: nn.Module, d: int, inputs: Tensor, auxiliary: bool = Fa
     return out
 
 
-def mix_statistics(model: nn.Module, d: int, prior: Dict[str, Tensor], num_images: int,
-                   prior_images: float) -> float:
+def mix_statistics(
+    model: nn.Module, d: int, prior: Dict[str, Tensor], num_images: int, prior_images: float
+) -> float:
     """UBNA's mixing: dataset ``d``'s statistics become the images' weighted against those it
     started from (``prior``) as ``num_images`` against ``prior_images`` pseudo-images: the
     mixture's mean and variance, w = prior_images / (prior_images + num_images).
@@ -119,8 +124,9 @@ def mix_statistics(model: nn.Module, d: int, prior: Dict[str, Tensor], num_image
         for name, bn in _named_branch_norms(model, d):
             mean0, var0 = prior[name]
             mean = w * mean0 + (1 - w) * bn.running_mean
-            second = w * (var0 + mean0.square()) + (1 - w) * (bn.running_var +
-                                                              bn.running_mean.square())
+            second = w * (var0 + mean0.square()) + (1 - w) * (
+                bn.running_var + bn.running_mean.square()
+            )
             bn.running_mean.copy_(mean)
             bn.running_var.copy_((second - mean.square()).clamp_min(0))
     return w
@@ -128,16 +134,19 @@ def mix_statistics(model: nn.Module, d: int, prior: Dict[str, Tensor], num_image
 
 def branch_statistics(model: nn.Module, d: int) -> Dict[str, tuple]:
     """``{name: (running_mean, running_var)}`` of branch ``d``'s BatchNorms (copies)."""
-    return {name: (bn.running_mean.clone(), bn.running_var.clone())
-            for name, bn in _named_branch_norms(model, d)}
+    return {
+        name: (bn.running_mean.clone(), bn.running_var.clone())
+        for name, bn in _named_branch_norms(model, d)
+    }
 
 
 def _named_branch_norms(model: nn.Module, d: int):
     return [(name, m.bns[d]) for name, m in model.named_modules() if isinstance(m, DSBN)]
 
 
-def entropy_tuning(model: nn.Module, d: int, batches: List[Tensor], steps: int = 1,
-                   lr: float = 1e-3) -> List[float]:
+def entropy_tuning(
+    model: nn.Module, d: int, batches: List[Tensor], steps: int = 1, lr: float = 1e-3
+) -> List[float]:
     """TENT: dataset ``d``'s BatchNorm γ and β minimise the mean entropy of the branch's pixel
     predictions on the images (Adam, ``steps`` passes over the batches), normalising with
     each batch's statistics; nothing else changes but the running statistics, which are
@@ -161,7 +170,7 @@ def entropy_tuning(model: nn.Module, d: int, batches: List[Tensor], steps: int =
     history = []
     try:
         for _ in range(steps):
-            total, count = 0., 0
+            total, count = 0.0, 0
             for inputs in batches:
                 logits = branch_logits(model, d, inputs)
                 entropy = -(logits.softmax(1) * logits.log_softmax(1)).sum(1).mean()

@@ -5,6 +5,7 @@ embedding of the dataset (Segu, Tonioni, Tombari, "Batch Normalization Embedding
 Domain Generalization", Pattern Recognition 2023). An image's own feature statistics at the
 first DSBN layers are compared with each branch's, the features computed through that branch.
 """
+
 import math
 from typing import List, Sequence, Tuple
 
@@ -60,26 +61,29 @@ class BranchSelector:
         temperature (float): Scores are ``softmax(-distance / temperature)`` over branches.
     """
 
-    def __init__(self, num_layers: int = 1, distance: str = 'wasserstein',
-                 temperature: float = 0.1):
+    def __init__(
+        self, num_layers: int = 1, distance: str = 'wasserstein', temperature: float = 0.1
+    ):
         if distance not in DISTANCES:
-            raise ValueError(f'branch selection distance={distance!r}: expected one of '
-                             f'{DISTANCES}')
+            raise ValueError(f'branch selection distance={distance!r}: expected one of {DISTANCES}')
         if num_layers < 1:
             raise ValueError(f'branch selection num_layers={num_layers}: expected >= 1')
         if not (isinstance(temperature, (int, float)) and 0 < temperature < math.inf):
             # softmax(-distance / temperature) of a temperature <= 0 ranks the farthest branch
             # first (or gives NaN scores at 0)
-            raise ValueError(f'branch selection temperature={temperature!r}: expected a '
-                             'positive finite number')
+            raise ValueError(
+                f'branch selection temperature={temperature!r}: expected a positive finite number'
+            )
         self.num_layers, self.distance, self.temperature = num_layers, distance, temperature
 
     def distances(self, model: nn.Module, inputs: Tensor) -> Tensor:
         """(images, branches): each image's distance to each dataset branch."""
         dsbns = [m for m in model.modules() if isinstance(m, DSBN)]
         if not dsbns:
-            raise ValueError('choosing a dataset branch from BatchNorm statistics needs DSBN '
-                             'layers, and the model has none')
+            raise ValueError(
+                'choosing a dataset branch from BatchNorm statistics needs DSBN '
+                'layers, and the model has none'
+            )
         branches = range(dsbns[0].num_datasets)
         if self.num_layers == 1:
             # The first DSBN's input comes before any dataset-specific layer: one probe serves
@@ -87,8 +91,14 @@ class BranchSelector:
             return self._probe(model, inputs, dsbns, 0, compare_with=branches)
         return torch.cat([self._probe(model, inputs, dsbns, d) for d in branches], 1)
 
-    def _probe(self, model: nn.Module, inputs: Tensor, dsbns: List[DSBN], d: int,
-               compare_with: Sequence[int] = None) -> Tensor:
+    def _probe(
+        self,
+        model: nn.Module,
+        inputs: Tensor,
+        dsbns: List[DSBN],
+        d: int,
+        compare_with: Sequence[int] = None,
+    ) -> Tensor:
         """(images, branches compared): the network through branch ``d`` until the compared
         layers have run, each image's distance to the branches ``compare_with`` (``d``)."""
         compare_with = [d] if compare_with is None else list(compare_with)
@@ -96,8 +106,15 @@ class BranchSelector:
 
         def record(module, args):
             mean, var = _moments(args[0])
-            seen.append(torch.stack([distance(mean, var, module.bns[b], self.distance,
-                                              module.bns[b].eps) for b in compare_with], 1))
+            seen.append(
+                torch.stack(
+                    [
+                        distance(mean, var, module.bns[b], self.distance, module.bns[b].eps)
+                        for b in compare_with
+                    ],
+                    1,
+                )
+            )
             if len(seen) == self.num_layers:
                 raise _Enough
 
@@ -114,8 +131,10 @@ class BranchSelector:
             for handle in handles:
                 handle.remove()
         if not seen:
-            raise ValueError('choosing a dataset branch from BatchNorm statistics: no DSBN layer '
-                             "ran in the model's forward")
+            raise ValueError(
+                'choosing a dataset branch from BatchNorm statistics: no DSBN layer '
+                "ran in the model's forward"
+            )
         return torch.stack(seen, 0).mean(0)  # fewer than num_layers if the model has fewer
 
     def __call__(self, model: nn.Module, inputs: Tensor) -> Tuple[Tensor, Tensor]:

@@ -11,6 +11,7 @@ Loading then maps each of the model's datasets to the checkpoint's branch of the
 whatever the order of either; a state dict that states nothing (written before it did) loads by
 position, as it always did.
 """
+
 import ast
 import re
 from collections import OrderedDict
@@ -27,11 +28,19 @@ BRANCH_MAP_DOC = 'docs/usage.md#loading-a-checkpoint'
 def stated_datasets(model: nn.Module) -> dict:
     """What the CDCL segmentor ``model``'s state dicts state about its datasets."""
     classes = model.classes_per_dataset()
-    return dict(dataset_names=list(model.dataset_names), datasets={
-        name: dict(num_classes=classes[d], ignore_index=model.dataset_ignore_index[d],
-                   classes=(list(model.dataset_classes[name]) if name in
-                            model.dataset_classes else None))
-        for d, name in enumerate(model.dataset_names)})
+    return dict(
+        dataset_names=list(model.dataset_names),
+        datasets={
+            name: dict(
+                num_classes=classes[d],
+                ignore_index=model.dataset_ignore_index[d],
+                classes=(
+                    list(model.dataset_classes[name]) if name in model.dataset_classes else None
+                ),
+            )
+            for d, name in enumerate(model.dataset_names)
+        },
+    )
 
 
 def state_datasets(model: nn.Module, state_dict, prefix: str, local_metadata: dict) -> None:
@@ -40,8 +49,9 @@ def state_datasets(model: nn.Module, state_dict, prefix: str, local_metadata: di
     local_metadata.update(model.stated_datasets())
 
 
-def checked_dataset_classes(model: nn.Module, classes: Dict[str, Optional[Sequence[str]]]
-                            ) -> Dict[str, Tuple[str, ...]]:
+def checked_dataset_classes(
+    model: nn.Module, classes: Dict[str, Optional[Sequence[str]]]
+) -> Dict[str, Tuple[str, ...]]:
     """The class names ``classes`` gives for the CDCL segmentor ``model``'s datasets.
 
     Raises:
@@ -56,8 +66,10 @@ def checked_dataset_classes(model: nn.Module, classes: Dict[str, Optional[Sequen
         own = model.dataset_classes.get(name)
         count = model.classes_per_dataset()[d]
         if len(names) != count or own not in (None, names):
-            raise ValueError(f"dataset '{name}' has classes {list(names)} here but the model has "
-                             + (f'{count} classes' if own is None else f'{list(own)}'))
+            raise ValueError(
+                f"dataset '{name}' has classes {list(names)} here but the model has "
+                + (f'{count} classes' if own is None else f'{list(own)}')
+            )
         known[name] = names
     return known
 
@@ -66,18 +78,20 @@ def checked_branch_map(branch_map, names: Sequence[str]) -> Optional[Dict[str, s
     """The segmentor's ``branch_map`` argument, checked against its datasets ``names``."""
     if branch_map is None:
         return None
-    if not isinstance(branch_map, dict) or not all(
-            isinstance(v, str) for v in branch_map.values()):
-        raise ValueError(f'branch_map={branch_map!r}: expected a dict from dataset names '
-                         "of the model to dataset names of the checkpoint")
+    if not isinstance(branch_map, dict) or not all(isinstance(v, str) for v in branch_map.values()):
+        raise ValueError(
+            f'branch_map={branch_map!r}: expected a dict from dataset names '
+            'of the model to dataset names of the checkpoint'
+        )
     unknown = sorted(set(branch_map) - set(names))
     if unknown:
         raise ValueError(f'branch_map names {unknown}, not datasets of the model {list(names)}')
     return dict(branch_map)
 
 
-def prepare_state_dict(model: nn.Module, state_dict: dict, prefix: str,
-                       local_metadata: dict) -> None:
+def prepare_state_dict(
+    model: nn.Module, state_dict: dict, prefix: str, local_metadata: dict
+) -> None:
     """Check a checkpoint's state dict against the CDCL segmentor ``model`` and map its branches
     to the model's datasets, in place, before the model loads it.
 
@@ -89,70 +103,89 @@ def prepare_state_dict(model: nn.Module, state_dict: dict, prefix: str,
     it fits, the others start fresh (fine-tuning to other classes, as in MMSeg).
     """
     own = model.state_dict()
-    shared = [k[len(prefix):] for k in state_dict if k.startswith(prefix)
-              and k[len(prefix):] in own]
+    shared = [
+        k[len(prefix) :] for k in state_dict if k.startswith(prefix) and k[len(prefix) :] in own
+    ]
     if not shared:
         raise ValueError(
-            'the checkpoint holds none of the CDCL model\'s weights (its first keys: '
-            f'{list(state_dict)[:3]}; the model\'s: {list(own)[:3]}): another architecture?')
+            "the checkpoint holds none of the CDCL model's weights (its first keys: "
+            f"{list(state_dict)[:3]}; the model's: {list(own)[:3]}): another architecture?"
+        )
     patterns = branch_patterns(model, prefix)
     stated = local_metadata.get('dataset_names')
     notes, sources = [], list(range(len(model.dataset_names)))
     if stated is not None:
         sources, notes = branch_sources(model.dataset_names, stated, model.branch_map)
         map_branches(state_dict, patterns, sources)
-    _check_classifiers(model.dataset_names, state_dict, own, patterns, prefix, stated, sources,
-                       notes)
-    classifiers = tuple(f'{name}.' for name, m in model.named_modules()
-                        if isinstance(m, DatasetBranches)) or ('\0', )
-    wrong = [f'{k}: checkpoint {tuple(state_dict[prefix + k].shape)}, model '
-             f'{tuple(own[k].shape)}' for k in shared if prefix + k in state_dict
-             and state_dict[prefix + k].shape != own[k].shape and not k.startswith(classifiers)
-             and '.conv_seg.' not in k]
+    _check_classifiers(
+        model.dataset_names, state_dict, own, patterns, prefix, stated, sources, notes
+    )
+    classifiers = tuple(
+        f'{name}.' for name, m in model.named_modules() if isinstance(m, DatasetBranches)
+    ) or ('\0',)
+    wrong = [
+        f'{k}: checkpoint {tuple(state_dict[prefix + k].shape)}, model {tuple(own[k].shape)}'
+        for k in shared
+        if prefix + k in state_dict
+        and state_dict[prefix + k].shape != own[k].shape
+        and not k.startswith(classifiers)
+        and '.conv_seg.' not in k
+    ]
     if wrong:
-        raise ValueError(f'the checkpoint does not fit the model: {len(wrong)} tensors have '
-                         'other shapes, e.g. ' + '; '.join(wrong[:3]))
+        raise ValueError(
+            f'the checkpoint does not fit the model: {len(wrong)} tensors have '
+            'other shapes, e.g. ' + '; '.join(wrong[:3])
+        )
     if stated is not None:  # the class names of the datasets that load their own branches
         datasets = local_metadata.get('datasets') or {}
-        model.set_dataset_classes({name: (datasets.get(name) or {}).get('classes')
-                                   for name in model.dataset_names if name in stated})
+        model.set_dataset_classes(
+            {
+                name: (datasets.get(name) or {}).get('classes')
+                for name in model.dataset_names
+                if name in stated
+            }
+        )
     if notes:
         print_log('CDCL checkpoint: ' + '; '.join(notes), logger='current')
 
 
-def _check_classifiers(names: Sequence[str], state_dict, own, patterns, prefix, stated,
-                       sources, notes: List[str]) -> None:
+def _check_classifiers(
+    names: Sequence[str], state_dict, own, patterns, prefix, stated, sources, notes: List[str]
+) -> None:
     """Refuse a dataset's classifier of other classes; drop it where the dataset starts
     from another's branches (``branch_map``), and say which start fresh."""
     refused, started = [], set()
     for d, key, theirs, ours in classifier_misfits(state_dict, own, patterns, prefix):
         name = names[d]
-        source = (f'branch {sources[d]}' if stated is None else
-                  f"branch '{stated[sources[d]]}'")
+        source = f'branch {sources[d]}' if stated is None else f"branch '{stated[sources[d]]}'"
         classifier = key.rsplit('.', 2)[0]  # '<classifier>.<d>.<param>'
         first = (classifier, d) not in started  # once per classifier: its weight's shapes
         started.add((classifier, d))
         if stated is not None and stated[sources[d]] != name:
             del state_dict[prefix + key]
             if first:
-                notes.append(f"{classifier} of dataset '{name}' starts fresh ({source} of "
-                             f'the checkpoint has {theirs}, the model {ours})')
+                notes.append(
+                    f"{classifier} of dataset '{name}' starts fresh ({source} of "
+                    f'the checkpoint has {theirs}, the model {ours})'
+                )
         elif first:
-            refused.append(f"dataset '{name}' ({source} of the checkpoint) {key}: "
-                           f'checkpoint {theirs}, model {ours}')
+            refused.append(
+                f"dataset '{name}' ({source} of the checkpoint) {key}: "
+                f'checkpoint {theirs}, model {ours}'
+            )
     if refused:
         raise ValueError(
             "the checkpoint's classifiers do not fit the model's datasets "
-            f'{list(names)}: a checkpoint of other datasets or classes? '
-            + '; '.join(refused[:4]))
+            f'{list(names)}: a checkpoint of other datasets or classes? ' + '; '.join(refused[:4])
+        )
     fresh = fresh_classifiers(state_dict, patterns, prefix, names)
     if fresh:
-        notes.append('the classifier fits no branch of ' + ', '.join(fresh)
-                     + ': they start fresh')
+        notes.append('the classifier fits no branch of ' + ', '.join(fresh) + ': they start fresh')
 
 
-def branch_sources(names: Sequence[str], stated: Sequence[str],
-                   branch_map: Optional[Dict[str, str]]) -> Tuple[List[int], List[str]]:
+def branch_sources(
+    names: Sequence[str], stated: Sequence[str], branch_map: Optional[Dict[str, str]]
+) -> Tuple[List[int], List[str]]:
     """The checkpoint's branch each of the model's datasets loads, and what to log about it.
 
     Args:
@@ -171,7 +204,8 @@ def branch_sources(names: Sequence[str], stated: Sequence[str],
             raise ValueError(
                 f"the checkpoint's datasets {stated} are not the model's {list(names)}: set "
                 "model.branch_map to load a subset of them or to start a dataset's branches "
-                f'from one of them ({BRANCH_MAP_DOC})')
+                f'from one of them ({BRANCH_MAP_DOC})'
+            )
         return [stated.index(name) for name in names], []
     sources, notes = [], []
     for name in names:
@@ -179,12 +213,15 @@ def branch_sources(names: Sequence[str], stated: Sequence[str],
         if source not in stated:
             raise ValueError(
                 f"dataset '{name}' is not in the checkpoint, whose datasets are {stated}, and "
-                f'model.branch_map={branch_map} names none of them to start it from')
+                f'model.branch_map={branch_map} names none of them to start it from'
+            )
         if source != name:
             notes.append(f"dataset '{name}' starts from the checkpoint's '{source}' branches")
         elif name in branch_map and branch_map[name] != name:
-            notes.append(f"model.branch_map['{name}'] is not used: the checkpoint has "
-                         f"'{name}' branches of its own")
+            notes.append(
+                f"model.branch_map['{name}'] is not used: the checkpoint has "
+                f"'{name}' branches of its own"
+            )
         sources.append(stated.index(source))
     left_out = [s for i, s in enumerate(stated) if i not in sources]
     if left_out:
@@ -195,8 +232,11 @@ def branch_sources(names: Sequence[str], stated: Sequence[str],
 def branch_patterns(model: nn.Module, prefix: str) -> List[Tuple[str, nn.Module, re.Pattern]]:
     """Each dataset-aware module's name, the module and the pattern of its branches' keys
     (group 1: the dataset index)."""
-    return [(name, m, re.compile(re.escape(f'{prefix}{name}.{m.branch_prefix}') + r'(\d+)\.'))
-            for name, m in model.named_modules() if isinstance(m, DatasetAwareModule)]
+    return [
+        (name, m, re.compile(re.escape(f'{prefix}{name}.{m.branch_prefix}') + r'(\d+)\.'))
+        for name, m in model.named_modules()
+        if isinstance(m, DatasetAwareModule)
+    ]
 
 
 def map_branches(state_dict: dict, patterns, sources: Sequence[int]) -> None:
@@ -211,11 +251,12 @@ def map_branches(state_dict: dict, patterns, sources: Sequence[int]) -> None:
         for key, (index, m, value) in branches.items():
             for d, source in enumerate(sources):
                 if source == index:
-                    state_dict[f'{key[:m.start(1)]}{d}{key[m.end(1):]}'] = value
+                    state_dict[f'{key[: m.start(1)]}{d}{key[m.end(1) :]}'] = value
 
 
-def classifier_misfits(state_dict: dict, own: dict, patterns, prefix: str
-                       ) -> List[Tuple[int, str, tuple, tuple]]:
+def classifier_misfits(
+    state_dict: dict, own: dict, patterns, prefix: str
+) -> List[Tuple[int, str, tuple, tuple]]:
     """The per-dataset classifier tensors of ``state_dict`` whose shapes are not the model's:
     (dataset index, key without ``prefix``, checkpoint shape, model shape)."""
     misfits = []
@@ -224,15 +265,13 @@ def classifier_misfits(state_dict: dict, own: dict, patterns, prefix: str
             continue
         for key, value in state_dict.items():
             m = pattern.match(key)
-            name = key[len(prefix):]
+            name = key[len(prefix) :]
             if m is not None and name in own and value.shape != own[name].shape:
-                misfits.append((int(m.group(1)), name, tuple(value.shape),
-                                tuple(own[name].shape)))
+                misfits.append((int(m.group(1)), name, tuple(value.shape), tuple(own[name].shape)))
     return misfits
 
 
-def fresh_classifiers(state_dict: dict, patterns, prefix: str, names: Sequence[str]
-                      ) -> List[str]:
+def fresh_classifiers(state_dict: dict, patterns, prefix: str, names: Sequence[str]) -> List[str]:
     """Where a plain (single-dataset MMSeg) checkpoint's classifier fits no branch: the
     classifiers, by dataset, that ``DatasetBranches`` leaves as initialised."""
     fresh = []
@@ -240,16 +279,21 @@ def fresh_classifiers(state_dict: dict, patterns, prefix: str, names: Sequence[s
         if not isinstance(module, DatasetBranches):
             continue
         head = f'{prefix}{name}.'
-        plain = {k[len(head):]: v for k, v in state_dict.items()
-                 if k.startswith(head) and pattern.match(k) is None}
+        plain = {
+            k[len(head) :]: v
+            for k, v in state_dict.items()
+            if k.startswith(head) and pattern.match(k) is None
+        }
         if not plain:
             continue
         for d, branch in enumerate(module):
             own = branch.state_dict()
             if any(k in own and own[k].shape != v.shape for k, v in plain.items()):
                 key = next(k for k in plain if k in own)
-                fresh.append(f"{name} of dataset '{names[d]}' (checkpoint "
-                             f'{tuple(plain[key].shape)}, model {tuple(own[key].shape)})')
+                fresh.append(
+                    f"{name} of dataset '{names[d]}' (checkpoint "
+                    f'{tuple(plain[key].shape)}, model {tuple(own[key].shape)})'
+                )
     return fresh
 
 
@@ -275,8 +319,9 @@ def state_datasets_from_meta(checkpoint: dict) -> dict:
             checkpoint['state_dict'] = state_dict
         else:
             checkpoint = state_dict
-    metadata[''] = dict(metadata.get('', {}), dataset_names=list(names),
-                        datasets=meta.get('datasets') or {})
+    metadata[''] = dict(
+        metadata.get('', {}), dataset_names=list(names), datasets=meta.get('datasets') or {}
+    )
     return checkpoint
 
 
@@ -291,8 +336,11 @@ def trained_dataset_names(cfg_text) -> Optional[List[str]]:
     except SyntaxError:
         return None
     for node in tree.body:
-        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
-                and any(isinstance(t, ast.Name) and t.id == 'model' for t in node.targets)):
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Call)
+            and any(isinstance(t, ast.Name) and t.id == 'model' for t in node.targets)
+        ):
             for keyword in node.value.keywords:
                 if keyword.arg == 'dataset_names':
                     try:

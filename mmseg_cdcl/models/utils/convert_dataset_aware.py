@@ -10,6 +10,7 @@ per dataset. :func:`check_convertible` refuses, from the config alone, what cann
 (``UNCONVERTIBLE``); :func:`runs_on_mixed_batches` tells which heads run once on a batch of
 several datasets.
 """
+
 import warnings
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -29,22 +30,23 @@ from ..layers import DSBN, DatasetAwareModule, DatasetBranches, DatasetStatistic
 # Heads whose classes are not a classifier's outputs, with the reason.
 UNCONVERTIBLE = {
     'MaskFormerHead': 'a query-based head: its loss matches queries to classes with a criterion '
-                      'built for one fixed num_classes (mmdet), not per dataset',
+    'built for one fixed num_classes (mmdet), not per dataset',
     'Mask2FormerHead': 'a query-based head: its loss matches queries to classes with a criterion '
-                       'built for one fixed num_classes (mmdet), not per dataset',
+    'built for one fixed num_classes (mmdet), not per dataset',
     'IterativeDecodeHead': "K-Net: its kernels are read as tensors from the kernel generator's "
-                           'classifier and updated iteratively, not called per dataset',
+    'classifier and updated iteratively, not called per dataset',
     'KernelUpdateHead': "K-Net: its kernels are read as tensors from the kernel generator's "
-                        'classifier and updated iteratively, not called per dataset',
+    'classifier and updated iteratively, not called per dataset',
     'SideAdapterCLIPHead': 'open-vocabulary (SAN): its classes are text embeddings of class '
-                           'names, it has no classifier to make per dataset',
+    'names, it has no classifier to make per dataset',
     'VPDDepthHead': 'a depth-estimation head: it predicts no classes',
 }
 HEAD_KEYS = ('decode_head', 'auxiliary_head')
 
 
-def check_convertible(cfgs: dict, dataset_names: Sequence[str], num_classes: Sequence[int],
-                      ignore_index=None) -> None:
+def check_convertible(
+    cfgs: dict, dataset_names: Sequence[str], num_classes: Sequence[int], ignore_index=None
+) -> None:
     """Refuse what CDCL cannot convert before building anything: ``num_classes`` of another
     length than the datasets, heads it cannot make per dataset.
 
@@ -55,8 +57,10 @@ def check_convertible(cfgs: dict, dataset_names: Sequence[str], num_classes: Seq
         ignore_index (int | Sequence[int], optional): Shared or per dataset.
     """
     if isinstance(num_classes, (int, str)) or len(num_classes) != len(dataset_names):
-        raise ValueError(f'num_classes={num_classes!r}: expected one class count per '
-                         f'dataset {list(dataset_names)}')
+        raise ValueError(
+            f'num_classes={num_classes!r}: expected one class count per '
+            f'dataset {list(dataset_names)}'
+        )
     classes = head_classes(cfgs.get('decode_head'))
     for key in HEAD_KEYS:
         heads = cfgs.get(key)
@@ -64,15 +68,20 @@ def check_convertible(cfgs: dict, dataset_names: Sequence[str], num_classes: Seq
             name = f'{key}[{i}]' if isinstance(heads, list) else key
             kind = (cfg or {}).get('type')
             if isinstance(kind, str) and kind in UNCONVERTIBLE:
-                raise ValueError(f'{name} ({kind}) cannot be trained by CDCL: '
-                                 f'{UNCONVERTIBLE[kind]}')
-            if cfg is not None and cfg.get('num_classes') == classes and \
-                    not isinstance(classes, (list, tuple)):  # converted as built below
+                raise ValueError(
+                    f'{name} ({kind}) cannot be trained by CDCL: {UNCONVERTIBLE[kind]}'
+                )
+            if (
+                cfg is not None
+                and cfg.get('num_classes') == classes
+                and not isinstance(classes, (list, tuple))
+            ):  # converted as built below
                 check_dataset_aware_head(cfg, num_classes, ignore_index, name)
 
 
-def convert_dataset_aware(model: nn.Module, cfgs: dict, num_classes: Sequence[int],
-                          ignore_index=None) -> nn.Module:
+def convert_dataset_aware(
+    model: nn.Module, cfgs: dict, num_classes: Sequence[int], ignore_index=None
+) -> nn.Module:
     """Convert the stock segmentor just built from ``cfgs``: one classifier per dataset in
     every head that predicts the model's classes (other heads, e.g. STDC's 2-class boundary
     head, are shared), every BatchNorm a DSBN. Returns the converted ``model``.
@@ -90,9 +99,11 @@ def convert_dataset_aware(model: nn.Module, cfgs: dict, num_classes: Sequence[in
         if is_dataset_aware(head):
             return head
         if cfg.get('num_classes') != classes:
-            print_log(f"CDCL: {name} ({cfg.get('type')}) predicts {cfg.get('num_classes')} "
-                      f'classes, not the model\'s {classes}: shared by the datasets',
-                      logger='current')
+            print_log(
+                f'CDCL: {name} ({cfg.get("type")}) predicts {cfg.get("num_classes")} '
+                f"classes, not the model's {classes}: shared by the datasets",
+                logger='current',
+            )
             return head
         return build_dataset_aware_head(cfg, num_classes, ignore_index, name)
 
@@ -105,8 +116,7 @@ def convert_dataset_aware(model: nn.Module, cfgs: dict, num_classes: Sequence[in
             setattr(model, key, convert(head, cfg, key))
     DSBN.convert_dsbn(model, len(num_classes))
     if not any(isinstance(m, DSBN) for m in model.modules()):
-        warn('CDCL: the model has no BatchNorm, so nothing is dataset-specific but the '
-             'classifiers')
+        warn('CDCL: the model has no BatchNorm, so nothing is dataset-specific but the classifiers')
     return model
 
 
@@ -124,29 +134,39 @@ def convert_running_statistics(model: nn.Module, num_datasets: int, size: int = 
         num_datasets (int): Copies of each such module.
         size (int): Side of the probe's images. Defaults to 64.
     """
-    aware = [f'{n}.' for n, m in model.named_modules()
-             if isinstance(m, (DatasetAwareModule, _BatchNorm))] + ['data_preprocessor.']
+    aware = [
+        f'{n}.' for n, m in model.named_modules() if isinstance(m, (DatasetAwareModule, _BatchNorm))
+    ] + ['data_preprocessor.']
     candidates = [n for n, _ in model.named_buffers() if not n.startswith(tuple(aware))]
     if not candidates:
         return model
     samples = []
     for _ in range(2):
-        sample = SegDataSample(metainfo=dict(
-            dataset_idx=0, img_shape=(size, size), ori_shape=(size, size),
-            pad_shape=(size, size), padding_size=[0] * 4))
+        sample = SegDataSample(
+            metainfo=dict(
+                dataset_idx=0,
+                img_shape=(size, size),
+                ori_shape=(size, size),
+                pad_shape=(size, size),
+                padding_size=[0] * 4,
+            )
+        )
         sample.gt_sem_seg = PixelData(data=torch.zeros(1, size, size, dtype=torch.long))
         samples.append(sample)
     inputs = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     try:
         updated = updated_buffers(model, lambda: model.loss(inputs, samples), candidates)
     except Exception as e:  # any model's forward: the check is best effort
-        warn(f'CDCL: cannot tell whether the buffers {candidates} are updated from the '
-             f'inputs in training (a training forward of 2 {size}x{size} images raised '
-             f'{type(e).__name__}: {e}); if they are, the datasets share them')
+        warn(
+            f'CDCL: cannot tell whether the buffers {candidates} are updated from the '
+            f'inputs in training (a training forward of 2 {size}x{size} images raised '
+            f'{type(e).__name__}: {e}); if they are, the datasets share them'
+        )
         return model
     components = {'': 'the segmentor', 'backbone': 'the backbone', 'neck': 'the neck'}
-    components.update({name: 'a head' for name, m in model.named_modules()
-                       if any(m is h for h in model.heads())})
+    components.update(
+        {name: 'a head' for name, m in model.named_modules() if any(m is h for h in model.heads())}
+    )
     owners: Dict[str, List[str]] = {}
     for name in updated:
         owner, _, buffer = name.rpartition('.')
@@ -154,15 +174,20 @@ def convert_running_statistics(model: nn.Module, num_datasets: int, size: int = 
     for owner, buffers in owners.items():
         module = model.get_submodule(owner)
         if owner in components:
-            warn(f'CDCL: {owner or "the model"} ({type(module).__name__}) updates its '
-                 f'buffers {buffers} from the inputs in training, and as '
-                 f'{components[owner]} it cannot be copied per dataset: the datasets share '
-                 "them, so one dataset's samples change the forward of another's")
+            warn(
+                f'CDCL: {owner or "the model"} ({type(module).__name__}) updates its '
+                f'buffers {buffers} from the inputs in training, and as '
+                f'{components[owner]} it cannot be copied per dataset: the datasets share '
+                "them, so one dataset's samples change the forward of another's"
+            )
             continue
         parent, _, attr = owner.rpartition('.')
         setattr(model.get_submodule(parent), attr, DatasetStatistics.of(module, num_datasets))
-        print_log(f'CDCL: {owner} ({type(module).__name__}) updates its buffers {buffers} '
-                  'from the inputs in training: one copy per dataset', logger='current')
+        print_log(
+            f'CDCL: {owner} ({type(module).__name__}) updates its buffers {buffers} '
+            'from the inputs in training: one copy per dataset',
+            logger='current',
+        )
     return model
 
 
@@ -179,10 +204,14 @@ def runs_on_mixed_batches(head: nn.Module) -> bool:
     module. Its features then do not depend on the classes, and one forward of them serves
     every dataset."""
     kind, code, reference = type(head), type(head).forward.__code__, _standard_forward.__code__
-    return (code.co_code == reference.co_code and code.co_names == reference.co_names
-            and kind.loss is BaseDecodeHead.loss and kind.cls_seg is BaseDecodeHead.cls_seg
-            and [n for n, m in head.named_modules() if isinstance(m, DatasetBranches)] in (
-                [], ['conv_seg']))
+    return (
+        code.co_code == reference.co_code
+        and code.co_names == reference.co_names
+        and kind.loss is BaseDecodeHead.loss
+        and kind.cls_seg is BaseDecodeHead.cls_seg
+        and [n for n, m in head.named_modules() if isinstance(m, DatasetBranches)]
+        in ([], ['conv_seg'])
+    )
 
 
 def head_classes(decode) -> Optional[Union[int, Sequence[int]]]:
@@ -201,15 +230,19 @@ def config_classes(num_classes, cfgs: dict) -> Optional[Sequence[int]]:
 def check_branches(model: nn.Module, num_datasets: int) -> None:
     """Refuse a segmentor whose dataset-aware modules have another number of branches than
     its datasets (a DAB component configured for other datasets)."""
-    wrong = [f'{name} ({type(m).__name__}) has {m.num_datasets}'
-             for name, m in model.named_modules()
-             if (isinstance(m, DatasetAwareModule) or is_dataset_aware(m))
-             and m.num_datasets != num_datasets]
+    wrong = [
+        f'{name} ({type(m).__name__}) has {m.num_datasets}'
+        for name, m in model.named_modules()
+        if (isinstance(m, DatasetAwareModule) or is_dataset_aware(m))
+        and m.num_datasets != num_datasets
+    ]
     if wrong:
         raise ValueError(
             f'CDCLEncoderDecoder has {num_datasets} datasets '
             f'{list(model.dataset_names)} but not as many dataset branches in: '
-            + '; '.join(wrong[:5]) + (f'; ... ({len(wrong)} modules)' if len(wrong) > 5 else ''))
+            + '; '.join(wrong[:5])
+            + (f'; ... ({len(wrong)} modules)' if len(wrong) > 5 else '')
+        )
 
 
 def warn(message: str) -> None:
@@ -226,27 +259,35 @@ def _type_name(cfg: dict) -> str:
 def class_dependent_modules(head: nn.Module, probe: nn.Module, owner: str) -> List[str]:
     """Names of the modules of ``head`` whose own parameters or buffers have other shapes in
     ``probe``, the same head built for another number of classes."""
+
     def shapes(m):
         return {k: tuple(v.shape) for k, v in [*m.named_parameters(), *m.named_buffers()]}
 
     mine, other = shapes(head), shapes(probe)
     if set(mine) != set(other):
-        raise ValueError(f'{owner}: its structure depends on num_classes (parameters '
-                         f'{sorted(set(mine) ^ set(other))[:4]}), so it cannot be made '
-                         'per dataset')
+        raise ValueError(
+            f'{owner}: its structure depends on num_classes (parameters '
+            f'{sorted(set(mine) ^ set(other))[:4]}), so it cannot be made '
+            'per dataset'
+        )
     names = sorted({k.rpartition('.')[0] for k in mine if mine[k] != other[k]})
     if '' in names:
         direct = [k for k in mine if '.' not in k and mine[k] != other[k]]
-        raise ValueError(f'{owner}: its own parameters {direct} depend on num_classes; only '
-                         'submodules (classifiers) can be made per dataset')
+        raise ValueError(
+            f'{owner}: its own parameters {direct} depend on num_classes; only '
+            'submodules (classifiers) can be made per dataset'
+        )
     if not names:
-        raise ValueError(f'{owner}: none of its parameters depends on num_classes, so it has no '
-                         'classifier to make per dataset')
+        raise ValueError(
+            f'{owner}: none of its parameters depends on num_classes, so it has no '
+            'classifier to make per dataset'
+        )
     return names
 
 
-def _checked_cfg(cfg: dict, num_classes: Sequence[int], ignore_index,
-                 owner: str) -> List[Optional[int]]:
+def _checked_cfg(
+    cfg: dict, num_classes: Sequence[int], ignore_index, owner: str
+) -> List[Optional[int]]:
     """The refusals that need only the head's config; each dataset's ignore index."""
     kind = _type_name(cfg)
     if kind in UNCONVERTIBLE:
@@ -255,16 +296,25 @@ def _checked_cfg(cfg: dict, num_classes: Sequence[int], ignore_index,
         raise ValueError(f'{owner} has no num_classes in its config: not a classifier head')
     given_out = cfg.get('out_channels')
     if given_out is not None and given_out != cfg['num_classes']:
-        raise ValueError(f'{owner} has out_channels={given_out} for num_classes='
-                         f"{cfg['num_classes']} (binary segmentation): CDCL needs one output "
-                         'per class')
-    return per_dataset(cfg.get('ignore_index', 255) if ignore_index is None else
-                       ignore_index, len(num_classes), 'ignore_index', owner)
+        raise ValueError(
+            f'{owner} has out_channels={given_out} for num_classes='
+            f'{cfg["num_classes"]} (binary segmentation): CDCL needs one output '
+            'per class'
+        )
+    return per_dataset(
+        cfg.get('ignore_index', 255) if ignore_index is None else ignore_index,
+        len(num_classes),
+        'ignore_index',
+        owner,
+    )
 
 
-def check_dataset_aware_head(cfg: dict, num_classes: Sequence[int],
-                             ignore_index: Union[int, Sequence[int], None] = None,
-                             owner: str = 'decode_head') -> None:
+def check_dataset_aware_head(
+    cfg: dict,
+    num_classes: Sequence[int],
+    ignore_index: Union[int, Sequence[int], None] = None,
+    owner: str = 'decode_head',
+) -> None:
     """Raise what :func:`build_dataset_aware_head` would raise, before the model is built: the
     head is built for two class counts on the meta device (no memory, no random numbers), or
     on the CPU where its ``__init__`` reads tensors' values.
@@ -284,9 +334,12 @@ def check_dataset_aware_head(cfg: dict, num_classes: Sequence[int],
     class_dependent_modules(*heads, owner)
 
 
-def build_dataset_aware_head(cfg: dict, num_classes: Sequence[int],
-                             ignore_index: Union[int, Sequence[int], None] = None,
-                             owner: str = 'decode_head') -> nn.Module:
+def build_dataset_aware_head(
+    cfg: dict,
+    num_classes: Sequence[int],
+    ignore_index: Union[int, Sequence[int], None] = None,
+    owner: str = 'decode_head',
+) -> nn.Module:
     """Build the MMSeg head of ``cfg`` with one classifier per dataset: the modules whose
     parameters depend on ``num_classes`` become :class:`DatasetBranches`, one copy per dataset
     with its number of classes; everything else is shared.
@@ -307,11 +360,16 @@ def build_dataset_aware_head(cfg: dict, num_classes: Sequence[int],
     """
     owner = f'{owner} ({_type_name(cfg)})'
     ignore_index = _checked_cfg(cfg, num_classes, ignore_index, owner)
-    heads = [MODELS.build(ConfigDict(cfg, num_classes=c, ignore_index=i))
-             for c, i in zip(num_classes, ignore_index)]
+    heads = [
+        MODELS.build(ConfigDict(cfg, num_classes=c, ignore_index=i))
+        for c, i in zip(num_classes, ignore_index)
+    ]
     counts = set(num_classes)
-    probe = (heads[[c != num_classes[0] for c in num_classes].index(True)] if len(counts) > 1
-             else MODELS.build(ConfigDict(cfg, num_classes=num_classes[0] + 1)))
+    probe = (
+        heads[[c != num_classes[0] for c in num_classes].index(True)]
+        if len(counts) > 1
+        else MODELS.build(ConfigDict(cfg, num_classes=num_classes[0] + 1))
+    )
     head = heads[0]
     for name in class_dependent_modules(head, probe, owner):
         parent, _, attr = name.rpartition('.')
@@ -328,12 +386,21 @@ def _class_weights(head: nn.Module, num_classes: Sequence[int], owner: str) -> l
     """Each dataset's ``class_weight`` of every loss: the config's where it has the dataset's
     number of classes (it was written for such a label space), else none."""
     weights = [getattr(loss, 'class_weight', None) for loss in loss_modules(head)]
-    per_dataset_weights = [[w if w is None or len(w) == c else None for w in weights]
-                           for c in num_classes]
-    dropped = sorted({c for c, ws in zip(num_classes, per_dataset_weights)
-                      for w, kept in zip(weights, ws) if w is not None and kept is None})
+    per_dataset_weights = [
+        [w if w is None or len(w) == c else None for w in weights] for c in num_classes
+    ]
+    dropped = sorted(
+        {
+            c
+            for c, ws in zip(num_classes, per_dataset_weights)
+            for w, kept in zip(weights, ws)
+            if w is not None and kept is None
+        }
+    )
     if dropped:
-        print_log(f'CDCL: {owner} weights its losses for {len(next(w for w in weights if w))} '
-                  f'classes; datasets of {dropped} classes are weighted uniformly',
-                  logger='current')
+        print_log(
+            f'CDCL: {owner} weights its losses for {len(next(w for w in weights if w))} '
+            f'classes; datasets of {dropped} classes are weighted uniformly',
+            logger='current',
+        )
     return per_dataset_weights

@@ -1,4 +1,5 @@
 """One output label space for the datasets of a CDCL model (a target taxonomy)."""
+
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -44,28 +45,44 @@ class LabelSpace:
         ValueError: unknown datasets or class names, wrong lengths; names what and where.
     """
 
-    def __init__(self, classes: Sequence[str], mapping: Dict[str, Mapping],
-                 dataset_names: Sequence[str], num_classes: Sequence[int],
-                 palette: Optional[Sequence[Sequence[int]]] = None,
-                 dataset_classes: Optional[Dict[str, Union[Sequence[str], str]]] = None,
-                 defer_class_names: bool = False):
+    def __init__(
+        self,
+        classes: Sequence[str],
+        mapping: Dict[str, Mapping],
+        dataset_names: Sequence[str],
+        num_classes: Sequence[int],
+        palette: Optional[Sequence[Sequence[int]]] = None,
+        dataset_classes: Optional[Dict[str, Union[Sequence[str], str]]] = None,
+        defer_class_names: bool = False,
+    ):
         self.classes = tuple(classes)
         if not self.classes or len(set(self.classes)) != len(self.classes):
-            raise ValueError(f'label_space.classes={list(self.classes)}: expected distinct '
-                             'target class names')
+            raise ValueError(
+                f'label_space.classes={list(self.classes)}: expected distinct target class names'
+            )
         if palette is not None and len(palette) != len(self.classes):
-            raise ValueError(f'label_space.palette has {len(palette)} colours for '
-                             f'{len(self.classes)} classes')
-        self.palette = [list(c) for c in palette] if palette is not None else [
-            list(c) for c in np.random.default_rng(0).integers(0, 256, (len(self.classes), 3))]
+            raise ValueError(
+                f'label_space.palette has {len(palette)} colours for {len(self.classes)} classes'
+            )
+        self.palette = (
+            [list(c) for c in palette]
+            if palette is not None
+            else [
+                list(c) for c in np.random.default_rng(0).integers(0, 256, (len(self.classes), 3))
+            ]
+        )
         mapping = dict(mapping or {})
         unknown = set(mapping) - set(dataset_names)
         if unknown:
-            raise ValueError(f'label_space.mapping names unknown datasets {sorted(unknown)}; '
-                             f'the model\'s datasets are {list(dataset_names)}')
+            raise ValueError(
+                f'label_space.mapping names unknown datasets {sorted(unknown)}; '
+                f"the model's datasets are {list(dataset_names)}"
+            )
         self.dataset_names, self.num_classes = list(dataset_names), list(num_classes)
-        self.dataset_classes = {name: _registered_classes(classes, name) for name, classes in
-                                (dataset_classes or {}).items()}
+        self.dataset_classes = {
+            name: _registered_classes(classes, name)
+            for name, classes in (dataset_classes or {}).items()
+        }
         # Mappings by class name waiting for the dataset's class names, by dataset index.
         self._deferred: Dict[int, dict] = {}
         self.tables: List[Optional[List[int]]] = []
@@ -84,8 +101,9 @@ class LabelSpace:
             name = self.dataset_names[d]
             if dataset_classes.get(name) is not None:
                 self.dataset_classes[name] = tuple(dataset_classes[name])
-                self.tables[d] = self._table(name, mapping, self.num_classes[d],
-                                             self.dataset_classes[name])
+                self.tables[d] = self._table(
+                    name, mapping, self.num_classes[d], self.dataset_classes[name]
+                )
                 del self._deferred[d]
 
     def table(self, dataset: int) -> List[int]:
@@ -98,39 +116,51 @@ class LabelSpace:
                 f"'{name}' are not known: the checkpoint does not state them; give "
                 f'label_space.dataset_classes.{name} (its class names, or a registered dataset '
                 "type such as 'CityscapesDataset'), or the mapping as a list of "
-                f'{self.num_classes[dataset]} target names (one per class id)')
+                f'{self.num_classes[dataset]} target names (one per class id)'
+            )
         return table
 
-    def _table(self, name: str, mapping: Mapping, num_classes: int,
-               classes: Optional[Sequence[str]]) -> List[int]:
+    def _table(
+        self, name: str, mapping: Mapping, num_classes: int, classes: Optional[Sequence[str]]
+    ) -> List[int]:
         """Target id (or IGNORE) of each of the dataset's class ids."""
         key = f'label_space.mapping.{name}'
         if mapping is None:
-            if classes is not None and tuple(classes) == self.classes or (
-                    classes is None and num_classes == len(self.classes)):
+            if (
+                classes is not None
+                and tuple(classes) == self.classes
+                or (classes is None and num_classes == len(self.classes))
+            ):
                 mapping = list(self.classes)
             else:
-                raise ValueError(f'{key} is missing: map the {num_classes} classes of dataset '
-                                 f"'{name}' to the target classes (a list of {num_classes} "
-                                 'target names or None, or a dict by class name)')
+                raise ValueError(
+                    f'{key} is missing: map the {num_classes} classes of dataset '
+                    f"'{name}' to the target classes (a list of {num_classes} "
+                    'target names or None, or a dict by class name)'
+                )
         if isinstance(mapping, dict):
             if classes is None:
-                raise ValueError(f'{key} maps class names, but the class names of dataset '
-                                 f"'{name}' are not known: give the mapping as a list of "
-                                 f'{num_classes} target names (one per class id)')
+                raise ValueError(
+                    f'{key} maps class names, but the class names of dataset '
+                    f"'{name}' are not known: give the mapping as a list of "
+                    f'{num_classes} target names (one per class id)'
+                )
             unknown = sorted(set(mapping) - set(classes))
             if unknown:
-                raise ValueError(f"{key} names {unknown}, not classes of dataset '{name}' "
-                                 f'({list(classes)})')
+                raise ValueError(
+                    f"{key} names {unknown}, not classes of dataset '{name}' ({list(classes)})"
+                )
             mapping = [mapping.get(c) for c in classes]
         mapping = list(mapping)
         if len(mapping) != num_classes:
-            raise ValueError(f"{key} has {len(mapping)} entries but dataset '{name}' has "
-                             f'{num_classes} classes')
+            raise ValueError(
+                f"{key} has {len(mapping)} entries but dataset '{name}' has {num_classes} classes"
+            )
         unknown = sorted({t for t in mapping if t is not None and t not in self.classes})
         if unknown:
-            raise ValueError(f'{key} maps to {unknown}, which are not target classes '
-                             f'{list(self.classes)}')
+            raise ValueError(
+                f'{key} maps to {unknown}, which are not target classes {list(self.classes)}'
+            )
         return [IGNORE if t is None else self.classes.index(t) for t in mapping]
 
     def matrix(self, dataset: int, like: Tensor) -> Tensor:
@@ -150,9 +180,9 @@ class LabelSpace:
 
     def labels(self, label: Tensor, dataset: int) -> Tensor:
         """A dataset's label map in target class ids (ignored: IGNORE)."""
-        lut = torch.full((256, ), IGNORE, dtype=torch.long, device=label.device)
+        lut = torch.full((256,), IGNORE, dtype=torch.long, device=label.device)
         table = self.table(dataset)
-        lut[:len(table)] = torch.tensor(table, device=label.device)
+        lut[: len(table)] = torch.tensor(table, device=label.device)
         return lut[label.long().clamp(0, 255)]
 
     def meta(self) -> dict:
@@ -164,10 +194,13 @@ def _registered_classes(classes: Union[Sequence[str], str], name: str) -> Tuple[
     if not isinstance(classes, str):
         return tuple(classes)
     from mmseg.registry import DATASETS
+
     dataset = DATASETS.get(classes)
     names = getattr(dataset, 'METAINFO', {}).get('classes')
     if names is None:
-        raise ValueError(f"label_space.dataset_classes.{name}='{classes}': expected class names "
-                         'or the type of a registered dataset with METAINFO classes '
-                         "(e.g. 'CityscapesDataset')")
+        raise ValueError(
+            f"label_space.dataset_classes.{name}='{classes}': expected class names "
+            'or the type of a registered dataset with METAINFO classes '
+            "(e.g. 'CityscapesDataset')"
+        )
     return tuple(names)

@@ -4,6 +4,7 @@ choose (``default_dataset='auto'``, :class:`BranchSelector`), all branches combi
 
 Choosing an image's branch, then predicting with it, runs the backbone twice, unless its
 features do not depend on the branch (:class:`SharedFeatures`)."""
+
 import copy
 from contextlib import contextmanager
 from typing import Iterator, List, Optional, Sequence
@@ -19,8 +20,13 @@ from ..layers import DatasetAwareModule
 AUTO, ENSEMBLE = 'auto', 'ensemble'
 
 
-def check_ensemble(dataset_names: Sequence[str], default_dataset, label_space: Optional[dict],
-                   test_cfg: Optional[dict], classes: Optional[Sequence[int]]) -> None:
+def check_ensemble(
+    dataset_names: Sequence[str],
+    default_dataset,
+    label_space: Optional[dict],
+    test_cfg: Optional[dict],
+    classes: Optional[Sequence[int]],
+) -> None:
     """The ensemble adds the branches' probabilities class by class: their classes must be
     the same, or mapped into one label space.
 
@@ -39,13 +45,15 @@ def check_ensemble(dataset_names: Sequence[str], default_dataset, label_space: O
     raise ValueError(
         f"{key} adds the branches' probabilities, but the datasets have other classes "
         f'{dict(zip(dataset_names, classes))}: set model.label_space (LabelSpace: one '
-        f"output label space, each dataset's classes mapped to it) {instead}".rstrip())
+        f"output label space, each dataset's classes mapped to it) {instead}".rstrip()
+    )
 
 
 def _postprocess(model, probabilities: Tensor, data_samples: Optional[list]) -> list:
     """MMSeg's results of probabilities already in the output label space."""
-    return BaseSegmentor.postprocess_result(model, probabilities.clamp_min(1e-12).log(),
-                                            copy.deepcopy(data_samples))
+    return BaseSegmentor.postprocess_result(
+        model, probabilities.clamp_min(1e-12).log(), copy.deepcopy(data_samples)
+    )
 
 
 def branch_probabilities(model, inputs: Tensor, data_samples: Optional[list]) -> List[Tensor]:
@@ -53,23 +61,43 @@ def branch_probabilities(model, inputs: Tensor, data_samples: Optional[list]) ->
     ``label_space``, else the datasets' classes where they are the same)."""
     classes = model.classes_per_dataset()
     if model.label_space is None and len(set(classes)) > 1:
-        raise ValueError('combining the branches of datasets with other classes '
-                         f'{dict(zip(model.dataset_names, classes))} needs one output label '
-                         'space: set model.label_space')
-    metas = [s.metainfo for s in data_samples] if data_samples is not None else [
-        dict(ori_shape=inputs.shape[2:], img_shape=inputs.shape[2:],
-             pad_shape=inputs.shape[2:], padding_size=[0] * 4)] * len(inputs)
+        raise ValueError(
+            'combining the branches of datasets with other classes '
+            f'{dict(zip(model.dataset_names, classes))} needs one output label '
+            'space: set model.label_space'
+        )
+    metas = (
+        [s.metainfo for s in data_samples]
+        if data_samples is not None
+        else [
+            dict(
+                ori_shape=inputs.shape[2:],
+                img_shape=inputs.shape[2:],
+                pad_shape=inputs.shape[2:],
+                padding_size=[0] * 4,
+            )
+        ]
+        * len(inputs)
+    )
     probabilities = []
     for d in range(len(model.dataset_names)):
         with model.dataset(d):
             logits = model.inference(inputs, metas)
-        probabilities.append(logits.softmax(1) if model.label_space is None else
-                             model.label_space.probabilities(logits, d))
+        probabilities.append(
+            logits.softmax(1)
+            if model.label_space is None
+            else model.label_space.probabilities(logits, d)
+        )
     return probabilities
 
 
-def ensemble(model, inputs: Tensor, data_samples: Optional[list], scores: Tensor,
-             probabilities: Optional[List[Tensor]] = None) -> list:
+def ensemble(
+    model,
+    inputs: Tensor,
+    data_samples: Optional[list],
+    scores: Tensor,
+    probabilities: Optional[List[Tensor]] = None,
+) -> list:
     """Every branch's probabilities weighted by the image's scores (uniformly with
     ``test_cfg.ensemble_weights='uniform'``)."""
     if probabilities is None:
@@ -97,26 +125,38 @@ def predict_routes(model, inputs: Tensor, data_samples: list) -> list:
     for i, d in enumerate(choice.tolist()):
         result = copy.deepcopy(routes[names[d]][i])
         source = result.metainfo['source_dataset']
-        predictions = dict({f'branch_{n}': routes[n][i] for n in names}, auto=result,
-                           ensemble=routes['ensemble'][i])
+        predictions = dict(
+            {f'branch_{n}': routes[n][i] for n in names},
+            auto=result,
+            ensemble=routes['ensemble'][i],
+        )
         if source in names:
             predictions['oracle'] = routes[source][i]
         for route, prediction in predictions.items():
             result.set_field(copy.deepcopy(prediction.pred_sem_seg), f'pred_{route}')
-        result.set_metainfo(dict(dataset_name=names[d], dataset_scores={
-            n: float(v) for n, v in zip(names, scores[i])}))
+        result.set_metainfo(
+            dict(
+                dataset_name=names[d],
+                dataset_scores={n: float(v) for n, v in zip(names, scores[i])},
+            )
+        )
         results.append(result)
     return results
 
 
 def _scored(result, names: Sequence[str], scores: Tensor) -> None:
     """State auto's choice and the branches' scores in a result's metainfo."""
-    result.set_metainfo(dict(dataset_name=names[int(scores.argmax())], dataset_scores={
-        name: float(v) for name, v in zip(names, scores)}))
+    result.set_metainfo(
+        dict(
+            dataset_name=names[int(scores.argmax())],
+            dataset_scores={name: float(v) for name, v in zip(names, scores)},
+        )
+    )
 
 
-def predict_unknown(model, inputs: Tensor, data_samples: Optional[list], indices: list,
-                    unknown: List[int]) -> list:
+def predict_unknown(
+    model, inputs: Tensor, data_samples: Optional[list], indices: list, unknown: List[int]
+) -> list:
     """``predict`` of a batch with samples of unknown source (positions ``unknown``, whose
     ``indices`` are None): auto's branch or the ensemble for them, their datasets' branches for
     the others. A batch of them alone is passed on as the same tensor, whose features the
@@ -161,13 +201,14 @@ def predict_dataset_inputs(model, inputs: Tensor, data_samples: list) -> list:
         if d is None and model.default_dataset == AUTO:
             d = int(choice[i])
         if d is None:  # ensemble
-            result = ensemble(model, inputs[i:i + 1], data_samples[i:i + 1], scores[i:i + 1])
+            result = ensemble(model, inputs[i : i + 1], data_samples[i : i + 1], scores[i : i + 1])
         else:
             version = versions[i][model.dataset_names[d]]
-            part, sample = inputs[i:i + 1], data_samples[i]
+            part, sample = inputs[i : i + 1], data_samples[i]
             if version is not None:  # another dataset's pipeline made inputs[i]
-                data = model.data_preprocessor(dict(inputs=[version['inputs']],
-                                                    data_samples=[version['data_samples']]))
+                data = model.data_preprocessor(
+                    dict(inputs=[version['inputs']], data_samples=[version['data_samples']])
+                )
                 part, sample = data['inputs'], data['data_samples'][0]
                 sample.set_metainfo(dict(pipeline_dataset=model.dataset_names[d]))
             result = model.predict_routed(part, [sample], [d])
@@ -216,6 +257,11 @@ def _same_data(a: Tensor, version: int, b: Tensor) -> bool:
     """Whether ``b`` views exactly ``a``'s elements, unchanged since ``a`` was at ``version``
     (``a`` is held, so its memory is not another tensor's; a view shares its base's version
     counter, which counts in-place changes)."""
-    return (b._version == version and (a is b or a.data_ptr() == b.data_ptr()
-            and a.shape == b.shape and a.stride() == b.stride() and a.dtype == b.dtype
-            and a.device == b.device))
+    return b._version == version and (
+        a is b
+        or a.data_ptr() == b.data_ptr()
+        and a.shape == b.shape
+        and a.stride() == b.stride()
+        and a.dtype == b.dtype
+        and a.device == b.device
+    )
