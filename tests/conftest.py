@@ -1,18 +1,22 @@
 import copy
+import glob
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
 
 import mmseg_cdcl  # noqa: F401  (registers the components)
 
 # shrink_config: re-exported for the tests that take it from here
-from mmseg_cdcl.testing import make_demo_data, shrink_config  # noqa: F401
+from mmseg_cdcl.testing import make_demo_data, shrink_config, unformatted  # noqa: F401
 
 if 'PYTEST_XDIST_WORKER' in os.environ:
     # `make test` runs two workers on two cores: one thread each, for them and the tools they
@@ -192,3 +196,18 @@ def assert_mixed_batch_equals_datasets_alone(model, x, samples, groups, buffers=
     if buffers:
         for (name, b), c in zip(model.named_buffers(), separate.buffers()):
             torch.testing.assert_close(b, c, rtol=1e-9, atol=1e-9, msg=name)
+
+
+def train_in_process(config, work_dir, data_cwd, monkeypatch):
+    """What tools/train.py does with a config file (mmengine's Runner), in this process, where
+    the command line adds nothing (tests/test_tools/test_train.py runs the command itself).
+    Returns the last per-dataset validation metrics it logged."""
+    monkeypatch.chdir(data_cwd)  # where the configs' data/<dataset> roots are
+    cfg = unformatted(Config.fromfile(str(config)))  # no yapf pass per checkpoint saved
+    cfg.work_dir = str(work_dir)
+    # mmengine shares loggers and visualizers by name: this run's own, as in a fresh process
+    cfg.experiment_name = cfg.visualizer.name = f'{os.path.basename(work_dir)}_{time.time()}'
+    Runner.from_cfg(cfg).train()
+    [scalars] = glob.glob(os.path.join(work_dir, '*', 'vis_data', 'scalars.json'))
+    with open(scalars) as f:
+        return [json.loads(line) for line in f if 'mIoU' in line][-1]

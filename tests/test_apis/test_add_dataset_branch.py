@@ -137,7 +137,8 @@ def test_new_dataset_loads_by_name_predicts_and_exports(added, data_cwd, tmp_pat
         sample = SegDataSample(
             metainfo=dict(dataset_name='bdd100k', img_shape=(32, 32), pad_shape=(32, 32))
         )
-        sample.gt_sem_seg = PixelData(data=torch.randint(0, 19, (1, 32, 32)))
+        classes = {'cityscapes': 19, 'camvid': 11}[info['source']]  # the source's classes
+        sample.gt_sem_seg = PixelData(data=torch.randint(0, classes, (1, 32, 32)))
         samples.append(sample)
     losses = model.loss(torch.randn(2, 3, 32, 32), samples)
     assert torch.isfinite(losses['bdd100k.decode.loss_ce'])

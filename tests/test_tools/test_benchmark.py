@@ -41,7 +41,7 @@ def test_benchmark_writes_json_and_table_of_every_measured_row(tmp_path):
             '--pairs',
             '1',
             '--warmup',
-            '1',
+            '0',
             '--branch-layers',
             '3',
             '--out-dir',

@@ -2,12 +2,9 @@
 which trains as tools/train.py trains it and exports to stock MMSeg, for every model family."""
 
 import copy
-import glob
-import json
 import os.path as osp
 import subprocess
 import sys
-import time
 
 import cv2
 import numpy as np
@@ -15,16 +12,20 @@ import pytest
 import torch
 from mmengine.analysis import get_model_complexity_info
 from mmengine.config import Config
-from mmengine.runner import Runner
 from mmengine.structures import PixelData
 from mmseg.apis import inference_model, init_model
 from mmseg.registry import MODELS
 from torch import nn
 
-from conftest import REPO, assert_mixed_batch_equals_datasets_alone, seg_samples, shrink_config
+from conftest import (
+    REPO,
+    assert_mixed_batch_equals_datasets_alone,
+    seg_samples,
+    shrink_config,
+    train_in_process,
+)
 from mmseg_cdcl.apis import config_source, export_single_dataset, init_cdcl_model
 from mmseg_cdcl.models.layers import DSBN, DatasetBranches
-from mmseg_cdcl.testing import unformatted
 from mmseg_cdcl.utils import load_config
 
 DATASETS = dict(
@@ -81,21 +82,6 @@ CLASSIFIERS = {
 }
 
 
-def _train(config, work_dir, data_cwd, monkeypatch):
-    """What tools/train.py does with a config file (mmengine's Runner), in this process: the
-    command line itself is tested in tests/test_tools/test_train.py. The per-dataset validation
-    metrics it logged."""
-    monkeypatch.chdir(data_cwd)  # where the configs' data/<dataset> roots are
-    cfg = unformatted(Config.fromfile(config))  # no yapf pass per checkpoint saved
-    cfg.work_dir = str(work_dir)
-    # mmengine shares loggers and visualizers by name: this run's own, as in a fresh process
-    cfg.experiment_name = cfg.visualizer.name = f'{work_dir.parent.name}_{time.time()}'
-    Runner.from_cfg(cfg).train()
-    [scalars] = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
-    with open(scalars) as f:
-        return [json.loads(line) for line in f if 'mIoU' in line][-1]
-
-
 def _stock_load(checkpoint):
     """torch.load of a checkpoint as stock MMSeg does it, without the types mmseg_cdcl
     allow-lists for torch's safe loader."""
@@ -148,7 +134,7 @@ def test_stock_config_converts_trains_and_exports(family, data_cwd, tmp_path, mo
 
     # Two DAT iterations and per-dataset validation, as tools/train.py runs them.
     work_dir = tmp_path / 'work'
-    metrics = _train(config, work_dir, data_cwd, monkeypatch)
+    metrics = train_in_process(config, work_dir, data_cwd, monkeypatch)
     assert {'cityscapes/mIoU', 'camvid/mIoU'} <= set(metrics)
     checkpoint = str(work_dir / 'iter_2.pth')
 

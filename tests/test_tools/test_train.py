@@ -1,4 +1,5 @@
-"""Real runs of tools/train.py (and test.py) for every paper config, at test size."""
+"""Real runs of tools/train.py (and test.py) for every paper config, at test size; the
+baselines' configs train in this process, as tools/train.py does."""
 
 import glob
 import json
@@ -11,7 +12,7 @@ import sys
 import pytest
 from mmengine.config import Config
 
-from conftest import REPO, shared_folder, shrink_config
+from conftest import REPO, shared_folder, shrink_config, train_in_process
 
 # Each test trains or runs a tool in a fresh interpreter.
 pytestmark = pytest.mark.slow
@@ -87,24 +88,36 @@ def test_cdcl_configs_train_and_evaluate_per_dataset(config, data_cwd, tmp_path,
     assert glob.glob(str(tmp_path / 'best_mIoU_iter_2.pth'))
 
 
-def test_baselines_single_finetune_and_label_remap(data_cwd, tmp_path):
+def _config(config, work_dir, **options):
+    """The config at test size, written to ``work_dir`` as tools/train.py would take it."""
+    cfg = shrink_config(Config.fromfile(osp.join(REPO, 'configs', f'{config}.py')))
+    cfg.default_hooks.pop('visualization')
+    cfg.merge_from_dict(options)
+    os.makedirs(work_dir, exist_ok=True)
+    cfg.dump(osp.join(work_dir, 'config.py'))
+    return osp.join(work_dir, 'config.py')
+
+
+def test_baselines_single_finetune_and_label_remap(data_cwd, tmp_path, monkeypatch):
+    """The baseline configs train (in this process: the command line is the CDCL configs')."""
     for name in ('cityscapes', 'bdd100k', 'camvid'):
-        _run('train.py', f'baselines/pspnet_r18-d8_{name}', data_cwd, str(tmp_path / name))
-        assert 0 <= _val_metrics(str(tmp_path / name))['mIoU'] <= 100
+        work_dir = str(tmp_path / name)
+        config = _config(f'baselines/pspnet_r18-d8_{name}', work_dir)
+        assert 0 <= train_in_process(config, work_dir, data_cwd, monkeypatch)['mIoU'] <= 100
     finetune = str(tmp_path / 'finetune')
-    result = _run(
-        'train.py',
+    config = _config(
         'baselines/pspnet_r18-d8_cityscapes_to_bdd100k_finetune',
-        data_cwd,
         finetune,
-        '--cfg-options',
-        f'load_from={tmp_path / "cityscapes" / "iter_2.pth"}',
+        load_from=str(tmp_path / 'cityscapes' / 'iter_2.pth'),
     )
-    assert 'Load checkpoint from' in result.stdout + result.stderr
-    assert {'cityscapes/mIoU', 'bdd100k/mIoU'} <= set(_val_metrics(finetune))
+    metrics = train_in_process(config, finetune, data_cwd, monkeypatch)
+    assert {'cityscapes/mIoU', 'bdd100k/mIoU'} <= set(metrics)
+    [log] = glob.glob(osp.join(finetune, '*', '*.log'))
+    assert f'Load checkpoint from {tmp_path / "cityscapes" / "iter_2.pth"}' in open(log).read()
     remap = str(tmp_path / 'remap')
-    _run('train.py', 'baselines/pspnet_r18-d8_cityscapes_bdd100k_label_remap', data_cwd, remap)
-    assert {'cityscapes/mIoU', 'bdd100k/mIoU'} <= set(_val_metrics(remap))
+    config = _config('baselines/pspnet_r18-d8_cityscapes_bdd100k_label_remap', remap)
+    metrics = train_in_process(config, remap, data_cwd, monkeypatch)
+    assert {'cityscapes/mIoU', 'bdd100k/mIoU'} <= set(metrics)
 
 
 def _files(folder):

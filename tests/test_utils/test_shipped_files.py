@@ -96,8 +96,8 @@ def test_run_tool_runs_the_script_as_python_would_and_returns_its_status(monkeyp
 def test_python_m_mmseg_cdcl_lists_the_commands_and_the_shipped_folder(capsys):
     main([])
     out = capsys.readouterr().out
-    assert 'commands: benchmark, convert_config,' in out
-    assert 'analysis/bn_statistics' in out
+    assert 'commands: add_dataset_branch, benchmark, convert_config,' in out
+    assert 'analysis/bn_statistics, analysis/learn_label_space, analysis/new_camera_branch' in out
     assert f'configs and tools: {REPO}' in out
     with pytest.raises(SystemExit, match="python -m mmseg_cdcl: no command 'nope'"):
         main(['nope'])
