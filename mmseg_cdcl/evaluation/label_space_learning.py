@@ -33,7 +33,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
-from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
+from mmengine.runner.checkpoint import CheckpointLoader
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
 
@@ -41,6 +41,7 @@ from ..apis.inference import dataset_metainfo
 from ..models.layers import DatasetBranches, dataset_context
 from ..models.utils import LabelSpace
 from ..models.utils.checkpoint_datasets import state_datasets_from_meta
+from ..utils.mmengine_internals import load_checkpoint_to_model
 from .functional.class_relations import (
     THRESHOLDS,
     class_relations,
@@ -202,7 +203,7 @@ def load_cdcl_model(config: str, checkpoint: str, device: str = 'cpu'):
     cfg.model.pop('default_dataset', None)
     model = MODELS.build(cfg.model)
     ckpt = state_datasets_from_meta(
-        _load_checkpoint(checkpoint, map_location='cpu', logger='silent')
+        CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu', logger='silent')
     )
     state = ckpt.get('state_dict', ckpt)
     stated = (getattr(state, '_metadata', None) or {}).get('', {}).get('dataset_names')
@@ -217,7 +218,7 @@ def load_cdcl_model(config: str, checkpoint: str, device: str = 'cpu'):
             + f', the model has {names}'
         )
     try:
-        _load_checkpoint_to_model(model, ckpt, strict=True)
+        load_checkpoint_to_model(model, ckpt, strict=True)
     except (RuntimeError, ValueError) as e:
         raise ValueError(f'{checkpoint} does not fit the model of {config}: {e}') from e
     meta = ((ckpt.get('meta') or {}).get('dataset_meta') or {}).get('datasets') or {}
