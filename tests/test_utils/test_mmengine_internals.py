@@ -6,6 +6,7 @@ import pickle
 import time
 from collections import OrderedDict
 
+import mmengine.config.config as mmengine_config
 import pytest
 import torch
 from mmengine.config import Config
@@ -21,6 +22,7 @@ from mmseg_cdcl.utils.mmengine_internals import (
     config_file_of,
     infinite_dataloader_iterator,
     load_checkpoint_to_model,
+    memoize_config_formatting,
     registered_statistics,
     resume_arguments,
     set_resume_checkpoint,
@@ -133,3 +135,25 @@ def test_config_file_of_a_package_config_and_config_dict_in_place():
     cfg = Config(dict(a=1))
     config_dict(cfg)['a'] = 2
     assert cfg.a == 2
+
+
+def test_config_formatting_is_yapfs_done_once_per_text(monkeypatch):
+    """mmengine formats ``pretty_text`` through the module's ``FormatCode`` (memoized since
+    mmseg_cdcl was imported): the same text as yapf's, and yapf runs once per text."""
+    cfg = Config(dict(model=dict(type='X', channels=[1, 2, 3]), work_dir='w'))
+    yapf = mmengine_config.FormatCode.__wrapped__
+    assert mmengine_config.FormatCode.memoized and yapf.__module__ == 'yapf.yapflib.yapf_api'
+    expected = cfg.pretty_text
+    calls = []
+
+    def counted(text, style_config=None, **kwargs):
+        calls.append(text)
+        return yapf(text, style_config=style_config, **kwargs)
+
+    monkeypatch.setattr(mmengine_config, 'FormatCode', counted)
+    memoize_config_formatting(entries=1)
+    assert cfg.pretty_text == cfg.pretty_text == expected
+    assert len(calls) == 1
+    other = Config(dict(a=1))
+    other.pretty_text, cfg.pretty_text  # one entry: the first text was dropped for the other
+    assert len(calls) == 3
