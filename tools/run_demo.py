@@ -13,7 +13,9 @@ work dir: results.md (the table, ready to paste into README.md), results.json, c
 (training loss, validation mIoU) and panel.png (image | ground truth | CDCL | joint baseline).
 It then tests CDCL on images whose source it is not told, adding the generator's CamVid as a
 domain it never saw (configs/demo/cdcl_cityscapes_bdd_unknown_source.py; results.md's second
-table), and draws the BatchNorm statistics of the three models of one or both datasets
+table), gives CDCL a branch for that camera from its training images without their labels
+(tools/add_dataset_branch.py) and tests it on the same CamVid images (the third table), and
+draws the BatchNorm statistics of the three models of one or both datasets
 (tools/analysis/bn_statistics.py: bn_statistics.png and .json).
 
 The console shows a progress bar per training, a line per validation and the table; mmengine's
@@ -22,7 +24,9 @@ complete logs (per-class IoU tables included) go to
 """
 
 import argparse
+import contextlib
 import glob
+import io
 import json
 import os
 import os.path as osp
@@ -43,12 +47,17 @@ from mmengine.dataset import pseudo_collate  # noqa: E402
 from mmengine.runner import Runner, load_checkpoint  # noqa: E402
 from mmseg.registry import DATASETS  # noqa: E402
 
+from mmseg_cdcl.apis import add_dataset_branch  # noqa: E402
 from mmseg_cdcl.engine import PerImageCountsHook, QuietConsoleRunner  # noqa: E402
 from mmseg_cdcl.evaluation import bn_statistics  # noqa: E402
 from mmseg_cdcl.evaluation.model_comparison import (  # noqa: E402
     comparison_markdown,
     scores_and_intervals,
     unknown_source_markdown,
+)
+from mmseg_cdcl.evaluation.route_comparison import (  # noqa: E402
+    compare_new_branch,
+    route_comparison_markdown,
 )
 from mmseg_cdcl.testing import make_demo_data, shrink_schedule, unformatted  # noqa: E402
 from mmseg_cdcl.testing.demo_data import LAYOUTS  # noqa: E402
@@ -69,6 +78,7 @@ MODELS = {  # label: demo config
 CDCL = 'CDCL (DSBN + DAT)'
 UNKNOWN_SOURCE = 'cdcl_cityscapes_bdd_unknown_source'  # CDCL's test on images of unknown source
 UNSEEN = 'camvid'  # the third domain of that test, in no model's training data
+STEPS = len(MODELS) + 2  # the trainings, the unknown-source test, the new camera's branch
 PANEL_MODELS = (CDCL, 'joint: shared BN, one classifier')
 PANEL_IMAGES = 2  # per dataset
 BOOTSTRAP = dict(num_resamples=2000, level=0.95)
@@ -87,7 +97,7 @@ def ensure_data(args):
     num_images = dict(args.num_images)
     root = osp.join('data', 'demo')
 
-    def matches(name):
+    def matches(name, counts, check_size=True):
         splits, img_prefix, _ = LAYOUTS[name]
         for split in splits:
             files = sorted(
@@ -95,12 +105,12 @@ def ensure_data(args):
                     osp.join(root, name, img_prefix.format(split), '**', '*.*'), recursive=True
                 )
             )
-            if len(files) != num_images[split]:
+            if len(files) != counts[split]:
                 return False
         first = cv2.imread(files[0]) if files else None
-        return first is not None and first.shape[:2] == tuple(args.image_size)
+        return not check_size or first is not None and first.shape[:2] == tuple(args.image_size)
 
-    if not all(matches(name) for name in DATASET_NAMES):
+    if not all(matches(name, num_images) for name in DATASET_NAMES):
         print(
             f'generating {root}/{{{",".join(DATASET_NAMES)}}}: '
             + ', '.join(f'{n} {split}' for split, n in num_images.items())
@@ -116,14 +126,20 @@ def ensure_data(args):
             seed=DATA_SEED,
             overwrite=True,
         )
-    unseen = glob.glob(osp.join(root, UNSEEN, LAYOUTS[UNSEEN][1].format('val'), '*.png'))
-    if len(unseen) != num_images['val']:
-        print(f'generating {root}/{UNSEEN}: {num_images["val"]} validation images', flush=True)
+    # The unseen camera: validation images (labelled, for the tests) and as many training
+    # images as each dataset has (their labels unused: the new branch's images).
+    unseen = dict(train=num_images['train'], val=num_images['val'], test=0)
+    if not matches(UNSEEN, unseen, check_size=False):
+        print(
+            f'generating {root}/{UNSEEN}: {unseen["train"]} train (labels unused), '
+            f'{unseen["val"]} validation images',
+            flush=True,
+        )
         make_demo_data(
             root,
             datasets=(UNSEEN,),
             image_size=tuple(args.image_size),
-            num_images={UNSEEN: dict(train=0, val=num_images['val'], test=0)},
+            num_images={UNSEEN: unseen},
             seed=DATA_SEED,
             overwrite=True,
         )
@@ -151,7 +167,7 @@ def demo_runner(name, title, args, **cfg_options):
 def train_and_test(k, label, name, args):
     """Train one demo model and test it on all validation images; return its validation
     history, test metrics, per-image counts and panel predictions."""
-    runner = demo_runner(name, f'[{k}/{len(MODELS) + 1}] {label}', args)
+    runner = demo_runner(name, f'[{k}/{STEPS}] {label}', args)
     per_image = PerImageCountsHook()
     runner.register_hook(per_image)
     runner.train()
@@ -181,12 +197,60 @@ def checkpoint(args, name):
 
 def test_unknown_source(args):
     """CDCL's test on images it is not told the source of: each route's metrics."""
-    runner = demo_runner(UNKNOWN_SOURCE, f'[5/5] {CDCL} on images of unknown source', args)
+    runner = demo_runner(
+        UNKNOWN_SOURCE, f'[{STEPS - 1}/{STEPS}] {CDCL} on images of unknown source', args
+    )
     # Loaded here, quietly: the runner's load_from prints its path on the console.
     load_checkpoint(
         runner.model, checkpoint(args, MODELS[CDCL]), map_location='cpu', logger='silent'
     )
     return runner.test()
+
+
+def new_camera_branch(args):
+    """CDCL grows a branch for the unseen camera from its training images, labels unused
+    (``add_dataset_branch``: AdaBN from the branch its images' DSBN statistics choose), tested
+    on the unknown-source test's images of that camera against the routes it had before."""
+    images = osp.join('data', 'demo', UNSEEN, LAYOUTS[UNSEEN][1].format('train'))
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo', f'{UNKNOWN_SOURCE}.py'))
+    # Quietly: mmengine prints the path of each checkpoint it loads.
+    with contextlib.redirect_stdout(io.StringIO()):
+        _, ckpt, info = add_dataset_branch(
+            osp.join(REPO, 'configs', 'demo', f'{MODELS[CDCL]}.py'),
+            checkpoint(args, MODELS[CDCL]),
+            UNSEEN,
+            images,
+            osp.join(args.run_dir, f'{UNSEEN}_branch'),
+        )
+        comparison = compare_new_branch(cfg, UNSEEN, info['source'], ckpt, args.seed, **BOOTSTRAP)
+    return dict(
+        comparison,
+        source=info['source'],
+        distances=info['distances'],
+        num_images=info['num_images'],
+        checkpoint=ckpt,
+    )
+
+
+def new_camera_results(new, num_test, seed):
+    """results.md's third table: the new branch against the routes of the model before."""
+    old = ' and '.join(DATASET_TITLES[d] for d in DATASET_NAMES)
+    titles = {UNSEEN: 'CamVid branch (new)', f'auto of {"+".join(DATASET_NAMES)}': 'auto before'}
+    titles.update({d: f'{DATASET_TITLES[d]} branch' for d in DATASET_NAMES})
+    titles.update({'auto': 'auto after', 'ensemble': 'ensemble after'})
+    distances = ', '.join(f'{DATASET_TITLES[d]} {new["distances"][d]:.2f}' for d in DATASET_NAMES)
+    return (
+        f'A branch for CamVid from its {new["num_images"]} training images, labels unused '
+        f'(`tools/add_dataset_branch.py`: a copy of the {DATASET_TITLES[new["source"]]} branch, '
+        f"the nearest to the images' DSBN statistics ({distances}), its statistics re-estimated "
+        f"on them), tested on the {num_test} CamVid images above in CamVid's 11 classes: "
+        f'the new branch against each route of the {old} model before (its branches, auto '
+        'before) and of the model with the new branch (auto and ensemble after), with the '
+        f'paired bootstrap {BOOTSTRAP["level"]:.0%} interval over the images '
+        f'({BOOTSTRAP["num_resamples"]} resamples, seed {seed}; **bold**: excludes 0). '
+        'Method and measurements: [docs/new_camera.md](docs/new_camera.md).\n\n'
+        + route_comparison_markdown(new, UNSEEN, titles, BOOTSTRAP['level'])
+    )
 
 
 def results_markdown(scores, intervals, num_test, args, seconds):
@@ -220,9 +284,10 @@ def unknown_source_results(metrics, num_test):
     )
 
 
-def write_results(scores, intervals, unknown, num_test, args, seconds):
+def write_results(scores, intervals, unknown, new, num_test, args, seconds):
     text = results_markdown(scores, intervals, num_test, args, seconds)
     text += '\n' + unknown_source_results(unknown, num_test)
+    text += '\n' + new_camera_results(new, num_test, args.seed)
     with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
         f.write(text)
     with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
@@ -235,6 +300,7 @@ def write_results(scores, intervals, unknown, num_test, args, seconds):
                 mIoU=scores,
                 cdcl_minus_baseline=intervals,
                 unknown_source=unknown,
+                new_camera=new,
             ),
             f,
             indent=2,
@@ -348,7 +414,7 @@ def main():
     histories, metrics, counts, predictions = {}, {}, {}, {}
     for k, (label, name) in enumerate(MODELS.items(), 1):
         print(
-            f'\n[{k}/{len(MODELS) + 1}] {label}: configs/demo/{name}.py, '
+            f'\n[{k}/{STEPS}] {label}: configs/demo/{name}.py, '
             f'{(time.time() - start) / 60:.1f} min so far',
             flush=True,
         )
@@ -356,11 +422,18 @@ def main():
             k, label, name, args
         )
     print(
-        f'\n[5/5] {CDCL} on images of unknown source, {UNSEEN} added: '
+        f'\n[{STEPS - 1}/{STEPS}] {CDCL} on images of unknown source, {UNSEEN} added: '
         f'configs/demo/{UNKNOWN_SOURCE}.py',
         flush=True,
     )
     unknown = test_unknown_source(args)
+    print(
+        f'\n[{STEPS}/{STEPS}] {CDCL} grows a branch for {UNSEEN} from its '
+        f'{args.num_images["train"]} training images, labels unused: '
+        'tools/add_dataset_branch.py',
+        flush=True,
+    )
+    new = new_camera_branch(args)
     # The paper's Fig. 1: BN statistics per dataset, in CDCL's branches and the single models.
     singles = [label for label in MODELS if label.startswith('single')]
     bn_statistics(
@@ -373,7 +446,7 @@ def main():
         metrics, counts, CDCL, DATASET_NAMES, args.seed, **BOOTSTRAP
     )
     num_test = len(counts[CDCL][DATASET_NAMES[0]])
-    text = write_results(scores, intervals, unknown, num_test, args, time.time() - start)
+    text = write_results(scores, intervals, unknown, new, num_test, args, time.time() - start)
     plot_curves(
         histories,
         min(args.curve_images, args.num_images['val']),

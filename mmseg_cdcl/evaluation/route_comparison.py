@@ -1,17 +1,81 @@
 """A new camera's branch against the routes a model had before it: per-image counts of each route
 on the same labelled images, and the paired bootstrap interval of each difference.
 
-``tools/run_demo.py`` measures the branch it adds for the generator's CamVid this way.
+``tools/run_demo.py`` measures the branch it adds for the generator's CamVid this way
+(:func:`compare_new_branch`), ``tools/analysis/new_camera_branch.py`` each way of adding it.
 """
 
-from typing import Dict, Iterable, Mapping, Optional, Sequence
+import copy
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
 from mmseg.evaluation import IoUMetric
+from mmseg.registry import MODELS
 from torch import nn
 
+from ..apis.add_dataset_branch import added_dataset_cfg
+from ..apis.checkpoint import load_cdcl_checkpoint
 from .functional import miou_from_counts, paired_bootstrap_miou
+
+
+def labelled_batches(cfg: Config, name: str, batch_size: int = 4) -> List[dict]:
+    """The batches of dataset ``name`` of ``cfg``'s test MultiDataset (images and labels).
+
+    Raises:
+        KeyError: ``name`` is not one of its datasets.
+    """
+    loader = copy.deepcopy(cfg.test_dataloader)
+    datasets = loader.dataset.datasets
+    if name not in datasets:
+        raise KeyError(f"'{name}' is not a dataset of the test dataloader: {list(datasets)}")
+    loader.dataset.datasets = {name: datasets[name]}
+    loader.update(batch_size=batch_size, num_workers=0, persistent_workers=False)
+    return list(Runner.build_dataloader(loader.to_dict()))
+
+
+def added_branch_model(cfg: Config, name: str, source: str, checkpoint: str) -> nn.Module:
+    """``cfg``'s model (in its label space) with the dataset ``name`` that
+    :func:`~mmseg_cdcl.apis.add_dataset_branch` added from ``source``, loaded from the
+    checkpoint it wrote; it predicts whole images."""
+    model_cfg = added_dataset_cfg(cfg, name, source).model
+    model_cfg.test_cfg = dict(mode='whole')
+    model = MODELS.build(model_cfg)
+    load_cdcl_checkpoint(model, checkpoint)
+    return model.eval()
+
+
+def compare_new_branch(
+    cfg: Config, name: str, source: str, checkpoint: str, seed: int = 0, **bootstrap
+) -> dict:
+    """A new camera's branch against the routes of the model before it, on its labelled images:
+    the branch, every old branch, auto among the old branches (the model before), and auto and
+    ensemble of the new model (:func:`route_counts`, :func:`compare_routes`).
+
+    Args:
+        cfg (Config): The model before, whose test MultiDataset holds ``name``'s labelled
+            images, in their classes: its ``label_space``'s (as the demo's unknown-source
+            config), or without one, the source's.
+        name (str): The added dataset.
+        source (str): The branch it was added from.
+        checkpoint (str): The checkpoint :func:`~mmseg_cdcl.apis.add_dataset_branch` wrote.
+        seed (int): Seed of the bootstrap; ``bootstrap``: its ``num_resamples`` and ``level``.
+
+    Returns:
+        dict: ``mIoU`` per route (the new branch, the old ones, ``'auto of <old>'``, ``'auto'``,
+        ``'ensemble'``) and ``intervals`` of the new branch − each route.
+    """
+    old = list(cfg.model.dataset_names)
+    model = added_branch_model(cfg, name, source, checkpoint)
+    space = model.label_space
+    num_classes = len(space.classes) if space else model.classes_per_dataset()[len(old)]
+    counts = route_counts(
+        model, labelled_batches(cfg, name), [name, *old, 'auto', 'ensemble'], num_classes, old
+    )
+    order = [name, *old, f'auto of {"+".join(old)}', 'auto', 'ensemble']
+    return compare_routes({route: counts[route] for route in order}, name, seed=seed, **bootstrap)
 
 
 def route_counts(

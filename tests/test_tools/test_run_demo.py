@@ -56,18 +56,23 @@ def test_console_is_progress_validation_lines_and_the_table(demo):
     cwd, result = demo
     out = result.stdout
     assert 'generating data/demo/{cityscapes,bdd100k}: 4 train, 6 val images' in out
-    assert 'generating data/demo/camvid: 6 validation images' in out
+    assert 'generating data/demo/camvid: 4 train (labels unused), 6 validation images' in out
     for k, label in enumerate(LABELS, 1):
-        assert f'[{k}/5] {label} [########################] 2/2  loss ' in out
+        assert f'[{k}/6] {label} [########################] 2/2  loss ' in out
     assert out.count('  iteration 1: validation mIoU cityscapes ') == 4
     assert out.count('  iteration 2: validation mIoU cityscapes ') == 4
     assert out.count('  test mIoU cityscapes ') == 4
-    assert '[5/5] CDCL (DSBN + DAT) on images of unknown source, camvid added' in out
-    assert (cwd / 'wd' / 'results.md').read_text() in out  # the table as written
-    # No mmengine log lines, per-class tables or warnings on the console: 35 lines in all.
+    assert '[5/6] CDCL (DSBN + DAT) on images of unknown source, camvid added' in out
+    assert (
+        '[6/6] CDCL (DSBN + DAT) grows a branch for camvid from its 4 training images, '
+        'labels unused: tools/add_dataset_branch.py\n\n'
+    ) in out
+    assert (cwd / 'wd' / 'results.md').read_text() in out  # the tables as written
+    # No mmengine log lines (nor the paths of checkpoints it loads), per-class tables or
+    # warnings on the console: 67 lines in all.
     assert 'mmengine - INFO' not in out and not CLASS_TABLE.search(out)
-    assert result.stderr == ''
-    assert len(out.splitlines()) < 65
+    assert 'Loads checkpoint' not in out and result.stderr == ''
+    assert len(out.splitlines()) < 75
 
 
 def test_complete_logs_go_to_each_run_folder(demo):
@@ -131,6 +136,7 @@ def test_cdcl_tested_on_images_of_unknown_source_and_bn_statistics_drawn(demo):
         assert sum(unknown[f'choice/{source}/{d}'] for d in ('cityscapes', 'bdd100k')) == 6
     assert 'camvid/oracle/mIoU' not in unknown and 0 <= unknown['bdd100k/branch_accuracy'] <= 100
     table = (cwd / 'wd' / 'results.md').read_text().split('CDCL on images of unknown source')[1]
+    table = table.split('A branch for CamVid')[0]
     assert table.count('\n| ') == 4  # header and three datasets
     assert '| CamVid (never trained on) | — |' in table
     with open(cwd / 'wd' / 'bn_statistics.json') as f:
@@ -154,3 +160,31 @@ def test_verbose_restores_the_complete_console(demo):
     assert 'pkg_resources is deprecated' not in result.stderr + quiet.stderr
     with open(cwd / 'wd' / 'results.json') as f, open(cwd / 'wd_verbose' / 'results.json') as g:
         assert json.load(f)['mIoU'] == json.load(g)['mIoU']  # the same runs, only louder
+
+
+def test_cdcl_grows_a_branch_for_the_new_camera_without_its_labels(demo):
+    cwd, _ = demo
+    with open(cwd / 'wd' / 'results.json') as f:
+        results = json.load(f)
+    new, unknown = results['new_camera'], results['unknown_source']
+    routes = ['camvid', 'cityscapes', 'bdd100k', 'auto of cityscapes+bdd100k', 'auto', 'ensemble']
+    assert list(new['mIoU']) == routes and list(new['intervals']) == routes[1:]
+    assert new['num_images'] == 4 and new['source'] == min(
+        new['distances'], key=new['distances'].get
+    )
+    # The routes of the model before score as the unknown-source test (UnknownSourceMetric)
+    # scored them on the same CamVid images: the old branches are unchanged by the new one.
+    for route, key in [
+        ('cityscapes', 'branch_cityscapes'),
+        ('bdd100k', 'branch_bdd100k'),
+        ('auto of cityscapes+bdd100k', 'auto'),
+    ]:
+        assert new['mIoU'][route] == pytest.approx(unknown[f'camvid/{key}/mIoU'], abs=0.006)
+    for route, r in new['intervals'].items():
+        expected = new['mIoU']['camvid'] - new['mIoU'][route]
+        assert r['difference'] == pytest.approx(expected, abs=0.011)
+        assert r['low'] <= r['difference'] <= r['high'] and r['num_images'] == 6
+    assert osp.isfile(cwd / new['checkpoint'])  # relative to where the demo ran
+    table = (cwd / 'wd' / 'results.md').read_text().split('A branch for CamVid from its 4')[1]
+    assert table.count('\n| ') == 7  # header and six routes
+    assert '| CamVid branch (new) | ' in table and '| auto before | ' in table

@@ -15,7 +15,6 @@ prints each route's mIoU with the paired bootstrap 95% interval of new branch âˆ
 """
 
 import argparse
-import copy
 import json
 import os.path as osp
 import time
@@ -27,13 +26,13 @@ warnings.filterwarnings(
 
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-from mmseg.registry import MODELS  # noqa: E402
 
-from mmseg_cdcl.apis import add_dataset_branch, load_cdcl_checkpoint  # noqa: E402
-from mmseg_cdcl.apis.add_dataset_branch import added_dataset_cfg, image_files  # noqa: E402
+from mmseg_cdcl.apis import add_dataset_branch  # noqa: E402
+from mmseg_cdcl.apis.add_dataset_branch import image_files  # noqa: E402
 from mmseg_cdcl.evaluation.route_comparison import (  # noqa: E402
+    added_branch_model,
     compare_routes,
+    labelled_batches,
     route_comparison_markdown,
     route_counts,
 )
@@ -61,10 +60,7 @@ def main():
     init_default_scope('mmseg')
     files = image_files(args.images)
     ecfg = Config.fromfile(args.eval_config)
-    loader = copy.deepcopy(ecfg.test_dataloader)
-    loader.dataset.datasets = {args.name: loader.dataset.datasets[args.name]}
-    loader.update(batch_size=4, num_workers=0, persistent_workers=False)
-    batches = list(Runner.build_dataloader(loader.to_dict()))[: args.max_batches]
+    batches = labelled_batches(ecfg, args.name)[: args.max_batches]
     num_classes = len(ecfg.model.label_space.classes)
     old = list(Config.fromfile(args.config).model.dataset_names)
 
@@ -93,10 +89,7 @@ def main():
             overwrite=True,
             **kwargs,
         )
-        mcfg = added_dataset_cfg(ecfg, args.name, info['source']).model
-        mcfg.test_cfg = dict(mode='whole')
-        model = MODELS.build(mcfg)
-        load_cdcl_checkpoint(model, ckpt)
+        model = added_branch_model(ecfg, args.name, info['source'], ckpt)
         start = time.time()
         if full is None:  # every route once; the old branches do not change
             counts = full = route_counts(
