@@ -72,6 +72,7 @@ from torch.utils.data import DataLoader
 
 from mmseg_cdcl import dataset_context
 from mmseg_cdcl.apis import plain_model_cfg, plain_state_dict
+from mmseg_cdcl.apis.add_dataset_branch import added_dataset_cfg
 from mmseg_cdcl.datasets import MultiDatasetSampler
 from mmseg_cdcl.datasets.samplers.multi_dataset_sampler import arrange
 from mmseg_cdcl.engine import FirstIterationTimeHook
@@ -86,6 +87,7 @@ STOCK_MODEL = osp.join(CONFIGS, '_base_', 'models', 'pspnet_r18-d8.py')
 DEMO_CONFIG = osp.join(CONFIGS, 'demo', 'cdcl_cityscapes_bdd.py')
 DEMO_DATA = osp.join(CONFIGS, 'demo', '_base_', 'demo_sizes.py')
 DATASETS_USED = (('cityscapes', 19), ('bdd100k', 19), ('camvid', 11))  # as the paper's configs
+NEW_CAMERA = 'new_camera'  # the dataset of section c's added branch
 DSBN_SHAPES = ((64, 128, 128), (128, 64, 64), (512, 32, 32))  # (C, H, W) of ResNet-18-D8 stages
 DSBN_INNER = 20  # forward + backward calls per timed repetition: one takes a few ms
 LOAD_BATCHES = 32  # batches per timed repetition of a data loader
@@ -418,6 +420,16 @@ def bench_inference(args, device):
     cdcl, plain = (m.to(device).to(memory_format=_memory_format(args)) for m in (cdcl, plain))
     batch = make_batch(1, args.batch, crop, False, args, labels=False)  # routed by default
     steps = [_autocast(args, device, partial(m.test_step, batch)) for m in (cdcl, plain)]
+    # The model with a branch added for a new camera (tools/add_dataset_branch.py's config and
+    # weights: the first dataset's branches copied), routed to it.
+    added = MODELS.build(
+        added_dataset_cfg(Config(dict(model=cfg.to_dict())), NEW_CAMERA, DATASETS_USED[0][0]).model
+    )
+    added.branch_map = {NEW_CAMERA: DATASETS_USED[0][0]}
+    added.load_state_dict(cdcl.state_dict())
+    added.default_dataset = NEW_CAMERA
+    added = added.eval().to(device).to(memory_format=_memory_format(args))
+    added_step = _autocast(args, device, partial(added.test_step, batch))
     auto = copy.deepcopy(cdcl)
     auto.default_dataset = 'auto'
     auto.branch_selector.num_layers = args.branch_layers
@@ -432,6 +444,13 @@ def bench_inference(args, device):
             timed(auto_step, device), timed(steps[0], device), args.pairs, args.warmup
         )
         chosen = [r.dataset_name for r in auto_step()]
+        added_times, plain_times = alternate(
+            timed(added_step, device), timed(steps[1], device), args.pairs, args.warmup
+        )
+        added_diff = max(
+            (p.seg_logits.data - q.seg_logits.data).abs().max().item()
+            for p, q in zip(added_step(), steps[1]())
+        )
     labels = 'CDCL routed to cityscapes', f'exported plain {model_name(args)}'
     flops, params = ([s[key] for s in stats] for key in ('flops', 'params'))
     return [
@@ -444,6 +463,17 @@ def bench_inference(args, device):
             b,
             's',
             note=f'largest logit difference {diff:.1e}',
+        ),
+        row(
+            'c',
+            f'inference with an added branch, batch {args.batch}',
+            f'CDCL + {NEW_CAMERA}, routed to it',
+            added_times,
+            labels[1],
+            plain_times,
+            's',
+            note=f'{len(added.dataset_names)} branches, the new one a copy of '
+            f'{DATASETS_USED[0][0]}: largest logit difference {added_diff:.1e}',
         ),
         row(
             'c',

@@ -7,10 +7,12 @@ API (``CheckpointLoader.load_checkpoint`` for reading a checkpoint file, ``model
 mode='loss')`` for a forward), the package uses it instead.
 """
 
+import copy
 import functools
-from typing import Callable, Dict
+from typing import Callable, Dict, Union
 
 import mmengine.config.config as mmengine_config
+import mmengine.config.utils as mmengine_config_utils
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import HistoryBuffer
 from mmengine.optim import OptimWrapper
@@ -97,3 +99,35 @@ def memoize_config_formatting(entries: int = 8) -> None:
 
     memoized.memoized = True
     mmengine_config.FormatCode = memoized
+
+
+def memoize_package_config_lookup() -> None:
+    """Look up each ``package::`` config (an ``mmseg::`` base of a config) once per process.
+
+    mmengine's ``_get_cfg_metainfo`` reads every metafile of the package's model index at each
+    lookup (1431 YAML files of mmseg 1.2.2, 0.35 s on a CPU), and for mmseg 1.2.2 every lookup
+    fails: the index names its configs with the ``.py`` that mmengine strips from the query, so
+    ``Config._get_cfg_path`` takes its ``ValueError`` and joins the package's config folder
+    instead. The installed files do not change while a process runs: each answer, a
+    ``ValueError`` included, is kept and given again.
+    """
+    lookup = mmengine_config_utils._get_cfg_metainfo
+    if getattr(lookup, 'memoized', False):
+        return
+    answers: Dict[tuple, Union[dict, ValueError]] = {}
+
+    @functools.wraps(lookup)
+    def memoized(package_path: str, cfg_path: str) -> dict:
+        key = (package_path, cfg_path)
+        if key not in answers:
+            try:
+                answers[key] = lookup(package_path, cfg_path)
+            except ValueError as error:
+                answers[key] = error
+        answer = answers[key]
+        if isinstance(answer, ValueError):
+            raise ValueError(*answer.args)
+        return copy.deepcopy(answer)
+
+    memoized.memoized = True
+    mmengine_config_utils._get_cfg_metainfo = memoized

@@ -17,6 +17,7 @@ ROWS = {
     'a': ['DSBN fwd+bwd, C=64 128x128', 'DSBN fwd+bwd, C=128 64x64', 'DSBN fwd+bwd, C=512 32x32'],
     'c': [
         'inference, batch 1',
+        'inference with an added branch, batch 1',
         'inference of unknown source, batch 1',
         'FLOPs at 3x32x32',
         'params (whole model)',
@@ -80,7 +81,17 @@ def test_benchmark_writes_json_and_table_of_every_measured_row(tmp_path):
             )
             assert r['met'] in (True, False, None)
 
-    inference, auto, flops, params = report['sections']['c']
+    inference, added, auto, flops, params = report['sections']['c']
+    # The model with a third branch, added as tools/add_dataset_branch.py adds it (a copy of
+    # the first dataset's), predicts through it as the exported plain model predicts.
+    assert (
+        added['a']['label'] == 'CDCL + new_camera, routed to it'
+        and added['target'] == '1.00 ± 0.03'
+    )
+    assert (
+        added['note']
+        == '3 branches, the new one a copy of cityscapes: largest logit difference 0.0e+00'
+    )
     assert auto['target'] == '≤ 1.15' and auto['a']['label'] == 'CDCL, branch auto'
     assert auto['note'].startswith('branch from the first 3 DSBN layers; chose [')
     assert flops['a']['median'] == flops['b']['median'] and flops['note'] == 'equal'

@@ -7,6 +7,8 @@ import time
 from collections import OrderedDict
 
 import mmengine.config.config as mmengine_config
+import mmengine.config.utils as mmengine_config_utils
+import mmseg
 import pytest
 import torch
 from mmengine.config import Config
@@ -23,6 +25,7 @@ from mmseg_cdcl.utils.mmengine_internals import (
     infinite_dataloader_iterator,
     load_checkpoint_to_model,
     memoize_config_formatting,
+    memoize_package_config_lookup,
     registered_statistics,
     resume_arguments,
     set_resume_checkpoint,
@@ -157,3 +160,35 @@ def test_config_formatting_is_yapfs_done_once_per_text(monkeypatch):
     other = Config(dict(a=1))
     other.pretty_text, cfg.pretty_text  # one entry: the first text was dropped for the other
     assert len(calls) == 3
+
+
+def test_package_config_lookup_reads_mmsegs_model_index_once_per_config(monkeypatch):
+    """``mmseg::`` configs resolve through ``_get_cfg_metainfo`` (memoized since mmseg_cdcl was
+    imported), which fails for every config of mmseg 1.2.2 (its index keeps the ``.py``), and
+    ``Config._get_cfg_path`` then finds the file in the package's config folder: the same
+    file, the index read once per config."""
+    lookup = mmengine_config_utils._get_cfg_metainfo
+    assert lookup.memoized and lookup.__wrapped__.__module__ == 'mmengine.config.utils'
+    calls = []
+
+    def counted(package_path, cfg_path):
+        calls.append(cfg_path)
+        return lookup.__wrapped__(package_path, cfg_path)
+
+    monkeypatch.setattr(mmengine_config_utils, '_get_cfg_metainfo', counted)
+    memoize_package_config_lookup()
+    name = 'pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024'
+    path = osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs', f'{name}.py')
+    assert config_file_of(f'mmseg::{name}.py') == config_file_of(f'mmseg::{name}.py') == path
+    assert calls == [name]
+    for _ in range(2):
+        with pytest.raises(ValueError, match=f'Expected configs: .*but got {name}$'):
+            mmengine_config_utils._get_cfg_metainfo(osp.dirname(mmseg.__file__), name)
+    assert calls == [name]
+    # An experiment config the index names as asked: its entry, a copy each time.
+    indexed = lookup.__wrapped__(osp.dirname(mmseg.__file__), f'{name}.py')
+    assert indexed['Config'] == f'configs/{name}.py'
+    answer = mmengine_config_utils._get_cfg_metainfo(osp.dirname(mmseg.__file__), f'{name}.py')
+    answer['Config'] = 'changed'
+    again = mmengine_config_utils._get_cfg_metainfo(osp.dirname(mmseg.__file__), f'{name}.py')
+    assert again == indexed and calls == [name, f'{name}.py']
