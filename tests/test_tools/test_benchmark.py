@@ -189,7 +189,7 @@ def test_benchmark_measures_the_conversion_of_a_stock_config(tmp_path):
     train = report['sections']['b']
     assert [r['b']['label'] for r in train[:2]] == ['bisenetv2 4', 'bisenetv2 4']
     assert [r['a']['label'] for r in train[:2]] == ['CDCL 2 x 2', 'CDCL 2 x 2']
-    inference, _, flops, params = report['sections']['c']
+    inference, _, _, flops, params = report['sections']['c']
     assert inference['b']['label'] == 'exported plain bisenetv2'
     assert flops['note'] == 'equal' and flops['a']['median'] == flops['b']['median'] > 0
     assert params['a']['median'] > params['b']['median']
