@@ -166,7 +166,7 @@ def trained_cdcl(data_cwd, tmp_path_factory):
             Config.fromfile(os.path.join(REPO, 'configs', 'cdcl_cityscapes_camvid.py'))
         )
         cfg.default_hooks.pop('visualization')
-        cfg.dump(str(work_dir / 'config.py'))
+        unformatted(cfg).dump(str(work_dir / 'config.py'))
         result = subprocess.run(
             [
                 sys.executable,

@@ -17,6 +17,8 @@ from mmseg.apis import inference_model, init_model
 from mmseg.registry import MODELS
 from torch import nn
 
+from mmseg_cdcl.testing import unformatted
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BASE = osp.join(REPO, 'configs', '_base_', 'models', 'cdcl_pspnet_r18-d8.py')
 CAMVID_CLASSES = (
@@ -209,7 +211,7 @@ def test_a_cascade_exported_from_a_checkpoint_without_dataset_meta_loads_in_stoc
     )
     cfg.model.backbone.init_cfg = None
     cfg.test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackSegInputs')]
-    cfg.dump(str(tmp_path / 'pointrend.py'))
+    unformatted(cfg).dump(str(tmp_path / 'pointrend.py'))
     save_checkpoint(
         dict(state_dict=MODELS.build(cfg.model).state_dict()), str(tmp_path / 'pointrend.pth')
     )

@@ -11,9 +11,6 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.runner import Runner
-from mmseg.models.segmentors import EncoderDecoder
-from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 
 from conftest import REPO
@@ -23,7 +20,7 @@ from mmseg_cdcl.evaluation.functional.class_relations import (
     class_relations,
     label_space_from_relations,
 )
-from mmseg_cdcl.evaluation.label_space_learning import cross_dataset_confusions, load_cdcl_model
+from mmseg_cdcl.testing import unformatted
 
 CITYSCAPES_TO_CAMVID = os.path.join(
     REPO, 'configs', '_base_', 'label_spaces', 'cityscapes_to_camvid.py'
@@ -119,55 +116,6 @@ def in_data(data_cwd, monkeypatch):
 
 
 @pytest.mark.slow
-def test_confusions_count_every_head_on_every_image(trained_cdcl, in_data):
-    config, checkpoint = str(trained_cdcl / 'config.py'), str(trained_cdcl / 'iter_2.pth')
-    model, cfg, classes, _ = load_cdcl_model(config, checkpoint)
-    loader = Runner.build_dataloader(cfg.val_dataloader)
-    measured = cross_dataset_confusions(model, loader, (0, 1), max_images=1)
-    assert measured['images'] == {0: 1, 1: 1}
-    # By hand: each image's features on a BN branch, then a classifier, at its original size.
-    expected = {
-        (bn, a, b): np.zeros((19 if a == 0 else 11, 19 if b == 0 else 11), np.int64)
-        for bn in ('image', 'head')
-        for a in (0, 1)
-        for b in (0, 1)
-    }
-    seen = set()
-    for batch in loader:
-        data = model.data_preprocessor(batch, False)
-        for i, sample in enumerate(data['data_samples']):
-            a = model.dataset_index(sample.dataset_name)
-            if a in seen:
-                continue
-            seen.add(a)
-            x, metas = data['inputs'][i : i + 1], [sample.metainfo]
-            label = sample.gt_sem_seg.data[0]
-            for b in (0, 1):
-                for bn, norm in (('image', a), ('head', b)):
-                    with torch.no_grad(), model.route(norm):
-                        feats = model.decode_head._forward_feature(model.extract_feat(x))
-                    with torch.no_grad():
-                        logits = resize(
-                            model.decode_head.conv_seg[b](feats),
-                            size=metas[0]['img_shape'],
-                            mode='bilinear',
-                            align_corners=model.align_corners,
-                        )
-                    pred = EncoderDecoder.postprocess_result(model, logits, [sample])[0]
-                    pred = pred.pred_sem_seg.data[0]
-                    keep = label != 255
-                    np.add.at(expected[(bn, a, b)], (label[keep].numpy(), pred[keep].numpy()), 1)
-        if seen == {0, 1}:
-            break
-    for (bn, a, b), counts in expected.items():
-        np.testing.assert_array_equal(
-            measured['confusions'][bn][a][b], counts, err_msg=f'{bn} {a} {b}'
-        )
-        assert counts.sum() > 0
-    np.testing.assert_array_equal(expected[('image', 0, 0)], expected[('head', 0, 0)])
-
-
-@pytest.mark.slow
 def test_learned_label_space_loads_as_label_space(trained_cdcl, in_data, tmp_path):
     config, checkpoint = str(trained_cdcl / 'config.py'), str(trained_cdcl / 'iter_2.pth')
     out = str(tmp_path / 'learned' / 'space.py')
@@ -216,7 +164,7 @@ def test_bad_inputs_are_refused_before_writing(trained_cdcl, in_data, tmp_path):
     for head in (cfg.model.decode_head, cfg.model.auxiliary_head):
         head.num_classes = [19, 19]
     shared = str(tmp_path / 'shared.py')
-    cfg.dump(shared)
+    unformatted(cfg).dump(shared)
     shared_ckpt = _saved(MODELS.build(cfg.model), tmp_path / 'shared.pth')
     with pytest.raises(
         ValueError,

@@ -26,6 +26,7 @@ from conftest import (
 )
 from mmseg_cdcl.apis import config_source, export_single_dataset, init_cdcl_model
 from mmseg_cdcl.models.layers import DSBN, DatasetBranches
+from mmseg_cdcl.testing import unformatted
 from mmseg_cdcl.utils import load_config
 
 DATASETS = dict(
@@ -113,7 +114,7 @@ def _cdcl_config(family, data_cwd, tmp_path):
                 loss.class_weight = None
     cfg.default_hooks.pop('visualization', None)
     path = str(tmp_path / 'config.py')
-    cfg.dump(path)
+    unformatted(cfg).dump(path)
     return path, cfg
 
 

@@ -11,6 +11,7 @@ import pytest
 from mmengine.config import Config
 
 from conftest import REPO, shrink_config
+from mmseg_cdcl.testing import unformatted
 
 # Each test trains or runs a tool in a fresh interpreter.
 pytestmark = pytest.mark.slow
@@ -42,7 +43,7 @@ def _dist_train(config, tmp_path, data_cwd, *cfg_options):
     cfg.custom_imports.imports.append('record_batches_hook')
     cfg.custom_hooks.append(dict(type='RecordBatchesHook', out_dir=str(tmp_path)))
     path = str(tmp_path / 'config.py')
-    cfg.dump(path)
+    unformatted(cfg).dump(path)
     options = ['--cfg-options', *cfg_options] if cfg_options else []
     _shell(
         [

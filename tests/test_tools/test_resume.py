@@ -15,6 +15,7 @@ import torch
 from mmengine.config import Config
 
 from conftest import REPO, shrink_config
+from mmseg_cdcl.testing import unformatted
 
 # Each test trains or runs a tool in a fresh interpreter.
 pytestmark = pytest.mark.slow
@@ -33,7 +34,7 @@ def _config(work_dir):
     cfg.log_processor = dict(by_epoch=False, window_size=1)  # each iteration's own loss
     os.makedirs(work_dir, exist_ok=True)
     path = osp.join(work_dir, 'config.py')
-    cfg.dump(path)
+    unformatted(cfg).dump(path)
     return path
 
 

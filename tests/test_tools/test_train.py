@@ -13,6 +13,7 @@ import pytest
 from mmengine.config import Config
 
 from conftest import REPO, shared_folder, shrink_config, train_in_process
+from mmseg_cdcl.testing import unformatted
 
 # Each test trains or runs a tool in a fresh interpreter.
 pytestmark = pytest.mark.slow
@@ -39,7 +40,7 @@ def _run(tool, config, data_cwd, work_dir, *args, check=True, max_iters=2):
     cfg.default_hooks.pop('visualization')
     os.makedirs(work_dir, exist_ok=True)
     path = osp.join(work_dir, 'config.py')
-    cfg.dump(path)
+    unformatted(cfg).dump(path)
     result = subprocess.run(
         [sys.executable, osp.join(REPO, 'tools', tool), path, *args, '--work-dir', work_dir],
         cwd=data_cwd,
@@ -97,7 +98,7 @@ def _config(config, work_dir, **options):
     cfg.default_hooks.pop('visualization')
     cfg.merge_from_dict(options)
     os.makedirs(work_dir, exist_ok=True)
-    cfg.dump(osp.join(work_dir, 'config.py'))
+    unformatted(cfg).dump(osp.join(work_dir, 'config.py'))
     return osp.join(work_dir, 'config.py')
 
 

@@ -16,6 +16,7 @@ from mmengine.config import Config
 
 from conftest import REPO, shared_folder, shrink_config
 from mmseg_cdcl.datasets import CamVidDataset
+from mmseg_cdcl.testing import unformatted
 
 BUILD_INPUTS = (
     'setup.py',
@@ -218,7 +219,7 @@ def test_installed_package_converts_and_trains_outside_the_clone(installed, data
     cfg = shrink_config(cfg, max_iters=2)
     cfg.default_hooks.pop('visualization')
     small = str(work / 'small.py')
-    cfg.dump(small)
+    unformatted(cfg).dump(small)
     _run(
         [python, '-m', 'mmseg_cdcl', 'train', small, '--work-dir', str(work / 'run')],
         cwd=data_cwd,

@@ -18,6 +18,7 @@ from mmseg.structures import SegDataSample
 
 from conftest import REPO, shrink_config
 from mmseg_cdcl.datasets import CamVidDataset
+from mmseg_cdcl.testing import unformatted
 
 CITY, CAM = CityscapesDataset.METAINFO, CamVidDataset.METAINFO
 # What the runner gives the visualizer: a MultiDataset's metainfo.
@@ -99,7 +100,7 @@ def test_test_tool_show_dir_draws_each_dataset_in_its_colours(data_cwd, tmp_path
     # No class-name boxes: where they fall and how they render is the drawing library's.
     cfg.visualizer.with_labels = False
     config, checkpoint = str(tmp_path / 'config.py'), str(tmp_path / 'model.pth')
-    cfg.dump(config)
+    unformatted(cfg).dump(config)
     torch.manual_seed(0)
     save_checkpoint(dict(state_dict=MODELS.build(cfg.model).state_dict(), meta={}), checkpoint)
     result = subprocess.run(
