@@ -24,30 +24,11 @@ import shutil
 import cv2
 import numpy as np
 from mmengine.config import Config
+from mmseg.datasets import CityscapesDataset
 
 from mmseg_cdcl.utils import config_path
 
-CLASSES = (
-    'road',
-    'sidewalk',
-    'building',
-    'wall',
-    'fence',
-    'pole',
-    'traffic light',
-    'traffic sign',
-    'vegetation',
-    'terrain',
-    'sky',
-    'person',
-    'rider',
-    'car',
-    'truck',
-    'bus',
-    'train',
-    'motorcycle',
-    'bicycle',
-)
+CLASSES = tuple(CityscapesDataset.METAINFO['classes'])  # the train ids' names, in order
 (
     ROAD,
     SIDEWALK,
