@@ -14,14 +14,24 @@ with dataset=NAME, auto and ensemble (tools/infer.py), and export to plain MMSeg
 import argparse
 
 from mmseg_cdcl.apis import add_dataset_branch
-from mmseg_cdcl.apis.add_dataset_branch import image_files
+from mmseg_cdcl.apis.add_dataset_branch import check_branch_name, image_files
+
+
+def branch_name(name: str) -> str:
+    """``--name``, checked before anything is loaded."""
+    try:
+        return check_branch_name(name)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='CDCL config file')
     parser.add_argument('checkpoint', help='CDCL checkpoint')
-    parser.add_argument('--name', required=True, help='the new dataset')
+    parser.add_argument(
+        '--name', required=True, type=branch_name, help='the new dataset (a Python identifier)'
+    )
     parser.add_argument('--images', required=True, help="folder of the new camera's images")
     parser.add_argument(
         '--from',
@@ -71,7 +81,7 @@ def main():
         else ''
     )
     print(
-        f"'{args.name}' starts from '{info['source']}'{chosen}; BN statistics re-estimated on "
+        f'{args.name!r} starts from {info["source"]!r}{chosen}; BN statistics re-estimated on '
         f'{info["num_images"]} images in {info["seconds"]:.1f} s\nwrote {config}\n'
         f'wrote {checkpoint}'
     )

@@ -70,7 +70,7 @@ def main(argv=None):
         source = config_source(args.stock_config, datasets, sizes)
     except (ValueError, FileNotFoundError) as e:
         parser.error(str(e))
-    with open(args.out, 'w') as f:
+    with open(args.out, 'w', encoding='utf-8') as f:
         f.write(source)
     print(
         f'wrote {args.out}: CDCL over {", ".join(datasets)}; train it with '

@@ -28,17 +28,40 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
 from ..datasets.transforms.dataset_test_pipelines import dataset_test_pipeline
+from ..models.segmentors.cdcl_encoder_decoder import CDCLEncoderDecoder
 from ..models.utils.branch_adaptation import (
     branch_statistics,
     entropy_tuning,
     mix_statistics,
     reestimate_statistics,
 )
+from ..utils.config_literals import dump_config, is_identifier
 from .checkpoint import load_cdcl_checkpoint
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 # Keys of a config dict that hold one value per dataset, in dataset order.
 _PER_DATASET = ('num_classes', 'ignore_index', 'loss_weights')
+
+
+def check_branch_name(name: str) -> str:
+    """``name`` if it can name a new dataset: a dataset name of ``CDCLEncoderDecoder`` (not
+    empty, no ``.`` or ``/``, not ``auto`` or ``ensemble``) that is a Python identifier, not a
+    keyword. MMEngine writes identifier keys unquoted and others between quotes it does not
+    escape (``Config.pretty_text``, which tools/train.py and tools/test.py log and save):
+    the config's keys named after the dataset (``label_space.mapping``,
+    ``dataset_test_pipelines``) must be identifiers to survive it.
+
+    Raises:
+        ValueError: naming the value and what is expected.
+    """
+    CDCLEncoderDecoder._checked_names([name])
+    if not is_identifier(name):
+        raise ValueError(
+            f'dataset name {name!r}: expected a Python identifier that is not a keyword '
+            "(letters, digits and '_', e.g. camvid_night): MMEngine writes the config keys "
+            'named after it unescaped when tools/train.py or tools/test.py save the config'
+        )
+    return name
 
 
 def added_dataset_cfg(cfg: Config, name: str, source: str) -> Config:
@@ -194,13 +217,14 @@ def add_dataset_branch(
         ``distances`` to each branch when chosen, ``num_images``, ``seconds``, ...).
 
     Raises:
-        ValueError: ``name`` is a dataset of the model or not a valid name, ``source`` is not a
-            dataset of the model, an image cannot be read, or the checkpoint is not one of
-            the config's model.
+        ValueError: ``name`` is a dataset of the model or not a valid name
+            (:func:`check_branch_name`), ``source`` is not a dataset of the model, an image
+            cannot be read, or the checkpoint is not one of the config's model.
         FileNotFoundError: the image folder or the checkpoint does not exist.
         FileExistsError: an output file exists (without ``overwrite``).
     """
     start = time.time()
+    check_branch_name(name)
     cfg = Config.fromfile(config) if isinstance(config, str) else copy.deepcopy(config)
     config_name = config if isinstance(config, str) else 'the config'
     init_default_scope(cfg.get('default_scope', 'mmseg'))
@@ -278,7 +302,10 @@ def add_dataset_branch(
     meta.update(dataset_meta=dataset_meta, added_branch=info)
     new_model.dataset_meta = dataset_meta  # the class names its state dict states
     os.makedirs(out_dir, exist_ok=True)
-    # Unformatted: yapf took 30 s on a demo config.
-    Config(new_cfg.to_dict(), format_python_code=False).dump(paths[0])
+    header = [
+        f'The model of {config_name} with one more dataset, {name}, whose branches start as',
+        f'those of {source}: written by tools/add_dataset_branch.py (docs/new_camera.md).',
+    ]
+    dump_config(new_cfg, paths[0], header)
     torch.save(dict(state_dict=new_model.state_dict(), meta=meta), paths[1])
     return paths[0], paths[1], info

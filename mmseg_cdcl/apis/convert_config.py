@@ -19,6 +19,7 @@ Example:
     >>> open('configs/my_cdcl.py', 'w').write(cfg.text)  # the inheriting source
 """
 
+import ast
 import copy
 import os.path as osp
 import tempfile
@@ -29,23 +30,11 @@ from mmseg.registry import DATASETS
 from yapf.yapflib.yapf_api import FormatCode
 
 from mmseg_cdcl.utils import load_config
+from mmseg_cdcl.utils.config_literals import comment, is_identifier, py_literal
 
 # Transforms of a stock training pipeline that make targets its model's losses need (PIDNet's
 # boundaries): added to each dataset's pipeline that lacks them.
 MODEL_TARGET_TRANSFORMS = ('GenerateEdge',)
-
-
-def _py(value) -> str:
-    """Python source of a config value, dicts as ``dict(...)`` where their keys allow."""
-    if isinstance(value, dict):
-        if all(isinstance(k, str) and k.isidentifier() for k in value):
-            return 'dict(' + ', '.join(f'{k}={_py(v)}' for k, v in value.items()) + ')'
-        return '{' + ', '.join(f'{k!r}: {_py(v)}' for k, v in value.items()) + '}'
-    if isinstance(value, list):
-        return '[' + ', '.join(_py(v) for v in value) + ']'
-    if isinstance(value, tuple):
-        return '(' + ', '.join(_py(v) for v in value) + (',)' if len(value) == 1 else ')')
-    return repr(value)
 
 
 def _dataset(cfg: Config, loader: str, path: str) -> Optional[dict]:
@@ -104,10 +93,10 @@ def config_source(
             'iteration-based config (MMSeg 1.x configs are)'
         )
     for name in datasets:
-        if not name.isidentifier():
+        if not is_identifier(name):
             raise ValueError(
-                f'dataset name {name!r}: expected a Python identifier (it names '
-                'log keys and metrics, e.g. cityscapes/mIoU)'
+                f'dataset name {name!r}: expected a Python identifier, not a keyword (it names '
+                'log keys and metrics, e.g. cityscapes/mIoU, and variables of the config)'
             )
     crop_size = (stock_cfg.model.get('data_preprocessor') or {}).get('size')
     stock_train = (stock_cfg.get('train_dataloader') or {}).get('dataset', {})
@@ -143,18 +132,21 @@ def config_source(
     iou_metrics = (
         evaluator.get('iou_metrics', ['mIoU']) if isinstance(evaluator, dict) else ['mIoU']
     )
-    lines = [
-        f'# CDCL (DSBN + DAT) of {osp.basename(stock)}',
-        '# over ' + ' + '.join(f'{n} ({classes[n]} classes)' for n in names) + '.',
-        '# Written by tools/convert_config.py from',
-        f'#   model, schedule, optimizer and runtime: {stock}',
-        *[f'#   {n}: {datasets[n]}' for n in names],
-        f"# Training crops are the stock model's input size {tuple(crop_size or ())}: the "
+    header = [
+        f'CDCL (DSBN + DAT) of {osp.basename(stock)}',
+        'over ' + ' + '.join(f'{n} ({classes[n]} classes)' for n in names) + '.',
+        'Written by tools/convert_config.py from',
+        f'  model, schedule, optimizer and runtime: {stock}',
+        *[f'  {n}: {datasets[n]}' for n in names],
+        f"Training crops are the stock model's input size {tuple(crop_size or ())}: the "
         "datasets' crops",
-        '# are stacked into one batch.',
-        f'_base_ = [{stock!r}]',
+        'are stacked into one batch.',
+    ]
+    lines = [
+        *map(comment, header),
+        f'_base_ = [{py_literal(stock)}]',
         "custom_imports = dict(imports=['mmseg_cdcl'], allow_failed_imports=False)",
-        f"model = dict(type='CDCLEncoderDecoder', dataset_names={names!r}, "
+        f"model = dict(type='CDCLEncoderDecoder', dataset_names={py_literal(names)}, "
         f'num_classes={[classes[n] for n in names]!r})',
         "train_cfg = dict(type='DATTrainLoop')",
         "visualizer = dict(type='CDCLSegLocalVisualizer')",
@@ -163,7 +155,7 @@ def config_source(
     ]
     for name in names:
         for split, dataset in splits[name].items():
-            lines.append(f'{name}_{split} = {_py(dataset)}')
+            lines.append(f'{name}_{split} = {py_literal(dataset)}')
     sizes = {n: batch_sizes.get(n, stock_batch) for n in names}
     workers = dict(
         num_workers=loader.get('num_workers', 2),
@@ -180,33 +172,35 @@ def config_source(
     lines += [
         '',
         '# One batch of every dataset per iteration (DAT), batch sizes per dataset and process.',
-        f'train_dataloader = dict(_delete_=True, batch_size=None, {_py(workers)[5:-1]}, '
+        f'train_dataloader = dict(_delete_=True, batch_size=None, {py_literal(workers)[5:-1]}, '
         "sampler=dict(type='InfiniteSampler', shuffle=True), "
-        f"batch_sampler=dict(type='MultiDatasetSampler', batch_sizes={_py(sizes)}), "
+        f"batch_sampler=dict(type='MultiDatasetSampler', batch_sizes={py_literal(sizes)}), "
         f'dataset={multi("train")})',
-        f'val_dataloader = dict(_delete_=True, batch_size=1, {_py(workers)[5:-1]}, '
+        f'val_dataloader = dict(_delete_=True, batch_size=1, {py_literal(workers)[5:-1]}, '
         "sampler=dict(type='DefaultSampler', shuffle=False), "
         f'dataset={multi("val")})',
-        f'test_dataloader = dict(_delete_=True, batch_size=1, {_py(workers)[5:-1]}, '
+        f'test_dataloader = dict(_delete_=True, batch_size=1, {py_literal(workers)[5:-1]}, '
         "sampler=dict(type='DefaultSampler', shuffle=False), "
         f'dataset={multi("test")})',
         '# Each dataset scored in its own label space, and the mean over datasets (mIoU).',
         "val_evaluator = dict(_delete_=True, type='MultiDatasetIoUMetric', "
-        f'iou_metrics={iou_metrics!r})',
+        f'iou_metrics={py_literal(iou_metrics)})',
         'test_evaluator = val_evaluator',
     ]
     if set(tta) == set(names):
         lines += [
             "# tools/test.py --tta: each dataset's views, as its dataset config defines them.",
             'tta_pipeline = dict(_delete_=True, '
-            + ', '.join(f'{n}={_py(tta[n])}' for n in names)
+            + ', '.join(f'{n}={py_literal(tta[n])}' for n in names)
             + ')',
             "tta_model = dict(type='CDCLTTAModel')",
         ]
     else:
         lines.append(
-            '# No tta_pipeline: the dataset configs of '
-            f'{sorted(set(names) - set(tta))} define none (tools/test.py --tta).'
+            comment(
+                'No tta_pipeline: the dataset configs of '
+                f'{sorted(set(names) - set(tta))} define none (tools/test.py --tta).'
+            )
         )
     source, _ = FormatCode(
         '\n'.join(lines) + '\n', style_config=dict(based_on_style='pep8', column_limit=100)
@@ -234,10 +228,22 @@ def convert_config(
     # Loaded from a temporary file: a local stock path is made absolute there so that it
     # resolves from the temporary folder; ``text`` keeps the path as given.
     base = stock if '::' in stock else osp.abspath(stock)
-    loadable = source.replace(f'_base_ = [{stock!r}]', f'_base_ = [{base!r}]', 1)
+    loadable = _with_base(source, base)
     with tempfile.TemporaryDirectory() as tmp:
         path = osp.join(tmp, 'cdcl_config.py')
-        with open(path, 'w') as f:
+        with open(path, 'w', encoding='utf-8') as f:
             f.write(loadable)
         cfg = Config.fromfile(path)
     return Config(cfg.to_dict(), cfg_text=source, env_variables=cfg.env_variables)
+
+
+def _with_base(source: str, base: str) -> str:
+    """``source`` inheriting ``base`` instead (its ``_base_`` statement replaced)."""
+    node = next(
+        n
+        for n in ast.parse(source).body
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], 'id', None) == '_base_'
+    )
+    lines = source.split('\n')
+    lines[node.lineno - 1 : node.end_lineno] = [f'_base_ = [{py_literal(base)}]']
+    return '\n'.join(lines)

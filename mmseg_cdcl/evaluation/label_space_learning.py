@@ -37,6 +37,7 @@ from mmseg.registry import MODELS
 from ..apis.inference import dataset_metainfo
 from ..models.utils import LabelSpace
 from ..models.utils.checkpoint_datasets import state_datasets_from_meta
+from ..utils.config_literals import dump_config
 from ..utils.mmengine_internals import load_checkpoint_to_model
 from .cross_dataset_confusion import (
     BN_CHOICES,
@@ -252,7 +253,7 @@ def learn_label_space(
             file=compare,
             classes=_compared(space['mapping'], spaces['compare'], model, classes, (a, b)),
         )
-    _write(out_file, summary)
+    write_label_space(out_file, summary)
     return summary
 
 
@@ -367,51 +368,35 @@ def relations_table(summary: dict) -> List[str]:
     return ['  '.join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
 
 
-def _py_list(key: str, values, indent: int, opening='[', closing=']') -> str:
-    """``key=[...]`` wrapped at 100 columns."""
-    lines, line = [], ' ' * indent + f'{key}={opening}'
-    for i, v in enumerate(values):
-        item = repr(v) + (', ' if i < len(values) - 1 else closing)
-        if len(line) + len(item.rstrip()) > 100:
-            lines.append(line.rstrip())
-            line = ' ' * (indent + len(key) + 2)
-        line += item
-    return '\n'.join(lines + [line if values else line + closing])
+def write_label_space(out_file: str, summary: dict) -> None:
+    """Write the label space file (``label_space = dict(...)``, the relations table in its
+    header) and the evidence (``summary`` as JSON) beside it.
 
+    Every class and dataset name is a literal that loads back as it is (names come from the
+    checkpoint: untrusted text), and a header line that is not plain text is its literal.
 
-def _write(out_file: str, summary: dict) -> None:
-    """The label space file (the table in its header) and the evidence beside it."""
+    Args:
+        out_file (str): The ``.py`` file.
+        summary (dict): As :func:`learn_label_space` returns it.
+    """
     space = summary['label_space']
     evidence = osp.splitext(out_file)[0] + '.json'
     images = ', '.join(f'{n} images of {x}' for x, n in summary['images'].items())
-    header = (
-        [
-            f'Learned from {summary["checkpoint"]} ({summary["config"]})',
-            'by tools/analysis/learn_label_space.py (docs/label_space.md):',
-            f"the {summary['dataloader']} dataloader's {images}, BN of the {summary['bn']}.",
-            f'Evidence (confusions, shares, universal classes, mIoU): {osp.basename(evidence)}',
-        ]
-        + ['']
-        + relations_table(summary)
-    )
-    text = [f'# {line}'.rstrip() for line in header] + ['label_space = dict(']
-    text.append(_py_list('classes', list(space['classes']), 4, '(', '),'))
+    header = [
+        f'Learned from {summary["checkpoint"]} ({summary["config"]})',
+        'by tools/analysis/learn_label_space.py (docs/label_space.md):',
+        f"the {summary['dataloader']} dataloader's {images}, BN of the {summary['bn']}.",
+        f'Evidence (confusions, shares, universal classes, mIoU): {osp.basename(evidence)}',
+        '',
+        *relations_table(summary),
+    ]
+    written = dict(classes=tuple(space['classes']))
     if 'palette' in space:
-        text.append(
-            _py_list('palette', [list(map(int, p)) for p in space['palette']], 4, closing='],')
-        )
-    text.append('    mapping=dict(')
-    names = list(space['mapping'])
-    for i, name in enumerate(names):
-        text.append(
-            _py_list(
-                name, space['mapping'][name], 8, closing=']))' if i == len(names) - 1 else '],'
-            )
-        )
+        written['palette'] = [list(map(int, p)) for p in space['palette']]
+    written['mapping'] = dict(space['mapping'])
     dirname = osp.dirname(out_file)
     if dirname:
         os.makedirs(dirname, exist_ok=True)
-    with open(out_file, 'w', encoding='utf-8') as f:
-        f.write('\n'.join(text) + '\n')
+    dump_config(dict(label_space=written), out_file, header)
     with open(evidence, 'w', encoding='utf-8') as f:
         json.dump(summary, f, indent=1, ensure_ascii=False)

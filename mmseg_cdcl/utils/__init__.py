@@ -1,5 +1,6 @@
 from .atomic_local_backend import AtomicLocalBackend, use_atomic_local_writes
 from .config_files import load_config
+from .config_literals import dump_config as dump_config
 from .mmseg_tools import run_mmseg_tool
 from .safe_checkpoint import allow_mmengine_checkpoints
 from .shipped_files import config_path

@@ -2,6 +2,7 @@
 
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -23,6 +24,7 @@ from mmseg_cdcl.apis import (
     init_cdcl_model,
 )
 from mmseg_cdcl.apis.add_dataset_branch import added_dataset_cfg
+from mmseg_cdcl.utils import dump_config
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 STEM_BN = 'backbone.stem.1'  # ResNet-V1c's first BatchNorm: its input is the first conv's output
@@ -157,6 +159,40 @@ def test_config_gets_one_more_dataset(trained_cdcl):
     assert cfg.model.dataset_names == ['cityscapes', 'camvid']  # the given config unchanged
 
 
+def test_written_config_is_the_added_config(added, trained_cdcl):
+    config, _, info = added
+    cfg = Config.fromfile(str(trained_cdcl / 'config.py'))
+    written = Config.fromfile(config)
+    assert written.to_dict() == added_dataset_cfg(cfg, 'bdd100k', info['source']).to_dict()
+    assert list(written) == list(cfg) + ['dataset_test_pipelines']  # in the config's order
+    assert open(config).readline() == (
+        f'# The model of {trained_cdcl / "config.py"} with one more dataset, bdd100k, whose '
+        'branches start as\n'
+    )
+
+
+PWNED = "__import__('os').system('touch PWNED')"
+
+
+@pytest.mark.parametrize(
+    'name', ["cam'o", '{{ fileDirname }}', '{{$HOME:x}}', 'trailing\\', 'x\u2028y', '道路']
+)
+def test_any_dataset_name_the_model_accepts_is_written_as_a_literal(
+    name, trained_cdcl, tmp_path, monkeypatch
+):
+    """The config writer holds any name the model accepts (add_dataset_branch itself takes
+    identifiers only: MMEngine's Config.pretty_text, which its Runner writes, does not)."""
+    monkeypatch.chdir(tmp_path)
+    new = added_dataset_cfg(Config.fromfile(str(trained_cdcl / 'config.py')), name, 'cityscapes')
+    dump_config(new, 'new.py', [f'{name}\n{PWNED}'])
+    loaded = Config.fromfile('new.py')
+    assert loaded.to_dict() == new.to_dict()
+    assert not (tmp_path / 'PWNED').exists()
+    model = MODELS.build(loaded.model)
+    assert model.dataset_names == ('cityscapes', 'camvid', name)
+    assert model.classes_per_dataset() == (19, 11, 19)
+
+
 def test_bad_input_is_refused_before_anything_is_written(trained_cdcl, data_cwd, tmp_path):
     config, ckpt = str(trained_cdcl / 'config.py'), str(trained_cdcl / 'iter_2.pth')
     out = str(tmp_path / 'out')
@@ -183,6 +219,14 @@ def test_bad_input_is_refused_before_anything_is_written(trained_cdcl, data_cwd,
         add_dataset_branch(config, ckpt, 'new', bdd_images(data_cwd), out, source='kitti')
     with pytest.raises(ValueError, match=r"dataset name 'auto' is reserved"):
         add_dataset_branch(config, ckpt, 'auto', bdd_images(data_cwd), out)
+    # Checked before anything is read (this config does not exist).
+    for name in ("cam'o", 'class', 'ﬁsh', 'new\n__import__("os")'):
+        with pytest.raises(
+            ValueError,
+            match=rf'dataset name {re.escape(repr(name))}: expected a Python identifier that '
+            r'is not a keyword \(letters, digits and ._., e\.g\. camvid_night\): MMEngine',
+        ):
+            add_dataset_branch(str(tmp_path / 'missing.py'), ckpt, name, bdd_images(data_cwd), out)
     # A checkpoint of another model: other datasets, and other weights under the same names.
     other = Config.fromfile(config)
     other.model.dataset_names = ['cityscapes', 'kitti']
@@ -263,3 +307,27 @@ def test_command_line(trained_cdcl, data_cwd, tmp_path):
         cwd=data_cwd,
     )
     assert bad.returncode == 2 and "'camvid' is already a dataset" in bad.stderr
+    quoted = subprocess.run(
+        [
+            sys.executable,
+            osp.join(REPO, 'tools', 'add_dataset_branch.py'),
+            'missing.py',
+            'missing.pth',
+            '--name',
+            "cam'o",
+            '--images',
+            'missing',
+            '--out-dir',
+            str(tmp_path / 'x'),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert quoted.returncode == 2 and quoted.stderr.splitlines()[-1] == (
+        'add_dataset_branch.py: error: argument --name: dataset name "cam\'o": expected a Python '
+        "identifier that is not a keyword (letters, digits and '_', e.g. camvid_night): MMEngine "
+        'writes the config keys named after it unescaped when tools/train.py or tools/test.py '
+        'save the config'
+    )
+    assert not (tmp_path / 'x').exists()

@@ -2,6 +2,7 @@
 one CDCL config (tests/test_tools/test_convert_config.py, a name pytest allows once, trains the
 result per model family and runs the command line)."""
 
+import ast
 import os.path as osp
 
 import pytest
@@ -10,6 +11,7 @@ from mmengine.config import Config
 from conftest import REPO
 from mmseg_cdcl.apis import config_source, convert_config
 from mmseg_cdcl.utils import load_config
+from mmseg_cdcl.utils.config_literals import comment
 
 STOCK = 'mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py'
 DATASETS = dict(
@@ -94,3 +96,32 @@ def test_an_epoch_based_stock_config_is_refused(tmp_path):
     )
     with pytest.raises(ValueError, match=r'trains by epochs; DATTrainLoop counts iterations'):
         convert_config(str(stock), DATASETS)
+
+
+def test_hostile_paths_and_strings_are_written_as_literals(tmp_path, monkeypatch):
+    """Paths from the command line and strings of the dataset configs reach the written source
+    as literals (comments: one line each): nothing in them runs or changes on loading."""
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "{{ fileDirname }}\n__import__('os').system('touch PWNED')"
+    folder.mkdir()
+    stock = folder / 'stock.py'
+    stock.write_text(f"_base_ = ['{STOCK}']\n")
+    camvid = folder / "camvid'{{_base_.x}}.py"
+    camvid.write_text(
+        f'_base_ = [{DATASETS["camvid"]!r}]\n'
+        r"train_dataloader = dict(dataset=dict(data_root='\x7b\x7b fileDirname }}\\camvid'))"
+        '\n'
+    )
+    datasets = dict(cityscapes=DATASETS['cityscapes'], camvid=str(camvid))
+    cfg = convert_config(str(stock), datasets)
+    assert cfg.model.num_classes == [19, 11]
+    assert cfg.train_dataloader.dataset.datasets.camvid.data_root == '{{ fileDirname }}\\camvid'
+    statements = ast.parse(cfg.text).body
+    assert [type(s) for s in statements] == [ast.Assign] * len(statements)
+    assert ast.literal_eval(statements[0].value) == [str(stock)]  # _base_, as given
+    comments = [line for line in cfg.text.splitlines() if line.startswith('#')]
+    assert comment(f'  camvid: {camvid}') in comments
+    written = tmp_path / 'cdcl.py'
+    written.write_text(cfg.text, encoding='utf-8')
+    assert Config.fromfile(str(written)).to_dict() == cfg.to_dict()
+    assert not (tmp_path / 'PWNED').exists()

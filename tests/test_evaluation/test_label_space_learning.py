@@ -1,6 +1,7 @@
 """A label space learned from a CDCL model's heads: the relations read from hand-made confusions,
 the confusions counted from the model, the written file, and the refusals."""
 
+import ast
 import json
 import os
 import subprocess
@@ -20,6 +21,7 @@ from mmseg_cdcl.evaluation.functional.class_relations import (
     class_relations,
     label_space_from_relations,
 )
+from mmseg_cdcl.evaluation.label_space_learning import relations_table, write_label_space
 from mmseg_cdcl.testing import unformatted
 
 CITYSCAPES_TO_CAMVID = os.path.join(
@@ -108,6 +110,65 @@ def test_unrelated_classes_and_bad_thresholds():
         class_relations(np.eye(2), np.eye(2), inside=0.4)
     with pytest.raises(ValueError, match=r'confusion_ab \(2, 3\) and confusion_ba \(2, 3\)'):
         class_relations(np.ones((2, 3)), np.ones((2, 3)))
+
+
+PWNED = "__import__('os').system('touch PWNED')"
+
+
+def test_written_file_holds_hostile_names_as_literals(tmp_path, monkeypatch):
+    """Class names come from the checkpoint, dataset names from the config, paths from the
+    command line: whatever they hold, the file loads back with them and runs nothing."""
+    monkeypatch.chdir(tmp_path)
+    hostile = [
+        f'road\n{PWNED}',
+        f'car\r{PWNED}',
+        "cam'o",
+        'say "hi"',
+        'back\\slash',
+        '{{_base_.x}}',
+        '{{ fileDirname }}',
+        'x\u2028y',
+        'Straße',
+        '道路',
+        'trailing\\',
+    ]
+    a, b = "cam'o", '{{ fileDirname }}'
+    classes = {a: ['road', *hostile], b: ['sidewalk', *hostile]}
+    confusion = np.eye(len(hostile) + 1, dtype=np.int64) * 10
+    relations = class_relations(confusion, confusion)
+    learned = label_space_from_relations(
+        classes, relations, {x: [[i, i, i] for i in range(len(hostile) + 1)] for x in (a, b)}
+    )
+    summary = dict(
+        config=f'config\n{PWNED}.py',
+        checkpoint='{{ fileDirname }}/iter_2.pth',
+        dataloader='val',
+        bn='image',
+        images={a: 1, b: 1},
+        classes=classes,
+        finer=learned['finer'],
+        label_space=learned['label_space'],
+        relations=dict(
+            image=[dict(r._asdict(), a=classes[a][r.a], b=classes[b][r.b]) for r in relations]
+        ),
+        confusions=dict(image={f'{a}->{b}': confusion.tolist(), f'{b}->{a}': confusion.tolist()}),
+    )
+    write_label_space('learned/space.py', summary)
+    text = (tmp_path / 'learned' / 'space.py').read_text(encoding='utf-8')
+    assert [node.targets[0].id for node in ast.parse(text).body] == ['label_space']
+    space = Config.fromfile('learned/space.py').label_space.to_dict()
+    assert space == dict(
+        classes=tuple(classes[b]),
+        palette=[[i, i, i] for i in range(len(hostile) + 1)],
+        mapping={a: classes[b], b: classes[b]},
+    )
+    assert list(space['mapping']) == [a, b]
+    assert not (tmp_path / 'PWNED').exists()
+    # The header is the relations table; a row of plain names as it is, the others literals.
+    table = relations_table(summary)
+    assert f'# {table[1]}' in text.splitlines() and table[1].startswith('road ')
+    assert f'# {table[2]!r}'.replace('{', '\\x7b') in text.splitlines()
+    assert json.load(open('learned/space.json', encoding='utf-8'))['classes'] == classes
 
 
 @pytest.fixture
