@@ -29,6 +29,7 @@ from mmengine.utils import mkdir_or_exist
 from mmseg.apis import inference_model
 
 from mmseg_cdcl.apis import init_cdcl_model
+from mmseg_cdcl.structures import resolve_space
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 
@@ -101,11 +102,6 @@ def main():
         model = init_cdcl_model(cfg, args.checkpoint, args.dataset, device=args.device)
     except ValueError as e:
         parser.error(str(e))
-    palettes = {
-        name: np.array(meta['palette'], dtype=np.uint8)
-        for name, meta in model.dataset_meta.get('datasets', {}).items()
-    }  # auto: the chosen dataset's
-    palette = np.array(model.dataset_meta['palette'], dtype=np.uint8)
     skipped = []
     for image in images:
         path = osp.join(root, image)
@@ -121,7 +117,9 @@ def main():
             continue
         out = osp.join(args.out_dir, outputs[image])
         mkdir_or_exist(osp.dirname(out))
-        colours = palettes.get(result.metainfo.get('dataset_name'), palette)
+        # the colours of the prediction's space (auto: the chosen dataset's)
+        space = resolve_space(result, model.dataset_meta)
+        colours = np.array(space['palette'], dtype=np.uint8)
         cv2.imwrite(out, colours[pred][..., ::-1])  # RGB palette, BGR file
         scores = result.metainfo.get('dataset_scores')
         print(

@@ -15,7 +15,9 @@ from mmengine.utils import mkdir_or_exist
 from mmseg.registry import MODELS
 from torch import nn
 
+from ..datasets.transforms.dataset_test_pipelines import multi_dataset_config
 from ..models.layers import DSBN, DSBN_CFG, DatasetBranches
+from ..utils.config_literals import dump_config
 from .checkpoint import load_cdcl_checkpoint
 from .inference import dataset_metainfo, dataset_test_pipeline
 
@@ -119,7 +121,13 @@ def export_single_dataset(
 ) -> Tuple[str, str]:
     """Write ``<out_dir>/<dataset>.py`` and ``<out_dir>/<dataset>.pth``: the plain MMSeg model
     (for a converted model the stock config, BN or SyncBN as there; one classifier) holding
-    ``dataset``'s branch, loadable with ``mmseg.apis.init_model`` without mmseg_cdcl.
+    ``dataset``'s branch, loadable with ``mmseg.apis.init_model`` without mmseg_cdcl. The
+    config also holds the dataset's test dataloader, ``IoUMetric``, the test loop and
+    ``SegLocalVisualizer``, so that MMSeg's ``tools/test.py`` and ``MMSegInferencer`` run on it
+    (a dataset type of mmseg_cdcl's own, ``CamVidDataset``, needs
+    ``custom_imports=dict(imports=['mmseg_cdcl'])`` to build). The plain model predicts in the
+    dataset's classes, also for a model with a ``label_space`` (carried as ``label_space``,
+    which stock MMSeg ignores).
 
     Returns:
         The paths of the config and the checkpoint.
@@ -163,14 +171,47 @@ def export_single_dataset(
     pipeline = dataset_test_pipeline(cfg, dataset)
     if pipeline is not None:
         plain['test_pipeline'] = pipeline
+    plain.update(_stock_test_config(cfg, dataset, pipeline))
     config_path = osp.join(out_dir, f'{dataset}.py')
     ckpt_path = osp.join(out_dir, f'{dataset}.pth')
     mkdir_or_exist(out_dir)
-    Config(plain).dump(config_path)
+    dump_config(plain, config_path)  # every string a literal (class names come from the checkpoint)
     torch.save(
         dict(state_dict=plain_state_dict(model.state_dict(), d, model), meta=meta), ckpt_path
     )
     return config_path, ckpt_path
+
+
+def _stock_test_config(cfg: Config, dataset: str, pipeline: Optional[list]) -> dict:
+    """What MMSeg's own tools need beyond the model to test and draw the plain model: the
+    dataset's test dataloader (the CDCL config's, else its test pipeline alone, which
+    ``MMSegInferencer`` reads), ``IoUMetric``, the test loop and ``SegLocalVisualizer``."""
+    own = multi_dataset_config(cfg, dataset)
+    loader = copy.deepcopy(
+        (cfg.get('test_dataloader') or {}).to_dict()
+        if cfg.get('test_dataloader') is not None
+        else {}
+    )
+    loader.pop('sampler', None)
+    loader.update(
+        batch_size=1,
+        num_workers=loader.get('num_workers', 1),
+        persistent_workers=False,
+        sampler=dict(type='DefaultSampler', shuffle=False),
+        dataset=copy.deepcopy(own) if own is not None else dict(pipeline=pipeline),
+    )
+    if pipeline is None and own is None:
+        loader['dataset'].pop('pipeline')
+    return dict(
+        test_dataloader=loader,
+        test_evaluator=dict(type='IoUMetric', iou_metrics=['mIoU']),
+        test_cfg=dict(type='TestLoop'),
+        visualizer=dict(
+            type='SegLocalVisualizer',
+            vis_backends=[dict(type='LocalVisBackend')],
+            name='visualizer',
+        ),
+    )
 
 
 def _dataset_meta(cfg: Config, checkpoint: dict, model: nn.Module, dataset: str) -> dict:

@@ -8,6 +8,7 @@ from mmseg.apis import init_model
 from mmseg.registry import DATASETS
 
 from ..datasets.transforms.dataset_test_pipelines import dataset_test_pipeline, multi_dataset_config
+from ..structures.prediction_space import predicts_in_label_space
 from .checkpoint import load_cdcl_checkpoint
 
 
@@ -40,7 +41,13 @@ def init_cdcl_model(
     is predicted with the test pipeline of the dataset whose branch predicts it (auto's choice
     is made on the first dataset's; ensemble predicts on the first dataset's), named in its
     metainfo ``pipeline_dataset`` (see ``DatasetTestPipelines``). With the config's
-    ``model.label_space``, every prediction is in its classes, and ``dataset_meta`` is its.
+    ``model.label_space``, every prediction is in its classes, and ``dataset_meta`` is its
+    (unless ``model.test_cfg.output_space='dataset'``). Every result states the space of its
+    classes in its metainfo ``prediction_space``; ``model.dataset_meta``'s ``classes`` and
+    ``palette`` (what MMSeg's ``show_result_pyplot`` draws with) are those of the one space
+    of all results, and refuse to be used where there is none (``'auto'`` among datasets of
+    other classes without a label space: draw with ``CDCLSegLocalVisualizer`` or
+    ``tools/infer.py``, which read each result's space).
 
     Raises:
         ValueError: ``dataset`` is none of the config's ``model.dataset_names``, ``'auto'`` or
@@ -74,7 +81,7 @@ def init_cdcl_model(
             and (meta := dataset_metainfo(cfg, name)) is not None
         }
     )
-    if model.label_space is not None:
+    if model.label_space is not None and predicts_in_label_space(model):
         model.dataset_meta = model.label_space.meta()
         return model
     # init_model sets the checkpoint's dataset_meta: a MultiDataset's holds each dataset's.
@@ -88,7 +95,9 @@ def init_cdcl_model(
                 f'dataset_meta.datasets.{name} and no test/val/train_dataloader of the config '
                 f"lists '{name}' under dataset.datasets"
             )
-    # Images of unknown source: each result is in its chosen dataset's classes.
+    # Images of unknown source: each result states its space (the chosen dataset's classes);
+    # the classes and palette MMSeg's visualizer reads are the one space of all results, if any
+    # (the model's dataset_meta, structures/prediction_space.py).
     model.dataset_meta = (
         dict(metas[names[0]], dataset_names=names, datasets=metas) if choose else metas[dataset]
     )

@@ -186,6 +186,13 @@ class MultiDataset(ConcatDataset):
                     f'the datasets {sorted(pipelines)}'
                     if isinstance(pipelines, dict)
                     else f'a {type(pipelines).__name__}'
+                    + (
+                        " (MMSeg's init_model and MMSegInferencer give the config they are "
+                        'given the inference pipeline of a CDCL model: build datasets from the '
+                        'config file)'
+                        if isinstance(pipelines, list)
+                        else ''
+                    )
                 )
             )
         replaced = {}

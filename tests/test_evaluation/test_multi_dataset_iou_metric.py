@@ -116,3 +116,53 @@ def test_format_only_needs_an_output_dir():
         'which is not set',
     ):
         METRICS.build(dict(type='MultiDatasetIoUMetric', format_only=True))
+
+
+SPACE = dict(
+    name='label_space',
+    classes=('ground', 'sky'),
+    palette=[[1, 1, 1], [2, 2, 2]],
+    label_maps=dict(city=[0, 255, 1], cam=[1, 0]),
+)
+
+
+def test_predictions_in_a_label_space_are_scored_there_with_the_labels_mapped(capsys):
+    """Before: a model with a label space was scored with its label-space ids read as each
+    dataset's own classes."""
+    metric = METRICS.build(dict(type='MultiDatasetIoUMetric', iou_metrics=['mIoU']))
+    metric.dataset_meta = META
+    metric.process(
+        {},
+        [
+            # city's labels road, road, car (ignored), sky -> ground, ground, -, sky
+            _sample(0, [[0, 1, 0, 1]], [[0, 0, 1, 2]], prediction_space=SPACE),
+            # cam's labels sky, road, void 9 -> sky, ground, ignored
+            _sample(1, [[1, 1, 0]], [[0, 1, 9]], prediction_space=SPACE),
+        ],
+    )
+    scores = metric.evaluate(2)
+    # city: ground IoU 1/2, sky 1/2; cam: ground 0/1, sky 1/2
+    assert scores['city/mIoU'] == pytest.approx(50.0)
+    assert scores['cam/mIoU'] == pytest.approx(25.0)
+    assert scores['city/aAcc'] == pytest.approx(round(2 / 3 * 100, 2))
+
+
+def test_predictions_that_cannot_meet_their_labels_are_refused():
+    metric = METRICS.build(dict(type='MultiDatasetIoUMetric', iou_metrics=['mIoU']))
+    metric.dataset_meta = META
+    unmapped = dict(SPACE, label_maps=dict(city=[0, 255, 1]))  # no map of cam's labels
+    with pytest.raises(
+        ValueError,
+        match=r'MultiDatasetIoUMetric: the prediction of y.png is in the label space \(2 classes: '
+        r"ground, sky\), its labels in dataset 'cam's classes \['sky', 'road'\], and the model "
+        r'states no map of .cam. into that space: give model.label_space.mapping.cam',
+    ):
+        metric.process(
+            {}, [_sample(1, [[1, 1, 0]], [[0, 1, 9]], 'y.png', prediction_space=unmapped)]
+        )
+    metric.process({}, [_sample(0, [[0, 1, 0]], [[0, 0, 1]], prediction_space=SPACE)])
+    metric.process({}, [_sample(0, [[0, 1, 0]], [[0, 0, 1]], prediction_space=dict(name='city'))])
+    with pytest.raises(
+        ValueError, match=r"the predictions of dataset 'city' are in 2 label spaces"
+    ):
+        metric.evaluate(2)

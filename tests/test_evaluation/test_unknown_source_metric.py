@@ -90,3 +90,18 @@ def test_needs_the_models_routes():
                 )
             ],
         )
+
+
+def test_predictions_in_other_classes_than_the_metrics_are_refused():
+    """A model that predicts in its label space, scored by a metric told other classes (here
+    none: the first dataset's): never compared."""
+    metric = UnknownSourceMetric()
+    metric.dataset_meta = dict(dataset_names=['a'], datasets=dict(a=META['datasets']['a']))
+    sample = _sample('a', 'a', [0, 1], auto=[0, 1])
+    sample['prediction_space'] = dict(name='label_space', classes=('t0', 't1'))
+    with pytest.raises(
+        ValueError,
+        match=r"scores in the classes \['x', 'y', 'z'\] \(its label_space\) but the model "
+        r"predicts in \['t0', 't1'\]: give the metric the model's label_space",
+    ):
+        metric.process({}, [sample])

@@ -6,6 +6,7 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config, ConfigDict
+from mmengine.structures import PixelData
 from mmengine.runner import Runner
 from mmseg.registry import DATASETS, MODELS
 from mmseg.structures import SegDataSample
@@ -181,3 +182,24 @@ def test_unknown_source_routes_are_not_scored_from_the_last_view():
         metric.process({}, [merged])
     metric.process({}, [dict(merged, pred_sem_seg=last_view)])  # without TTA: scored
     assert metric.results[0][0] == 'a'
+
+
+def test_views_predicted_in_two_label_spaces_are_not_averaged():
+    """'auto' may choose, for two views of an image, branches of datasets with other classes:
+    their probabilities are of other classes and are refused, not averaged."""
+    tta = CDCLTTAModel(module=_auto_model())
+    views = []
+    for name, classes in (('a', 5), ('b', 3)):
+        view = SegDataSample(
+            metainfo=dict(
+                img_path='x.png',
+                prediction_space=dict(name=name, classes=tuple(map(str, range(classes)))),
+            )
+        )
+        view.seg_logits = PixelData(data=torch.zeros(classes, 2, 2))
+        views.append(view)
+    with pytest.raises(
+        ValueError,
+        match=r"the views of x.png are predicted in 2 label spaces \(\['a', 'b'\]: 'auto' chose",
+    ):
+        tta.merge_preds([views])

@@ -94,11 +94,33 @@ def test_identity_for_a_dataset_with_the_target_classes():
             dict(palette=[[0, 0, 0]]),
             r'label_space.palette has 1 colours for 3 classes',
         ),
+        (
+            dict(a=[None] * 4, b=[None] * 3),
+            dict(palette=[[0, 0, 0], [0, 300, 0], [1, 2, 3]]),
+            r"label_space.palette: the colour of class 'ground' is \[0, 300, 0\]; expected "
+            r'\[r, g, b\], three integers in 0..255',
+        ),
     ],
 )
 def test_mapping_errors_name_what_is_wrong(mapping, kwargs, message):
     with pytest.raises(ValueError, match=message):
         _space(mapping, **kwargs)
+
+
+def test_targets_are_checked_at_build_even_where_class_names_come_later():
+    """A model learns its datasets' class names from its checkpoint; the targets of a mapping
+    by class name are known at build, and checked there."""
+    with pytest.raises(
+        ValueError,
+        match=r"label_space.mapping.a maps to \['street'\], which are not target classes",
+    ):
+        LabelSpace(
+            TARGET,
+            dict(a=dict(car='vehicle', road='street'), b=[None] * 3),
+            dataset_names=['a', 'b'],
+            num_classes=[4, 3],
+            defer_class_names=True,
+        )
 
 
 def test_a_dict_mapping_needs_the_dataset_class_names():

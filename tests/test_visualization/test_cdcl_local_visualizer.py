@@ -141,3 +141,31 @@ def test_test_tool_show_dir_draws_each_dataset_in_its_colours(data_cwd, tmp_path
             assert _share_drawn(gt, img, label, other['palette']) < 0.5
             drawn += 1
     assert drawn == 3 + 3
+
+
+def test_prediction_and_ground_truth_are_drawn_in_the_predictions_space(tmp_path):
+    """A Cityscapes image predicted in a CamVid-classes label space: both halves in CamVid's
+    colours, the Cityscapes labels mapped (before: Cityscapes' palette on CamVid ids)."""
+    visualizer = VISUALIZERS.build(
+        dict(type='CDCLSegLocalVisualizer', alpha=1.0, with_labels=False, name='in_its_space')
+    )
+    visualizer.dataset_meta = META
+    space = dict(
+        name='label_space',
+        classes=CAM['classes'],
+        palette=CAM['palette'],
+        label_maps=dict(cityscapes=[3, 4] + [255] * 17),  # road, sidewalk
+    )
+    sample = SegDataSample(metainfo=dict(dataset_name='cityscapes', prediction_space=space))
+    sample.gt_sem_seg = PixelData(data=torch.tensor([[[0, 1, 2]]]))  # road, sidewalk, building
+    sample.pred_sem_seg = PixelData(data=torch.tensor([[[3, 4, 0]]]))
+    out = tmp_path / 'x.png'
+    visualizer.add_datasample('x', np.zeros((1, 3, 3), np.uint8), sample, out_file=str(out))
+    gt, pred = np.split(cv2.imread(str(out))[..., ::-1][0], 2)
+    assert pred.tolist() == [list(CAM['palette'][i]) for i in (3, 4, 0)]
+    assert gt.tolist() == [list(CAM['palette'][i]) for i in (3, 4)] + [[0, 0, 0]]  # unmapped
+    # labels that cannot be put in the space are not drawn (a warning says why)
+    sample.set_metainfo(dict(prediction_space=dict(space, label_maps={})))
+    visualizer.add_datasample('x', np.zeros((1, 3, 3), np.uint8), sample, out_file=str(out))
+    assert cv2.imread(str(out)).shape == (1, 3, 3)  # the prediction alone
+    assert visualizer.dataset_meta is META

@@ -64,8 +64,10 @@ def check_datasets_agree(dataset, sampler, model: nn.Module) -> None:
             + '\n  - '.join(problems)
         )
     if hasattr(model, 'set_dataset_classes'):
+        datasets = dataset.metainfo['datasets']
         model.set_dataset_classes(
-            {name: meta.get('classes') for name, meta in dataset.metainfo['datasets'].items()}
+            {name: meta.get('classes') for name, meta in datasets.items()},
+            {name: meta.get('palette') for name, meta in datasets.items()},
         )
 
 

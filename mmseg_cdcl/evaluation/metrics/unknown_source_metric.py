@@ -1,5 +1,6 @@
 """Evaluation as deployment sees it: a CDCL model that is not told where an image comes from."""
 
+import os.path as osp
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence
 
@@ -7,10 +8,13 @@ import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
+from mmengine.utils import mkdir_or_exist
 from mmseg.evaluation import IoUMetric
 from mmseg.registry import METRICS
+from PIL import Image
 
 from ...models.utils import LabelSpace
+from ...structures.prediction_space import stated_space
 
 
 @METRICS.register_module()
@@ -34,20 +38,32 @@ class UnknownSourceMetric(BaseMetric):
     Args:
         label_space (dict, optional): ``classes``, ``mapping`` (and ``palette``) as the model's.
             Defaults to None: every dataset has the first dataset's classes.
+        output_dir (str, optional): Where to write auto's prediction of each image, as a PNG
+            of class ids of the label space: ``output_dir/<dataset>/<image name>.png``
+            (``tools/test.py --out`` sets it). Defaults to None.
+        keep_results (bool): Accepted as ``IoUMetric``'s (``tools/test.py --out`` sets it);
+            the files are always kept.
     """
 
     default_prefix = None
 
-    def __init__(self, label_space: Optional[dict] = None, **kwargs):
+    def __init__(
+        self,
+        label_space: Optional[dict] = None,
+        output_dir: Optional[str] = None,
+        keep_results: bool = False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.label_space_cfg = label_space
+        self.output_dir = output_dir
         self._space: Optional[LabelSpace] = None
 
     def _label_space(self) -> LabelSpace:
         if self._space is None:
             names = self.dataset_meta['dataset_names']
             classes = {n: self.dataset_meta['datasets'][n]['classes'] for n in names}
-            cfg = dict(self.label_space_cfg or dict(classes=classes[names[0]]))
+            cfg = dict(self.label_space_cfg or dict(classes=classes[names[0]], mapping={}))
             cfg.pop('dataset_classes', None)
             self._space = LabelSpace(
                 dataset_names=names,
@@ -75,7 +91,16 @@ class UnknownSourceMetric(BaseMetric):
                     'merged over the views of test-time augmentation, whose routes would be '
                     "the last view's; test without --tta"
                 )
+            stated = (stated_space(sample) or {}).get('classes')
+            if stated is not None and tuple(stated) != tuple(space.classes):
+                raise ValueError(
+                    f'UnknownSourceMetric scores in the classes {list(space.classes)} (its '
+                    f'label_space) but the model predicts in {list(stated)}: give the metric '
+                    "the model's label_space"
+                )
             source = sample['source_dataset']
+            if self.output_dir is not None:
+                self._write(sample['pred_auto']['data'], sample['img_path'], source)
             label = space.labels(sample['gt_sem_seg']['data'].squeeze(), names.index(source))
             areas = {}
             for key, value in sample.items():
@@ -125,7 +150,22 @@ class UnknownSourceMetric(BaseMetric):
             'unknown source, by route:\n' + '\n'.join(lines),
             logger='current',
         )
+        if self.output_dir is not None:
+            print_log(
+                f"auto's predictions written to {self.output_dir}/<dataset>/, class ids of "
+                f'{list(self._label_space().classes)}',
+                logger='current',
+            )
         return metrics
+
+    def _write(self, prediction: torch.Tensor, img_path: str, dataset: str) -> None:
+        """Auto's prediction as a PNG of label space ids in ``output_dir/<dataset>/``."""
+        folder = osp.join(self.output_dir, dataset)
+        mkdir_or_exist(folder)
+        name = osp.splitext(osp.basename(img_path))[0]
+        Image.fromarray(prediction.squeeze().cpu().numpy().astype(np.uint8)).save(
+            osp.join(folder, f'{name}.png')
+        )
 
     @staticmethod
     def _miou(areas: List[list]) -> Optional[float]:

@@ -1,5 +1,6 @@
 """The CDCL segmentor: one network, one branch per dataset, L = Σ_i w_i·L_i."""
 
+import copy
 import functools
 from contextlib import ExitStack, contextmanager
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -10,6 +11,13 @@ from mmseg.utils import add_prefix
 from torch import Tensor, nn
 
 from ...datasets.transforms import inference_pipeline
+from ...structures.prediction_space import (
+    branch_space,
+    check_output_space,
+    model_dataset_meta,
+    predicts_in_label_space,
+    set_prediction_space,
+)
 from ..decode_heads import head_dataset, is_dataset_aware
 from ..layers import DatasetAwareModule, DatasetBatchTooSmall, DatasetRouting, dataset_context
 from ..losses import dataset_loss_weights, parse_dataset_losses, weighted_dataset_losses
@@ -93,7 +101,12 @@ class CDCLEncoderDecoder(EncoderDecoder):
         branch_selection (dict, optional): Arguments of :class:`BranchSelector`.
         **kwargs: Arguments of :class:`mmseg.models.segmentors.EncoderDecoder`. ``test_cfg``
             may set ``unknown_source=True`` (predict every route of every image, for
-            ``UnknownSourceMetric``) and ``ensemble_weights='scores'`` or ``'uniform'``.
+            ``UnknownSourceMetric``), ``ensemble_weights='scores'`` or ``'uniform'``, and, with
+            a ``label_space``, ``output_space='dataset'``: an image of a known dataset (a
+            ``MultiDataset``'s, a named ``default_dataset``, auto's choice) is predicted and
+            evaluated in its dataset's classes instead of the label space's (the default,
+            ``'label_space'``). Every prediction states its space in its metainfo
+            (``prediction_space``, :mod:`mmseg_cdcl.structures.prediction_space`).
 
     Example:
         >>> model = dict(
@@ -138,6 +151,7 @@ class CDCLEncoderDecoder(EncoderDecoder):
             kwargs.get('test_cfg'),
             config_classes(num_classes, kwargs),
         )
+        check_output_space(kwargs.get('test_cfg'), label_space)
         branch_selector = BranchSelector(**(branch_selection or {}))
         loss_weights = dataset_loss_weights(loss_weights, self.dataset_names)
         branch_map = checked_branch_map(branch_map, self.dataset_names)
@@ -169,6 +183,8 @@ class CDCLEncoderDecoder(EncoderDecoder):
         self.dataset_classes: Dict[str, Tuple[str, ...]] = dict(
             getattr(self.label_space, 'dataset_classes', {})
         )
+        # Their colours, where known (drawings of a dataset's predictions): stated with them.
+        self.dataset_palettes: Dict[str, List[List[int]]] = {}
         self.branch_map = branch_map
         self.register_state_dict_post_hook(state_datasets)
         self.branch_selector = branch_selector
@@ -201,20 +217,27 @@ class CDCLEncoderDecoder(EncoderDecoder):
     def dataset_meta(self) -> Optional[dict]:
         """MMSeg's ``dataset_meta`` (``init_model`` sets the checkpoint's); its
         ``datasets[name]['classes']`` (a ``MultiDataset``'s metainfo) are the datasets'
-        class names."""
+        class names. Its ``classes`` and ``palette``, which MMSeg's visualizer draws with, are
+        those of the space the model predicts images in when not told their dataset
+        (:func:`~mmseg_cdcl.structures.prediction_space.model_dataset_meta`)."""
         return self.__dict__.get('_dataset_meta')
 
     @dataset_meta.setter
     def dataset_meta(self, meta: Optional[dict]) -> None:
         datasets = (meta or {}).get('datasets') or {}
         self.set_dataset_classes(
-            {name: m.get('classes') for name, m in datasets.items() if isinstance(m, dict)}
+            {name: m.get('classes') for name, m in datasets.items() if isinstance(m, dict)},
+            {name: m.get('palette') for name, m in datasets.items() if isinstance(m, dict)},
         )
-        self.__dict__['_dataset_meta'] = meta
+        self.__dict__['_dataset_meta'] = model_dataset_meta(self, meta)
 
-    def set_dataset_classes(self, classes: Dict[str, Optional[Sequence[str]]]) -> None:
+    def set_dataset_classes(
+        self,
+        classes: Dict[str, Optional[Sequence[str]]],
+        palettes: Optional[Dict[str, Optional[Sequence[Sequence[int]]]]] = None,
+    ) -> None:
         """Learn the class names of datasets (the label space's mappings by class name wait
-        for them).
+        for them), and their colours (``palettes``) where given with as many colours.
 
         Raises:
             ValueError: other class names than the model knows, or another number of them.
@@ -223,6 +246,10 @@ class CDCLEncoderDecoder(EncoderDecoder):
         self.dataset_classes.update(known)
         if self.label_space is not None:
             self.label_space.set_dataset_classes(known)
+        for name, palette in (palettes or {}).items():
+            own = self.dataset_classes.get(name)
+            if palette is not None and own is not None and len(palette) == len(own):
+                self.dataset_palettes[name] = [[int(v) for v in c] for c in palette]
 
     def stated_datasets(self) -> dict:
         """What the model's state dicts state about its datasets (see
@@ -426,11 +453,12 @@ class CDCLEncoderDecoder(EncoderDecoder):
 
     @property
     def cfg(self):
-        """The config ``mmseg.apis.init_model`` keeps with the model. ``inference_model``
-        preprocesses images with its ``test_pipeline``: for a config whose test (else val)
-        MultiDataset gives each dataset its pipeline, it is set here to all of them
-        (``DatasetTestPipelines``), so that each image is predicted with the test pipeline of
-        the dataset whose branch predicts it."""
+        """The config ``mmseg.apis.init_model`` (and ``MMSegInferencer``) keeps with the model.
+        They preprocess images with its ``test_pipeline`` (``MMSegInferencer``: its test
+        dataset's ``pipeline``): for a config whose test (else val) MultiDataset gives each
+        dataset its pipeline, both are set here to all of them (``DatasetTestPipelines``), so
+        that each image is predicted with the test pipeline of the dataset whose branch
+        predicts it. (The config given is changed, as ``init_model`` changes it.)"""
         return self.__dict__.get('_cfg')
 
     @cfg.setter
@@ -438,6 +466,9 @@ class CDCLEncoderDecoder(EncoderDecoder):
         pipeline = None if cfg is None else inference_pipeline(cfg, list(self.dataset_names))
         if pipeline is not None:
             cfg.test_pipeline = pipeline
+            dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
+            if dataset.get('type') == 'MultiDataset' and dataset.get('pipeline') is None:
+                dataset['pipeline'] = copy.deepcopy(pipeline)
         self.__dict__['_cfg'] = cfg
 
     def predict(self, inputs: Tensor, data_samples: Optional[list] = None) -> list:
@@ -470,12 +501,19 @@ class CDCLEncoderDecoder(EncoderDecoder):
         return results
 
     def postprocess_result(self, seg_logits: Tensor, data_samples: Optional[list] = None):
-        """MMSeg's results, in the label space's classes when there is one (log-probabilities
-        as logits)."""
-        if self.label_space is not None and self._active is not None:
+        """MMSeg's results, in the label space's classes when the model predicts there
+        (log-probabilities as logits), each stating its space (``prediction_space``)."""
+        if self._active is None:  # not a branch's prediction (e.g. slide inference's parts)
+            return super().postprocess_result(seg_logits, data_samples)
+        in_label_space = predicts_in_label_space(self)
+        if in_label_space:
             seg_logits = self.label_space.probabilities(seg_logits, self._active)
             seg_logits = seg_logits.clamp_min(1e-12).log()
-        return super().postprocess_result(seg_logits, data_samples)
+        results = super().postprocess_result(seg_logits, data_samples)
+        space = branch_space(self, self._active, in_label_space)
+        for result in results:
+            set_prediction_space(result, space)
+        return results
 
     def _forward(self, inputs: Tensor, data_samples: Optional[list] = None):
         """Logits of the plain network on each sample's branch (a list for mixed batches)."""

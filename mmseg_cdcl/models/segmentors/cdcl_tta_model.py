@@ -8,6 +8,8 @@ from mmseg.models import SegTTAModel
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList
 
+from ...structures.prediction_space import stated_space
+
 
 @MODELS.register_module()
 class CDCLTTAModel(SegTTAModel):
@@ -19,7 +21,9 @@ class CDCLTTAModel(SegTTAModel):
     ``'ensemble'``) has ``dataset_scores`` per view: the merged result's are their mean, and
     its ``dataset_name`` their argmax. ``test_cfg.unknown_source=True`` (every route of every
     image, for ``UnknownSourceMetric``) is refused: its routes are label maps, which views
-    cannot be averaged from.
+    cannot be averaged from. The merged result keeps its views' ``prediction_space``; views
+    predicted in different spaces (``'auto'`` choosing branches of datasets with other classes
+    for an image's views) are refused.
 
     Example:
         >>> tta_model = dict(type='CDCLTTAModel')  # configs/_base_/cdcl_runtime.py
@@ -36,6 +40,17 @@ class CDCLTTAModel(SegTTAModel):
             )
 
     def merge_preds(self, data_samples_list: List[SampleList]) -> SampleList:
+        for views in data_samples_list:
+            spaces = {_key(stated_space(v)) for v in views}
+            if len(spaces) > 1:
+                raise ValueError(
+                    'test-time augmentation: the views of '
+                    f'{views[0].metainfo.get("img_path", "an image")} are predicted in '
+                    f'{len(spaces)} label spaces ({sorted(str(s[0]) for s in spaces)}: '
+                    "'auto' chose branches of datasets with other classes), whose "
+                    'probabilities cannot be averaged: set model.label_space (one output label '
+                    "space) or name the images' dataset"
+                )
         merged = super().merge_preds(data_samples_list)
         for views, result in zip(data_samples_list, merged):
             scores = [v.metainfo['dataset_scores'] for v in views if 'dataset_scores' in v]
@@ -55,3 +70,8 @@ class CDCLTTAModel(SegTTAModel):
                 )
             )
         return merged
+
+
+def _key(space):
+    """A stated space, comparable."""
+    return None if space is None else (space['name'], space.get('classes'))

@@ -64,6 +64,16 @@ class LabelSpace:
             raise ValueError(
                 f'label_space.palette has {len(palette)} colours for {len(self.classes)} classes'
             )
+        for c, colour in zip(self.classes, palette or ()):
+            if (
+                not isinstance(colour, (list, tuple))
+                or len(colour) != 3
+                or not all(isinstance(v, (int, np.integer)) and 0 <= v <= 255 for v in colour)
+            ):
+                raise ValueError(
+                    f"label_space.palette: the colour of class '{c}' is {colour!r}; expected "
+                    '[r, g, b], three integers in 0..255'
+                )
         self.palette = (
             [list(c) for c in palette]
             if palette is not None
@@ -72,6 +82,14 @@ class LabelSpace:
             ]
         )
         mapping = dict(mapping or {})
+        for name, targets in mapping.items():
+            values = targets.values() if isinstance(targets, dict) else (targets or ())
+            unknown = sorted({str(t) for t in values if t is not None and t not in self.classes})
+            if unknown:
+                raise ValueError(
+                    f'label_space.mapping.{name} maps to {unknown}, which are not target '
+                    f'classes {list(self.classes)}'
+                )
         unknown = set(mapping) - set(dataset_names)
         if unknown:
             raise ValueError(

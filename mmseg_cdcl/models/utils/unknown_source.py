@@ -13,6 +13,7 @@ import torch
 from mmseg.models.segmentors.base import BaseSegmentor
 from torch import Tensor
 
+from ...structures.prediction_space import branch_space, label_space_of, set_prediction_space
 from ..layers import DatasetAwareModule
 
 # default_dataset of images of unknown source: the branch their DSBN statistics match best, or
@@ -50,21 +51,31 @@ def check_ensemble(
 
 
 def _postprocess(model, probabilities: Tensor, data_samples: Optional[list]) -> list:
-    """MMSeg's results of probabilities already in the output label space."""
-    return BaseSegmentor.postprocess_result(
+    """MMSeg's results of probabilities already in the output label space (the model's
+    ``label_space``, else the classes all datasets have), each stating it."""
+    results = BaseSegmentor.postprocess_result(
         model, probabilities.clamp_min(1e-12).log(), copy.deepcopy(data_samples)
     )
+    space = (
+        label_space_of(model) if model.label_space is not None else branch_space(model, 0, False)
+    )
+    for result in results:
+        set_prediction_space(result, space)
+    return results
 
 
 def branch_probabilities(model, inputs: Tensor, data_samples: Optional[list]) -> List[Tensor]:
     """Each branch's probabilities of the images, in one label space (the model's
     ``label_space``, else the datasets' classes where they are the same)."""
     classes = model.classes_per_dataset()
-    if model.label_space is None and len(set(classes)) > 1:
+    names = [model.dataset_classes.get(n) for n in model.dataset_names]
+    if model.label_space is None and (
+        len(set(classes)) > 1 or None not in names and len(set(map(tuple, names))) > 1
+    ):
         raise ValueError(
             'combining the branches of datasets with other classes '
-            f'{dict(zip(model.dataset_names, classes))} needs one output label '
-            'space: set model.label_space'
+            f'{dict(zip(model.dataset_names, names if None not in names else classes))} '
+            'needs one output label space: set model.label_space'
         )
     metas = (
         [s.metainfo for s in data_samples]

@@ -1,0 +1,507 @@
+"""The deployment matrix: every route through every entry point agrees with one reference
+prediction, in the class names and colours of its space, or is refused with a clear error.
+
+Routes: a named dataset, auto, ensemble, a label space (and a label space evaluated in each
+dataset's classes, ``test_cfg.output_space='dataset'``), a branch added from unlabelled
+images. Entry points: ``tools/test.py`` (plain, ``--out``, ``--show-dir``, ``--tta``),
+validation as training runs it, MMSeg's ``init_model`` + ``inference_model`` +
+``show_result_pyplot``, ``MMSegInferencer``, ``tools/infer.py``, and the export in stock MMSeg
+(``init_model``, ``MMSegInferencer``, ``tools/test.py``). docs/usage.md's table "What each entry
+point does with each route" summarises this file; a new route or entry point adds its row here.
+
+One model serves every row: tests/conftest.py's 2-iteration Cityscapes + CamVid run (19 and 11
+classes, so that ids of two spaces differ). The reference is the model's own branch logits on
+each test image (``encode_decode`` of its dataset's test pipeline), mapped into a label space
+here, independently of the package's mapping.
+"""
+
+import glob
+import json
+import os
+import os.path as osp
+import runpy
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+from mmseg.apis import MMSegInferencer, inference_model, init_model, show_result_pyplot
+from mmseg.datasets import CityscapesDataset
+from mmseg.models.utils import resize
+from mmseg.registry import DATASETS, MODELS
+
+from conftest import REPO
+from mmseg_cdcl.apis import add_dataset_branch, export_single_dataset, load_cdcl_checkpoint
+from mmseg_cdcl.datasets import CamVidDataset
+from mmseg_cdcl.structures import LABEL_SPACE
+from mmseg_cdcl.testing import shrink_datasets, unformatted
+from mmseg_cdcl.utils import run_mmseg_tool
+
+pytestmark = pytest.mark.slow
+
+NAMES = ('cityscapes', 'camvid')
+OWN = dict(cityscapes=CityscapesDataset.METAINFO, camvid=CamVidDataset.METAINFO)
+SPACE_BASE = osp.join(REPO, 'configs', '_base_', 'label_spaces', 'cityscapes_to_camvid.py')
+LABEL = Config.fromfile(SPACE_BASE).label_space
+# Cityscapes' classes into CamVid's 11; CamVid's are the label space's own.
+LABEL_SPACE_CFG = dict(
+    classes=list(LABEL.classes),
+    palette=LABEL.palette,
+    mapping=dict(cityscapes=LABEL.mapping.cityscapes),
+)
+# One view: test-time augmentation must then give the plain prediction.
+ONE_VIEW = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [dict(type='Resize', scale=(128, 64), keep_ratio=True)],
+            [dict(type='RandomFlip', prob=0.0, direction='horizontal')],
+            [dict(type='LoadAnnotations')],
+            [dict(type='PackSegInputs')],
+        ],
+    ),
+]
+
+
+class Reference:
+    """Each test image's branch logits, straight from the model, and what each route must
+    predict from them."""
+
+    def __init__(self, cfg: Config, checkpoint: str):
+        model = MODELS.build(cfg.model)
+        load_cdcl_checkpoint(model, checkpoint)
+        model.eval()
+        self.names = list(model.dataset_names)
+        dataset = DATASETS.build(cfg.test_dataloader.dataset)
+        self.images = {}
+        with torch.no_grad():
+            for i in range(len(dataset)):
+                item = dataset[i]
+                data = model.data_preprocessor(
+                    dict(inputs=[item['inputs']], data_samples=[item['data_samples']])
+                )
+                meta = data['data_samples'][0].metainfo
+                logits = {}
+                for d, name in enumerate(self.names):
+                    with model.dataset(d):
+                        out = model.encode_decode(data['inputs'], [meta])
+                    # at the image's own size, as MMSeg's postprocess_result resizes them
+                    logits[name] = resize(
+                        out, meta['ori_shape'], mode='bilinear', align_corners=model.align_corners
+                    )[0]
+                self.images[meta['img_path']] = dict(
+                    dataset=meta['dataset_name'],
+                    label=data['data_samples'][0].gt_sem_seg.data[0].numpy(),
+                    logits=logits,
+                )
+
+    def paths(self, dataset=None):
+        return sorted(p for p, v in self.images.items() if dataset in (None, v['dataset']))
+
+    def one_each(self):
+        """An image of each dataset: what the single-image entry points are tried on."""
+        return [self.paths(name)[0] for name in NAMES]
+
+    def branch(self, path, name):
+        """The prediction of ``name``'s branch, in its dataset's classes."""
+        return self.images[path]['logits'][name].argmax(0).numpy()
+
+    def own(self, path):
+        return self.branch(path, self.images[path]['dataset'])
+
+    def label_space_probabilities(self, path, name):
+        """``name``'s branch's probabilities summed into the label space's classes."""
+        probs = self.images[path]['logits'][name].softmax(0)
+        targets = torch.zeros(len(LABEL.classes), *probs.shape[1:])
+        for c, target in enumerate(_table(name)):
+            if target != 255:
+                targets[target] += probs[c]
+        return targets
+
+    def in_label_space(self, path):
+        return self.label_space_probabilities(path, self.images[path]['dataset']).argmax(0).numpy()
+
+    def ensemble(self, path, scores):
+        combined = sum(scores[n] * self.label_space_probabilities(path, n) for n in self.names)
+        return combined.argmax(0).numpy()
+
+    def label(self, path, in_label_space=False):
+        label = self.images[path]['label']
+        if not in_label_space:
+            return label
+        lut = np.full(256, 255, np.int64)
+        lut[: len(_table(self.images[path]['dataset']))] = _table(self.images[path]['dataset'])
+        return lut[label]
+
+    def miou(self, dataset, predict, in_label_space=False):
+        """mIoU (%) of ``predict(path)`` over ``dataset``'s images, as IoUMetric scores it."""
+        classes = len(LABEL.classes) if in_label_space else len(OWN[dataset]['classes'])
+        inter, union = np.zeros(classes), np.zeros(classes)
+        for path in self.paths(dataset):
+            label, pred = self.label(path, in_label_space), predict(path)
+            valid = label != 255
+            for c in range(classes):
+                inter[c] += np.sum((pred == c) & (label == c) & valid)
+                union[c] += np.sum(((pred == c) | (label == c)) & valid)
+        with np.errstate(invalid='ignore'):
+            return float(np.round(np.nanmean(inter / union) * 100, 2))
+
+
+def _table(name):
+    """The label space's id of each of ``name``'s class ids (255: none)."""
+    if name == 'camvid':
+        return list(range(len(LABEL.classes)))
+    return [255 if t is None else list(LABEL.classes).index(t) for t in LABEL.mapping.cityscapes]
+
+
+@pytest.fixture(scope='module')
+def deployment(trained_cdcl, data_cwd, tmp_path_factory):
+    """The trained model's config in each form a route needs, written as files, with absolute
+    data roots; the reference; a branch added from CamVid's training images; an export."""
+    folder = tmp_path_factory.mktemp('deployment')
+    checkpoint = str(trained_cdcl / 'iter_2.pth')
+    base = Config.fromfile(str(trained_cdcl / 'config.py'))
+    shrink_datasets(base, (64, 64), str(data_cwd / 'data'))
+    base.default_hooks.visualization = dict(type='SegVisualizationHook', interval=1)
+    base.visualizer.update(alpha=1.0, with_labels=False)  # drawn colours are the palette's
+    base.tta_pipeline = {name: ONE_VIEW for name in NAMES}
+    configs = {}
+
+    def write(key, **model):
+        cfg = Config(base.to_dict())
+        cfg.model.update(model)
+        configs[key] = str(folder / f'{key}.py')
+        unformatted(cfg).dump(configs[key])
+
+    write('plain')
+    for name in (*NAMES, 'auto'):
+        write(name, default_dataset=name)
+    write('label', label_space=LABEL_SPACE_CFG)
+    write(
+        'label_dataset',
+        label_space=LABEL_SPACE_CFG,
+        test_cfg=dict(mode='whole', output_space='dataset'),
+    )
+    write('ensemble', label_space=LABEL_SPACE_CFG, default_dataset='ensemble')
+    write('label_auto', label_space=LABEL_SPACE_CFG, default_dataset='auto')
+    added_config, added_checkpoint, _ = add_dataset_branch(
+        configs['plain'],
+        checkpoint,
+        'camvid_new',
+        str(data_cwd / 'data' / 'camvid' / 'images' / 'train'),
+        str(folder / 'added'),
+        source='camvid',
+    )
+    cfg = Config.fromfile(added_config)
+    cfg.model.default_dataset = 'camvid_new'
+    configs['added'] = str(folder / 'added_new.py')
+    unformatted(cfg).dump(configs['added'])
+    return dict(
+        folder=folder,
+        configs=configs,
+        checkpoint=checkpoint,
+        reference=Reference(base, checkpoint),
+        added=(
+            added_config,
+            added_checkpoint,
+            Reference(Config.fromfile(added_config), added_checkpoint),
+        ),
+    )
+
+
+def _test_tool(config, checkpoint, work_dir, *args, options=()):
+    """MMSeg's tools/test.py as ``python tools/test.py`` runs it (in this process); the
+    metrics it logged."""
+    run = f'matrix_{time.time_ns()}'  # mmengine shares loggers and visualizers by name
+    argv = ['tools/test.py', config, checkpoint, '--work-dir', str(work_dir), *args]
+    argv += ['--cfg-options', f'experiment_name={run}', f'visualizer.name={run}', *options]
+    saved = sys.argv
+    sys.argv = argv
+    try:
+        run_mmseg_tool('test.py')
+    finally:
+        sys.argv = saved
+    [log] = glob.glob(osp.join(str(work_dir), '*', '*.json'))
+    with open(log) as f:
+        return json.loads(f.readlines()[-1])
+
+
+def _png(path):
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
+def _drawn(path):
+    return cv2.imread(str(path))[..., ::-1]
+
+
+def _colours(pred, palette):
+    return np.array(palette, np.uint8)[pred]
+
+
+def _name(path):
+    return osp.splitext(osp.basename(path))[0]
+
+
+# ---------------------------------------------------------------- tools/test.py and validation
+
+
+@pytest.mark.parametrize(
+    'config,in_label_space',
+    [('plain', False), ('label', True), ('label_dataset', False)],
+    ids=['datasets', 'label_space', 'label_space_output_dataset'],
+)
+def test_test_tool_scores_out_and_draws_each_dataset_in_the_space_of_its_predictions(
+    deployment, tmp_path, config, in_label_space
+):
+    ref = deployment['reference']
+    out, show = tmp_path / 'out', tmp_path / 'show'
+    metrics = _test_tool(
+        deployment['configs'][config],
+        deployment['checkpoint'],
+        tmp_path / 'work',
+        '--out',
+        str(out),
+        '--show-dir',
+        str(show),
+    )
+    predict = ref.in_label_space if in_label_space else ref.own
+    for name in NAMES:
+        assert metrics[f'{name}/mIoU'] == pytest.approx(
+            ref.miou(name, predict, in_label_space), abs=0.011
+        ), name
+        meta = LABEL if in_label_space else OWN[name]
+        for path in ref.paths(name):
+            # --out: the class ids of the prediction's space
+            np.testing.assert_array_equal(_png(out / name / f'{_name(path)}.png'), predict(path))
+            # --show-dir: ground truth | prediction, both in that space's colours
+            [drawn] = glob.glob(str(show / '**' / f'*{_name(path)}*'), recursive=True)
+            gt_half, pred_half = np.split(_drawn(drawn), 2, axis=1)
+            np.testing.assert_array_equal(pred_half, _colours(predict(path), meta['palette']))
+            label = ref.label(path, in_label_space)
+            np.testing.assert_array_equal(
+                gt_half[label != 255], _colours(label[label != 255], meta['palette'])
+            )
+
+
+def test_the_label_space_evaluated_in_each_datasets_classes_is_the_model_without_it(
+    deployment, tmp_path
+):
+    plain = _test_tool(deployment['configs']['plain'], deployment['checkpoint'], tmp_path / 'a')
+    output_dataset = _test_tool(
+        deployment['configs']['label_dataset'], deployment['checkpoint'], tmp_path / 'b'
+    )
+    for name in NAMES:
+        assert plain[f'{name}/mIoU'] == output_dataset[f'{name}/mIoU']
+
+
+@pytest.mark.parametrize('config,in_label_space', [('plain', False), ('label', True)])
+def test_tta_merges_views_in_the_space_of_the_prediction(
+    deployment, tmp_path, config, in_label_space
+):
+    ref = deployment['reference']
+    out = tmp_path / 'out'
+    metrics = _test_tool(
+        deployment['configs'][config],
+        deployment['checkpoint'],
+        tmp_path / 'w',
+        '--tta',
+        '--out',
+        str(out),
+    )
+    predict = ref.in_label_space if in_label_space else ref.own
+    for name in NAMES:
+        assert metrics[f'{name}/mIoU'] == pytest.approx(
+            ref.miou(name, predict, in_label_space), abs=0.011
+        )
+        for path in ref.paths(name):
+            np.testing.assert_array_equal(_png(out / name / f'{_name(path)}.png'), predict(path))
+
+
+@pytest.mark.parametrize('config,in_label_space', [('plain', False), ('label', True)])
+def test_validation_scores_as_the_test_tool(deployment, tmp_path, config, in_label_space):
+    """Validation during training runs the same metric on the val loader: Runner.val()."""
+    ref = deployment['reference']
+    cfg = unformatted(Config.fromfile(deployment['configs'][config]))
+    cfg.update(work_dir=str(tmp_path), load_from=deployment['checkpoint'])
+    cfg.default_hooks.pop('checkpoint')  # save_best needs a training run's file backend
+    cfg.experiment_name = cfg.visualizer.name = f'val_{config}'
+    metrics = Runner.from_cfg(cfg).val()
+    predict = ref.in_label_space if in_label_space else ref.own
+    for name in NAMES:
+        assert metrics[f'{name}/mIoU'] == pytest.approx(
+            ref.miou(name, predict, in_label_space), abs=0.011
+        )
+
+
+def test_unknown_source_evaluation_needs_a_label_space_and_writes_autos_prediction(
+    deployment, tmp_path
+):
+    """tools/test.py on images of unknown source: every route scored in the label space; --out
+    writes auto's prediction; without a label space the model's datasets of other classes are
+    refused at build."""
+    ref = deployment['reference']
+    cfg = Config.fromfile(deployment['configs']['label'])
+    cfg.test_evaluator = dict(
+        type='UnknownSourceMetric', label_space=cfg.model.label_space.to_dict()
+    )
+    cfg.model.test_cfg.unknown_source = True
+    unknown = str(tmp_path / 'unknown.py')
+    unformatted(cfg).dump(unknown)
+    out = tmp_path / 'out'
+    metrics = _test_tool(unknown, deployment['checkpoint'], tmp_path / 'w', '--out', str(out))
+    for name in NAMES:
+        assert metrics[f'{name}/oracle/mIoU'] == pytest.approx(
+            ref.miou(name, ref.in_label_space, True), abs=0.011
+        )
+        for path in ref.paths(name):
+            written = _png(out / name / f'{_name(path)}.png')
+            assert any(
+                np.array_equal(written, ref.label_space_probabilities(path, n).argmax(0).numpy())
+                for n in NAMES
+            )
+    cfg = Config.fromfile(deployment['configs']['plain'])
+    cfg.model.test_cfg.unknown_source = True
+    with pytest.raises(ValueError, match='test_cfg.unknown_source=True .its ensemble route. adds'):
+        MODELS.build(cfg.model)
+
+
+# ---------------------------------------------------- MMSeg's inference APIs, tools/infer.py
+
+
+def _expected(deployment, route, path, result):
+    """What ``route`` must predict for ``path``: the prediction and its space's palette."""
+    ref = deployment['reference']
+    if route in NAMES:
+        return ref.branch(path, route), OWN[route]
+    if route == 'auto':
+        chosen = result.metainfo['dataset_name']
+        return ref.branch(path, chosen), OWN[chosen]
+    if route == 'label_auto':
+        chosen = result.metainfo['dataset_name']
+        probs = ref.label_space_probabilities(path, chosen)
+        return probs.argmax(0).numpy(), LABEL
+    if route == 'ensemble':
+        return ref.ensemble(path, result.metainfo['dataset_scores']), LABEL
+    raise KeyError(route)
+
+
+ROUTES = ['cityscapes', 'camvid', 'auto', 'label_auto', 'ensemble']
+
+
+@pytest.mark.parametrize('route', ROUTES)
+def test_init_model_inference_model_and_show_result_pyplot(deployment, tmp_path, route):
+    model = init_model(deployment['configs'][route], deployment['checkpoint'], device='cpu')
+    for path in deployment['reference'].one_each():
+        result = inference_model(model, path)
+        pred, meta = _expected(deployment, route, path, result)
+        np.testing.assert_array_equal(result.pred_sem_seg.data[0].numpy(), pred)
+        assert result.metainfo['prediction_space']['name'] == (
+            LABEL_SPACE if meta is LABEL else result.metainfo.get('dataset_name', route)
+        )
+        if route == 'auto':  # the datasets have other classes: no one list draws them all
+            with pytest.raises(ValueError, match="default_dataset='auto' predicts each image in"):
+                show_result_pyplot(
+                    model, path, result, show=False, out_file=str(tmp_path / 'x.png')
+                )
+            continue
+        assert tuple(model.dataset_meta['classes']) == tuple(meta['classes'])
+        out = tmp_path / f'{_name(path)}.png'
+        show_result_pyplot(
+            model,
+            path,
+            result,
+            opacity=1.0,
+            draw_gt=False,
+            with_labels=False,
+            show=False,
+            out_file=str(out),
+        )
+        np.testing.assert_array_equal(_drawn(out), _colours(pred, meta['palette']))
+
+
+@pytest.mark.parametrize('route', ROUTES)
+def test_mmseg_inferencer(deployment, tmp_path, route):
+    inferencer = MMSegInferencer(
+        deployment['configs'][route], deployment['checkpoint'], device='cpu'
+    )
+    for path in deployment['reference'].paths():
+        result = inferencer(path, return_datasamples=True)
+        pred, meta = _expected(deployment, route, path, result)
+        np.testing.assert_array_equal(result.pred_sem_seg.data[0].numpy(), pred)
+        inferencer(path, out_dir=str(tmp_path), opacity=1.0, with_labels=False)
+        drawn = _drawn(tmp_path / 'vis' / osp.basename(path))
+        np.testing.assert_array_equal(drawn, _colours(pred, meta['palette']))
+
+
+@pytest.mark.parametrize('route', ROUTES)
+def test_infer_tool(deployment, tmp_path, route, monkeypatch):
+    ref = deployment['reference']
+    dataset = dict(label_auto='auto').get(route, route)
+    config = deployment['configs']['label' if route in ('label_auto', 'ensemble') else 'plain']
+    model = init_model(deployment['configs'][route], deployment['checkpoint'], device='cpu')
+    for path in ref.one_each():
+        argv = ['infer.py', config, deployment['checkpoint'], path, '--out-dir', str(tmp_path)]
+        monkeypatch.setattr(sys, 'argv', argv + ['--dataset', dataset])
+        runpy.run_path(osp.join(REPO, 'tools', 'infer.py'), run_name='__main__')
+        pred, meta = _expected(deployment, route, path, inference_model(model, path))
+        np.testing.assert_array_equal(
+            _drawn(tmp_path / f'{_name(path)}.png'), _colours(pred, meta['palette'])
+        )
+
+
+# ---------------------------------------------------------------- a branch added from images
+
+
+def test_added_branch_through_every_entry_point(deployment, tmp_path):
+    """The new camera's branch: its own route in MMSeg's APIs and the export; tools/test.py on
+    the new config scores the old datasets exactly as before (their branches unchanged)."""
+    config, checkpoint, ref = deployment['added']
+    added = deployment['configs']['added']
+    model = init_model(added, checkpoint, device='cpu')
+    inferencer = MMSegInferencer(added, checkpoint, device='cpu')
+    exported = export_single_dataset(config, checkpoint, 'camvid_new', str(tmp_path / 'export'))
+    plain = init_model(*exported, device='cpu')
+    for path in deployment['reference'].one_each():
+        expected = ref.branch(path, 'camvid_new')
+        for result in (
+            inference_model(model, path),
+            inferencer(path, return_datasamples=True),
+            inference_model(plain, path),
+        ):
+            np.testing.assert_array_equal(result.pred_sem_seg.data[0].numpy(), expected)
+        assert tuple(model.dataset_meta['classes']) == tuple(OWN['camvid']['classes'])
+    assert tuple(plain.dataset_meta['classes']) == tuple(OWN['camvid']['classes'])
+    before = _test_tool(deployment['configs']['plain'], deployment['checkpoint'], tmp_path / 'a')
+    after = _test_tool(config, checkpoint, tmp_path / 'b')
+    for name in NAMES:
+        assert after[f'{name}/mIoU'] == before[f'{name}/mIoU']
+
+
+# ---------------------------------------------------------------- the export in stock MMSeg
+
+
+@pytest.mark.parametrize('config,dataset', [('plain', 'cityscapes'), ('label', 'camvid')])
+def test_export_in_stock_mmseg(deployment, tmp_path, config, dataset):
+    """The export predicts in its dataset's classes (a label space is carried, not applied):
+    stock init_model, MMSegInferencer and tools/test.py agree with the branch."""
+    ref = deployment['reference']
+    config_path, checkpoint = export_single_dataset(
+        deployment['configs'][config], deployment['checkpoint'], dataset, str(tmp_path)
+    )
+    model = init_model(config_path, checkpoint, device='cpu')
+    inferencer = MMSegInferencer(config_path, checkpoint, device='cpu')
+    assert tuple(model.dataset_meta['classes']) == tuple(OWN[dataset]['classes'])
+    for path in ref.paths(dataset):
+        for result in (inference_model(model, path), inferencer(path, return_datasamples=True)):
+            np.testing.assert_array_equal(
+                result.pred_sem_seg.data[0].numpy(), ref.branch(path, dataset)
+            )
+    if dataset == 'cityscapes':  # a dataset MMSeg knows: its own tools/test.py
+        metrics = _test_tool(config_path, checkpoint, tmp_path / 'w')
+        assert metrics['mIoU'] == pytest.approx(ref.miou(dataset, ref.own), abs=0.011)
+    assert os.path.isfile(checkpoint)
