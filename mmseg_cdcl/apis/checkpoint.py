@@ -18,8 +18,10 @@ def load_cdcl_checkpoint(
 ) -> dict:
     """mmengine's ``load_checkpoint`` for a CDCL model: each dataset's branches (DSBN,
     classifiers) come from the checkpoint's branches of the same dataset name, also for a
-    checkpoint that states its datasets only in its ``meta.dataset_meta`` (written before its
-    state dict did).
+    wrapped model's checkpoint (DDP's, ``module.`` keys) and for one that states its datasets
+    only in its ``meta.dataset_meta`` (written before its state dict did); a checkpoint whose
+    state dict contradicts its training config (``meta.cfg``) is refused
+    (:func:`state_datasets_from_meta`).
 
     Args:
         model (nn.Module): A ``CDCLEncoderDecoder``.
@@ -39,7 +41,7 @@ def load_cdcl_checkpoint(
         ...                      branch_map=dict(camvid='cityscapes'))
     """
     checkpoint = state_datasets_from_meta(
-        CheckpointLoader.load_checkpoint(filename, map_location, logger=None)
+        CheckpointLoader.load_checkpoint(filename, map_location, logger=None), filename
     )
     saved = model.branch_map
     if branch_map is not None:

@@ -50,10 +50,30 @@ def uncount_backward(optim_wrapper: OptimWrapper) -> None:
 
 
 def load_checkpoint_to_model(model: nn.Module, checkpoint: dict, strict: bool = False) -> dict:
-    """mmengine's ``load_checkpoint`` of a checkpoint already read: its state dict (with the
-    ``module.`` prefix of a wrapped model's removed and its ``_metadata`` kept) into ``model``.
-    ``load_cdcl_checkpoint`` states the datasets in the checkpoint in between."""
-    return _load_checkpoint_to_model(model, checkpoint, strict=strict)
+    """mmengine's ``load_checkpoint`` of a checkpoint already read: its state dict into
+    ``model``, the ``module.`` prefix of a wrapped model's (DDP's) removed from its keys and,
+    unlike mmengine, from its ``_metadata`` too, so that each module gets its own metadata (a
+    CDCL model's the datasets it states, not the wrapper's). ``load_cdcl_checkpoint`` states
+    the datasets in the checkpoint in between."""
+    from collections import OrderedDict
+
+    state_dict = checkpoint['state_dict'] if 'state_dict' in checkpoint else checkpoint
+    metadata = getattr(state_dict, '_metadata', None)
+    if not state_dict or metadata is None or not all(k.startswith('module.') for k in state_dict):
+        return _load_checkpoint_to_model(model, checkpoint, strict=strict)
+    unwrapped = OrderedDict((k[len('module.') :], v) for k, v in state_dict.items())
+    unwrapped._metadata = OrderedDict(
+        (k, v) for k, v in metadata.items() if k != 'module' and not k.startswith('module.')
+    )
+    for key, value in metadata.items():
+        if key == 'module' or key.startswith('module.'):
+            unwrapped._metadata[key[len('module.') :]] = value
+    _load_checkpoint_to_model(
+        model,
+        dict(checkpoint, state_dict=unwrapped) if 'state_dict' in checkpoint else unwrapped,
+        strict=strict,
+    )
+    return checkpoint
 
 
 def registered_statistics() -> Dict[str, Callable]:

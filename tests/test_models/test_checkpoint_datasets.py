@@ -2,18 +2,25 @@
 
 import copy
 import logging
+import re
+from collections import OrderedDict
 from contextlib import contextmanager
 
 import pytest
 import torch
 from mmengine.logging import MMLogger
+from mmengine.model import ExponentialMovingAverage
 from mmengine.runner import load_checkpoint, save_checkpoint
 from mmseg.registry import MODELS
 from torch import nn
 
 from conftest import small_cdcl_cfg
 from mmseg_cdcl.apis import init_cdcl_model, load_cdcl_checkpoint
-from mmseg_cdcl.models.utils.checkpoint_datasets import trained_dataset_names
+from mmseg_cdcl.models.utils.checkpoint_datasets import (
+    state_datasets_from_meta,
+    stated,
+    trained_dataset_names,
+)
 from mmseg_cdcl.utils import load_config
 
 
@@ -151,13 +158,107 @@ def test_branch_map_loads_a_subset_and_load_cdcl_checkpoint_takes_it(tmp_path):
         MODELS.build(small_cdcl_cfg((5, 3), ('a', 'c'), branch_map=dict(x='a')))
 
 
-def test_a_checkpoint_that_states_nothing_loads_by_position_as_before(tmp_path):
+def test_a_checkpoint_that_states_nothing_loads_by_position_with_a_warning(tmp_path):
     model = _trained((4, 4))
     plain = {k: v for k, v in model.state_dict().items()}  # no metadata
     save_checkpoint(dict(state_dict=plain), str(tmp_path / 'old.pth'))
     reordered = MODELS.build(small_cdcl_cfg((4, 4), ('b', 'a')))
-    load_checkpoint(reordered, str(tmp_path / 'old.pth'))
+    with _log() as log:
+        load_checkpoint(reordered, str(tmp_path / 'old.pth'))
     torch.testing.assert_close(_logits(reordered, 'b', X), _logits(model, 'a', X), rtol=0, atol=0)
+    assert [line for line in log if line.startswith('CDCL')] == [
+        'CDCL checkpoint: it does not state its datasets (written before checkpoints did): its '
+        "branches load by position as the datasets ['b', 'a'], right only if it was trained "
+        'with model.dataset_names in that order. Loaders that read its meta '
+        '(load_cdcl_checkpoint, init_cdcl_model, a config with CheckpointDatasetsHook) load it '
+        'by name (docs/usage.md#loading-a-checkpoint)'
+    ]
+    # One dataset, one branch: nothing to confuse.
+    one = _trained((4,), ('a',))
+    save_checkpoint(
+        dict(state_dict={k: v for k, v in one.state_dict().items()}), str(tmp_path / 'one.pth')
+    )
+    with _log() as log:
+        load_checkpoint(MODELS.build(small_cdcl_cfg((4,), ('x',))), str(tmp_path / 'one.pth'))
+    assert not [line for line in log if line.startswith('CDCL')]
+
+
+def _wrapped(model):
+    """The state dict of the model wrapped as DDP wraps it (keys 'module.'-prefixed; torch's
+    DataParallel, which needs no process group, writes the same keys and metadata)."""
+    return nn.DataParallel(model).state_dict()
+
+
+def test_a_wrapped_models_checkpoint_loads_by_name_and_others_are_refused(tmp_path):
+    """mmengine's loaders strip 'module.' from the keys, not from the metadata: the statement
+    is the wrapper's entry. (Issue 30: it loaded by position, and into other datasets.)"""
+    model = _trained((4, 4))
+    state = _wrapped(model)
+    assert list(state)[0] == 'module.backbone.stem.0.weight'
+    assert stated(state) is state._metadata['module'] and stated(state)['dataset_names'] == [
+        'a',
+        'b',
+    ]
+    save_checkpoint(dict(state_dict=state), str(tmp_path / 'ddp.pth'))
+    for load in (load_checkpoint, load_cdcl_checkpoint):
+        reordered = MODELS.build(small_cdcl_cfg((4, 4), ('b', 'a')))
+        load(reordered, str(tmp_path / 'ddp.pth'))
+        for dataset in ('a', 'b'):
+            torch.testing.assert_close(
+                _logits(reordered, dataset, X), _logits(model, dataset, X), rtol=0, atol=0
+            )
+        with pytest.raises(
+            ValueError, match=r"the checkpoint's datasets \['a', 'b'\] are not the model's"
+        ):
+            load(MODELS.build(small_cdcl_cfg((4, 4), ('a', 'c'))), str(tmp_path / 'ddp.pth'))
+
+
+def test_the_statement_is_the_roots_or_the_one_wrappers():
+    model = _trained((4, 4))
+    assert stated(model.state_dict())['dataset_names'] == ['a', 'b']
+    ema = ExponentialMovingAverage(model).state_dict()  # EMAHook's: 'module.' keys, 'steps'
+    assert stated(ema) is ema._metadata['module']
+    plain = OrderedDict(model.state_dict())
+    assert stated(plain) is None  # no metadata
+    two = nn.ModuleDict(dict(x=model, y=_trained((4, 4), ('c', 'd')))).state_dict()
+    assert stated(two) is None  # two models: neither is the state dict's
+
+
+def test_a_statement_that_contradicts_its_training_config_is_refused():
+    state = _trained((4, 4)).state_dict()
+    cfg = "model = dict(type='CDCLEncoderDecoder', dataset_names=['b', 'a'])\n"
+    with pytest.raises(ValueError) as error:
+        state_datasets_from_meta(dict(state_dict=state, meta=dict(cfg=cfg)), 'ab.pth')
+    assert str(error.value) == (
+        "ab.pth contradicts itself: its state dict states its branches are the datasets ['a', "
+        "'b'], its training config (meta.cfg) has model.dataset_names=['b', 'a']: its statement "
+        "or its meta was edited, or the meta is another model's; which branch is which dataset "
+        'is unknown'
+    )
+    # add_dataset_branch's checkpoint keeps its source's meta.cfg; its meta.dataset_meta
+    # names its datasets.
+    added = dict(
+        state_dict=state,
+        meta=dict(cfg=cfg, dataset_meta=dict(dataset_names=['a', 'b']), added_branch={}),
+    )
+    assert state_datasets_from_meta(added) is added
+    added['meta']['dataset_meta']['dataset_names'] = ['b', 'a']
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            'the checkpoint contradicts itself: its state dict states its branches are the '
+            "datasets ['a', 'b'], add_dataset_branch's meta.dataset_meta has "
+            "dataset_names=['b', 'a']: its statement"
+        ),
+    ):
+        state_datasets_from_meta(added)
+    # Its meta states an old (DDP) checkpoint's datasets where the wrapped model's are.
+    old = _wrapped(_trained((4, 4)))
+    del old._metadata['module']['dataset_names'], old._metadata['module']['datasets']
+    meta = dict(cfg=cfg, dataset_meta=dict(dataset_names=['a', 'b'], datasets={}))
+    checkpoint = state_datasets_from_meta(dict(state_dict=old, meta=meta))
+    assert stated(checkpoint['state_dict']) is checkpoint['state_dict']._metadata['module']
+    assert stated(checkpoint['state_dict'])['dataset_names'] == ['b', 'a']
 
 
 def test_its_meta_names_the_branches_of_such_a_checkpoint_for_init_cdcl_model(tmp_path):

@@ -8,11 +8,16 @@ mmengine and ``torch.load(weights_only=True)`` keep), under the model's prefix, 
          datasets=dict(cityscapes=dict(num_classes=19, ignore_index=255, classes=[...]), ...))
 
 Loading then maps each of the model's datasets to the checkpoint's branch of the same name,
-whatever the order of either; a state dict that states nothing (written before it did) loads by
-position, as it always did.
+whatever the order of either. A wrapped model's state dict (DDP's, ``EMAHook``'s averaged
+model: keys ``module.``-prefixed) states them under the wrapper's entry, ``_metadata['module']``,
+which loaders that strip the keys' prefix keep: it is found there. A state dict that states
+nothing (written before it did) loads by position, as it always did, with a warning where that
+is ambiguous; loaders that see the whole checkpoint state its datasets from its ``meta`` first
+(:func:`state_datasets_from_meta`).
 """
 
 import ast
+import logging
 import re
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -112,13 +117,32 @@ def prepare_state_dict(
             f"{list(state_dict)[:3]}; the model's: {list(own)[:3]}): another architecture?"
         )
     patterns = branch_patterns(model, prefix)
-    stated = local_metadata.get('dataset_names')
+    # Loaders that strip a wrapper's prefix from the keys keep its _metadata entries: a root
+    # model's statement may be the wrapper's.
+    statement = (
+        local_metadata
+        if 'dataset_names' in local_metadata
+        else (stated(state_dict) if not prefix else None) or {}
+    )
+    stated_names = statement.get('dataset_names')
     notes, sources = [], list(range(len(model.dataset_names)))
-    if stated is not None:
-        sources, notes = branch_sources(model.dataset_names, stated, model.branch_map)
+    if stated_names is not None:
+        sources, notes = branch_sources(model.dataset_names, stated_names, model.branch_map)
         map_branches(state_dict, patterns, sources)
+    elif len(model.dataset_names) > 1 and any(
+        p.match(k) for _, _, p in patterns for k in state_dict
+    ):
+        print_log(
+            'CDCL checkpoint: it does not state its datasets (written before checkpoints did): '
+            f'its branches load by position as the datasets {list(model.dataset_names)}, '
+            'right only if it was trained with model.dataset_names in that order. Loaders that '
+            'read its meta (load_cdcl_checkpoint, init_cdcl_model, a config with '
+            f'CheckpointDatasetsHook) load it by name ({BRANCH_MAP_DOC})',
+            logger='current',
+            level=logging.WARNING,
+        )
     _check_classifiers(
-        model.dataset_names, state_dict, own, patterns, prefix, stated, sources, notes
+        model.dataset_names, state_dict, own, patterns, prefix, stated_names, sources, notes
     )
     classifiers = tuple(
         f'{name}.' for name, m in model.named_modules() if isinstance(m, DatasetBranches)
@@ -136,13 +160,13 @@ def prepare_state_dict(
             f'the checkpoint does not fit the model: {len(wrong)} tensors have '
             'other shapes, e.g. ' + '; '.join(wrong[:3])
         )
-    if stated is not None:  # the class names of the datasets that load their own branches
-        datasets = local_metadata.get('datasets') or {}
+    if stated_names is not None:  # the class names of the datasets that load their own branches
+        datasets = statement.get('datasets') or {}
         model.set_dataset_classes(
             {
                 name: (datasets.get(name) or {}).get('classes')
                 for name in model.dataset_names
-                if name in stated
+                if name in stated_names
             }
         )
     if notes:
@@ -297,32 +321,92 @@ def fresh_classifiers(state_dict: dict, patterns, prefix: str, names: Sequence[s
     return fresh
 
 
-def state_datasets_from_meta(checkpoint: dict) -> dict:
-    """A checkpoint whose state dict does not state its datasets (written before it did),
-    stating those of its ``meta.dataset_meta`` (the training ``MultiDataset``'s metainfo, which
-    mmengine's Runner saves), so that it too loads by dataset name. Returns the checkpoint."""
-    meta = (checkpoint.get('meta') or {}).get('dataset_meta') or {}
-    names = meta.get('dataset_names')
+def stated(state_dict) -> Optional[dict]:
+    """The statement of the CDCL model whose state dict ``state_dict`` is: the root entry of
+    its ``_metadata``, else the entry of the module that wraps the model (``module`` of DDP and
+    of ``EMAHook``'s averaged model: the one entry that states datasets, every other entry
+    above or under it). None: it states nothing."""
+    metadata = getattr(state_dict, '_metadata', None) or {}
+    if 'dataset_names' in (metadata.get('') or {}):
+        return metadata['']
+    keys = [k for k, v in metadata.items() if isinstance(v, dict) and 'dataset_names' in v]
+    if len(keys) != 1:
+        return None
+    [key] = keys
+    parts = key.split('.')
+    wrappers = {'.'.join(parts[:i]) for i in range(len(parts))}
+    if all(k in wrappers or k == key or k.startswith(key + '.') for k in metadata):
+        return metadata[key]
+    return None
+
+
+def state_datasets_from_meta(checkpoint: dict, filename: str = 'the checkpoint') -> dict:
+    """A whole checkpoint's datasets (its state dict's and its ``meta``), checked and stated
+    where every loader finds them, in place.
+
+    ``meta.cfg``, the training config mmengine's Runner writes, names the model's datasets in
+    its branches' order (``model.dataset_names``); ``add_dataset_branch``'s checkpoint
+    (``meta.added_branch``) keeps its source's ``meta.cfg`` and names its own in
+    ``meta.dataset_meta.dataset_names``. A state dict that states other datasets, or the same in
+    another order, is refused: the statement or the meta was edited, or the meta is another
+    model's. A state dict that states nothing (written before it did) states those of
+    ``meta.dataset_meta`` (the training ``MultiDataset``'s metainfo), in ``meta.cfg``'s order,
+    so that it too loads by name; so does its ``EMAHook`` average (``ema_state_dict``).
+
+    Args:
+        checkpoint (dict): As ``CheckpointLoader.load_checkpoint`` returns it.
+        filename (str): The checkpoint, for the error.
+
+    Returns:
+        dict: The checkpoint.
+
+    Raises:
+        ValueError: its state dict's datasets contradict its meta.
+    """
+    if not isinstance(checkpoint.get('state_dict'), dict):
+        return checkpoint  # a bare state dict: no meta
+    meta = checkpoint.get('meta') or {}
+    order = trained_dataset_names(meta.get('cfg'))
+    statement = stated(checkpoint['state_dict'])
+    if statement is not None:
+        names = list(statement['dataset_names'])
+        said = 'its training config (meta.cfg) has model.dataset_names'
+        if 'added_branch' in meta:
+            order = (meta.get('dataset_meta') or {}).get('dataset_names')
+            said = "add_dataset_branch's meta.dataset_meta has dataset_names"
+        if order is not None and names != list(order):
+            raise ValueError(
+                f'{filename} contradicts itself: its state dict states its branches are the '
+                f'datasets {names}, {said}={list(order)}: its statement or its '
+                "meta was edited, or the meta is another model's; which branch is which "
+                'dataset is unknown'
+            )
+        return checkpoint
+    dataset_meta = meta.get('dataset_meta') or {}
+    names = dataset_meta.get('dataset_names')
     # The branches are in the order of the model's dataset_names; the MultiDataset's may
     # differ (mmengine's config dump sorts its dict keys), so the Runner's meta.cfg says it.
-    order = trained_dataset_names((checkpoint.get('meta') or {}).get('cfg'))
     if names is not None and order is not None:
         names = order if sorted(order) == sorted(names) else None
-    state_dict = checkpoint.get('state_dict', checkpoint)
-    metadata = getattr(state_dict, '_metadata', None)
-    if names is None or (metadata or {}).get('', {}).get('dataset_names') is not None:
+    if names is None:
         return checkpoint
+    statement = dict(dataset_names=list(names), datasets=dataset_meta.get('datasets') or {})
+    keys = checkpoint['state_dict'].keys()
+    wrapped = bool(keys) and all(k.startswith('module.') for k in keys)  # DDP's
+    checkpoint['state_dict'] = _stating(checkpoint['state_dict'], 'module' * wrapped, statement)
+    if isinstance(checkpoint.get('ema_state_dict'), dict):  # EMAHook's averaged 'module'
+        checkpoint['ema_state_dict'] = _stating(checkpoint['ema_state_dict'], 'module', statement)
+    return checkpoint
+
+
+def _stating(state_dict: dict, key: str, statement: dict) -> OrderedDict:
+    """``state_dict`` whose ``_metadata[key]`` states ``statement``."""
+    metadata = getattr(state_dict, '_metadata', None)
     if metadata is None:
         state_dict = OrderedDict(state_dict)
         state_dict._metadata = metadata = OrderedDict()
-        if 'state_dict' in checkpoint:
-            checkpoint['state_dict'] = state_dict
-        else:
-            checkpoint = state_dict
-    metadata[''] = dict(
-        metadata.get('', {}), dataset_names=list(names), datasets=meta.get('datasets') or {}
-    )
-    return checkpoint
+    metadata[key] = dict(metadata.get(key) or {}, **statement)
+    return state_dict
 
 
 def trained_dataset_names(cfg_text) -> Optional[List[str]]:
