@@ -37,6 +37,7 @@ from mmseg.registry import MODELS
 from ..apis.inference import dataset_metainfo
 from ..models.utils import LabelSpace
 from ..models.utils.checkpoint_datasets import state_datasets_from_meta
+from ..models.utils.checkpoint_datasets import stated as stated_statement
 from ..utils.config_literals import dump_config
 from ..utils.mmengine_internals import load_checkpoint_to_model
 from .cross_dataset_confusion import (
@@ -74,10 +75,11 @@ def load_cdcl_model(config: str, checkpoint: str, device: str = 'cpu'):
     cfg.model.pop('default_dataset', None)
     model = MODELS.build(cfg.model)
     ckpt = state_datasets_from_meta(
-        CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu', logger='silent')
+        CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu', logger='silent'),
+        checkpoint,
     )
     state = ckpt.get('state_dict', ckpt)
-    stated = (getattr(state, '_metadata', None) or {}).get('', {}).get('dataset_names')
+    stated = (stated_statement(state) or {}).get('dataset_names')  # DDP's, EMA's too
     if stated is None or sorted(stated) != sorted(names):
         raise ValueError(
             f'{checkpoint} is not a checkpoint of the model of {config}: it states '

@@ -6,8 +6,8 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config, ConfigDict
-from mmengine.structures import PixelData
 from mmengine.runner import Runner
+from mmengine.structures import PixelData
 from mmseg.registry import DATASETS, MODELS
 from mmseg.structures import SegDataSample
 

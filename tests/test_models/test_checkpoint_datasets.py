@@ -71,9 +71,19 @@ def test_the_state_dict_states_the_datasets_and_weights_only_loading_keeps_it(tm
     stated = torch.load(path, weights_only=True)['state_dict']._metadata['']
     assert stated['dataset_names'] == ['a', 'b']
     assert stated['datasets'] == dict(
-        a=dict(num_classes=5, ignore_index=255, classes=None),
-        b=dict(num_classes=3, ignore_index=255, classes=None),
+        a=dict(num_classes=5, ignore_index=255, classes=None, palette=None),
+        b=dict(num_classes=3, ignore_index=255, classes=None, palette=None),
     )
+    # class names and colours, where the model knows them, are stated too and learned back
+    model.set_dataset_classes(dict(b=('p', 'q', 'r')), dict(b=[[1, 2, 3]] * 3))
+    path = _saved(model, tmp_path / 'named.pth')
+    stated = torch.load(path, weights_only=True)['state_dict']._metadata['']
+    assert stated['datasets']['b'] == dict(
+        num_classes=3, ignore_index=255, classes=['p', 'q', 'r'], palette=[[1, 2, 3]] * 3
+    )
+    loaded = MODELS.build(small_cdcl_cfg((5, 3), ('a', 'b')))
+    load_checkpoint(loaded, path)
+    assert loaded.dataset_palettes == dict(b=[[1, 2, 3]] * 3)
 
 
 @pytest.mark.parametrize('num_classes', [(5, 3), (4, 4)])

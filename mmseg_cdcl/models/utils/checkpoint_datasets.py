@@ -5,7 +5,8 @@ mmengine and ``torch.load(weights_only=True)`` keep), under the model's prefix, 
 ``MultiDataset``'s metainfo::
 
     dict(version=1, dataset_names=['cityscapes', 'bdd100k'],
-         datasets=dict(cityscapes=dict(num_classes=19, ignore_index=255, classes=[...]), ...))
+         datasets=dict(cityscapes=dict(num_classes=19, ignore_index=255, classes=[...],
+                                       palette=[[r, g, b], ...]), ...))
 
 Loading then maps each of the model's datasets to the checkpoint's branch of the same name,
 whatever the order of either. A wrapped model's state dict (DDP's, ``EMAHook``'s averaged
@@ -42,6 +43,9 @@ def stated_datasets(model: nn.Module) -> dict:
                 classes=(
                     list(model.dataset_classes[name]) if name in model.dataset_classes else None
                 ),
+                # the colours its predictions are drawn in (MMSegInferencer keeps only the
+                # first dataset's of a checkpoint's meta)
+                palette=getattr(model, 'dataset_palettes', {}).get(name),
             )
             for d, name in enumerate(model.dataset_names)
         },
@@ -167,7 +171,12 @@ def prepare_state_dict(
                 name: (datasets.get(name) or {}).get('classes')
                 for name in model.dataset_names
                 if name in stated_names
-            }
+            },
+            {
+                name: (datasets.get(name) or {}).get('palette')
+                for name in model.dataset_names
+                if name in stated_names
+            },
         )
     if notes:
         print_log('CDCL checkpoint: ' + '; '.join(notes), logger='current')
