@@ -253,6 +253,7 @@ def _name(path):
 @pytest.mark.parametrize(
     'config,in_label_space',
     [('plain', False), ('label', True), ('label_dataset', False)],
+    # the label space evaluated in each dataset's classes equals the model without it
     ids=['datasets', 'label_space', 'label_space_output_dataset'],
 )
 def test_test_tool_scores_out_and_draws_each_dataset_in_the_space_of_its_predictions(
@@ -286,17 +287,6 @@ def test_test_tool_scores_out_and_draws_each_dataset_in_the_space_of_its_predict
             np.testing.assert_array_equal(
                 gt_half[label != 255], _colours(label[label != 255], meta['palette'])
             )
-
-
-def test_the_label_space_evaluated_in_each_datasets_classes_is_the_model_without_it(
-    deployment, tmp_path
-):
-    plain = _test_tool(deployment['configs']['plain'], deployment['checkpoint'], tmp_path / 'a')
-    output_dataset = _test_tool(
-        deployment['configs']['label_dataset'], deployment['checkpoint'], tmp_path / 'b'
-    )
-    for name in NAMES:
-        assert plain[f'{name}/mIoU'] == output_dataset[f'{name}/mIoU']
 
 
 @pytest.mark.parametrize('config,in_label_space', [('plain', False), ('label', True)])
@@ -368,6 +358,50 @@ def test_unknown_source_evaluation_needs_a_label_space_and_writes_autos_predicti
     cfg.model.test_cfg.unknown_source = True
     with pytest.raises(ValueError, match='test_cfg.unknown_source=True .its ensemble route. adds'):
         MODELS.build(cfg.model)
+
+
+def _reversed(config, path):
+    """The config with its datasets in the other order (each head's classes follow)."""
+    cfg = Config.fromfile(config)
+    cfg.model.dataset_names = cfg.model.dataset_names[::-1]
+    for head in (cfg.model.decode_head, cfg.model.auxiliary_head):
+        head.num_classes = head.num_classes[::-1]
+    unformatted(cfg).dump(path)
+    return path
+
+
+def _wrapped(checkpoint, path, statement=True):
+    """The checkpoint as DistributedDataParallel's ``state_dict()`` writes it (keys and metadata
+    under ``module``), or, without ``statement``, as written before state dicts stated their
+    datasets (its ``meta`` still names them)."""
+    ckpt = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    state, metadata = ckpt['state_dict'], ckpt['state_dict']._metadata
+    if statement:
+        ckpt['state_dict'] = type(state)((f'module.{k}', v) for k, v in state.items())
+        ckpt['state_dict']._metadata = type(metadata)(
+            [('', dict(version=1))]
+            + [(f'module.{k}' if k else 'module', v) for k, v in metadata.items()]
+        )
+    else:
+        for key in ('dataset_names', 'datasets'):
+            metadata[''].pop(key)
+    torch.save(ckpt, path)
+    return str(path)
+
+
+@pytest.mark.parametrize('form', ['ddp', 'pre_statement'])
+def test_checkpoint_forms_through_the_test_tool_in_another_dataset_order(
+    deployment, tmp_path, form
+):
+    """Each dataset's branches by name whatever the order of the model's datasets: a DDP
+    checkpoint (its statement under ``module``), an old one (its meta's names). The loaders'
+    side of every form: tests/test_apis/test_checkpoint.py."""
+    ref = deployment['reference']
+    config = _reversed(deployment['configs']['plain'], str(tmp_path / 'reversed.py'))
+    checkpoint = _wrapped(deployment['checkpoint'], tmp_path / f'{form}.pth', form == 'ddp')
+    metrics = _test_tool(config, checkpoint, tmp_path / 'w')
+    for name in NAMES:
+        assert metrics[f'{name}/mIoU'] == pytest.approx(ref.miou(name, ref.own), abs=0.011)
 
 
 # ---------------------------------------------------- MMSeg's inference APIs, tools/infer.py
