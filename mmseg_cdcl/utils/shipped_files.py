@@ -1,4 +1,5 @@
-"""The configs and tools shipped with mmseg-cdcl, and running a tool as a command.
+"""The configs and tools shipped with mmseg-cdcl, running a tool as a command, and the command
+line that runs one where the user is.
 
 A wheel ships configs/ and tools/ in ``mmseg_cdcl/.mim/``, where OpenMMLab packages ship theirs
 (``mim run``/``mim train`` look there); a clone (editable install) has them beside the package.
