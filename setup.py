@@ -7,8 +7,10 @@ HERE = Path(__file__).parent
 # What a user of the installed package needs besides the code, shipped where OpenMMLab packages
 # ship theirs and mim looks for them (MMSeg's wheel: mmseg/.mim/configs, mmseg/.mim/tools).
 MIM_FOLDERS = ('configs', 'tools')
-# tools/setup_env.sh builds the clone's .venv: nothing an installed package can run.
-MIM_EXCLUDE = ('__pycache__', '*.pyc', 'setup_env.sh')
+# tools/setup_env.sh and env_lock.py build and check the clone's .venv against its
+# requirements/lock.txt: nothing an installed package can run (mmseg_cdcl.utils.shipped_files'
+# CLONE_ONLY; tests/test_tools/test_wheel.py checks the wheel leaves exactly these out).
+MIM_EXCLUDE = ('__pycache__', '*.pyc', 'setup_env.sh', 'env_lock.py')
 
 
 class BuildWithMimFiles(build_py):

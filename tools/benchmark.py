@@ -825,6 +825,9 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     # DSBN sees alternating datasets side by side in NCHW only (MultiDatasetSampler.interleave).
     args.contiguous = args.contiguous or args.channels_last
+    # The children run in the tools' parent folder: a config path is the user's folder's.
+    if args.config and '::' not in args.config:
+        args.config = osp.abspath(args.config)
     unknown = set(args.only.split(',')) - set('abcde')
     if unknown or min(args.pairs, args.batch, args.memory_pairs) < 1 or args.warmup < 0:
         parser.error(

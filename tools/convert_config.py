@@ -9,6 +9,8 @@ CDCL changes: the model's datasets and their classes (``CDCLEncoderDecoder``), a
 testing, ``MultiDatasetSampler`` batches (per dataset: the stock batch size unless
 ``--batch-size``), ``DATTrainLoop`` and ``MultiDatasetIoUMetric``. It trains with
 ``tools/train.py OUT.py`` as it is. The command line of :func:`mmseg_cdcl.apis.convert_config`.
+A ``configs/...`` config that is not in the current folder is the shipped one (as with
+``mmseg-cdcl convert_config``, also under ``mim run``); OUT's folder is made if missing.
 Example::
 
     python tools/convert_config.py \\
@@ -18,10 +20,13 @@ Example::
 """
 
 import argparse
+import os
+import os.path as osp
 import sys
 from typing import Dict, List
 
 from mmseg_cdcl.apis import config_source
+from mmseg_cdcl.utils.shipped_files import shipped_args, tool_command
 
 
 def _pairs(values: List[str], what: str, parser) -> Dict[str, str]:
@@ -55,7 +60,10 @@ def main(argv=None):
         "stock config's batch size)",
     )
     parser.add_argument('-o', '--out', required=True, help='the CDCL config to write')
-    args = parser.parse_args(argv)
+    # `mim run` passes the arguments as they are: its configs/... are the shipped ones here too.
+    args = parser.parse_args(shipped_args(sys.argv[1:] if argv is None else list(argv)))
+    if osp.isdir(args.out):
+        parser.error(f'-o {args.out}: a folder; expected the path of the config file to write')
     datasets = _pairs(args.dataset, '--dataset', parser)
     if len(datasets) < 2:
         parser.error('CDCL trains on several datasets: give --dataset at least twice')
@@ -70,11 +78,12 @@ def main(argv=None):
         source = config_source(args.stock_config, datasets, sizes)
     except (ValueError, FileNotFoundError) as e:
         parser.error(str(e))
+    os.makedirs(osp.dirname(args.out) or '.', exist_ok=True)
     with open(args.out, 'w', encoding='utf-8') as f:
         f.write(source)
     print(
         f'wrote {args.out}: CDCL over {", ".join(datasets)}; train it with '
-        f'python tools/train.py {args.out}',
+        f'{tool_command("train")} {args.out}',
         file=sys.stderr,
     )
 

@@ -1,6 +1,14 @@
 #!/usr/bin/env bash
-# Distributed training with torchrun: tools/dist_train.sh CONFIG GPUS [train.py options]
-# Several machines: NNODES=2 NODE_RANK=0|1 MASTER_ADDR=<node 0 address> on each machine.
+# Distributed training with torchrun (usage below; `mmseg-cdcl dist_train` runs it installed).
+USAGE="usage: dist_train.sh CONFIG GPUS [train.py options]
+Trains CONFIG with tools/train.py in GPUS processes per machine (torchrun).
+Several machines: NNODES=2 NODE_RANK=0|1 MASTER_ADDR=<node 0 address> PORT=29500 on each."
+case "${1:-}" in -h | --help) echo "$USAGE"; exit 0 ;; esac
+if [ $# -lt 2 ]; then
+    echo "$USAGE" >&2
+    echo "dist_train.sh: expected CONFIG and GPUS, got $# argument(s)" >&2
+    exit 2
+fi
 CONFIG=$1
 GPUS=$2
 NNODES=${NNODES:-1}

@@ -1,4 +1,5 @@
-"""The configs and tools shipped with mmseg-cdcl, and running a tool as a command.
+"""The configs and tools shipped with mmseg-cdcl, running a tool as a command, and the command
+line that runs one where the user is.
 
 A wheel ships configs/ and tools/ in ``mmseg_cdcl/.mim/``, where OpenMMLab packages ship theirs
 (``mim run``/``mim train`` look there); a clone (editable install) has them beside the package.
@@ -7,6 +8,7 @@ A wheel ships configs/ and tools/ in ``mmseg_cdcl/.mim/``, where OpenMMLab packa
 import os
 import os.path as osp
 import runpy
+import shutil
 import subprocess
 import sys
 from typing import Dict, List
@@ -14,6 +16,9 @@ from typing import Dict, List
 PACKAGE = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # A file each of configs/ and tools/ has, so an unrelated folder named configs/ is not taken.
 _MARKERS = ('configs/cdcl_cityscapes_bdd.py', 'tools/train.py')
+# Tools of the clone's development environment (.venv and requirements/lock.txt): no commands, and
+# setup.py leaves them out of the wheel.
+CLONE_ONLY = ('setup_env.sh', 'env_lock.py')
 
 
 def shipped_root() -> str:
@@ -47,7 +52,7 @@ def tool_commands() -> Dict[str, str]:
         dirs[:] = sorted(d for d in dirs if d != '__pycache__')
         for name in sorted(files):
             stem, ext = osp.splitext(name)
-            if ext in ('.py', '.sh') and stem != 'setup_env':  # setup_env.sh: the clone's .venv
+            if ext in ('.py', '.sh') and name not in CLONE_ONLY:
                 rel = osp.relpath(osp.join(folder, stem), tools).replace(os.sep, '/')
                 commands[rel] = osp.join(folder, name)
     return commands
@@ -92,7 +97,10 @@ def run_tool(command: str, args: List[str]) -> int:
         raise KeyError(f'no command {command!r}; the commands are {", ".join(commands)}')
     path, args = commands[command], shipped_args(args)
     if path.endswith('.sh'):
-        return subprocess.call(['bash', path, *args])
+        # Its torchrun and python are this environment's, activated or not.
+        bin_dir = osp.dirname(sys.executable)
+        env = dict(os.environ, PATH=os.pathsep.join([bin_dir, os.environ.get('PATH', '')]))
+        return subprocess.call(['bash', path, *args], env=env)
     # As `python path args`: the script's folder first on sys.path, the arguments in sys.argv;
     # run in this process, which has imported torch and MMSeg already.
     sys.argv = [path, *args]
@@ -102,3 +110,31 @@ def run_tool(command: str, args: List[str]) -> int:
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     return 0
+
+
+def _beside_python(program: str) -> bool:
+    """Whether ``program`` on PATH is the one of the running interpreter's environment."""
+    found = shutil.which(program)
+    return found is not None and osp.dirname(osp.abspath(found)) == osp.dirname(sys.executable)
+
+
+def tool_command(command: str) -> str:
+    """The command line that runs the tool ``command`` from the current folder, for the messages
+    that tell a person what to run next: in the clone's root ``python tools/train.py``, elsewhere
+    the console script ``mmseg-cdcl train``; the running interpreter's path instead of
+    ``python`` (and of ``mmseg-cdcl``: ``<python> -m mmseg_cdcl``) where PATH finds another.
+
+    Args:
+        command (str): A name from :func:`tool_commands`, e.g. ``'train'``.
+    """
+    path = tool_commands()[command]
+    python = sys.executable
+    if _beside_python('python'):
+        python = 'python'
+    elif not osp.relpath(python).startswith('..'):  # .venv/bin/python in the clone's root
+        python = osp.relpath(python)
+    if osp.samefile(shipped_root(), os.getcwd()):
+        return f'{python} {osp.relpath(path)}'
+    if _beside_python('mmseg-cdcl'):
+        return f'mmseg-cdcl {command}'
+    return f'{python} -m mmseg_cdcl {command}'

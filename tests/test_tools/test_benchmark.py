@@ -2,16 +2,15 @@
 
 import json
 import math
+import os.path as osp
 import re
+import runpy
 import subprocess
 import sys
 
 import pytest
 
 from conftest import REPO
-
-# Each test trains or runs a tool in a fresh interpreter.
-pytestmark = pytest.mark.slow
 
 ROWS = {
     'a': ['DSBN fwd+bwd, C=64 128x128', 'DSBN fwd+bwd, C=128 64x64', 'DSBN fwd+bwd, C=512 32x32'],
@@ -27,6 +26,7 @@ ROWS = {
 }
 
 
+@pytest.mark.slow  # runs the tool in a fresh interpreter
 def test_benchmark_writes_json_and_table_of_every_measured_row(tmp_path):
     result = subprocess.run(
         [
@@ -105,6 +105,7 @@ def test_benchmark_writes_json_and_table_of_every_measured_row(tmp_path):
     assert resume['a']['label'] == 'checkpoint at iter 1000' and resume['unit'] == 's'
 
 
+@pytest.mark.slow  # runs the tool in a fresh interpreter
 def test_benchmark_amp_channels_last_contiguous_and_training_throughput(tmp_path):
     result = subprocess.run(
         [
@@ -155,16 +156,21 @@ def test_benchmark_amp_channels_last_contiguous_and_training_throughput(tmp_path
         assert rows[f'peak memory, {n} datasets']['met'] in (True, False)
 
 
+@pytest.mark.slow  # runs the tool in a fresh interpreter
 def test_benchmark_measures_the_conversion_of_a_stock_config(tmp_path):
-    """--config: sections b and c of any MMSeg model's CDCL conversion against it."""
+    """--config: sections b and c of any MMSeg model's CDCL conversion against it; a config of
+    the user's folder, given relative to it, reaches the children that measure peak memory."""
+    (tmp_path / 'bisenetv2_mine.py').write_text(
+        "_base_ = ['mmseg::bisenetv2/bisenetv2_fcn_4xb4-160k_cityscapes-1024x1024.py']\n"
+    )
     result = subprocess.run(
         [
             sys.executable,
-            'tools/benchmark.py',
+            osp.join(REPO, 'tools', 'benchmark.py'),
             '--only',
             'b,c',
             '--config',
-            'mmseg::bisenetv2/bisenetv2_fcn_4xb4-160k_cityscapes-1024x1024.py',
+            'bisenetv2_mine.py',
             '--crop',
             '64',
             '64',
@@ -177,7 +183,7 @@ def test_benchmark_measures_the_conversion_of_a_stock_config(tmp_path):
             '--out-dir',
             str(tmp_path),
         ],
-        cwd=REPO,
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=300,
@@ -185,7 +191,7 @@ def test_benchmark_measures_the_conversion_of_a_stock_config(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with open(tmp_path / 'benchmark.json') as f:
         report = json.load(f)
-    assert report['settings']['config'].startswith('mmseg::bisenetv2/')
+    assert report['settings']['config'] == str(tmp_path / 'bisenetv2_mine.py')
     train = report['sections']['b']
     assert [r['b']['label'] for r in train[:2]] == ['bisenetv2 4', 'bisenetv2 4']
     assert [r['a']['label'] for r in train[:2]] == ['CDCL 2 x 2', 'CDCL 2 x 2']
@@ -194,3 +200,14 @@ def test_benchmark_measures_the_conversion_of_a_stock_config(tmp_path):
     assert flops['note'] == 'equal' and flops['a']['median'] == flops['b']['median'] > 0
     assert params['a']['median'] > params['b']['median']
     assert float(inference['note'].split()[-1]) < 1e-4  # the same logits
+
+
+def test_a_config_path_is_the_users_folder_s_and_mmseg_names_stay(tmp_path, monkeypatch):
+    """The children measure in the tools' parent folder, so --config REL.py becomes absolute
+    (`mmseg-cdcl benchmark` runs the installed tool from mmseg_cdcl/.mim)."""
+    monkeypatch.chdir(tmp_path)
+    parse_args = runpy.run_path(osp.join(REPO, 'tools', 'benchmark.py'))['parse_args']
+    assert parse_args(['--config', 'mine.py']).config == str(tmp_path / 'mine.py')
+    stock = 'mmseg::bisenetv2/bisenetv2_fcn_4xb4-160k_cityscapes-1024x1024.py'
+    assert parse_args(['--config', stock]).config == stock
+    assert parse_args([]).config is None

@@ -2,6 +2,7 @@
 which trains as tools/train.py trains it and exports to stock MMSeg, for every model family."""
 
 import copy
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from mmseg_cdcl.apis import config_source, export_single_dataset, init_cdcl_mode
 from mmseg_cdcl.models.layers import DSBN, DatasetBranches
 from mmseg_cdcl.testing import unformatted
 from mmseg_cdcl.utils import load_config
+from mmseg_cdcl.utils.shipped_files import run_tool
 
 DATASETS = dict(
     cityscapes='mmseg::_base_/datasets/cityscapes.py',
@@ -226,9 +228,13 @@ def test_stock_config_converts_trains_and_exports(family, data_cwd, tmp_path, mo
 
 @pytest.mark.slow
 def test_command_line_writes_the_apis_source_and_names_usage_errors(tmp_path):
+    """Run as ``mim run`` runs it (``python TOOL ARGS``) from a folder outside the clone: its
+    configs/ argument is the shipped config, the output's missing folder is made, and the
+    command it suggests next is the console script of this environment."""
     tool = osp.join(REPO, 'tools', 'convert_config.py')
     stock = f'mmseg::{FAMILIES["pspnet_r18-d8"]}'
-    out = tmp_path / 'cdcl.py'
+    out = tmp_path / 'new_folder' / 'cdcl.py'
+    env = dict(os.environ, PATH=os.pathsep.join([osp.dirname(sys.executable), os.environ['PATH']]))
     result = subprocess.run(
         [
             sys.executable,
@@ -237,20 +243,26 @@ def test_command_line_writes_the_apis_source_and_names_usage_errors(tmp_path):
             '--dataset',
             f'cityscapes={DATASETS["cityscapes"]}',
             '--dataset',
-            f'camvid={DATASETS["camvid"]}',
+            'camvid=configs/_base_/datasets/camvid.py',
             '--batch-size',
             'camvid=4',
             '-o',
             str(out),
         ],
+        cwd=tmp_path,
+        env=env,
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert out.read_text() == config_source(stock, DATASETS, dict(camvid=4))
     assert (
-        f'wrote {out}: CDCL over cityscapes, camvid; train it with python tools/train.py {out}'
+        f'configs/_base_/datasets/camvid.py: not in {tmp_path}, using the installed '
+        f'{DATASETS["camvid"]}\n'
     ) in result.stderr
+    assert result.stderr.endswith(
+        f'wrote {out}: CDCL over cityscapes, camvid; train it with mmseg-cdcl train {out}\n'
+    )
     result = subprocess.run(
         [sys.executable, tool, stock, '--dataset', 'cityscapes=x.py', '-o', str(out)],
         capture_output=True,
@@ -258,3 +270,13 @@ def test_command_line_writes_the_apis_source_and_names_usage_errors(tmp_path):
     )
     assert result.returncode == 2
     assert 'error: CDCL trains on several datasets: give --dataset at least twice' in result.stderr
+
+
+def test_an_output_that_is_a_folder_is_refused_before_converting(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys, 'path', list(sys.path))  # run_tool sets them as python TOOL would
+    monkeypatch.setattr(sys, 'argv', list(sys.argv))
+    args = ['no_such_stock.py', '--dataset', 'a=x.py', '--dataset', 'b=y.py', '-o', str(tmp_path)]
+    assert run_tool('convert_config', args) == 2
+    assert capsys.readouterr().err.endswith(
+        f'error: -o {tmp_path}: a folder; expected the path of the config file to write\n'
+    )

@@ -2,6 +2,7 @@
 environment, it ships the configs and tools (mmseg_cdcl/.mim/, as MMSeg's wheel) and converts
 a config and trains it from an unrelated folder with the installed files only."""
 
+import json
 import os
 import os.path as osp
 import shutil
@@ -17,6 +18,7 @@ from mmengine.config import Config
 from conftest import REPO, shared_folder, shrink_config
 from mmseg_cdcl.datasets import CamVidDataset
 from mmseg_cdcl.testing import unformatted
+from mmseg_cdcl.utils.shipped_files import CLONE_ONLY
 
 BUILD_INPUTS = (
     'setup.py',
@@ -48,13 +50,25 @@ def _shipped_in_clone():
             files |= {
                 osp.relpath(osp.join(folder, n), REPO)
                 for n in names
-                if not n.endswith('.pyc') and n != 'setup_env.sh'
+                if not n.endswith('.pyc') and n not in CLONE_ONLY
             }
     return files
 
 
+# Left out of the view of the locked environment: setuptools (its pkg_resources with it), so the
+# new environment's is the one pip installs there, and the clone's editable install.
+HIDDEN = ('setuptools', 'pkg_resources', '_distutils_hack', 'distutils-precedence.pth')
+HIDDEN += ('mmseg_cdcl', '__editable__')
+
+
+def _pip(tmp, *args):
+    python = str(tmp / 'venv' / 'bin' / 'python')
+    return _run([sys.executable, '-m', 'pip', '--python', python, 'install', *args], cwd=tmp)
+
+
 def _install(tmp):
-    """The wheel built from a copy of the sources, installed into a fresh environment."""
+    """The wheel built from a copy of the sources, installed with its requirements into a fresh
+    environment that has the newest setuptools (torch 2.13 takes the newest into a new one)."""
     src = tmp / 'src'  # a copy, so the build leaves no build/ in the clone
     src.mkdir()
     for name in BUILD_INPUTS:
@@ -78,24 +92,33 @@ def _install(tmp):
         cwd=tmp,
     )
     [wheel] = (tmp / 'dist').glob('mmseg_cdcl-*.whl')
-    venv = tmp / 'venv'
+    venv, view = tmp / 'venv', tmp / 'locked'
     _run([sys.executable, '-m', 'venv', '--without-pip', str(venv)], cwd=tmp)
+    view.mkdir()
+    locked = sysconfig.get_paths()['purelib']
+    for name in os.listdir(locked):
+        if not name.startswith(HIDDEN):
+            os.symlink(osp.join(locked, name), view / name)
     with open(osp.join(_purelib(tmp), 'locked_env.pth'), 'w') as f:
-        f.write(sysconfig.get_paths()['purelib'] + '\n')
-    _run(
-        [
-            sys.executable,
-            '-m',
-            'pip',
-            '--python',
-            str(venv / 'bin' / 'python'),
-            'install',
-            '-q',
-            '--no-deps',
-            str(wheel),
-        ],
-        cwd=tmp,
-    )
+        f.write(f'{view}\n')
+    _pip(tmp, '-q', 'setuptools')
+    record = dict(newest=_setuptools(tmp))
+    # What every mmseg:: config meets there before the wheel's requirements are installed.
+    record['pkg_resources'] = subprocess.run(
+        [str(venv / 'bin' / 'python'), '-c', 'import pkg_resources'],
+        capture_output=True,
+        text=True,
+    ).stderr.splitlines()[-1:]
+    # With its requirements, which the environment (the locked packages) meets but setuptools.
+    record['pip'] = _pip(tmp, str(wheel)).stdout.splitlines()
+    record['installed'] = _setuptools(tmp)
+    (tmp / 'setuptools.json').write_text(json.dumps(record))
+
+
+def _setuptools(tmp):
+    python = str(tmp / 'venv' / 'bin' / 'python')
+    code = 'import setuptools; print(setuptools.__version__)'
+    return _run([python, '-c', code], cwd=tmp).stdout.strip()
 
 
 def _purelib(tmp):
@@ -111,9 +134,9 @@ def _purelib(tmp):
 
 @pytest.fixture(scope='module')
 def installed(tmp_path_factory):
-    """A fresh environment holding the wheel, seeing the locked environment's packages through
-    a .pth path (not its .pth files: the clone's editable install stays inactive); built once
-    per test run (conftest's shared_folder)."""
+    """A fresh environment holding the wheel, seeing the locked environment's packages but
+    setuptools and the clone's editable install through a .pth path (to a folder of links to
+    them; not their .pth files); built once per test run (conftest's shared_folder)."""
     tmp = shared_folder(tmp_path_factory, 'wheel', _install)
     [wheel] = (tmp / 'dist').glob('mmseg_cdcl-*.whl')
     venv = tmp / 'venv'
@@ -154,6 +177,26 @@ def test_wheel_ships_configs_and_tools_where_mim_looks(installed):
     )
     assert tuple(cfg.model.label_space.classes) == CamVidDataset.METAINFO['classes']
     assert cfg.model.backbone.type == 'DABResNetV1c'
+
+
+@pytest.mark.slow
+def test_wheel_requires_a_setuptools_with_pkg_resources_which_pip_puts_back(installed):
+    """mmengine 0.10 reads every mmseg:: config with pkg_resources, which setuptools 81 removed;
+    the wheel asks for setuptools<81, so installing it into an environment with the newest
+    setuptools replaces that (the convert and train test below then reads mmseg:: configs)."""
+    with zipfile.ZipFile(installed['wheel']) as whl:
+        metadata = whl.read(next(n for n in whl.namelist() if n.endswith('.dist-info/METADATA')))
+    assert 'Requires-Dist: setuptools<81' in metadata.decode().splitlines()
+    record = json.loads((installed['tmp'] / 'setuptools.json').read_text())
+    newest, installed_version = (
+        tuple(map(int, record[k].split('.')[:2])) for k in ('newest', 'installed')
+    )
+    assert newest >= (81, 0)
+    assert record['pkg_resources'] == ["ModuleNotFoundError: No module named 'pkg_resources'"]
+    assert f'Found existing installation: setuptools {record["newest"]}' in ' '.join(record['pip'])
+    assert (77, 0) <= installed_version < (81, 0)  # and torch 2.13's >=77.0.3
+    assert record['pip'][-1].startswith('Successfully installed ')
+    assert f'setuptools-{record["installed"]}' in record['pip'][-1].split()
 
 
 # Each installed Python tool's --help, in one interpreter: its imports (MMSeg's tools for

@@ -10,7 +10,13 @@ import pytest
 from conftest import REPO
 from mmseg_cdcl.__main__ import main
 from mmseg_cdcl.utils import shipped_files
-from mmseg_cdcl.utils.shipped_files import run_tool, shipped_args, shipped_root, tool_commands
+from mmseg_cdcl.utils.shipped_files import (
+    run_tool,
+    shipped_args,
+    shipped_root,
+    tool_command,
+    tool_commands,
+)
 
 
 def test_clone_is_the_shipped_root_and_every_tool_a_command():
@@ -20,7 +26,7 @@ def test_clone_is_the_shipped_root_and_every_tool_a_command():
     for folder, _, files in os.walk(osp.join(REPO, 'tools')):
         for name in files:
             stem, ext = osp.splitext(name)
-            if ext in ('.py', '.sh') and name != 'setup_env.sh':
+            if ext in ('.py', '.sh') and name not in ('setup_env.sh', 'env_lock.py'):
                 rel = osp.relpath(osp.join(folder, stem), osp.join(REPO, 'tools'))
                 expected[rel] = osp.join(folder, name)
     assert commands == expected
@@ -28,7 +34,7 @@ def test_clone_is_the_shipped_root_and_every_tool_a_command():
         REPO, 'tools', 'analysis', 'bn_statistics.py'
     )
     assert commands['dist_train'] == osp.join(REPO, 'tools', 'dist_train.sh')
-    assert 'setup_env' not in commands
+    assert 'setup_env' not in commands and 'env_lock' not in commands  # the clone's .venv
 
 
 def test_no_shipped_files_is_a_clear_error(monkeypatch, tmp_path):
@@ -101,3 +107,34 @@ def test_python_m_mmseg_cdcl_lists_the_commands_and_the_shipped_folder(capsys):
     assert f'configs and tools: {REPO}' in out
     with pytest.raises(SystemExit, match="python -m mmseg_cdcl: no command 'nope'"):
         main(['nope'])
+
+
+def test_shell_tools_print_their_usage(capfd):
+    assert run_tool('dist_train', ['--help']) == 0
+    assert capfd.readouterr().out.startswith(
+        'usage: dist_train.sh CONFIG GPUS [train.py options]\n'
+    )
+    assert run_tool('dist_test', ['only.py']) == 2
+    err = capfd.readouterr().err
+    assert err.startswith('usage: dist_test.sh CONFIG CHECKPOINT GPUS [test.py options]\n')
+    assert err.endswith('dist_test.sh: expected CONFIG, CHECKPOINT and GPUS, got 1 argument(s)\n')
+
+
+def test_suggested_commands_are_the_ones_that_run_where_the_user_is(monkeypatch, tmp_path):
+    bin_dir = os.path.dirname(sys.executable)
+    with_env, without = f'{bin_dir}:/usr/bin:/bin', '/usr/bin:/bin'
+    # The clone's root: the tool's path, with `python` where it is this environment's.
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv('PATH', with_env)
+    assert tool_command('train') == 'python tools/train.py'
+    monkeypatch.setenv('PATH', without)
+    python = os.path.relpath(sys.executable)  # .venv/bin/python
+    if python.startswith('..'):
+        python = sys.executable
+    assert tool_command('analysis/bn_statistics') == f'{python} tools/analysis/bn_statistics.py'
+    # Elsewhere (the wheel installed: always): the console script.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv('PATH', with_env)
+    assert tool_command('train') == 'mmseg-cdcl train'
+    monkeypatch.setenv('PATH', without)
+    assert tool_command('train') == f'{sys.executable} -m mmseg_cdcl train'
