@@ -539,3 +539,210 @@ def test_export_in_stock_mmseg(deployment, tmp_path, config, dataset):
         metrics = _test_tool(config_path, checkpoint, tmp_path / 'w')
         assert metrics['mIoU'] == pytest.approx(ref.miou(dataset, ref.own), abs=0.011)
     assert os.path.isfile(checkpoint)
+
+
+# --------------------------------------------------- a universal model (universal_head=True)
+
+UNIVERSAL = Config.fromfile(
+    osp.join(REPO, 'configs', '_base_', 'label_spaces', 'universal_cityscapes_camvid.py')
+).label_space
+UNIVERSAL_META = dict(classes=tuple(UNIVERSAL.classes), palette=UNIVERSAL.palette)
+
+
+class UniversalReference:
+    """Each test image's universal logits of each branch, straight from the model, and what
+    each route predicts from them: their argmax, or summed over each class's universal classes
+    (the image's dataset's), computed here from the label space file's mapping."""
+
+    def __init__(self, cfg: Config, checkpoint: str, dataset_cfg=None):
+        model = MODELS.build(cfg.model)
+        load_cdcl_checkpoint(model, checkpoint)
+        model.eval()
+        dataset = DATASETS.build((dataset_cfg or cfg.test_dataloader).dataset)
+        self.images = {}
+        with torch.no_grad():
+            for i in range(len(dataset)):
+                item = dataset[i]
+                data = model.data_preprocessor(
+                    dict(inputs=[item['inputs']], data_samples=[item['data_samples']])
+                )
+                meta = data['data_samples'][0].metainfo
+                logits = {}
+                for d, name in enumerate(model.dataset_names):
+                    with model.dataset(d):
+                        out = model.encode_decode(data['inputs'], [meta])
+                    logits[name] = resize(
+                        out, meta['ori_shape'], mode='bilinear', align_corners=model.align_corners
+                    )[0]
+                self.images[meta['img_path']] = dict(
+                    dataset=meta['dataset_name'],
+                    label=data['data_samples'][0].gt_sem_seg.data[0].numpy(),
+                    logits=logits,
+                )
+
+    def paths(self, dataset=None):
+        return sorted(p for p, v in self.images.items() if dataset in (None, v['dataset']))
+
+    def universal(self, path, branch=None):
+        image = self.images[path]
+        return image['logits'][branch or image['dataset']].argmax(0).numpy()
+
+    def own(self, path):
+        """In the image's dataset's classes: the universal probabilities summed per class."""
+        image = self.images[path]
+        p = image['logits'][image['dataset']].softmax(0)
+        mapping = UNIVERSAL.mapping[image['dataset']]
+        unions = [[t] if isinstance(t, str) else list(t) for t in mapping]
+        summed = torch.stack([sum(p[UNIVERSAL.classes.index(u)] for u in us) for us in unions])
+        return summed.argmax(0).numpy()
+
+    def miou(self, dataset, predict, classes):
+        inter, union = np.zeros(classes), np.zeros(classes)
+        for path in self.paths(dataset):
+            label, pred = self.images[path]['label'], predict(path)
+            valid = label != 255
+            for c in range(classes):
+                inter[c] += np.sum((pred == c) & (label == c) & valid)
+                union[c] += np.sum(((pred == c) | (label == c)) & valid)
+        with np.errstate(invalid='ignore'):
+            return float(np.round(np.nanmean(inter / union) * 100, 2))
+
+
+@pytest.fixture(scope='module')
+def universal(trained_universal, data_cwd, tmp_path_factory):
+    """The 2-iteration universal model's config in the forms its routes need: as trained (each
+    dataset scored in its own classes), in the label space with CamVid's labels in the universal
+    classes (the demo data's side folder), routed to CamVid; its reference."""
+    folder = tmp_path_factory.mktemp('universal')
+    checkpoint = str(trained_universal / 'iter_2.pth')
+    base = Config.fromfile(str(trained_universal / 'config.py'))
+    shrink_datasets(base, (64, 64), str(data_cwd / 'data'))
+    base.default_hooks.pop('visualization', None)
+    configs = {}
+
+    def write(key, cfg):
+        configs[key] = str(folder / f'{key}.py')
+        unformatted(cfg).dump(configs[key])
+
+    write('dataset', base)
+    in_19 = Config(base.to_dict())
+    in_19.model.test_cfg.output_space = 'label_space'
+    camvid = in_19.test_dataloader.dataset.datasets.camvid
+    in_19.test_dataloader.dataset.datasets.camvid = dict(
+        type='BaseSegDataset',
+        metainfo=UNIVERSAL_META,
+        data_root=camvid.data_root,
+        data_prefix=dict(img_path='images/val', seg_map_path='universal_annotations/val'),
+        img_suffix='.png',
+        seg_map_suffix='.png',
+        pipeline=camvid.pipeline,
+    )
+    write('label_space', in_19)
+    routed = Config(in_19.to_dict())
+    routed.model.default_dataset = 'camvid'
+    write('camvid', routed)
+    return dict(
+        folder=folder,
+        configs=configs,
+        checkpoint=checkpoint,
+        own=UniversalReference(base, checkpoint),
+        in_19=UniversalReference(in_19, checkpoint),
+    )
+
+
+@pytest.mark.parametrize('config', ['dataset', 'label_space'])
+def test_universal_model_through_the_test_tool(universal, tmp_path, config):
+    """Each dataset in its own classes (the universal probabilities summed over each class's
+    universal classes), or every image in the 19 universal classes where labels in them exist
+    (CamVid's, in the demo data's side folder)."""
+    ref = universal['own' if config == 'dataset' else 'in_19']
+    out = tmp_path / 'out'
+    metrics = _test_tool(
+        universal['configs'][config], universal['checkpoint'], tmp_path / 'w', '--out', str(out)
+    )
+    for name in NAMES:
+        predict = ref.own if config == 'dataset' else ref.universal
+        classes = len(OWN[name]['classes']) if config == 'dataset' else 19
+        assert metrics[f'{name}/mIoU'] == pytest.approx(
+            ref.miou(name, predict, classes), abs=0.011
+        ), name
+        for path in ref.paths(name):
+            np.testing.assert_array_equal(_png(out / name / f'{_name(path)}.png'), predict(path))
+
+
+def test_universal_model_in_mmsegs_apis_infer_tool_and_export(universal, tmp_path, monkeypatch):
+    """Routed to CamVid: init_model + inference_model + show_result_pyplot, MMSegInferencer,
+    tools/infer.py and the export in stock init_model all predict the CamVid branch's universal
+    classes, drawn in their names and colours."""
+    ref, config, checkpoint = (
+        universal['in_19'],
+        universal['configs']['camvid'],
+        universal['checkpoint'],
+    )
+    model = init_model(config, checkpoint, device='cpu')
+    assert tuple(model.dataset_meta['classes']) == UNIVERSAL_META['classes']
+    inferencer = MMSegInferencer(config, checkpoint, device='cpu')
+    exported = export_single_dataset(config, checkpoint, 'camvid', str(tmp_path / 'export'))
+    plain = init_model(*exported, device='cpu')
+    assert tuple(plain.dataset_meta['classes']) == UNIVERSAL_META['classes']
+    for path in [ref.paths(name)[0] for name in NAMES]:
+        expected = ref.universal(path, 'camvid')
+        results = [
+            inference_model(model, path),
+            inferencer(path, return_datasamples=True),
+            inference_model(plain, path),
+        ]
+        for result in results:
+            np.testing.assert_array_equal(result.pred_sem_seg.data[0].numpy(), expected)
+        space = results[0].metainfo['prediction_space']
+        assert (space['name'], list(space['label_maps'])) == (LABEL_SPACE, ['cityscapes'])
+        out = tmp_path / f'{_name(path)}.png'
+        show_result_pyplot(
+            model,
+            path,
+            results[0],
+            opacity=1.0,
+            draw_gt=False,
+            with_labels=False,
+            show=False,
+            out_file=str(out),
+        )
+        colours = _colours(expected, UNIVERSAL_META['palette'])
+        np.testing.assert_array_equal(_drawn(out), colours)
+        inferencer(path, out_dir=str(tmp_path / 'inferencer'), opacity=1.0, with_labels=False)
+        np.testing.assert_array_equal(
+            _drawn(tmp_path / 'inferencer' / 'vis' / osp.basename(path)), colours
+        )
+        argv = ['infer.py', config, checkpoint, path, '--out-dir', str(tmp_path / 'infer')]
+        monkeypatch.setattr(sys, 'argv', argv + ['--dataset', 'camvid'])
+        runpy.run_path(osp.join(REPO, 'tools', 'infer.py'), run_name='__main__')
+        np.testing.assert_array_equal(_drawn(tmp_path / 'infer' / f'{_name(path)}.png'), colours)
+
+
+def test_a_branch_added_to_a_universal_model_predicts_universal_classes(
+    universal, data_cwd, tmp_path
+):
+    config, checkpoint, _ = add_dataset_branch(
+        universal['configs']['label_space'],
+        universal['checkpoint'],
+        'camvid_new',
+        str(data_cwd / 'data' / 'camvid' / 'images' / 'train'),
+        str(tmp_path / 'added'),
+        source='camvid',
+    )
+    cfg = Config.fromfile(config)
+    assert cfg.model.universal_head and cfg.model.label_space.mapping.camvid_new[5] == [
+        'vegetation',
+        'terrain',
+    ]
+    for dataset in cfg.test_dataloader.dataset.datasets.values():
+        dataset.indices = 1  # the reference of an image of each dataset
+    ref = UniversalReference(cfg, checkpoint)
+    cfg.model.default_dataset = 'camvid_new'
+    model = init_model(cfg, checkpoint, device='cpu')
+    for path in [ref.paths(n)[0] for n in NAMES]:
+        result = inference_model(model, path)
+        np.testing.assert_array_equal(
+            result.pred_sem_seg.data[0].numpy(), ref.universal(path, 'camvid_new')
+        )
+        assert result.metainfo['prediction_space']['classes'] == UNIVERSAL_META['classes']

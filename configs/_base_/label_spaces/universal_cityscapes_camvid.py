@@ -43,3 +43,20 @@ label_space = dict(
         ],
     ),
 )
+# The same 19 classes for a model of per-dataset heads (auto and ensemble in one space), which
+# cannot split a CamVid class's probability among several classes: each CamVid class goes to the
+# one Cityscapes class of its union that most of its pixels are in the generated CamVid training
+# images (docs/universal_label_space.md); that branch never predicts the union's others.
+__most_pixels = dict(building='building', tree='vegetation', sign='traffic sign', car='car')
+__most_pixels.update(bicyclist='bicycle')
+representative_label_space = dict(
+    classes=label_space['classes'],
+    palette=label_space['palette'],
+    mapping=dict(
+        cityscapes=label_space['mapping']['cityscapes'],
+        camvid=[
+            union[0] if len(union) == 1 else __most_pixels[camvid]
+            for camvid, union in zip(__camvid_classes, label_space['mapping']['camvid'])
+        ],
+    ),
+)
