@@ -617,7 +617,9 @@ def universal(trained_universal, data_cwd, tmp_path_factory):
     checkpoint = str(trained_universal / 'iter_2.pth')
     base = Config.fromfile(str(trained_universal / 'config.py'))
     shrink_datasets(base, (64, 64), str(data_cwd / 'data'))
-    base.default_hooks.pop('visualization', None)
+    base.default_hooks.visualization = dict(type='SegVisualizationHook', interval=1)
+    base.visualizer.update(alpha=1.0, with_labels=False)  # drawn colours are the palette's
+    base.tta_pipeline = {name: ONE_VIEW for name in NAMES}
     configs = {}
 
     def write(key, cfg):
@@ -650,15 +652,24 @@ def universal(trained_universal, data_cwd, tmp_path_factory):
     )
 
 
-@pytest.mark.parametrize('config', ['dataset', 'label_space'])
-def test_universal_model_through_the_test_tool(universal, tmp_path, config):
+@pytest.mark.parametrize(
+    'config,tta', [('dataset', False), ('label_space', False), ('label_space', True)]
+)
+def test_universal_model_through_the_test_tool(universal, tmp_path, config, tta):
     """Each dataset in its own classes (the universal probabilities summed over each class's
     universal classes), or every image in the 19 universal classes where labels in them exist
-    (CamVid's, in the demo data's side folder)."""
+    (CamVid's, in the demo data's side folder): scored, written (--out) and drawn (--show-dir)
+    there; --tta merges the views there."""
     ref = universal['own' if config == 'dataset' else 'in_19']
-    out = tmp_path / 'out'
+    out, show = tmp_path / 'out', tmp_path / 'show'
+    args = ['--tta'] if tta else ['--show-dir', str(show)]
     metrics = _test_tool(
-        universal['configs'][config], universal['checkpoint'], tmp_path / 'w', '--out', str(out)
+        universal['configs'][config],
+        universal['checkpoint'],
+        tmp_path / 'w',
+        '--out',
+        str(out),
+        *args,
     )
     for name in NAMES:
         predict = ref.own if config == 'dataset' else ref.universal
@@ -666,8 +677,18 @@ def test_universal_model_through_the_test_tool(universal, tmp_path, config):
         assert metrics[f'{name}/mIoU'] == pytest.approx(
             ref.miou(name, predict, classes), abs=0.011
         ), name
+        palette = OWN[name]['palette'] if config == 'dataset' else UNIVERSAL_META['palette']
         for path in ref.paths(name):
             np.testing.assert_array_equal(_png(out / name / f'{_name(path)}.png'), predict(path))
+            if tta:
+                continue
+            [drawn] = glob.glob(str(show / '**' / f'*{_name(path)}*'), recursive=True)
+            gt_half, pred_half = np.split(_drawn(drawn), 2, axis=1)
+            np.testing.assert_array_equal(pred_half, _colours(predict(path), palette))
+            label = ref.images[path]['label']
+            np.testing.assert_array_equal(
+                gt_half[label != 255], _colours(label[label != 255], palette)
+            )
 
 
 def test_universal_model_in_mmsegs_apis_infer_tool_and_export(universal, tmp_path, monkeypatch):

@@ -189,3 +189,24 @@ def universal_classes_counts(
         lut = into_classes(model, classes, classes_dataset)
         counts[title] = route_counts_in(model, batches, [route], len(classes), lut)[route]
     return counts
+
+
+def per_class_iou(counts: Mapping[str, list]) -> Dict[str, list]:
+    """Each route's IoU (%) per class from its per-image counts (None: a class neither labelled
+    nor predicted), as MMSeg's ``IoUMetric`` computes it."""
+    ious = {}
+    for route, (intersect, union) in counts.items():
+        i, u = np.sum(intersect, axis=0), np.sum(union, axis=0)
+        ious[route] = [round(float(a / b * 100), 2) if b > 0 else None for a, b in zip(i, u)]
+    return ious
+
+
+def per_class_markdown(
+    ious: Mapping[str, list], routes: Mapping[str, str], classes: Sequence[str]
+) -> str:
+    """A table of the IoU of each class (rows) for ``routes`` (``{route: column title}``)."""
+    rows = ['| class | ' + ' | '.join(routes.values()) + ' |', '|---' * (len(routes) + 1) + '|']
+    for c, name in enumerate(classes):
+        cells = ['—' if ious[r][c] is None else f'{ious[r][c]:.2f}' for r in routes]
+        rows.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(rows) + '\n'

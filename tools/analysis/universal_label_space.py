@@ -52,6 +52,8 @@ from mmseg_cdcl.evaluation.route_comparison import (  # noqa: E402
 from mmseg_cdcl.evaluation.universal_comparison import (  # noqa: E402
     load_model,
     own_classes_comparison,
+    per_class_iou,
+    per_class_markdown,
     universal_classes_counts,
 )
 from mmseg_cdcl.testing import make_demo_data, shrink_schedule, unformatted  # noqa: E402
@@ -210,6 +212,7 @@ def main():
     classes = tuple(spaces.label_space.classes)
     counts = universal_classes_counts(routes, eval_cfg, 'camvid', classes, 'cityscapes')
     results['universal_classes'] = compare_routes(counts, 'universal: CamVid branch', **bootstrap)
+    results['universal_classes']['IoU'] = ious = per_class_iou(counts)
     if learned:
         results['learned_universal_classes'] = compare_routes(
             counts, 'learned universal: CamVid branch', **bootstrap
@@ -226,6 +229,15 @@ def main():
             results['universal_classes'], 'universal: CamVid branch', {}, BOOTSTRAP['level']
         ),
     ]
+    columns = {
+        'universal: CamVid branch': 'universal: CamVid branch',
+        'per-dataset: CamVid branch, each class its most frequent': 'per-dataset: CamVid branch',
+        'per-dataset: branch added from CamVid images': 'per-dataset: added branch',
+        'per-dataset: Cityscapes branch': 'per-dataset: Cityscapes branch',
+    }
+    if learned:
+        columns['learned universal: CamVid branch'] = 'learned universal: CamVid branch'
+    text += ['IoU (%) per class:\n', per_class_markdown(ious, columns, classes)]
     if learned:
         text += [
             '## 3. The same, the learned universal space\n',
