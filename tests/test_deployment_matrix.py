@@ -189,6 +189,7 @@ def deployment(trained_cdcl, data_cwd, tmp_path_factory):
     )
     write('ensemble', label_space=LABEL_SPACE_CFG, default_dataset='ensemble')
     write('label_auto', label_space=LABEL_SPACE_CFG, default_dataset='auto')
+    write('label_cityscapes', label_space=LABEL_SPACE_CFG, default_dataset='cityscapes')
     added_config, added_checkpoint, _ = add_dataset_branch(
         configs['plain'],
         checkpoint,
@@ -415,8 +416,8 @@ def _expected(deployment, route, path, result):
     if route == 'auto':
         chosen = result.metainfo['dataset_name']
         return ref.branch(path, chosen), OWN[chosen]
-    if route == 'label_auto':
-        chosen = result.metainfo['dataset_name']
+    if route in ('label_auto', 'label_cityscapes'):
+        chosen = result.metainfo.get('dataset_name', 'cityscapes')
         probs = ref.label_space_probabilities(path, chosen)
         return probs.argmax(0).numpy(), LABEL
     if route == 'ensemble':
@@ -424,7 +425,7 @@ def _expected(deployment, route, path, result):
     raise KeyError(route)
 
 
-ROUTES = ['cityscapes', 'camvid', 'auto', 'label_auto', 'ensemble']
+ROUTES = ['cityscapes', 'camvid', 'auto', 'label_cityscapes', 'label_auto', 'ensemble']
 
 
 @pytest.mark.parametrize('route', ROUTES)
@@ -475,8 +476,9 @@ def test_mmseg_inferencer(deployment, tmp_path, route):
 @pytest.mark.parametrize('route', ROUTES)
 def test_infer_tool(deployment, tmp_path, route, monkeypatch):
     ref = deployment['reference']
-    dataset = dict(label_auto='auto').get(route, route)
-    config = deployment['configs']['label' if route in ('label_auto', 'ensemble') else 'plain']
+    dataset = dict(label_auto='auto', label_cityscapes='cityscapes').get(route, route)
+    labelled = route in ('label_auto', 'label_cityscapes', 'ensemble')
+    config = deployment['configs']['label' if labelled else 'plain']
     model = init_model(deployment['configs'][route], deployment['checkpoint'], device='cpu')
     for path in ref.one_each():
         argv = ['infer.py', config, deployment['checkpoint'], path, '--out-dir', str(tmp_path)]
