@@ -1,7 +1,13 @@
 _base_ = ['mmseg::_base_/default_runtime.py']
 custom_imports = dict(imports=['mmseg_cdcl'], allow_failed_imports=False)
 # RNGStateHook: a resumed run repeats the uninterrupted one (with randomness.seed set).
-custom_hooks = [dict(type='ProgressBarHook'), dict(type='RNGStateHook')]
+# CheckpointAllowListHook: load_from and --resume read mmengine's checkpoints under torch's
+# safe loader, for the run's loads only (docs/reliability.md).
+custom_hooks = [
+    dict(type='ProgressBarHook'),
+    dict(type='RNGStateHook'),
+    dict(type='CheckpointAllowListHook'),
+]
 # Draws each sample (tools/test.py --show-dir) in its own dataset's classes and colours.
 visualizer = dict(type='CDCLSegLocalVisualizer')
 # tools/test.py --tta: MMSeg's SegTTAModel, with the dataset scores of images of unknown

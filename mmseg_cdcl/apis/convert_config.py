@@ -158,6 +158,8 @@ def config_source(
         f'num_classes={[classes[n] for n in names]!r})',
         "train_cfg = dict(type='DATTrainLoop')",
         "visualizer = dict(type='CDCLSegLocalVisualizer')",
+        "default_hooks = dict(checkpoint=dict(backend_args=dict(backend='cdcl_atomic_local')))",
+        "custom_hooks = [dict(type='CheckpointAllowListHook')]",
         '',
         '# Each dataset with its own pipeline.',
     ]
@@ -172,7 +174,7 @@ def config_source(
 
     def multi(split):
         return (
-            "dict(type='MultiDataset', datasets=dict("
+            "dict(type='CDCLMultiDataset', datasets=dict("
             + ', '.join(f'{n}={n}_{split}' for n in names)
             + '))'
         )

@@ -38,6 +38,7 @@ from ..apis.inference import dataset_metainfo
 from ..models.utils import LabelSpace
 from ..models.utils.checkpoint_datasets import state_datasets_from_meta
 from ..utils.mmengine_internals import load_checkpoint_to_model
+from ..utils.safe_checkpoint import mmengine_checkpoints_allowed
 from .cross_dataset_confusion import (
     BN_CHOICES,
     cross_dataset_confusions,
@@ -72,9 +73,10 @@ def load_cdcl_model(config: str, checkpoint: str, device: str = 'cpu'):
     cfg.model.pop('label_space', None)
     cfg.model.pop('default_dataset', None)
     model = MODELS.build(cfg.model)
-    ckpt = state_datasets_from_meta(
-        CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu', logger='silent')
-    )
+    with mmengine_checkpoints_allowed():
+        ckpt = state_datasets_from_meta(
+            CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu', logger='silent')
+        )
     state = ckpt.get('state_dict', ckpt)
     stated = (getattr(state, '_metadata', None) or {}).get('', {}).get('dataset_names')
     if stated is None or sorted(stated) != sorted(names):

@@ -1,3 +1,4 @@
+from .checkpoint_allow_list_hook import CheckpointAllowListHook
 from .console_progress_hook import ConsoleProgressHook
 from .first_iteration_time_hook import FirstIterationTimeHook
 from .per_image_counts_hook import PerImageCountsHook
@@ -6,6 +7,7 @@ from .resume_hook import ResumeHook
 from .rng_state_hook import RNGStateHook
 
 __all__ = [
+    'CheckpointAllowListHook',
     'ConsoleProgressHook',
     'FirstIterationTimeHook',
     'PerImageCountsHook',
