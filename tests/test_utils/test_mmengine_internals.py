@@ -20,6 +20,7 @@ from mmengine.testing.runner_test_case import ToyDataset, ToyModel
 from torch import nn
 from torch.utils.data import DataLoader
 
+from mmseg_cdcl import mmengine_checkpoints_allowed
 from mmseg_cdcl.utils.mmengine_internals import (
     config_dict,
     config_file_of,
@@ -62,7 +63,8 @@ def test_resume_arguments_and_set_resume_checkpoint_steer_load_or_resume(tmp_pat
     set_resume_checkpoint(runner, first)
     assert resume_arguments(runner) == (True, first)
     runner.train_loop  # built, as in Runner.train before load_or_resume
-    runner.load_or_resume()
+    with mmengine_checkpoints_allowed():  # as CheckpointAllowListHook in Runner.train
+        runner.load_or_resume()
     assert runner.iter == 1  # resumed from iter_1.pth, not from b's (absent) last_checkpoint
 
 

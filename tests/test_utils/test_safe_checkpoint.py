@@ -327,3 +327,24 @@ def test_a_registered_statistic_is_admitted_and_resumes(tmp_path):
     assert resumed['last_two_mean'] == pytest.approx(sum(resumed['losses'][-2:]) / 2)
     for run in (first, resumed):  # another function of the same module: refused, named
         assert 'Unsupported global: GLOBAL my_stats.not_a_statistic' in run['refused']
+
+
+def test_stock_init_model_of_a_runners_checkpoint_and_the_two_ways_out(trained_cdcl):
+    """Stock ``init_model`` refuses any checkpoint mmengine's Runner wrote, as stock mmseg on
+    torch >= 2.6 does; ``init_cdcl_model``, or ``init_model`` within
+    ``mmengine_checkpoints_allowed()``, loads it, with ``weights_only`` left on."""
+    from mmseg.apis import init_model
+
+    from mmseg_cdcl.apis import init_cdcl_model
+
+    config, checkpoint = str(trained_cdcl / 'config.py'), str(trained_cdcl / 'iter_2.pth')
+    with pytest.raises(pickle.UnpicklingError, match='GLOBAL mmengine.logging.history_buffer'):
+        init_model(config, checkpoint, device='cpu')
+    with mmengine_checkpoints_allowed():
+        stock = init_model(config, checkpoint, device='cpu')
+        saved = torch.load(checkpoint)['state_dict']
+    cdcl = init_cdcl_model(config, checkpoint, 'camvid')
+    assert _globals() == set()
+    for model in (stock, cdcl):
+        for key, value in model.state_dict().items():
+            torch.testing.assert_close(value, saved[key], rtol=0, atol=0, msg=key)
