@@ -109,11 +109,11 @@ def memoized_config_formatting(entries: int = 8):
         key = (arguments['unformatted_source'], repr(style))
         if key in kept:
             kept.move_to_end(key)
-        else:
-            kept[key] = format_code(*args, **kwargs)
-            if len(kept) > entries:
-                kept.popitem(last=False)
-        return kept[key]
+            return kept[key]
+        kept[key] = formatted = format_code(*args, **kwargs)
+        if len(kept) > entries:
+            kept.popitem(last=False)
+        return formatted
 
     mmengine_config.FormatCode = memoized
     try:
@@ -124,7 +124,7 @@ def memoized_config_formatting(entries: int = 8):
 
 
 @contextmanager
-def memoized_package_config_lookup(entries: int = 64):
+def memoized_package_config_lookup(entries: int = 16):
     """Within it, mmengine looks up each ``package::`` config (an ``mmseg::`` base) once.
 
     mmengine's ``_get_cfg_metainfo`` reads every metafile of the package's model index at each
@@ -137,7 +137,7 @@ def memoized_package_config_lookup(entries: int = 64):
     mmengine's again and the answers are dropped.
 
     Args:
-        entries (int): Answers kept. Defaults to 64.
+        entries (int): Answers kept (an error message is 36 kB for mmseg 1.2.2). Defaults to 16.
     """
     lookup = mmengine_config_utils._get_cfg_metainfo
     kept: OrderedDict = OrderedDict()
@@ -151,14 +151,15 @@ def memoized_package_config_lookup(entries: int = 64):
         key = (package_path, cfg_path, index)
         if key in kept:
             kept.move_to_end(key)
+            answer, error = kept[key]
         else:
             try:
-                kept[key] = (lookup(package_path, cfg_path), None)
-            except ValueError as error:
-                kept[key] = (None, error.args)
+                answer, error = lookup(package_path, cfg_path), None
+            except ValueError as raised:
+                answer, error = None, raised.args
+            kept[key] = answer, error
             if len(kept) > entries:
                 kept.popitem(last=False)
-        answer, error = kept[key]
         if error is not None:
             raise ValueError(*error)
         return copy.deepcopy(answer)
