@@ -24,7 +24,7 @@ from mmseg_cdcl.utils.mmengine_internals import memoized_package_config_lookup
 
 def pytest_configure(config):
     """The tests load the shipped configs many times in one process: each ``mmseg::`` base is
-    looked up in MMSeg's model index once (0.2-0.5 s a lookup). The test process's choice: the
+    looked up in MMSeg's model index once (0.2-0.6 s a lookup). The test process's choice: the
     plugin leaves mmengine's lookup alone in a user's process."""
     stack = contextlib.ExitStack()
     stack.enter_context(memoized_package_config_lookup())

@@ -128,7 +128,7 @@ def memoized_package_config_lookup(entries: int = 16):
     """Within it, mmengine looks up each ``package::`` config (an ``mmseg::`` base) once.
 
     mmengine's ``_get_cfg_metainfo`` reads every metafile of the package's model index at each
-    lookup (1431 YAML files of mmseg 1.2.2, 0.2-0.5 s on a CPU), and for mmseg 1.2.2 every
+    lookup (1431 YAML files of mmseg 1.2.2, 0.2-0.6 s on a CPU), and for mmseg 1.2.2 every
     lookup fails: the index names its configs with the ``.py`` that mmengine strips from the
     query, so ``Config._get_cfg_path`` takes its ``ValueError`` and joins the package's config
     folder instead. Within it, the last ``entries`` answers are given again while the package's
