@@ -296,6 +296,7 @@ def test_random_states_are_saved_without_the_hook_in_the_config(data_cwd, tmp_pa
     assert [h['type'] for h in cfg.custom_hooks] == [
         'ProgressBarHook',
         'RNGStateHook',
+        'CheckpointDatasetsHook',
         'CheckpointAllowListHook',
     ]
     runner = _runner(data_cwd, tmp_path, 'no_hook', max_iters=2)
