@@ -34,7 +34,7 @@ from mmseg.datasets import CityscapesDataset
 from mmseg.models.utils import resize
 from mmseg.registry import DATASETS, MODELS
 
-from conftest import REPO
+from conftest import ONE_VIEW, REPO
 from mmseg_cdcl.apis import add_dataset_branch, export_single_dataset, load_cdcl_checkpoint
 from mmseg_cdcl.datasets import CamVidDataset
 from mmseg_cdcl.structures import LABEL_SPACE
@@ -53,19 +53,6 @@ LABEL_SPACE_CFG = dict(
     palette=LABEL.palette,
     mapping=dict(cityscapes=LABEL.mapping.cityscapes),
 )
-# One view: test-time augmentation must then give the plain prediction.
-ONE_VIEW = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='TestTimeAug',
-        transforms=[
-            [dict(type='Resize', scale=(128, 64), keep_ratio=True)],
-            [dict(type='RandomFlip', prob=0.0, direction='horizontal')],
-            [dict(type='LoadAnnotations')],
-            [dict(type='PackSegInputs')],
-        ],
-    ),
-]
 
 
 class Prediction(np.ndarray):
