@@ -21,7 +21,7 @@ train_dataloader = dict(
     sampler=dict(type='InfiniteSampler', shuffle=True),
     batch_sampler=dict(type='MultiDatasetSampler', batch_sizes=dict(cityscapes=8, bdd100k=8)),
     dataset=dict(
-        type='MultiDataset',
+        type='CDCLMultiDataset',
         datasets=dict(cityscapes={{_base_.cityscapes_train}}, bdd100k={{_base_.bdd100k_train}}),
     ),
 )
@@ -31,7 +31,7 @@ val_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        type='MultiDataset',
+        type='CDCLMultiDataset',
         datasets=dict(cityscapes={{_base_.cityscapes_val}}, bdd100k={{_base_.bdd100k_val}}),
     ),
 )

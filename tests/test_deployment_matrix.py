@@ -34,12 +34,12 @@ from mmseg.datasets import CityscapesDataset
 from mmseg.models.utils import resize
 from mmseg.registry import DATASETS, MODELS
 
-from conftest import REPO
+from conftest import ONE_VIEW, REPO
 from mmseg_cdcl.apis import add_dataset_branch, export_single_dataset, load_cdcl_checkpoint
 from mmseg_cdcl.datasets import CamVidDataset
 from mmseg_cdcl.structures import LABEL_SPACE
 from mmseg_cdcl.testing import shrink_datasets, unformatted
-from mmseg_cdcl.utils import run_mmseg_tool
+from mmseg_cdcl.utils import mmengine_checkpoints_allowed, run_mmseg_tool
 
 pytestmark = pytest.mark.slow
 
@@ -53,30 +53,39 @@ LABEL_SPACE_CFG = dict(
     palette=LABEL.palette,
     mapping=dict(cityscapes=LABEL.mapping.cityscapes),
 )
-# One view: test-time augmentation must then give the plain prediction.
-ONE_VIEW = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='TestTimeAug',
-        transforms=[
-            [dict(type='Resize', scale=(128, 64), keep_ratio=True)],
-            [dict(type='RandomFlip', prob=0.0, direction='horizontal')],
-            [dict(type='LoadAnnotations')],
-            [dict(type='PackSegInputs')],
-        ],
-    ),
-]
+
+
+class Prediction(np.ndarray):
+    """A reference prediction (class ids) and where its top two scores are within float noise
+    of each other (``ties``): there another order of the same sums may choose the other."""
+
+    @staticmethod
+    def of(scores: torch.Tensor) -> 'Prediction':
+        top = scores.topk(2, dim=0).values
+        pred = scores.argmax(0).numpy().view(Prediction)
+        pred.ties = (top[0] - top[1]).numpy() < 1e-4
+        return pred
+
+
+def _agrees(actual, expected: Prediction):
+    """Equal class ids wherever the reference is not a tie."""
+    actual, sure = np.asarray(actual), ~expected.ties
+    np.testing.assert_array_equal(actual[sure], np.asarray(expected)[sure])
+    # a 2-iteration model: near-uniform probabilities, so sums of three classes can tie
+    assert expected.ties.mean() < 0.05  # few, or the reference would say little
 
 
 class Reference:
     """Each test image's branch logits, straight from the model, and what each route must
-    predict from them."""
+    predict from them: mapped into a label space at the network's resolution, then resized to
+    the image as MMSeg resizes logits."""
 
     def __init__(self, cfg: Config, checkpoint: str):
         model = MODELS.build(cfg.model)
         load_cdcl_checkpoint(model, checkpoint)
         model.eval()
         self.names = list(model.dataset_names)
+        self.align_corners = model.align_corners
         dataset = DATASETS.build(cfg.test_dataloader.dataset)
         self.images = {}
         with torch.no_grad():
@@ -89,15 +98,12 @@ class Reference:
                 logits = {}
                 for d, name in enumerate(self.names):
                     with model.dataset(d):
-                        out = model.encode_decode(data['inputs'], [meta])
-                    # at the image's own size, as MMSeg's postprocess_result resizes them
-                    logits[name] = resize(
-                        out, meta['ori_shape'], mode='bilinear', align_corners=model.align_corners
-                    )[0]
+                        logits[name] = model.encode_decode(data['inputs'], [meta])
                 self.images[meta['img_path']] = dict(
                     dataset=meta['dataset_name'],
                     label=data['data_samples'][0].gt_sem_seg.data[0].numpy(),
                     logits=logits,
+                    size=meta['ori_shape'],
                 )
 
     def paths(self, dataset=None):
@@ -107,28 +113,36 @@ class Reference:
         """An image of each dataset: what the single-image entry points are tried on."""
         return [self.paths(name)[0] for name in NAMES]
 
+    def _resized(self, path, scores):
+        size = self.images[path]['size']
+        return Prediction.of(
+            resize(scores, size, mode='bilinear', align_corners=self.align_corners)[0]
+        )
+
     def branch(self, path, name):
         """The prediction of ``name``'s branch, in its dataset's classes."""
-        return self.images[path]['logits'][name].argmax(0).numpy()
+        return self._resized(path, self.images[path]['logits'][name])
 
     def own(self, path):
         return self.branch(path, self.images[path]['dataset'])
 
     def label_space_probabilities(self, path, name):
         """``name``'s branch's probabilities summed into the label space's classes."""
-        probs = self.images[path]['logits'][name].softmax(0)
-        targets = torch.zeros(len(LABEL.classes), *probs.shape[1:])
+        probs = self.images[path]['logits'][name].softmax(1)
+        targets = torch.zeros(1, len(LABEL.classes), *probs.shape[2:])
         for c, target in enumerate(_table(name)):
             if target != 255:
-                targets[target] += probs[c]
+                targets[:, target] += probs[:, c]
         return targets
 
-    def in_label_space(self, path):
-        return self.label_space_probabilities(path, self.images[path]['dataset']).argmax(0).numpy()
+    def in_label_space(self, path, name=None):
+        """The prediction of ``name``'s branch (the image's dataset's) in the label space."""
+        probs = self.label_space_probabilities(path, name or self.images[path]['dataset'])
+        return self._resized(path, probs.clamp_min(1e-12).log())
 
     def ensemble(self, path, scores):
         combined = sum(scores[n] * self.label_space_probabilities(path, n) for n in self.names)
-        return combined.argmax(0).numpy()
+        return self._resized(path, combined.clamp_min(1e-12).log())
 
     def label(self, path, in_label_space=False):
         label = self.images[path]['label']
@@ -189,6 +203,7 @@ def deployment(trained_cdcl, data_cwd, tmp_path_factory):
     )
     write('ensemble', label_space=LABEL_SPACE_CFG, default_dataset='ensemble')
     write('label_auto', label_space=LABEL_SPACE_CFG, default_dataset='auto')
+    write('label_cityscapes', label_space=LABEL_SPACE_CFG, default_dataset='cityscapes')
     added_config, added_checkpoint, _ = add_dataset_branch(
         configs['plain'],
         checkpoint,
@@ -240,7 +255,25 @@ def _drawn(path):
 
 
 def _colours(pred, palette):
-    return np.array(palette, np.uint8)[pred]
+    return np.array(palette, np.uint8)[np.asarray(pred)]
+
+
+def _scored(metrics, ref, out, predict, in_label_space, names=NAMES):
+    """The tool's ``--out`` predictions agree with the reference's (``predict``), and the
+    metrics it logged are the mIoU of those predictions, counted here independently."""
+    written = {p: _png(out / ref.images[p]['dataset'] / f'{_name(p)}.png') for p in ref.paths()}
+    for name in names:
+        for path in ref.paths(name):
+            _agrees(written[path], predict(path))
+        assert metrics[f'{name}/mIoU'] == pytest.approx(
+            ref.miou(name, written.get, in_label_space), abs=0.006
+        ), name
+
+
+def _drawn_agrees(drawn, expected: Prediction, palette):
+    """A drawing in ``palette``'s colours of the reference, wherever it is not a tie."""
+    sure = ~expected.ties
+    np.testing.assert_array_equal(drawn[sure], _colours(expected, palette)[sure])
 
 
 def _name(path):
@@ -271,18 +304,14 @@ def test_test_tool_scores_out_and_draws_each_dataset_in_the_space_of_its_predict
         str(show),
     )
     predict = ref.in_label_space if in_label_space else ref.own
+    _scored(metrics, ref, out, predict, in_label_space)
     for name in NAMES:
-        assert metrics[f'{name}/mIoU'] == pytest.approx(
-            ref.miou(name, predict, in_label_space), abs=0.011
-        ), name
         meta = LABEL if in_label_space else OWN[name]
         for path in ref.paths(name):
-            # --out: the class ids of the prediction's space
-            np.testing.assert_array_equal(_png(out / name / f'{_name(path)}.png'), predict(path))
             # --show-dir: ground truth | prediction, both in that space's colours
             [drawn] = glob.glob(str(show / '**' / f'*{_name(path)}*'), recursive=True)
             gt_half, pred_half = np.split(_drawn(drawn), 2, axis=1)
-            np.testing.assert_array_equal(pred_half, _colours(predict(path), meta['palette']))
+            _drawn_agrees(pred_half, predict(path), meta['palette'])
             label = ref.label(path, in_label_space)
             np.testing.assert_array_equal(
                 gt_half[label != 255], _colours(label[label != 255], meta['palette'])
@@ -303,29 +332,21 @@ def test_tta_merges_views_in_the_space_of_the_prediction(
         '--out',
         str(out),
     )
-    predict = ref.in_label_space if in_label_space else ref.own
-    for name in NAMES:
-        assert metrics[f'{name}/mIoU'] == pytest.approx(
-            ref.miou(name, predict, in_label_space), abs=0.011
-        )
-        for path in ref.paths(name):
-            np.testing.assert_array_equal(_png(out / name / f'{_name(path)}.png'), predict(path))
+    _scored(metrics, ref, out, ref.in_label_space if in_label_space else ref.own, in_label_space)
 
 
-@pytest.mark.parametrize('config,in_label_space', [('plain', False), ('label', True)])
-def test_validation_scores_as_the_test_tool(deployment, tmp_path, config, in_label_space):
-    """Validation during training runs the same metric on the val loader: Runner.val()."""
-    ref = deployment['reference']
+@pytest.mark.parametrize('config', ['plain', 'label'])
+def test_validation_scores_as_the_test_tool(deployment, tmp_path, config):
+    """Validation during training runs the same metric on the val loader (the same images
+    here): Runner.val() scores as tools/test.py does, in the same space."""
     cfg = unformatted(Config.fromfile(deployment['configs'][config]))
-    cfg.update(work_dir=str(tmp_path), load_from=deployment['checkpoint'])
+    cfg.update(work_dir=str(tmp_path / 'val'), load_from=deployment['checkpoint'])
     cfg.default_hooks.pop('checkpoint')  # save_best needs a training run's file backend
-    cfg.experiment_name = cfg.visualizer.name = f'val_{config}'
+    cfg.experiment_name = cfg.visualizer.name = f'val_{config}_{time.time_ns()}'
     metrics = Runner.from_cfg(cfg).val()
-    predict = ref.in_label_space if in_label_space else ref.own
+    tested = _test_tool(deployment['configs'][config], deployment['checkpoint'], tmp_path / 't')
     for name in NAMES:
-        assert metrics[f'{name}/mIoU'] == pytest.approx(
-            ref.miou(name, predict, in_label_space), abs=0.011
-        )
+        assert metrics[f'{name}/mIoU'] == pytest.approx(tested[f'{name}/mIoU'], abs=1e-4)
 
 
 def test_unknown_source_evaluation_needs_a_label_space_and_writes_autos_prediction(
@@ -344,16 +365,19 @@ def test_unknown_source_evaluation_needs_a_label_space_and_writes_autos_predicti
     unformatted(cfg).dump(unknown)
     out = tmp_path / 'out'
     metrics = _test_tool(unknown, deployment['checkpoint'], tmp_path / 'w', '--out', str(out))
+    routed = _test_tool(deployment['configs']['label'], deployment['checkpoint'], tmp_path / 'r')
     for name in NAMES:
-        assert metrics[f'{name}/oracle/mIoU'] == pytest.approx(
-            ref.miou(name, ref.in_label_space, True), abs=0.011
-        )
+        # the oracle route is the image's dataset's branch in the label space
+        assert metrics[f'{name}/oracle/mIoU'] == pytest.approx(routed[f'{name}/mIoU'], abs=1e-4)
         for path in ref.paths(name):
             written = _png(out / name / f'{_name(path)}.png')
-            assert any(
-                np.array_equal(written, ref.label_space_probabilities(path, n).argmax(0).numpy())
-                for n in NAMES
-            )
+            assert written is not None, sorted(glob.glob(str(out / '**'), recursive=True))
+            chosen = []  # auto's: one of the branches' predictions in the label space
+            for n in NAMES:
+                expected = ref.in_label_space(path, n)
+                sure = ~expected.ties
+                chosen += [np.array_equal(written[sure], np.asarray(expected)[sure])]
+            assert any(chosen)
     cfg = Config.fromfile(deployment['configs']['plain'])
     cfg.model.test_cfg.unknown_source = True
     with pytest.raises(ValueError, match='test_cfg.unknown_source=True .its ensemble route. adds'):
@@ -374,7 +398,8 @@ def _wrapped(checkpoint, path, statement=True):
     """The checkpoint as DistributedDataParallel's ``state_dict()`` writes it (keys and metadata
     under ``module``), or, without ``statement``, as written before state dicts stated their
     datasets (its ``meta`` still names them)."""
-    ckpt = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    with mmengine_checkpoints_allowed():
+        ckpt = torch.load(checkpoint, map_location='cpu', weights_only=True)
     state, metadata = ckpt['state_dict'], ckpt['state_dict']._metadata
     if statement:
         ckpt['state_dict'] = type(state)((f'module.{k}', v) for k, v in state.items())
@@ -399,9 +424,8 @@ def test_checkpoint_forms_through_the_test_tool_in_another_dataset_order(
     ref = deployment['reference']
     config = _reversed(deployment['configs']['plain'], str(tmp_path / 'reversed.py'))
     checkpoint = _wrapped(deployment['checkpoint'], tmp_path / f'{form}.pth', form == 'ddp')
-    metrics = _test_tool(config, checkpoint, tmp_path / 'w')
-    for name in NAMES:
-        assert metrics[f'{name}/mIoU'] == pytest.approx(ref.miou(name, ref.own), abs=0.011)
+    metrics = _test_tool(config, checkpoint, tmp_path / 'w', '--out', str(tmp_path / 'out'))
+    _scored(metrics, ref, tmp_path / 'out', ref.own, False)
 
 
 # ---------------------------------------------------- MMSeg's inference APIs, tools/infer.py
@@ -415,25 +439,27 @@ def _expected(deployment, route, path, result):
     if route == 'auto':
         chosen = result.metainfo['dataset_name']
         return ref.branch(path, chosen), OWN[chosen]
-    if route == 'label_auto':
-        chosen = result.metainfo['dataset_name']
-        probs = ref.label_space_probabilities(path, chosen)
-        return probs.argmax(0).numpy(), LABEL
+    if route in ('label_auto', 'label_cityscapes'):
+        chosen = result.metainfo.get('dataset_name', 'cityscapes')
+        return ref.in_label_space(path, chosen), LABEL
     if route == 'ensemble':
         return ref.ensemble(path, result.metainfo['dataset_scores']), LABEL
     raise KeyError(route)
 
 
-ROUTES = ['cityscapes', 'camvid', 'auto', 'label_auto', 'ensemble']
+ROUTES = ['cityscapes', 'camvid', 'auto', 'label_cityscapes', 'label_auto', 'ensemble']
 
 
 @pytest.mark.parametrize('route', ROUTES)
 def test_init_model_inference_model_and_show_result_pyplot(deployment, tmp_path, route):
-    model = init_model(deployment['configs'][route], deployment['checkpoint'], device='cpu')
+    # a Runner's checkpoint: stock init_model reads it under the plugin's allow-list
+    # (docs/reliability.md), as stock MMSeg needs for any mmengine checkpoint under torch 2.6+
+    with mmengine_checkpoints_allowed():
+        model = init_model(deployment['configs'][route], deployment['checkpoint'], device='cpu')
     for path in deployment['reference'].one_each():
         result = inference_model(model, path)
         pred, meta = _expected(deployment, route, path, result)
-        np.testing.assert_array_equal(result.pred_sem_seg.data[0].numpy(), pred)
+        _agrees(result.pred_sem_seg.data[0].numpy(), pred)
         assert result.metainfo['prediction_space']['name'] == (
             LABEL_SPACE if meta is LABEL else result.metainfo.get('dataset_name', route)
         )
@@ -455,37 +481,38 @@ def test_init_model_inference_model_and_show_result_pyplot(deployment, tmp_path,
             show=False,
             out_file=str(out),
         )
-        np.testing.assert_array_equal(_drawn(out), _colours(pred, meta['palette']))
+        _drawn_agrees(_drawn(out), pred, meta['palette'])
 
 
 @pytest.mark.parametrize('route', ROUTES)
 def test_mmseg_inferencer(deployment, tmp_path, route):
-    inferencer = MMSegInferencer(
-        deployment['configs'][route], deployment['checkpoint'], device='cpu'
-    )
-    for path in deployment['reference'].paths():
+    with mmengine_checkpoints_allowed():  # a Runner's checkpoint, as for init_model
+        inferencer = MMSegInferencer(
+            deployment['configs'][route], deployment['checkpoint'], device='cpu'
+        )
+    for path in deployment['reference'].one_each():
         result = inferencer(path, return_datasamples=True)
         pred, meta = _expected(deployment, route, path, result)
-        np.testing.assert_array_equal(result.pred_sem_seg.data[0].numpy(), pred)
+        _agrees(result.pred_sem_seg.data[0].numpy(), pred)
         inferencer(path, out_dir=str(tmp_path), opacity=1.0, with_labels=False)
         drawn = _drawn(tmp_path / 'vis' / osp.basename(path))
-        np.testing.assert_array_equal(drawn, _colours(pred, meta['palette']))
+        _drawn_agrees(drawn, pred, meta['palette'])
 
 
 @pytest.mark.parametrize('route', ROUTES)
 def test_infer_tool(deployment, tmp_path, route, monkeypatch):
     ref = deployment['reference']
-    dataset = dict(label_auto='auto').get(route, route)
-    config = deployment['configs']['label' if route in ('label_auto', 'ensemble') else 'plain']
-    model = init_model(deployment['configs'][route], deployment['checkpoint'], device='cpu')
+    dataset = dict(label_auto='auto', label_cityscapes='cityscapes').get(route, route)
+    labelled = route in ('label_auto', 'label_cityscapes', 'ensemble')
+    config = deployment['configs']['label' if labelled else 'plain']
+    with mmengine_checkpoints_allowed():
+        model = init_model(deployment['configs'][route], deployment['checkpoint'], device='cpu')
     for path in ref.one_each():
         argv = ['infer.py', config, deployment['checkpoint'], path, '--out-dir', str(tmp_path)]
         monkeypatch.setattr(sys, 'argv', argv + ['--dataset', dataset])
         runpy.run_path(osp.join(REPO, 'tools', 'infer.py'), run_name='__main__')
         pred, meta = _expected(deployment, route, path, inference_model(model, path))
-        np.testing.assert_array_equal(
-            _drawn(tmp_path / f'{_name(path)}.png'), _colours(pred, meta['palette'])
-        )
+        _drawn_agrees(_drawn(tmp_path / f'{_name(path)}.png'), pred, meta['palette'])
 
 
 # ---------------------------------------------------------------- a branch added from images
@@ -507,7 +534,7 @@ def test_added_branch_through_every_entry_point(deployment, tmp_path):
             inferencer(path, return_datasamples=True),
             inference_model(plain, path),
         ):
-            np.testing.assert_array_equal(result.pred_sem_seg.data[0].numpy(), expected)
+            _agrees(result.pred_sem_seg.data[0].numpy(), expected)
         assert tuple(model.dataset_meta['classes']) == tuple(OWN['camvid']['classes'])
     assert tuple(plain.dataset_meta['classes']) == tuple(OWN['camvid']['classes'])
     before = _test_tool(deployment['configs']['plain'], deployment['checkpoint'], tmp_path / 'a')
@@ -532,12 +559,11 @@ def test_export_in_stock_mmseg(deployment, tmp_path, config, dataset):
     assert tuple(model.dataset_meta['classes']) == tuple(OWN[dataset]['classes'])
     for path in ref.paths(dataset):
         for result in (inference_model(model, path), inferencer(path, return_datasamples=True)):
-            np.testing.assert_array_equal(
-                result.pred_sem_seg.data[0].numpy(), ref.branch(path, dataset)
-            )
+            _agrees(result.pred_sem_seg.data[0].numpy(), ref.branch(path, dataset))
     if dataset == 'cityscapes':  # a dataset MMSeg knows: its own tools/test.py
-        metrics = _test_tool(config_path, checkpoint, tmp_path / 'w')
-        assert metrics['mIoU'] == pytest.approx(ref.miou(dataset, ref.own), abs=0.011)
+        out = tmp_path / 'out'
+        metrics = _test_tool(config_path, checkpoint, tmp_path / 'w', '--out', str(out / dataset))
+        _scored({f'{dataset}/mIoU': metrics['mIoU']}, ref, out, ref.own, False, [dataset])
     assert os.path.isfile(checkpoint)
 
 

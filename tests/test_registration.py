@@ -1,12 +1,16 @@
 """``custom_imports = dict(imports=['mmseg_cdcl'])`` is all an MMSeg config needs."""
 
+import json
+import os.path as osp
 import subprocess
 import sys
 import textwrap
 
 import pytest
+from mmengine.config import Config
 
 import mmseg_cdcl
+from conftest import REPO
 
 BUILD = textwrap.dedent("""
     import sys
@@ -72,3 +76,100 @@ def test_dsbn_in_a_stock_backbone_and_cdcl_components_from_config(tmp_path):
     )
     assert (segmentor, backbone) == ('CDCLEncoderDecoder', 'ResNetV1c')
     assert rest.startswith("['BatchNorm2d', 'DSBN']")
+
+
+ORDERS = textwrap.dedent("""
+    import json, os, sys, warnings
+    import torch  # what mmseg_cdcl imports, once: each order is a forked child
+    from mmseg.datasets import BaseSegDataset
+    from mmseg.registry import DATASETS
+
+
+    def register_users_own():
+        @DATASETS.register_module()
+        class CamVidDataset(BaseSegDataset):
+            pass
+
+        @DATASETS.register_module()
+        class MultiDataset(BaseSegDataset):
+            pass
+
+
+    def names_after(order):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            if order == 'user first':
+                register_users_own()
+                import mmseg_cdcl
+            elif order == 'plugin first':
+                import mmseg_cdcl
+                register_users_own()
+            else:
+                import mmseg_cdcl
+        names = ('CamVidDataset', 'MultiDataset', 'CDCLCamVidDataset', 'CDCLMultiDataset')
+        return dict(
+            built={n: DATASETS.get(n).__module__ for n in names},
+            warnings=[str(w.message) for w in caught if 'mmseg_cdcl' in str(w.message)])
+
+
+    results = {}
+    for order in sys.argv[1:]:
+        read, write = os.pipe()
+        if os.fork() == 0:
+            with os.fdopen(write, 'w') as f:
+                json.dump(names_after(order), f)
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as f:
+            results[order] = json.load(f)
+        os.wait()
+    print(json.dumps(results))
+""")
+ORDER_NAMES = ['user first', 'plugin first', 'no user class']
+
+
+@pytest.fixture(scope='module')
+def orders():
+    done = subprocess.run(
+        [sys.executable, '-c', ORDERS, *ORDER_NAMES], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize('order', ORDER_NAMES)
+def test_a_users_class_of_a_generic_name_takes_it_in_either_order(orders, order):
+    """A user's ``CamVidDataset``/``MultiDataset`` in MMSeg's registry, registered before or
+    after the import, is what the name builds; the plugin's are its own names, which the
+    shipped configs use. Without a user's class the generic names build the plugin's (configs
+    written before its own names)."""
+    result = orders[order]
+    plugin = {
+        'CDCLCamVidDataset': 'mmseg_cdcl.datasets.camvid',
+        'CDCLMultiDataset': 'mmseg_cdcl.datasets.multi_dataset',
+    }
+    generic = dict(CamVidDataset='__main__', MultiDataset='__main__')
+    if order == 'no user class':
+        generic = dict(
+            CamVidDataset=plugin['CDCLCamVidDataset'], MultiDataset=plugin['CDCLMultiDataset']
+        )
+    assert result['built'] == {**generic, **plugin}
+    assert result['warnings'] == (
+        [
+            "'CamVidDataset' in the mmseg dataset registry is __main__.register_users_own."
+            "<locals>.CamVidDataset; mmseg_cdcl's mmseg_cdcl.datasets.camvid.CamVidDataset is "
+            "'CDCLCamVidDataset'",
+            "'MultiDataset' in the mmseg dataset registry is __main__.register_users_own."
+            "<locals>.MultiDataset; mmseg_cdcl's mmseg_cdcl.datasets.multi_dataset.MultiDataset "
+            "is 'CDCLMultiDataset'",
+        ]
+        if order == 'user first'
+        else []
+    )
+
+
+def test_the_shipped_configs_name_the_plugins_own_datasets():
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'cdcl_cityscapes_camvid.py'))
+    datasets = cfg.train_dataloader.dataset
+    assert datasets.type == 'CDCLMultiDataset'
+    assert datasets.datasets.camvid.type == 'CDCLCamVidDataset'

@@ -78,7 +78,7 @@ from mmseg_cdcl.datasets.samplers.multi_dataset_sampler import arrange
 from mmseg_cdcl.engine import FirstIterationTimeHook
 from mmseg_cdcl.models.layers import DSBN
 from mmseg_cdcl.testing import make_demo_data, shrink_config, shrink_datasets
-from mmseg_cdcl.utils import load_config
+from mmseg_cdcl.utils import load_config, mmengine_checkpoints_allowed
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs')
@@ -603,7 +603,8 @@ def bench_resume(args, data_root, work_dir):
     cfg.default_hooks.pop('visualization')
     cfg.dump(config)
     child(args, dict(kind='train', config=config, work_dir=osp.join(work_dir, 'train')))
-    source = torch.load(osp.join(work_dir, 'train', f'iter_{RESUME_ITERS[1]}.pth'))
+    with mmengine_checkpoints_allowed():
+        source = torch.load(osp.join(work_dir, 'train', f'iter_{RESUME_ITERS[1]}.pth'))
     runs = []
     for iters in RESUME_ITERS:
         ckpt = dict(source, meta=dict(source['meta'], iter=iters))

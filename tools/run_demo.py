@@ -21,6 +21,7 @@ draws the BatchNorm statistics of the three models of one or both datasets
 The console shows a progress bar per training, a line per validation and the table; mmengine's
 complete logs (per-class IoU tables included) go to
 <work_dir>/<run>/<config>/<timestamp>/<timestamp>.log. --verbose puts them on the console too.
+A command, it owns its process: gc.freeze() and warning filters stay for the process's life.
 """
 
 import argparse
@@ -62,6 +63,7 @@ from mmseg_cdcl.evaluation.route_comparison import (  # noqa: E402
 )
 from mmseg_cdcl.testing import make_demo_data, shrink_schedule, unformatted  # noqa: E402
 from mmseg_cdcl.testing.demo_data import LAYOUTS  # noqa: E402
+from mmseg_cdcl.utils import mmengine_checkpoints_allowed  # noqa: E402
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
@@ -202,9 +204,10 @@ def test_unknown_source(args):
         UNKNOWN_SOURCE, f'[{STEPS - 1}/{STEPS}] {CDCL} on images of unknown source', args
     )
     # Loaded here, quietly: the runner's load_from prints its path on the console.
-    load_checkpoint(
-        runner.model, checkpoint(args, MODELS[CDCL]), map_location='cpu', logger='silent'
-    )
+    with mmengine_checkpoints_allowed():
+        load_checkpoint(
+            runner.model, checkpoint(args, MODELS[CDCL]), map_location='cpu', logger='silent'
+        )
     return runner.test()
 
 

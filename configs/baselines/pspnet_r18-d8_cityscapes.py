@@ -8,7 +8,13 @@ _base_ = [
 ]
 model = dict(data_preprocessor=dict(size={{_base_.crop_size}}))
 optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=1e-4))
-default_hooks = dict(checkpoint=dict(save_best='mIoU', max_keep_ckpts=2))
+# backend_args: checkpoints written atomically (a kill while saving leaves the previous one
+# whole, for --resume), mmseg_cdcl's AtomicLocalBackend.
+default_hooks = dict(
+    checkpoint=dict(
+        save_best='mIoU', max_keep_ckpts=2, backend_args=dict(backend='cdcl_atomic_local')
+    )
+)
 train_dataloader = dict(
     batch_size=8,
     num_workers=4,

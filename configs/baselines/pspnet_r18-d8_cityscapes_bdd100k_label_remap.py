@@ -24,14 +24,14 @@ train_dataloader = dict(
     batch_sampler=dict(type='MultiDatasetSampler', batch_sizes=dict(cityscapes=8, bdd100k=8)),
     dataset=dict(
         _delete_=True,
-        type='MultiDataset',
+        type='CDCLMultiDataset',
         datasets=dict(cityscapes={{_base_.cityscapes_train}}, bdd100k=bdd100k_train),
     ),
 )
 val_dataloader = dict(
     dataset=dict(
         _delete_=True,
-        type='MultiDataset',
+        type='CDCLMultiDataset',
         datasets=dict(cityscapes={{_base_.cityscapes_val}}, bdd100k={{_base_.bdd100k_val}}),
     )
 )

@@ -5,7 +5,7 @@ load_from = 'work_dirs/pspnet_r18-d8_cityscapes/iter_80000.pth'
 val_dataloader = dict(
     dataset=dict(
         _delete_=True,
-        type='MultiDataset',
+        type='CDCLMultiDataset',
         datasets=dict(cityscapes={{_base_.cityscapes_val}}, bdd100k={{_base_.bdd100k_val}}),
     )
 )

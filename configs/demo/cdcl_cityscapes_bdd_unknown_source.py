@@ -6,7 +6,7 @@
 _base_ = ['./cdcl_cityscapes_bdd.py', '../_base_/label_spaces/cityscapes_to_camvid.py']
 model = dict(label_space={{_base_.label_space}}, test_cfg=dict(unknown_source=True))
 demo_camvid_val = dict(
-    type='CamVidDataset',
+    type='CDCLCamVidDataset',
     data_root='data/demo/camvid',
     data_prefix=dict(img_path='images/val', seg_map_path='annotations/val'),
     pipeline={{_base_.demo_test_pipeline}},

@@ -4,7 +4,7 @@
 _base_ = ['../cdcl_cityscapes_camvid.py', './_base_/demo_sizes.py']
 model = dict(pretrained=None, data_preprocessor=dict(size={{_base_.demo_crop}}))
 demo_camvid_train = dict(
-    type='CamVidDataset',
+    type='CDCLCamVidDataset',
     data_root='data/demo/camvid',
     data_prefix=dict(img_path='images/train', seg_map_path='annotations/train'),
     pipeline={{_base_.demo_train_pipeline}},
@@ -37,7 +37,7 @@ test_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         _delete_=True,
-        type='MultiDataset',
+        type='CDCLMultiDataset',
         datasets=dict(cityscapes=demo_cityscapes_val, camvid=demo_camvid_val),
     ),
 )
@@ -45,7 +45,7 @@ val_dataloader = dict(
     test_dataloader,
     dataset=dict(
         _delete_=True,
-        type='MultiDataset',
+        type='CDCLMultiDataset',
         datasets=dict(
             cityscapes=dict(demo_cityscapes_val, indices={{_base_.demo_curve_images}}),
             camvid=dict(demo_camvid_val, indices={{_base_.demo_curve_images}}),

@@ -7,6 +7,7 @@ from torch import nn
 
 from ..models.utils.checkpoint_datasets import checked_branch_map, state_datasets_from_meta
 from ..utils.mmengine_internals import load_checkpoint_to_model
+from ..utils.safe_checkpoint import mmengine_checkpoints_allowed
 
 
 def load_cdcl_checkpoint(
@@ -40,9 +41,10 @@ def load_cdcl_checkpoint(
         >>> load_cdcl_checkpoint(model, 'cdcl_cityscapes_bdd.pth',
         ...                      branch_map=dict(camvid='cityscapes'))
     """
-    checkpoint = state_datasets_from_meta(
-        CheckpointLoader.load_checkpoint(filename, map_location, logger=None), filename
-    )
+    with mmengine_checkpoints_allowed():
+        checkpoint = state_datasets_from_meta(
+            CheckpointLoader.load_checkpoint(filename, map_location, logger=None), filename
+        )
     saved = model.branch_map
     if branch_map is not None:
         model.branch_map = checked_branch_map(branch_map, model.dataset_names)

@@ -150,6 +150,20 @@ def config_source(
         f'num_classes={[classes[n] for n in names]!r})',
         "train_cfg = dict(type='DATTrainLoop')",
         "visualizer = dict(type='CDCLSegLocalVisualizer')",
+        "default_hooks = dict(checkpoint=dict(backend_args=dict(backend='cdcl_atomic_local')))",
+        # the stock config's own hooks kept; checkpoints' datasets by name (their meta too),
+        # mmengine's checkpoints under torch's safe loader for the run's loads only
+        'custom_hooks = '
+        + py_literal(
+            [
+                *[
+                    h.to_dict() if hasattr(h, 'to_dict') else h
+                    for h in stock_cfg.get('custom_hooks') or []
+                ],
+                dict(type='CheckpointDatasetsHook'),
+                dict(type='CheckpointAllowListHook'),
+            ]
+        ),
         '',
         '# Each dataset with its own pipeline.',
     ]
@@ -164,7 +178,7 @@ def config_source(
 
     def multi(split):
         return (
-            "dict(type='MultiDataset', datasets=dict("
+            "dict(type='CDCLMultiDataset', datasets=dict("
             + ', '.join(f'{n}={n}_{split}' for n in names)
             + '))'
         )

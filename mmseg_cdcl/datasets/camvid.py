@@ -4,7 +4,7 @@ from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
 
-@DATASETS.register_module()
+@DATASETS.register_module(name='CDCLCamVidDataset')  # and 'CamVidDataset': datasets/__init__
 class CamVidDataset(BaseSegDataset):
     """CamVid, 11 classes (SegNet split: 367 train / 101 val / 233 test images of 360×480).
 
@@ -14,7 +14,7 @@ class CamVidDataset(BaseSegDataset):
         data/camvid/annotations/{train,val,test}/<name>.png  class index 0-10, 255 = void
 
     Example:
-        >>> dataset = dict(type='CamVidDataset', data_root='data/camvid',
+        >>> dataset = dict(type='CDCLCamVidDataset', data_root='data/camvid',
         ...                data_prefix=dict(img_path='images/train',
         ...                                 seg_map_path='annotations/train'))
     """

@@ -96,7 +96,7 @@ def _before_mapping(path: str, values: list, meta: dict) -> str:
     return f' (file values {file_values[:10]} before {" and ".join(mappings)})'
 
 
-@DATASETS.register_module()
+@DATASETS.register_module(name='CDCLMultiDataset')  # and 'MultiDataset': datasets/__init__
 class MultiDataset(ConcatDataset):
     """Named MMSeg datasets concatenated for Cross-Dataset Collaborative Learning.
 
@@ -122,7 +122,7 @@ class MultiDataset(ConcatDataset):
 
     Example:
         >>> train_dataloader = dict(dataset=dict(
-        ...     type='MultiDataset',
+        ...     type='CDCLMultiDataset',
         ...     datasets=dict(
         ...         cityscapes=dict(type='CityscapesDataset', data_root='data/cityscapes',
         ...                         data_prefix=dict(img_path='leftImg8bit/train',

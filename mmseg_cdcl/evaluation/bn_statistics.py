@@ -43,6 +43,8 @@ from mmengine.config import Config
 from mmengine.runner import CheckpointLoader
 from mmengine.utils import mkdir_or_exist
 
+from ..utils.safe_checkpoint import mmengine_checkpoints_allowed
+
 DIVERGENCE = dict(
     paired='mean over channels of the 2-Wasserstein distance between the Gaussians '
     'N(running_mean, running_var) of one channel in two series, sqrt((mean_a - mean_b)^2 + '
@@ -65,7 +67,8 @@ def _state_dict(path: str) -> OrderedDict:
     """A checkpoint's tensors, in its (the modules' registration) order."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'{path}: no such checkpoint file')
-    ckpt = CheckpointLoader.load_checkpoint(path, 'cpu', logger='silent')  # weights_only
+    with mmengine_checkpoints_allowed():
+        ckpt = CheckpointLoader.load_checkpoint(path, 'cpu', logger='silent')  # weights_only
     state_dict = ckpt.get('state_dict', ckpt)
     return OrderedDict((re.sub(r'^module\.', '', k), v) for k, v in state_dict.items())
 

@@ -43,6 +43,7 @@ from ..models.utils.checkpoint_datasets import state_datasets_from_meta
 from ..models.utils.checkpoint_datasets import stated as stated_statement
 from ..utils.config_literals import dump_config
 from ..utils.mmengine_internals import load_checkpoint_to_model
+from ..utils.safe_checkpoint import mmengine_checkpoints_allowed
 from .cross_dataset_confusion import (
     BN_CHOICES,
     cross_dataset_confusions,
@@ -77,10 +78,11 @@ def load_cdcl_model(config: str, checkpoint: str, device: str = 'cpu'):
     cfg.model.pop('label_space', None)
     cfg.model.pop('default_dataset', None)
     model = MODELS.build(cfg.model)
-    ckpt = state_datasets_from_meta(
-        CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu', logger='silent'),
-        checkpoint,
-    )
+    with mmengine_checkpoints_allowed():
+        ckpt = state_datasets_from_meta(
+            CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu', logger='silent'),
+            checkpoint,
+        )
     state = ckpt.get('state_dict', ckpt)
     stated = (stated_statement(state) or {}).get('dataset_names')  # DDP's, EMA's too
     if stated is None or sorted(stated) != sorted(names):

@@ -24,15 +24,13 @@ give up atomicity; a ``cp -al`` snapshot keeps its copy); a write costs one ``fs
 that cannot start (disk full when creating the temporary file) leaves the previous file where
 stock mmengine would have truncated it.
 
-Scope: every write through mmengine's local backend (checkpoints, ``mmengine.dump``, the
-images ``mmcv.imwrite`` saves for ``tools/test.py --show-dir``), not only checkpoints. The
-backend is the one place that sees a checkpoint write without patching mmengine's Runner or
-CheckpointHook or asking each config for ``backend_args``, and it cannot tell a checkpoint from
-another file by its name (``filename_tmpl`` is the user's). Since the write keeps what stock
-mmengine's does, covering the other files costs an ``fsync`` each (3 ms for a 50 kB file on
-the ext4 virtual disk of the test machine), and they gain the same guarantee. mmengine 0.10.7
-writes ``last_checkpoint``, logs and configs with ``open`` directly, and configs still using
-``file_client_args`` save through its ``HardDiskBackend``: those are not covered.
+Scope: the writes that name it, registered as mmengine's file backend ``'cdcl_atomic_local'``
+(``backend_args=dict(backend='cdcl_atomic_local')``): the shipped configs' and
+``convert_config``'s ``CheckpointHook``, hence a CDCL run's checkpoints. Every other write of
+the process goes through mmengine's ``'local'`` backend as it is. :func:`use_atomic_local_writes`
+makes it mmengine's backend for every local path of the process, where a user asks for it.
+mmengine 0.10.7 writes ``last_checkpoint``, logs and configs with ``open`` directly, and configs
+still using ``file_client_args`` save through its ``HardDiskBackend``: those are not covered.
 """
 
 import errno
@@ -68,16 +66,13 @@ _NO_ATOMIC_RENAME = {
 _FATAL_SIGNALS = [getattr(signal, name) for name in ('SIGTERM', 'SIGHUP') if hasattr(signal, name)]
 
 
+@register_backend('cdcl_atomic_local')
 class AtomicLocalBackend(LocalBackend):
     """mmengine's ``LocalBackend`` whose ``put`` and ``put_text`` replace the file atomically
     (see the module docstring for what is kept of a stock write).
 
-    Example::
-
-        >>> from mmengine.fileio import get_file_backend
-        >>> import mmseg_cdcl  # registers it for local paths, as custom_imports does
-        >>> type(get_file_backend('work_dirs/iter_4000.pth')).__name__
-        'AtomicLocalBackend'
+    Example:
+        >>> default_hooks = dict(checkpoint=dict(backend_args=dict(backend='cdcl_atomic_local')))
     """
 
     def put(self, obj: bytes, filepath: Union[str, Path]) -> None:
@@ -209,5 +204,7 @@ def _removed_on_fatal_signals(tmp: str):
 
 
 def use_atomic_local_writes() -> None:
-    """Make mmengine write local files through :class:`AtomicLocalBackend`."""
+    """Make mmengine write every local file of the process through :class:`AtomicLocalBackend`
+    (its ``'local'`` backend replaced), by the user's choice: ``mmseg_cdcl`` itself never calls
+    it, and names ``'cdcl_atomic_local'`` in ``backend_args`` instead."""
     register_backend('local', AtomicLocalBackend, force=True, prefixes='')

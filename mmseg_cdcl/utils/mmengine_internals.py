@@ -9,7 +9,11 @@ mode='loss')`` for a forward), the package uses it instead.
 
 import copy
 import functools
-from typing import Callable, Dict, Union
+import inspect
+import os
+from collections import OrderedDict
+from contextlib import contextmanager
+from typing import Callable, Dict
 
 import mmengine.config.config as mmengine_config
 import mmengine.config.utils as mmengine_config_utils
@@ -94,60 +98,95 @@ def config_dict(cfg: Config) -> ConfigDict:
     return cfg._cfg_dict
 
 
-def memoize_config_formatting(entries: int = 8) -> None:
-    """Format each config text with yapf once per process, not at each use.
+@contextmanager
+def memoized_config_formatting(entries: int = 8):
+    """Within it, mmengine formats each config text with yapf once, not at each use.
 
     ``Config.pretty_text`` passes the whole config through yapf's ``FormatCode`` (the name
     ``mmengine.config.config`` imports) every time: the Runner's log, its config dump and each
     checkpoint's meta, 1-3 s each on a CPU and most of a short run's time, for the same text.
-    The last ``entries`` texts keep their formatted result; what is written is unchanged.
+    Within it, that name is a wrapper with ``FormatCode``'s signature that keeps the results of
+    mmengine's own call (a text and a style dict) for the last ``entries`` texts and passes any
+    other call through; what is written is unchanged. On leaving, the name is yapf's again and
+    the results are dropped. For a tool's process (``run_mmseg_tool``).
+
+    Args:
+        entries (int): Texts whose formatted result is kept. Defaults to 8.
     """
     format_code = mmengine_config.FormatCode
-    if getattr(format_code, 'memoized', False):
-        return
-    cache: Dict[tuple, tuple] = {}
+    signature = inspect.signature(format_code)
+    kept: OrderedDict = OrderedDict()
 
     @functools.wraps(format_code)
-    def memoized(text, style_config=None, **kwargs):
-        key = (text, repr(style_config), repr(sorted(kwargs.items())))
-        if key not in cache:
-            result = format_code(text, style_config=style_config, **kwargs)
-            if len(cache) >= entries:
-                cache.pop(next(iter(cache)))
-            cache[key] = result
-        return cache[key]
+    def memoized(*args, **kwargs):
+        try:
+            arguments = signature.bind(*args, **kwargs).arguments
+        except TypeError:
+            arguments = {}  # yapf's own error follows
+        style = arguments.get('style_config')
+        if set(arguments) != {'unformatted_source', 'style_config'} or not isinstance(style, dict):
+            return format_code(*args, **kwargs)
+        key = (arguments['unformatted_source'], repr(style))
+        if key in kept:
+            kept.move_to_end(key)
+            return kept[key]
+        kept[key] = formatted = format_code(*args, **kwargs)
+        if len(kept) > entries:
+            kept.popitem(last=False)
+        return formatted
 
-    memoized.memoized = True
     mmengine_config.FormatCode = memoized
+    try:
+        yield
+    finally:
+        if mmengine_config.FormatCode is memoized:  # else another has replaced it since
+            mmengine_config.FormatCode = format_code
 
 
-def memoize_package_config_lookup() -> None:
-    """Look up each ``package::`` config (an ``mmseg::`` base of a config) once per process.
+@contextmanager
+def memoized_package_config_lookup(entries: int = 16):
+    """Within it, mmengine looks up each ``package::`` config (an ``mmseg::`` base) once.
 
     mmengine's ``_get_cfg_metainfo`` reads every metafile of the package's model index at each
-    lookup (1431 YAML files of mmseg 1.2.2, 0.35 s on a CPU), and for mmseg 1.2.2 every lookup
-    fails: the index names its configs with the ``.py`` that mmengine strips from the query, so
-    ``Config._get_cfg_path`` takes its ``ValueError`` and joins the package's config folder
-    instead. The installed files do not change while a process runs: each answer, a
-    ``ValueError`` included, is kept and given again.
+    lookup (1431 YAML files of mmseg 1.2.2, 0.2-0.6 s on a CPU), and for mmseg 1.2.2 every
+    lookup fails: the index names its configs with the ``.py`` that mmengine strips from the
+    query, so ``Config._get_cfg_path`` takes its ``ValueError`` and joins the package's config
+    folder instead. Within it, the last ``entries`` answers are given again while the package's
+    ``model-index.yml`` is unchanged (a reinstall rewrites it): an entry's copy, or a new
+    ``ValueError`` with the same message (no traceback is kept). On leaving, the name is
+    mmengine's again and the answers are dropped.
+
+    Args:
+        entries (int): Answers kept (an error message is 36 kB for mmseg 1.2.2). Defaults to 16.
     """
     lookup = mmengine_config_utils._get_cfg_metainfo
-    if getattr(lookup, 'memoized', False):
-        return
-    answers: Dict[tuple, Union[dict, ValueError]] = {}
+    kept: OrderedDict = OrderedDict()
 
     @functools.wraps(lookup)
     def memoized(package_path: str, cfg_path: str) -> dict:
-        key = (package_path, cfg_path)
-        if key not in answers:
+        try:
+            index = os.stat(os.path.join(package_path, '.mim', 'model-index.yml')).st_mtime_ns
+        except OSError:
+            return lookup(package_path, cfg_path)  # mmengine's own error
+        key = (package_path, cfg_path, index)
+        if key in kept:
+            kept.move_to_end(key)
+            answer, error = kept[key]
+        else:
             try:
-                answers[key] = lookup(package_path, cfg_path)
-            except ValueError as error:
-                answers[key] = error
-        answer = answers[key]
-        if isinstance(answer, ValueError):
-            raise ValueError(*answer.args)
+                answer, error = lookup(package_path, cfg_path), None
+            except ValueError as raised:
+                answer, error = None, raised.args
+            kept[key] = answer, error
+            if len(kept) > entries:
+                kept.popitem(last=False)
+        if error is not None:
+            raise ValueError(*error)
         return copy.deepcopy(answer)
 
-    memoized.memoized = True
     mmengine_config_utils._get_cfg_metainfo = memoized
+    try:
+        yield
+    finally:
+        if mmengine_config_utils._get_cfg_metainfo is memoized:
+            mmengine_config_utils._get_cfg_metainfo = lookup

@@ -9,19 +9,23 @@ any checkpoint mmengine itself wrote. This allow-lists exactly what those hold i
 - the statistics a ``HistoryBuffer`` pickles by reference: its own ``min``, ``max``,
   ``current`` and ``mean`` (as ``getattr(HistoryBuffer, name)``), and the functions registered
   with ``HistoryBuffer.register_statistics``, by their qualified names (``module.function``):
-  ``HistoryBuffer.__getstate__`` puts every registered statistic into every checkpoint. Each
-  is admitted when it is registered (those registered before ``mmseg_cdcl`` is imported, when
-  it is), so a load admits the statistics its process has registered, as resuming a run that
-  registered one needs its module imported first (``custom_imports``) anyway.
+  ``HistoryBuffer.__getstate__`` puts every registered statistic into every checkpoint. Those
+  registered when the allow-list is entered are admitted, so a run that registered one resumes
+  once the module that registers it is imported (``custom_imports``).
 
 Any other pickled function or class, including another function of a statistic's module, is
 still refused by torch's ``Unsupported global: GLOBAL module.name`` error, and a ``getattr`` of
 anything but a statistic by ``refusing getattr(owner, name)``. A statistic must be a module-level
 function: one defined in a class body is pickled through its class, which stays refused.
+
+Scope: :func:`mmengine_checkpoints_allowed` allows them for what runs inside it (the plugin's
+own loads, and a CDCL run's through ``CheckpointAllowListHook``); every other ``torch.load`` of
+the process keeps torch's allow-list. :func:`allow_mmengine_checkpoints` allows them for the
+whole process, where a user asks for it.
 """
 
-import functools
 import pickle
+from contextlib import contextmanager
 from typing import Callable, List
 
 import numpy as np
@@ -53,36 +57,6 @@ def _history_buffer_method(owner, name: str):
     )
 
 
-def _admit(statistics) -> None:
-    """Allow-list module-level functions by the name pickle writes for them, ``module.name``.
-    (HistoryBuffer's own methods go through ``getattr``.)"""
-    torch.serialization.add_safe_globals(
-        [
-            (f, f'{f.__module__}.{f.__qualname__}')
-            for f in statistics
-            if '.' not in getattr(f, '__qualname__', '.')
-        ]
-    )  # e.g. not a callable instance
-
-
-def _admit_statistics_when_registered() -> None:
-    """Admit the statistics registered so far, and make ``HistoryBuffer.register_statistics``
-    admit those registered later."""
-    _admit(registered_statistics().values())
-    register = HistoryBuffer.register_statistics.__func__
-    if getattr(register, 'admits_safe_loading', False):  # already wrapped
-        return
-
-    @functools.wraps(register)
-    def register_statistics(cls, method: Callable) -> Callable:
-        register(cls, method)
-        _admit([method])
-        return method
-
-    register_statistics.admits_safe_loading = True
-    HistoryBuffer.register_statistics = classmethod(register_statistics)
-
-
 def _numpy_globals() -> list:
     core = np._core if hasattr(np, '_core') else np.core
     reconstruct, scalar = core.multiarray._reconstruct, core.multiarray.scalar
@@ -100,11 +74,48 @@ def _numpy_globals() -> list:
     return safe
 
 
+def mmengine_checkpoint_globals() -> list:
+    """What mmengine/MMSeg checkpoints hold beyond torch's own allow-list, in the form of
+    ``torch.serialization.add_safe_globals``'s argument: the statistics registered so far
+    included, by the name pickle writes for them (``module.name``)."""
+    registered = [
+        (f, f'{f.__module__}.{f.__qualname__}')
+        for f in registered_statistics().values()
+        # HistoryBuffer's own go through getattr; a callable instance has no name to admit
+        if '.' not in getattr(f, '__qualname__', '.')
+    ]
+    return (
+        _numpy_globals()
+        + [HistoryBuffer, (_history_buffer_method, 'builtins.getattr')]
+        + registered
+    )
+
+
+@contextmanager
+def mmengine_checkpoints_allowed():
+    """Within it, torch's safe loader reads mmengine/MMSeg checkpoints; on leaving it, torch's
+    allow-list is as it was (what the process had allowed itself stays allowed). torch's
+    allow-list is one per process: other threads' loads meanwhile see it too.
+
+    Example:
+        >>> from mmseg.apis import init_model
+        >>> with mmengine_checkpoints_allowed():  # a checkpoint mmengine's Runner wrote
+        ...     model = init_model('config.py', 'work_dirs/iter_80000.pth')
+    """
+    if not hasattr(torch.serialization, 'safe_globals'):  # torch < 2.5 loads them anyway
+        yield
+        return
+    present = set(torch.serialization.get_safe_globals())
+    added = [g for g in mmengine_checkpoint_globals() if g not in present]
+    with torch.serialization.safe_globals(added):  # removes only ``added`` on leaving
+        yield
+
+
 def allow_mmengine_checkpoints() -> None:
-    """Allow-list, process-wide, the types of mmengine/MMSeg checkpoints for ``torch.load``."""
+    """Allow mmengine/MMSeg checkpoints for every ``torch.load`` of the process, by the user's
+    choice (``mmseg_cdcl`` itself never calls it): the statistics registered when it is called
+    (call it again after registering another). :func:`mmengine_checkpoints_allowed` is the
+    scoped form."""
     if not hasattr(torch.serialization, 'add_safe_globals'):  # torch < 2.4 loads them anyway
         return
-    torch.serialization.add_safe_globals(
-        _numpy_globals() + [HistoryBuffer, (_history_buffer_method, 'builtins.getattr')]
-    )
-    _admit_statistics_when_registered()
+    torch.serialization.add_safe_globals(mmengine_checkpoint_globals())

@@ -3,23 +3,20 @@ checkpoint's datasets as load_cdcl_checkpoint does, EMAHook's checkpoints includ
 without it still loads a stated checkpoint by name."""
 
 import copy
-import logging
 import os.path as osp
 import re
 import time
 from collections import OrderedDict
-from contextlib import contextmanager
 
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.hooks import EMAHook
-from mmengine.logging import MMLogger
 from mmengine.runner import Runner, load_checkpoint, save_checkpoint
 from mmseg.registry import HOOKS, MODELS
 from torch import nn
 
-from conftest import REPO, shrink_config, small_cdcl_cfg
+from conftest import REPO, logged, shrink_config, small_cdcl_cfg
 from mmseg_cdcl.apis import load_cdcl_checkpoint
 from mmseg_cdcl.engine.hooks import CheckpointDatasetsHook
 from mmseg_cdcl.testing import unformatted
@@ -170,20 +167,6 @@ def ema_cfg(data_cwd, work_dir, **kwargs):
     cfg.update(work_dir=str(work_dir), experiment_name=f'ema_{time.time()}', **kwargs)
     cfg.visualizer.name = cfg.experiment_name
     return cfg
-
-
-@contextmanager
-def logged():
-    """The lines mmengine's current logger (the last Runner's) writes meanwhile."""
-    lines = []
-    handler = logging.Handler()
-    handler.emit = lambda record: lines.append(record.getMessage())
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
 
 
 def ema_of(runner) -> EMAHook:

@@ -10,6 +10,7 @@ from mmengine.runner import Runner
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from conftest import REPO, shrink_config
+from mmseg_cdcl import mmengine_checkpoints_allowed
 from mmseg_cdcl.datasets import MultiDataset
 from mmseg_cdcl.testing import unformatted
 
@@ -292,13 +293,19 @@ def test_random_states_are_saved_without_the_hook_in_the_config(data_cwd, tmp_pa
     from mmseg_cdcl.engine.hooks import ResumeHook, RNGStateHook
 
     cfg = Config.fromfile(CONFIG)
-    assert [h['type'] for h in cfg.custom_hooks] == ['ProgressBarHook', 'RNGStateHook']
+    assert [h['type'] for h in cfg.custom_hooks] == [
+        'ProgressBarHook',
+        'RNGStateHook',
+        'CheckpointDatasetsHook',
+        'CheckpointAllowListHook',
+    ]
     runner = _runner(data_cwd, tmp_path, 'no_hook', max_iters=2)
     runner._hooks = [h for h in runner.hooks if not isinstance(h, RNGStateHook)]
     _train(runner, data_cwd)
     assert sum(isinstance(h, RNGStateHook) for h in runner.hooks) == 1
     assert sum(isinstance(h, ResumeHook) for h in runner.hooks) == 1
-    checkpoint = torch.load(tmp_path / 'no_hook' / 'iter_2.pth')
+    with mmengine_checkpoints_allowed():
+        checkpoint = torch.load(tmp_path / 'no_hook' / 'iter_2.pth')
     assert set(checkpoint['rng_states']) == {'python', 'numpy', 'torch', 'cuda'}
     assert checkpoint['message_hub']['runtime_info']['dat_sampler']['world_size'] == 1
 

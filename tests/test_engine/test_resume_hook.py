@@ -25,7 +25,7 @@ def _runner(work_dir, **kwargs):
         ),
         train_cfg=dict(by_epoch=False, max_iters=12),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
-        custom_hooks=[dict(type='ResumeHook')],
+        custom_hooks=[dict(type='ResumeHook'), dict(type='CheckpointAllowListHook')],
         default_scope='mmseg',
         experiment_name=f'resume_hook_{time.time()}',
         **kwargs,

@@ -11,23 +11,11 @@ from mmengine.structures import PixelData
 from mmseg.registry import DATASETS, MODELS
 from mmseg.structures import SegDataSample
 
-from conftest import REPO, shrink_config, small_cdcl_cfg
+from conftest import ONE_VIEW, REPO, shrink_config, small_cdcl_cfg
 from mmseg_cdcl.evaluation import UnknownSourceMetric
 from mmseg_cdcl.models.layers import DSBN
 from mmseg_cdcl.models.segmentors import CDCLTTAModel
 from mmseg_cdcl.testing import unformatted
-
-ONE_VIEW = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='TestTimeAug',
-        transforms=[
-            [dict(type='Resize', scale=(128, 64), keep_ratio=True)],
-            [dict(type='LoadAnnotations')],
-            [dict(type='PackSegInputs')],
-        ],
-    ),
-]
 
 
 def _runner_cfg(data_cwd, tmp_path, tta_pipeline=None):

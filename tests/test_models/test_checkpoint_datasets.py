@@ -1,20 +1,17 @@
 """A checkpoint states its datasets; loading maps its branches to the model's by name."""
 
 import copy
-import logging
 import re
 from collections import OrderedDict
-from contextlib import contextmanager
 
 import pytest
 import torch
-from mmengine.logging import MMLogger
 from mmengine.model import ExponentialMovingAverage
 from mmengine.runner import load_checkpoint, save_checkpoint
 from mmseg.registry import MODELS
 from torch import nn
 
-from conftest import small_cdcl_cfg
+from conftest import logged, small_cdcl_cfg
 from mmseg_cdcl.apis import init_cdcl_model, load_cdcl_checkpoint
 from mmseg_cdcl.models.utils.checkpoint_datasets import (
     state_datasets_from_meta,
@@ -46,20 +43,6 @@ def _logits(model, dataset, x):
     with torch.no_grad():
         model.default_dataset = model.dataset_index(dataset)
         return model(x, mode='tensor')
-
-
-@contextmanager
-def _log():
-    """The lines mmengine's current logger writes meanwhile."""
-    lines = []
-    handler = logging.Handler()
-    handler.emit = lambda record: lines.append(record.getMessage())
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
 
 
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
@@ -120,7 +103,7 @@ def test_branch_map_starts_a_new_dataset_from_a_named_branch(tmp_path):
     # 'c' has 7 classes: its DSBN branches are b's, its classifiers start fresh, logged once.
     fresh = MODELS.build(small_cdcl_cfg((7, 5), ('c', 'a'), branch_map=dict(c='b')))
     classifier = copy.deepcopy(fresh.decode_head.conv_seg[0].state_dict())
-    with _log() as log:
+    with logged() as log:
         load_checkpoint(fresh, path)
     notes = [line for line in log if line.startswith('CDCL checkpoint')]
     assert notes == [
@@ -146,7 +129,7 @@ def test_branch_map_loads_a_subset_and_load_cdcl_checkpoint_takes_it(tmp_path):
     one = MODELS.build(small_cdcl_cfg((3,), ('b',)))
     with pytest.raises(ValueError, match=r"datasets \['a', 'b'\] are not the model's \['b'\]"):
         load_checkpoint(one, path)
-    with _log() as log:
+    with logged() as log:
         load_cdcl_checkpoint(one, path, branch_map=dict(b='b'))
     assert "CDCL checkpoint: the checkpoint's branches of ['a'] are not loaded" in log
     assert one.branch_map is None  # for that load only
@@ -173,7 +156,7 @@ def test_a_checkpoint_that_states_nothing_loads_by_position_with_a_warning(tmp_p
     plain = {k: v for k, v in model.state_dict().items()}  # no metadata
     save_checkpoint(dict(state_dict=plain), str(tmp_path / 'old.pth'))
     reordered = MODELS.build(small_cdcl_cfg((4, 4), ('b', 'a')))
-    with _log() as log:
+    with logged() as log:
         load_checkpoint(reordered, str(tmp_path / 'old.pth'))
     torch.testing.assert_close(_logits(reordered, 'b', X), _logits(model, 'a', X), rtol=0, atol=0)
     assert [line for line in log if line.startswith('CDCL')] == [
@@ -188,7 +171,7 @@ def test_a_checkpoint_that_states_nothing_loads_by_position_with_a_warning(tmp_p
     save_checkpoint(
         dict(state_dict={k: v for k, v in one.state_dict().items()}), str(tmp_path / 'one.pth')
     )
-    with _log() as log:
+    with logged() as log:
         load_checkpoint(MODELS.build(small_cdcl_cfg((4,), ('x',))), str(tmp_path / 'one.pth'))
     assert not [line for line in log if line.startswith('CDCL')]
 
@@ -360,7 +343,7 @@ def test_a_stock_checkpoints_classifier_of_other_classes_starts_fresh_logged_onc
         type='CDCLEncoderDecoder', dataset_names=['cityscapes', 'camvid'], num_classes=[19, 11]
     )
     model = MODELS.build(cfg)
-    with _log() as log:
+    with logged() as log:
         load_checkpoint(model, str(tmp_path / 'stock.pth'))
     line = (
         'CDCL checkpoint: the classifier fits no branch of decode_head.conv_seg of dataset '

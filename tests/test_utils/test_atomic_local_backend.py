@@ -3,22 +3,29 @@
 import errno
 import json
 import os
+import os.path as osp
 import shutil
 import socket
 import stat
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 import warnings
 from pathlib import Path
 
 import mmengine
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.fileio import get_file_backend
 from mmengine.fileio.backends import LocalBackend
-from mmengine.runner import save_checkpoint
+from mmengine.runner import Runner, save_checkpoint
+from mmengine.testing.runner_test_case import ToyDataset, ToyModel
 
-from mmseg_cdcl.utils import AtomicLocalBackend
+from conftest import REPO
+from mmseg_cdcl.utils import AtomicLocalBackend, mmengine_checkpoints_allowed
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason='needs root (mknod, chown)')
 
@@ -27,12 +34,64 @@ def _files(folder):
     return sorted(os.listdir(folder))
 
 
-def test_mmengine_writes_local_files_through_it(tmp_path):
+ATOMIC = dict(backend='cdcl_atomic_local')
+
+
+def test_mmengine_writes_through_it_where_backend_args_name_it(tmp_path):
     path = tmp_path / 'sub' / 'iter_2.pth'
-    assert isinstance(get_file_backend(str(path)), AtomicLocalBackend)
-    save_checkpoint(dict(state_dict=dict(w=torch.arange(3.0))), str(path))
+    assert type(get_file_backend(str(path))) is LocalBackend  # every other write: stock
+    assert isinstance(get_file_backend(str(path), backend_args=ATOMIC), AtomicLocalBackend)
+    save_checkpoint(dict(state_dict=dict(w=torch.arange(3.0))), str(path), backend_args=ATOMIC)
     assert torch.load(path)['state_dict']['w'].tolist() == [0.0, 1.0, 2.0]
     assert _files(path.parent) == ['iter_2.pth']  # no temporary file left
+
+
+def _run(work_dir, checkpoint):
+    Runner(
+        model=ToyModel(),
+        work_dir=str(work_dir),
+        train_dataloader=dict(
+            dataset=ToyDataset(), batch_size=3, sampler=dict(type='DefaultSampler', seed=0)
+        ),
+        train_cfg=dict(by_epoch=False, max_iters=1),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+        default_hooks=dict(checkpoint=checkpoint),
+        default_scope='mmengine',
+        experiment_name=f'atomic_{time.time()}',
+    ).train()
+
+
+def test_a_run_with_the_shipped_configs_checkpoint_hook_writes_checkpoints_through_it(tmp_path):
+    """A hard link to a checkpoint the run replaces keeps its content where the write is a
+    rename (atomic), and gets the new one where it is written in place (stock)."""
+    shipped = Config.fromfile(osp.join(REPO, 'configs', 'cdcl_cityscapes_bdd.py'))
+    checkpoint = shipped.default_hooks.checkpoint
+    assert checkpoint.backend_args == ATOMIC
+    checkpoint = dict(type='CheckpointHook', interval=1, by_epoch=False, backend_args=ATOMIC)
+    for name, hook in (('atomic', checkpoint), ('stock', dict(checkpoint, backend_args=None))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / 'iter_1.pth').write_bytes(b'previous')
+        os.link(tmp_path / name / 'iter_1.pth', tmp_path / f'{name}_link.pth')
+        _run(tmp_path / name, hook)
+        with mmengine_checkpoints_allowed():
+            assert torch.load(tmp_path / name / 'iter_1.pth')['meta']['iter'] == 1
+    assert (tmp_path / 'atomic_link.pth').read_bytes() == b'previous'
+    assert (tmp_path / 'stock_link.pth').read_bytes() != b'previous'
+
+
+def test_use_atomic_local_writes_makes_it_every_local_writes_backend_by_a_users_choice():
+    done = subprocess.run(
+        [
+            sys.executable,
+            '-c',
+            'from mmengine.fileio import get_file_backend as get; import mmseg_cdcl; '
+            'print(type(get("a.pth")).__name__); '
+            'mmseg_cdcl.utils.use_atomic_local_writes(); print(type(get("a.pth")).__name__)',
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.stdout.split() == ['LocalBackend', 'AtomicLocalBackend'], done.stderr[-2000:]
 
 
 @pytest.mark.parametrize('umask', [0o022, 0o002, 0o077], ids=oct)
@@ -40,7 +99,7 @@ def test_a_new_file_has_the_mode_of_a_stock_write(tmp_path, umask):
     previous = os.umask(umask)
     try:
         AtomicLocalBackend().put(b'x', tmp_path / 'iter_1.pth')
-        mmengine.dump(dict(a=1), str(tmp_path / 'results.json'))  # put_text
+        mmengine.dump(dict(a=1), str(tmp_path / 'results.json'), backend_args=ATOMIC)  # put_text
         LocalBackend().put(b'x', tmp_path / 'stock.pth')
     finally:
         os.umask(previous)

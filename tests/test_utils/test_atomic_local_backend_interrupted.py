@@ -75,7 +75,8 @@ import mmseg_cdcl  # noqa: F401
 from mmengine.runner import save_checkpoint
 big = torch.ones(50_000_000)  # 200 MB: writing it takes a while
 for version in range(1000):
-    save_checkpoint(dict(state_dict=dict(version=torch.tensor(version), big=big)), sys.argv[1])
+    save_checkpoint(dict(state_dict=dict(version=torch.tensor(version), big=big)), sys.argv[1],
+                    backend_args=dict(backend='cdcl_atomic_local'))  # the shipped configs'
     print('saved', version, flush=True)
 """
 

@@ -1,6 +1,7 @@
 """mmengine's private parts that mmseg-cdcl relies on (utils/mmengine_internals.py) still exist
 and behave as relied on: each test fails, naming the part, when mmengine changes it."""
 
+import inspect
 import os.path as osp
 import pickle
 import time
@@ -19,13 +20,14 @@ from mmengine.testing.runner_test_case import ToyDataset, ToyModel
 from torch import nn
 from torch.utils.data import DataLoader
 
+from mmseg_cdcl import mmengine_checkpoints_allowed
 from mmseg_cdcl.utils.mmengine_internals import (
     config_dict,
     config_file_of,
     infinite_dataloader_iterator,
     load_checkpoint_to_model,
-    memoize_config_formatting,
-    memoize_package_config_lookup,
+    memoized_config_formatting,
+    memoized_package_config_lookup,
     registered_statistics,
     resume_arguments,
     set_resume_checkpoint,
@@ -61,7 +63,8 @@ def test_resume_arguments_and_set_resume_checkpoint_steer_load_or_resume(tmp_pat
     set_resume_checkpoint(runner, first)
     assert resume_arguments(runner) == (True, first)
     runner.train_loop  # built, as in Runner.train before load_or_resume
-    runner.load_or_resume()
+    with mmengine_checkpoints_allowed():  # as CheckpointAllowListHook in Runner.train
+        runner.load_or_resume()
     assert runner.iter == 1  # resumed from iter_1.pth, not from b's (absent) last_checkpoint
 
 
@@ -140,55 +143,72 @@ def test_config_file_of_a_package_config_and_config_dict_in_place():
     assert cfg.a == 2
 
 
-def test_config_formatting_is_yapfs_done_once_per_text(monkeypatch):
-    """mmengine formats ``pretty_text`` through the module's ``FormatCode`` (memoized since
-    mmseg_cdcl was imported): the same text as yapf's, and yapf runs once per text."""
+def test_config_formatting_is_yapfs_done_once_per_text_within_the_context(monkeypatch):
+    """mmengine formats ``pretty_text`` through the module's ``FormatCode``: within the context
+    the same text as yapf's, yapf run once per text (the last ``entries`` texts), any other call
+    passed through with yapf's signature; outside, yapf's own again."""
     cfg = Config(dict(model=dict(type='X', channels=[1, 2, 3]), work_dir='w'))
-    yapf = mmengine_config.FormatCode.__wrapped__
-    assert mmengine_config.FormatCode.memoized and yapf.__module__ == 'yapf.yapflib.yapf_api'
+    yapf = mmengine_config.FormatCode
+    assert yapf.__module__ == 'yapf.yapflib.yapf_api'
     expected = cfg.pretty_text
     calls = []
 
-    def counted(text, style_config=None, **kwargs):
-        calls.append(text)
-        return yapf(text, style_config=style_config, **kwargs)
+    def counted(
+        unformatted_source, filename='<unknown>', style_config=None, lines=None, print_diff=False
+    ):
+        calls.append(unformatted_source)
+        return yapf(unformatted_source, filename, style_config, lines, print_diff)
 
     monkeypatch.setattr(mmengine_config, 'FormatCode', counted)
-    memoize_config_formatting(entries=1)
-    assert cfg.pretty_text == cfg.pretty_text == expected
-    assert len(calls) == 1
-    other = Config(dict(a=1))
-    other.pretty_text, cfg.pretty_text  # one entry: the first text was dropped for the other
-    assert len(calls) == 3
+    with memoized_config_formatting(entries=1):
+        memoized = mmengine_config.FormatCode
+        assert inspect.signature(memoized) == inspect.signature(counted)
+        assert cfg.pretty_text == cfg.pretty_text == expected
+        assert len(calls) == 1
+        other = Config(dict(a=1))
+        other.pretty_text, cfg.pretty_text  # one entry: the first text was dropped for the other
+        assert len(calls) == 3
+        style = dict(based_on_style='pep8')
+        assert memoized('a=1\n', '<unknown>', style) == yapf('a=1\n', style_config=style)
+        memoized('a=1\n', '<unknown>', style)  # positional: as yapf's, not kept
+        assert len(calls) == 5
+    assert mmengine_config.FormatCode is counted
+    cfg.pretty_text
+    assert len(calls) == 6
 
 
 def test_package_config_lookup_reads_mmsegs_model_index_once_per_config(monkeypatch):
-    """``mmseg::`` configs resolve through ``_get_cfg_metainfo`` (memoized since mmseg_cdcl was
-    imported), which fails for every config of mmseg 1.2.2 (its index keeps the ``.py``), and
-    ``Config._get_cfg_path`` then finds the file in the package's config folder: the same
-    file, the index read once per config."""
+    """``mmseg::`` configs resolve through ``_get_cfg_metainfo``, which fails for every config
+    of mmseg 1.2.2 (its index keeps the ``.py``), and ``Config._get_cfg_path`` then finds the
+    file in the package's config folder: within the context the same file, the index read once
+    per config and no traceback kept; outside, mmengine's own lookup again."""
     lookup = mmengine_config_utils._get_cfg_metainfo
-    assert lookup.memoized and lookup.__wrapped__.__module__ == 'mmengine.config.utils'
+    assert lookup.__module__ == 'mmengine.config.utils'
     calls = []
 
     def counted(package_path, cfg_path):
         calls.append(cfg_path)
-        return lookup.__wrapped__(package_path, cfg_path)
+        return lookup(package_path, cfg_path)
 
     monkeypatch.setattr(mmengine_config_utils, '_get_cfg_metainfo', counted)
-    memoize_package_config_lookup()
     name = 'pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024'
     path = osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs', f'{name}.py')
-    assert config_file_of(f'mmseg::{name}.py') == config_file_of(f'mmseg::{name}.py') == path
-    assert calls == [name]
-    for _ in range(2):
-        with pytest.raises(ValueError, match=f'Expected configs: .*but got {name}$'):
-            mmengine_config_utils._get_cfg_metainfo(osp.dirname(mmseg.__file__), name)
-    assert calls == [name]
-    # An experiment config the index names as asked: its entry, a copy each time.
-    indexed = lookup.__wrapped__(osp.dirname(mmseg.__file__), f'{name}.py')
-    assert indexed['Config'] == f'configs/{name}.py'
-    answer = mmengine_config_utils._get_cfg_metainfo(osp.dirname(mmseg.__file__), f'{name}.py')
-    answer['Config'] = 'changed'
-    again = mmengine_config_utils._get_cfg_metainfo(osp.dirname(mmseg.__file__), f'{name}.py')
-    assert again == indexed and calls == [name, f'{name}.py']
+    package = osp.dirname(mmseg.__file__)
+    with memoized_package_config_lookup():
+        assert config_file_of(f'mmseg::{name}.py') == config_file_of(f'mmseg::{name}.py') == path
+        assert calls == [name]
+        for _ in range(2):
+            with pytest.raises(ValueError, match=f'Expected configs: .*but got {name}$') as raised:
+                mmengine_config_utils._get_cfg_metainfo(package, name)
+            assert raised.value.__traceback__.tb_next.tb_next is None  # raised anew, here
+        assert calls == [name]
+        # An experiment config the index names as asked: its entry, a copy each time.
+        indexed = lookup(package, f'{name}.py')
+        assert indexed['Config'] == f'configs/{name}.py'
+        answer = mmengine_config_utils._get_cfg_metainfo(package, f'{name}.py')
+        answer['Config'] = 'changed'
+        again = mmengine_config_utils._get_cfg_metainfo(package, f'{name}.py')
+        assert again == indexed and calls == [name, f'{name}.py']
+    assert mmengine_config_utils._get_cfg_metainfo is counted
+    config_file_of(f'mmseg::{name}.py')
+    assert calls == [name, f'{name}.py', name]

@@ -1,17 +1,27 @@
-"""mmengine checkpoints load under torch>=2.6's safe loader once mmseg_cdcl is imported."""
+"""mmengine checkpoints load under torch>=2.6's safe loader where the plugin allows them: within
+``mmengine_checkpoints_allowed()`` and a run with ``CheckpointAllowListHook``; every other
+``torch.load`` of the process keeps torch's allow-list."""
 
 import json
 import os
 import pickle
 import subprocess
 import sys
+import time
 
+import numpy as np
 import pytest
 import torch
+from mmengine.hooks import Hook
+from mmengine.logging import HistoryBuffer
 from mmengine.model import BaseModel
 from mmengine.runner import Runner, load_checkpoint
 from torch import nn
 from torch.utils.data import Dataset
+
+from mmseg_cdcl import mmengine_checkpoints_allowed
+from mmseg_cdcl.engine.hooks import CheckpointAllowListHook
+from mmseg_cdcl.utils.safe_checkpoint import mmengine_checkpoint_globals
 
 
 class _Toy(BaseModel):
@@ -34,12 +44,12 @@ class _Data(Dataset):
         return dict(x=torch.tensor([float(i), 1.0]))
 
 
-def _runner(work_dir, max_iters, resume=False, load_from=None):
+def _runner(work_dir, max_iters, resume=False, load_from=None, hooks=(CheckpointAllowListHook,)):
     torch.manual_seed(0)  # the same initial weights in every run
     return Runner(
         model=_Toy(),
         work_dir=str(work_dir),
-        experiment_name=f'toy{max_iters}{resume}',
+        experiment_name=f'toy{max_iters}{resume}_{time.time()}',  # loggers are shared by name
         train_dataloader=dict(
             dataset=_Data(),
             sampler=dict(type='DefaultSampler', seed=0),
@@ -50,33 +60,55 @@ def _runner(work_dir, max_iters, resume=False, load_from=None):
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
         param_scheduler=dict(type='PolyLR', eta_min=1e-4, power=0.9, by_epoch=False, end=6),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=3, by_epoch=False)),
+        custom_hooks=[hook() for hook in hooks],
         randomness=dict(seed=0),
         resume=resume,
         load_from=load_from,
     )
 
 
+def _globals():
+    """What of mmengine's checkpoints torch allows now (torch adds its own, e.g. at the import
+    of torch._dynamo)."""
+    return set(torch.serialization.get_safe_globals()) & set(mmengine_checkpoint_globals())
+
+
 @pytest.mark.slow
 def test_runner_checkpoint_loads_and_resumes(tmp_path):
+    before = _globals()
     _runner(tmp_path, 3).train()
+    assert _globals() == before  # allowed for the run's loads only
     ckpt = tmp_path / 'iter_3.pth'
-    # Without mmseg_cdcl the safe default loader refuses mmengine's own checkpoint.
+    # The safe default loader refuses mmengine's own checkpoint, mmseg_cdcl imported or not.
     stock = subprocess.run(
-        [sys.executable, '-c', f'import torch; torch.load({str(ckpt)!r})'],
+        [sys.executable, '-c', f'import torch, mmseg_cdcl; torch.load({str(ckpt)!r})'],
         capture_output=True,
         text=True,
     )
     assert stock.returncode != 0 and 'Weights only load failed' in stock.stderr
+    # The process-wide opt-in, by a user's choice.
+    opted_in = subprocess.run(
+        [
+            sys.executable,
+            '-c',
+            'import torch, mmseg_cdcl; mmseg_cdcl.allow_mmengine_checkpoints(); '
+            f'print(torch.load({str(ckpt)!r})["meta"]["iter"])',
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert opted_in.returncode == 0 and opted_in.stdout.split()[-1] == '3', opted_in.stderr
 
     model = _Toy()
-    saved = load_checkpoint(model, str(ckpt))
+    with mmengine_checkpoints_allowed():
+        saved = load_checkpoint(model, str(ckpt))
     assert saved['meta']['iter'] == 3
     assert saved['message_hub']['log_scalars']['train/loss'].current() > 0
     torch.testing.assert_close(model.lin.weight, saved['state_dict']['lin.weight'])
 
     resumed = _runner(tmp_path, 6, resume=True)
     resumed.train()
-    assert resumed.iter == 6
+    assert resumed.iter == 6 and _globals() == before
     uninterrupted = _runner(tmp_path / 'full', 6)
     uninterrupted.train()
     torch.testing.assert_close(resumed.model.lin.weight, uninterrupted.model.lin.weight)
@@ -84,10 +116,60 @@ def test_runner_checkpoint_loads_and_resumes(tmp_path):
 
 def test_load_from(tmp_path):
     _runner(tmp_path, 3).train()
+    with pytest.raises(pickle.UnpicklingError, match='Weights only load failed'):
+        _runner(tmp_path / 'stock', 3, load_from=str(tmp_path / 'iter_3.pth'), hooks=()).train()
     runner = _runner(tmp_path / 'next', 3, load_from=str(tmp_path / 'iter_3.pth'))
-    runner.load_or_resume()
-    saved = torch.load(tmp_path / 'iter_3.pth')  # the safe default loader, allow-listed
+    with mmengine_checkpoints_allowed():
+        runner.load_or_resume()
+        saved = torch.load(tmp_path / 'iter_3.pth')  # the safe default loader, allow-listed
     torch.testing.assert_close(runner.model.lin.weight, saved['state_dict']['lin.weight'])
+    with pytest.raises(pickle.UnpicklingError, match='Weights only load failed'):
+        torch.load(tmp_path / 'iter_3.pth')  # outside: torch's own allow-list
+
+
+class _Seen(Hook):
+    """Whether mmengine's types are allowed at each stage, and a failure in the loop."""
+
+    def __init__(self, fail=False):
+        self.seen, self.fail = {}, fail
+
+    def _see(self, stage):
+        self.seen[stage] = HistoryBuffer in torch.serialization.get_safe_globals()
+
+    def before_run(self, runner):
+        self._see('before_run')
+
+    def before_train(self, runner):
+        self._see('before_train')
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if self.fail:
+            raise RuntimeError('the loop fails')
+
+    def after_run(self, runner):
+        self._see('after_run')
+
+
+def test_the_hook_allows_from_before_run_to_the_loop_and_restores_what_was_allowed(tmp_path):
+    """The hook adds what torch's allow-list lacks, and leaves what the process had allowed
+    itself (numpy's dtype here) allowed, also where the loop fails."""
+    with torch.serialization.safe_globals([np.dtype]):  # the process's own
+        before = _globals()
+        assert before == {np.dtype}
+        seen = _Seen()
+        runner = _runner(tmp_path, 3)
+        runner.register_hook(seen, 'LOW')
+        runner.train()
+        assert seen.seen == dict(before_run=True, before_train=False, after_run=False)
+        assert _globals() == before
+        failing = _runner(tmp_path / 'fails', 3)
+        failing.register_hook(_Seen(fail=True), 'LOW')
+        with pytest.raises(RuntimeError, match='the loop fails'):
+            failing.train()
+        assert _globals() == before
+        with mmengine_checkpoints_allowed():
+            assert HistoryBuffer in torch.serialization.get_safe_globals()
+        assert _globals() == before
 
 
 class _Payload:
@@ -102,7 +184,8 @@ def test_malicious_checkpoint_is_refused(tmp_path):
     path = tmp_path / 'evil.pth'
     torch.save(dict(state_dict=dict(), meta=dict(hook=payload)), path)
     with pytest.raises(pickle.UnpicklingError, match=r'GLOBAL posix.system'):
-        load_checkpoint(_Toy(), str(path))
+        with mmengine_checkpoints_allowed():
+            load_checkpoint(_Toy(), str(path))
     assert not marker.exists()
 
 
@@ -112,9 +195,6 @@ def test_malicious_checkpoint_is_refused(tmp_path):
 )
 def test_getattr_is_limited_to_history_buffer_statistics(tmp_path, owner, name):
     """mmengine pickles HistoryBuffer.min & co. with getattr: nothing else is served."""
-    import numpy as np
-    from mmengine.logging import HistoryBuffer
-
     cls = dict(HistoryBuffer=HistoryBuffer, ndarray=np.ndarray)[owner]
 
     class _Getattr:
@@ -128,7 +208,8 @@ def test_getattr_is_limited_to_history_buffer_statistics(tmp_path, owner, name):
         match=rf'refusing getattr\(<class '
         rf"'[\w.]*{owner}'>, '{name}'\)",
     ):
-        torch.load(path)
+        with mmengine_checkpoints_allowed():
+            torch.load(path)
 
 
 STATISTICS = """
@@ -163,6 +244,9 @@ if args.statistics_first:  # registered before mmseg_cdcl is imported
 else:  # registered after
     import mmseg_cdcl
     import my_stats
+from mmseg_cdcl import mmengine_checkpoints_allowed
+from mmseg_cdcl.utils.safe_checkpoint import mmengine_checkpoint_globals
+from mmseg_cdcl.engine.hooks import CheckpointAllowListHook
 
 
 class Toy(BaseModel):
@@ -191,13 +275,15 @@ runner = Runner(
     train_cfg=dict(by_epoch=False, max_iters=args.max_iters),
     optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
     default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=3, by_epoch=False)),
-    randomness=dict(seed=0))
+    custom_hooks=[CheckpointAllowListHook()], randomness=dict(seed=0))
 runner.train()
 loss = runner.message_hub.get_scalar('train/loss')
-saved = torch.load(f'work/iter_{args.max_iters}.pth')  # in this order of imports too
+with mmengine_checkpoints_allowed():
+    saved = torch.load(f'work/iter_{args.max_iters}.pth')  # in this order of imports too
 torch.save(dict(meta=dict(hook=my_stats.not_a_statistic)), 'other_function.pth')
 try:
-    torch.load('other_function.pth')
+    with mmengine_checkpoints_allowed():
+        torch.load('other_function.pth')
     refused = None
 except pickle.UnpicklingError as error:
     refused = str(error)
@@ -227,7 +313,8 @@ def test_a_registered_statistic_is_admitted_and_resumes(tmp_path):
     )
     # Not registered in this process: refused, named.
     with pytest.raises(pickle.UnpicklingError, match=r'GLOBAL my_stats\.last_two_mean'):
-        torch.load(checkpoint)
+        with mmengine_checkpoints_allowed():
+            torch.load(checkpoint)
 
     resumed = _train(tmp_path, '--max-iters', '6', '--resume', '--statistics-first')
     assert (first['iter'], first['saved_iter'], resumed['iter'], resumed['saved_iter']) == (
@@ -240,3 +327,24 @@ def test_a_registered_statistic_is_admitted_and_resumes(tmp_path):
     assert resumed['last_two_mean'] == pytest.approx(sum(resumed['losses'][-2:]) / 2)
     for run in (first, resumed):  # another function of the same module: refused, named
         assert 'Unsupported global: GLOBAL my_stats.not_a_statistic' in run['refused']
+
+
+def test_stock_init_model_of_a_runners_checkpoint_and_the_two_ways_out(trained_cdcl):
+    """Stock ``init_model`` refuses any checkpoint mmengine's Runner wrote, as stock mmseg on
+    torch >= 2.6 does; ``init_cdcl_model``, or ``init_model`` within
+    ``mmengine_checkpoints_allowed()``, loads it, with ``weights_only`` left on."""
+    from mmseg.apis import init_model
+
+    from mmseg_cdcl.apis import init_cdcl_model
+
+    config, checkpoint = str(trained_cdcl / 'config.py'), str(trained_cdcl / 'iter_2.pth')
+    with pytest.raises(pickle.UnpicklingError, match='GLOBAL mmengine.logging.history_buffer'):
+        init_model(config, checkpoint, device='cpu')
+    with mmengine_checkpoints_allowed():
+        stock = init_model(config, checkpoint, device='cpu')
+        saved = torch.load(checkpoint)['state_dict']
+    cdcl = init_cdcl_model(config, checkpoint, 'camvid')
+    assert _globals() == set()
+    for model in (stock, cdcl):
+        for key, value in model.state_dict().items():
+            torch.testing.assert_close(value, saved[key], rtol=0, atol=0, msg=key)

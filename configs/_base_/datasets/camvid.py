@@ -1,7 +1,7 @@
 # CamVid (SegNet's 11 classes, 360x480) in MMSeg's dataset-config form, for
 # tools/convert_config.py and MMSeg configs (needs custom_imports of mmseg_cdcl).
 # Folder layout: tools/dataset_converters/camvid.py writes it (docs/data_preparation.md).
-dataset_type = 'CamVidDataset'
+dataset_type = 'CDCLCamVidDataset'
 data_root = 'data/camvid/'
 crop_size = (360, 480)
 train_pipeline = [

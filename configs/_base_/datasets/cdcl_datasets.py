@@ -90,11 +90,11 @@ bdd100k_val = _split(
     bdd100k_test_pipeline,
 )
 camvid_train = _split(
-    'CamVidDataset', 'data/camvid', 'images/train', 'annotations/train', camvid_train_pipeline
+    'CDCLCamVidDataset', 'data/camvid', 'images/train', 'annotations/train', camvid_train_pipeline
 )
 camvid_val = _split(
-    'CamVidDataset', 'data/camvid', 'images/val', 'annotations/val', camvid_test_pipeline
+    'CDCLCamVidDataset', 'data/camvid', 'images/val', 'annotations/val', camvid_test_pipeline
 )
 camvid_test = _split(
-    'CamVidDataset', 'data/camvid', 'images/test', 'annotations/test', camvid_test_pipeline
+    'CDCLCamVidDataset', 'data/camvid', 'images/test', 'annotations/test', camvid_test_pipeline
 )

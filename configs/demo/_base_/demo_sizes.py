@@ -87,7 +87,7 @@ demo_test_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         _delete_=True,  # whatever dataset the config evaluated on before
-        type='MultiDataset',
+        type='CDCLMultiDataset',
         datasets=dict(cityscapes=demo_cityscapes_val, bdd100k=demo_bdd100k_val),
     ),
 )
@@ -95,7 +95,7 @@ demo_val_dataloader = dict(
     demo_test_dataloader,
     dataset=dict(
         _delete_=True,
-        type='MultiDataset',
+        type='CDCLMultiDataset',
         datasets=dict(
             cityscapes=dict(demo_cityscapes_val, indices=demo_curve_images),
             bdd100k=dict(demo_bdd100k_val, indices=demo_curve_images),

@@ -1,3 +1,4 @@
+from .checkpoint_allow_list_hook import CheckpointAllowListHook
 from .checkpoint_datasets_hook import CheckpointDatasetsHook
 from .console_progress_hook import ConsoleProgressHook
 from .first_iteration_time_hook import FirstIterationTimeHook
@@ -8,6 +9,7 @@ from .rng_state_hook import RNGStateHook
 
 __all__ = [
     'CheckpointDatasetsHook',
+    'CheckpointAllowListHook',
     'ConsoleProgressHook',
     'FirstIterationTimeHook',
     'PerImageCountsHook',

@@ -486,8 +486,8 @@ class CDCLEncoderDecoder(EncoderDecoder):
         if pipeline is not None:
             cfg.test_pipeline = pipeline
             dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
-            if dataset.get('type') == 'MultiDataset' and dataset.get('pipeline') is None:
-                dataset['pipeline'] = copy.deepcopy(pipeline)
+            if isinstance(dataset.get('datasets'), dict) and dataset.get('pipeline') is None:
+                dataset['pipeline'] = copy.deepcopy(pipeline)  # a MultiDataset's
         self.__dict__['_cfg'] = cfg
 
     def predict(self, inputs: Tensor, data_samples: Optional[list] = None) -> list:

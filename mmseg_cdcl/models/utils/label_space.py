@@ -96,7 +96,9 @@ class LabelSpace:
             [list(c) for c in palette]
             if palette is not None
             else [
-                list(c) for c in np.random.default_rng(0).integers(0, 256, (len(self.classes), 3))
+                # ints, not numpy's: a checkpoint's meta holds it (torch's safe loader)
+                [int(v) for v in c]
+                for c in np.random.default_rng(0).integers(0, 256, (len(self.classes), 3))
             ]
         )
         mapping = dict(mapping or {})
