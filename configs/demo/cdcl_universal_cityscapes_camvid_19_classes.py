@@ -13,6 +13,9 @@ demo_camvid_universal_val = dict(
     seg_map_suffix='.png',
     pipeline={{_base_.demo_test_pipeline}},
 )
+# A test config: it trains nothing (tools/test.py --show-dir would otherwise build the training
+# loop, whose dataset's metainfo the drawings would then use).
+train_dataloader = train_cfg = optim_wrapper = param_scheduler = None
 test_dataloader = dict(
     dataset=dict(
         datasets=dict(
