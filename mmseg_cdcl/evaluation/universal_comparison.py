@@ -2,7 +2,7 @@
 a CDCL model of per-dataset heads, on the same labelled images, with the paired bootstrap
 interval of each difference (:mod:`.route_comparison`):
 
-1. :func:`own_classes_comparison`: each dataset's mIoU in its own classes (the universal model's
+1. :func:`own_classes_counts`: each dataset's mIoU in its own classes (the universal model's
    probabilities summed over each class's universal classes, ``output_space='dataset'``);
 2. :func:`universal_classes_counts`: the mIoU in the universal classes on one dataset's
    images whose labels are in them (the demo data's ``--universal-labels``): a route's
@@ -24,7 +24,7 @@ from mmseg.registry import MODELS
 from torch import nn
 
 from ..apis.checkpoint import load_cdcl_checkpoint
-from .route_comparison import compare_routes, labelled_batches
+from .route_comparison import labelled_batches
 
 IGNORE = 255
 
@@ -61,7 +61,10 @@ def into_classes(model: nn.Module, classes: Sequence[str], dataset: str) -> np.n
         return lut
     d = model.dataset_index(dataset)
     own = model.dataset_classes.get(dataset)
-    table = space.table(d) if own is not None and tuple(own) == tuple(classes) else None
+    try:
+        table = space.table(d) if own is not None and tuple(own) == tuple(classes) else None
+    except ValueError:  # a class of the dataset is a union of label-space classes
+        table = None
     targets = [t for t in table or () if t != IGNORE]
     if table is None or len(set(targets)) != len(targets):
         raise ValueError(
@@ -126,16 +129,12 @@ def route_counts_in(
     return {route: [np.stack(c[0]), np.stack(c[1])] for route, c in counts.items()}
 
 
-def own_classes_comparison(
-    models: Mapping[str, nn.Module],
-    cfg: Config,
-    datasets: Sequence[str],
-    reference: str,
-    seed: int = 0,
-    **bootstrap,
-) -> Dict[str, dict]:
-    """Each dataset's mIoU in its own classes, every model on the same test images of ``cfg``'s
-    test MultiDataset, and ``reference`` − each other model with its paired bootstrap interval.
+def own_classes_counts(
+    models: Mapping[str, nn.Module], cfg: Config, datasets: Sequence[str]
+) -> Dict[str, Dict[str, list]]:
+    """Each dataset's per-image counts in its own classes, every model on the same test images
+    of ``cfg``'s test MultiDataset; compare them with
+    :func:`~.route_comparison.compare_routes`.
 
     Args:
         models (dict): ``{title: model}``, each predicting an image of a dataset in the
@@ -143,21 +142,19 @@ def own_classes_comparison(
             ``test_cfg.output_space='dataset'``).
         cfg (Config): Holds the test images (``test_dataloader``'s MultiDataset).
         datasets (Sequence[str]): Datasets of the models and of ``cfg``'s test set.
-        reference (str): The model compared with the others.
-        seed (int): Seed of the bootstrap; ``bootstrap``: its ``num_resamples`` and ``level``.
 
     Returns:
-        dict: Per dataset, :func:`~.route_comparison.compare_routes`' result over the models.
+        dict: ``{dataset: {title: [intersections (images, classes), unions (images,
+        classes)]}}``.
     """
-    results = {}
+    counts = {}
     for name in datasets:
         batches = labelled_batches(cfg, name)
-        counts = {}
+        counts[name] = {}
         for title, model in models.items():
             classes = model.classes_per_dataset()[model.dataset_index(name)]
-            counts[title] = route_counts_in(model, batches, [name], classes)[name]
-        results[name] = compare_routes(counts, reference, seed=seed, **bootstrap)
-    return results
+            counts[name][title] = route_counts_in(model, batches, [name], classes)[name]
+    return counts
 
 
 def universal_classes_counts(

@@ -50,8 +50,9 @@ from mmseg_cdcl.evaluation.route_comparison import (  # noqa: E402
     route_comparison_markdown,
 )
 from mmseg_cdcl.evaluation.universal_comparison import (  # noqa: E402
+    into_classes,
     load_model,
-    own_classes_comparison,
+    own_classes_counts,
     per_class_iou,
     per_class_markdown,
     universal_classes_counts,
@@ -186,8 +187,19 @@ def main():
         for loader in (cfg.test_dataloader, universal_cfg.test_dataloader):
             for dataset in loader.dataset.datasets.values():
                 dataset['indices'] = args.max_batches * 4
-    results = dict(own_classes=own_classes_comparison(own, cfg, NAMES, 'universal', **bootstrap))
+    own_counts = own_classes_counts(own, cfg, NAMES)
+    results = dict(
+        own_classes={
+            name: compare_routes(c, 'universal', **bootstrap) for name, c in own_counts.items()
+        }
+    )
+    if learned:
+        results['learned_own_classes'] = {
+            name: compare_routes(c, 'learned universal', **bootstrap)
+            for name, c in own_counts.items()
+        }
 
+    learned_in_19 = learned is not None
     universal = load_model(universal_cfg, universal_ckpt, output_space='label_space')
     in_19 = load_model(cfg, cdcl_ckpt, representative)
     added_cfg = Config.fromfile(osp.join(work, 'added', f'{ADDED}.py'))
@@ -203,17 +215,22 @@ def main():
         'per-dataset: ensemble': (in_19, 'ensemble'),
         'per-dataset: branch added from CamVid images': (added_model, ADDED),
     }
+    classes = tuple(spaces.label_space.classes)
     if learned:
         model = load_model(Config.fromfile(learned[0]), learned[1], output_space='label_space')
-        routes['learned universal: CamVid branch'] = (model, 'camvid')
+        try:
+            into_classes(model, classes, 'cityscapes')
+            routes['learned universal: CamVid branch'] = (model, 'camvid')
+        except ValueError as e:  # no 19-class truth can score it: comparison 3 is impossible
+            print(f'the learned universal model is not scored in the 19 classes: {e}')
+            learned_in_19 = False
     eval_cfg = Config.fromfile(IN_19)
     if args.max_batches:
         eval_cfg.test_dataloader.dataset.datasets.camvid['indices'] = args.max_batches * 4
-    classes = tuple(spaces.label_space.classes)
     counts = universal_classes_counts(routes, eval_cfg, 'camvid', classes, 'cityscapes')
     results['universal_classes'] = compare_routes(counts, 'universal: CamVid branch', **bootstrap)
     results['universal_classes']['IoU'] = ious = per_class_iou(counts)
-    if learned:
+    if learned_in_19:
         results['learned_universal_classes'] = compare_routes(
             counts, 'learned universal: CamVid branch', **bootstrap
         )
@@ -235,12 +252,21 @@ def main():
         'per-dataset: branch added from CamVid images': 'per-dataset: added branch',
         'per-dataset: Cityscapes branch': 'per-dataset: Cityscapes branch',
     }
-    if learned:
+    if learned_in_19:
         columns['learned universal: CamVid branch'] = 'learned universal: CamVid branch'
     text += ['IoU (%) per class:\n', per_class_markdown(ious, columns, classes)]
     if learned:
         text += [
             '## 3. The same, the learned universal space\n',
+            *(
+                f'{name}, in its own classes:\n\n'
+                + route_comparison_markdown(c, 'learned universal', {}, BOOTSTRAP['level'])
+                for name, c in results['learned_own_classes'].items()
+            ),
+        ]
+    if learned_in_19:
+        text += [
+            "CamVid's images in the 19 universal classes:\n",
             route_comparison_markdown(
                 results['learned_universal_classes'],
                 'learned universal: CamVid branch',
