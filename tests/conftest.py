@@ -172,12 +172,17 @@ def shared_folder(tmp_path_factory, name, make):
 @pytest.fixture(scope='session')
 def data_cwd(tmp_path_factory):
     """A folder whose ``data/`` holds small generated Cityscapes, BDD100K and CamVid in their
-    real layouts, so the real configs' ``data/<dataset>`` roots resolve from it."""
+    real layouts, so the real configs' ``data/<dataset>`` roots resolve from it (and each
+    image's label in the 19 universal classes, ``<dataset>/universal_annotations/``)."""
     return shared_folder(
         tmp_path_factory,
         'cwd',
         lambda cwd: make_demo_data(
-            str(cwd / 'data'), num_images=dict(train=6, val=3, test=2), image_size=(64, 128), seed=0
+            str(cwd / 'data'),
+            num_images=dict(train=6, val=3, test=2),
+            image_size=(64, 128),
+            seed=0,
+            universal_labels=True,
         ),
     )
 
@@ -209,6 +214,33 @@ def trained_cdcl(data_cwd, tmp_path_factory):
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     return shared_folder(tmp_path_factory, 'cdcl_cityscapes_camvid', train)
+
+
+@pytest.fixture(scope='session')
+def trained_universal(data_cwd, tmp_path_factory):
+    """A two-iteration run of configs/cdcl_universal_cityscapes_camvid.py (one classifier of the
+    19 universal classes) at test size, in this process: its folder holds config.py and
+    iter_2.pth."""
+
+    def train(work_dir):
+        cfg = shrink_config(
+            Config.fromfile(os.path.join(REPO, 'configs', 'cdcl_universal_cityscapes_camvid.py'))
+        )
+        cfg.default_hooks.pop('visualization')
+        cfg.val_dataloader.dataset.datasets.cityscapes.indices = 1  # validation as it runs
+        cfg.val_dataloader.dataset.datasets.camvid.indices = 1
+        unformatted(cfg).dump(str(work_dir / 'config.py'))
+        cwd = os.getcwd()
+        os.chdir(data_cwd)
+        try:
+            cfg = unformatted(cfg)
+            cfg.work_dir = str(work_dir)
+            cfg.experiment_name = cfg.visualizer.name = f'universal_{time.time_ns()}'
+            Runner.from_cfg(cfg).train()
+        finally:
+            os.chdir(cwd)
+
+    return shared_folder(tmp_path_factory, 'cdcl_universal_cityscapes_camvid', train)
 
 
 def assert_mixed_batch_equals_datasets_alone(model, x, samples, groups, buffers=True):

@@ -565,3 +565,200 @@ def test_export_in_stock_mmseg(deployment, tmp_path, config, dataset):
         metrics = _test_tool(config_path, checkpoint, tmp_path / 'w', '--out', str(out / dataset))
         _scored({f'{dataset}/mIoU': metrics['mIoU']}, ref, out, ref.own, False, [dataset])
     assert os.path.isfile(checkpoint)
+
+
+# --------------------------------------------------- a universal model (universal_head=True)
+
+UNIVERSAL = Config.fromfile(
+    osp.join(REPO, 'configs', '_base_', 'label_spaces', 'universal_cityscapes_camvid.py')
+).label_space
+UNIVERSAL_META = dict(classes=tuple(UNIVERSAL.classes), palette=UNIVERSAL.palette)
+
+
+class UniversalReference(Reference):
+    """Each test image's universal logits of each branch (:class:`Reference`'s) and what each
+    route predicts from them: their argmax (the universal classes), or the probabilities summed
+    over each class's universal classes (the image's dataset's), computed here from the label
+    space file's mapping. Its labels are the test set's as they are."""
+
+    def universal(self, path, branch=None):
+        logits = self.images[path]['logits'][branch or self.images[path]['dataset']]
+        return self._resized(path, logits.log_softmax(1))
+
+    def own(self, path):
+        image = self.images[path]
+        p = image['logits'][image['dataset']].softmax(1)
+        unions = [[t] if isinstance(t, str) else t for t in UNIVERSAL.mapping[image['dataset']]]
+        summed = torch.stack(
+            [sum(p[:, UNIVERSAL.classes.index(u)] for u in us) for us in unions], 1
+        )
+        return self._resized(path, summed.clamp_min(1e-12).log())
+
+    def label(self, path, in_label_space=False):
+        return self.images[path]['label']
+
+    def miou(self, dataset, predict, in_label_space=False):
+        classes = len(UNIVERSAL.classes) if in_label_space else len(OWN[dataset]['classes'])
+        inter, union = np.zeros(classes), np.zeros(classes)
+        for path in self.paths(dataset):
+            label, pred = self.label(path), np.asarray(predict(path))
+            valid = label != 255
+            for c in range(classes):
+                inter[c] += np.sum((pred == c) & (label == c) & valid)
+                union[c] += np.sum(((pred == c) | (label == c)) & valid)
+        with np.errstate(invalid='ignore'):
+            return float(np.round(np.nanmean(inter / union) * 100, 2))
+
+
+@pytest.fixture(scope='module')
+def universal(trained_universal, data_cwd, tmp_path_factory):
+    """The 2-iteration universal model's config in the forms its routes need: as trained (each
+    dataset scored in its own classes), in the label space with CamVid's labels in the universal
+    classes (the demo data's side folder), routed to CamVid; its reference."""
+    folder = tmp_path_factory.mktemp('universal')
+    checkpoint = str(trained_universal / 'iter_2.pth')
+    base = Config.fromfile(str(trained_universal / 'config.py'))
+    shrink_datasets(base, (64, 64), str(data_cwd / 'data'))
+    base.default_hooks.visualization = dict(type='SegVisualizationHook', interval=1)
+    base.visualizer.update(alpha=1.0, with_labels=False)  # drawn colours are the palette's
+    base.tta_pipeline = {name: ONE_VIEW for name in NAMES}
+    configs = {}
+
+    def write(key, cfg):
+        configs[key] = str(folder / f'{key}.py')
+        unformatted(cfg).dump(configs[key])
+
+    write('dataset', base)
+    in_19 = Config(base.to_dict())
+    in_19.model.test_cfg.output_space = 'label_space'
+    camvid = in_19.test_dataloader.dataset.datasets.camvid
+    in_19.test_dataloader.dataset.datasets.camvid = dict(
+        type='BaseSegDataset',
+        metainfo=UNIVERSAL_META,
+        data_root=camvid.data_root,
+        data_prefix=dict(img_path='images/val', seg_map_path='universal_annotations/val'),
+        img_suffix='.png',
+        seg_map_suffix='.png',
+        pipeline=camvid.pipeline,
+    )
+    for key in ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler'):
+        in_19[key] = None  # as the shipped 19-class test config: trains nothing
+    write('label_space', in_19)
+    routed = Config(in_19.to_dict())
+    routed.model.default_dataset = 'camvid'
+    write('camvid', routed)
+    return dict(
+        folder=folder,
+        configs=configs,
+        checkpoint=checkpoint,
+        own=UniversalReference(base, checkpoint),
+        in_19=UniversalReference(in_19, checkpoint),
+    )
+
+
+@pytest.mark.parametrize(
+    'config,tta', [('dataset', False), ('label_space', False), ('label_space', True)]
+)
+def test_universal_model_through_the_test_tool(universal, tmp_path, config, tta):
+    """Each dataset in its own classes (the universal probabilities summed over each class's
+    universal classes), or every image in the 19 universal classes where labels in them exist
+    (CamVid's, in the demo data's side folder): scored, written (--out) and drawn (--show-dir)
+    there; --tta merges the views there."""
+    in_19 = config == 'label_space'
+    ref = universal['in_19' if in_19 else 'own']
+    out, show = tmp_path / 'out', tmp_path / 'show'
+    args = ['--tta'] if tta else ['--show-dir', str(show)]
+    metrics = _test_tool(
+        universal['configs'][config],
+        universal['checkpoint'],
+        tmp_path / 'w',
+        '--out',
+        str(out),
+        *args,
+    )
+    predict = ref.universal if in_19 else ref.own
+    _scored(metrics, ref, out, predict, in_19)
+    for name in NAMES if not tta else ():
+        palette = UNIVERSAL_META['palette'] if in_19 else OWN[name]['palette']
+        for path in ref.paths(name):
+            [drawn] = glob.glob(str(show / '**' / f'*{_name(path)}*'), recursive=True)
+            gt_half, pred_half = np.split(_drawn(drawn), 2, axis=1)
+            _drawn_agrees(pred_half, predict(path), palette)
+            label = ref.label(path)
+            np.testing.assert_array_equal(
+                gt_half[label != 255], _colours(label[label != 255], palette)
+            )
+
+
+def test_universal_model_in_mmsegs_apis_infer_tool_and_export(universal, tmp_path, monkeypatch):
+    """Routed to CamVid: init_model + inference_model + show_result_pyplot, MMSegInferencer,
+    tools/infer.py and the export in stock init_model all predict the CamVid branch's universal
+    classes, drawn in their names and colours."""
+    ref, config = universal['in_19'], universal['configs']['camvid']
+    checkpoint = universal['checkpoint']
+    with mmengine_checkpoints_allowed():  # a Runner's checkpoint, for stock loaders
+        model = init_model(config, checkpoint, device='cpu')
+        inferencer = MMSegInferencer(config, checkpoint, device='cpu')
+    assert tuple(model.dataset_meta['classes']) == UNIVERSAL_META['classes']
+    exported = export_single_dataset(config, checkpoint, 'camvid', str(tmp_path / 'export'))
+    plain = init_model(*exported, device='cpu')
+    assert tuple(plain.dataset_meta['classes']) == UNIVERSAL_META['classes']
+    for path in ref.one_each():
+        expected = ref.universal(path, 'camvid')
+        results = [
+            inference_model(model, path),
+            inferencer(path, return_datasamples=True),
+            inference_model(plain, path),
+        ]
+        for result in results:
+            _agrees(result.pred_sem_seg.data[0].numpy(), expected)
+        space = results[0].metainfo['prediction_space']
+        assert (space['name'], list(space['label_maps'])) == (LABEL_SPACE, ['cityscapes'])
+        out = tmp_path / f'{_name(path)}.png'
+        show_result_pyplot(
+            model,
+            path,
+            results[0],
+            opacity=1.0,
+            draw_gt=False,
+            with_labels=False,
+            show=False,
+            out_file=str(out),
+        )
+        palette = UNIVERSAL_META['palette']
+        _drawn_agrees(_drawn(out), expected, palette)
+        inferencer(path, out_dir=str(tmp_path / 'inferencer'), opacity=1.0, with_labels=False)
+        _drawn_agrees(
+            _drawn(tmp_path / 'inferencer' / 'vis' / osp.basename(path)), expected, palette
+        )
+        argv = ['infer.py', config, checkpoint, path, '--out-dir', str(tmp_path / 'infer')]
+        monkeypatch.setattr(sys, 'argv', argv + ['--dataset', 'camvid'])
+        runpy.run_path(osp.join(REPO, 'tools', 'infer.py'), run_name='__main__')
+        _drawn_agrees(_drawn(tmp_path / 'infer' / f'{_name(path)}.png'), expected, palette)
+
+
+def test_a_branch_added_to_a_universal_model_predicts_universal_classes(
+    universal, data_cwd, tmp_path
+):
+    config, checkpoint, _ = add_dataset_branch(
+        universal['configs']['label_space'],
+        universal['checkpoint'],
+        'camvid_new',
+        str(data_cwd / 'data' / 'camvid' / 'images' / 'train'),
+        str(tmp_path / 'added'),
+        source='camvid',
+    )
+    cfg = Config.fromfile(config)
+    assert cfg.model.universal_head and cfg.model.label_space.mapping.camvid_new[5] == [
+        'vegetation',
+        'terrain',
+    ]
+    for dataset in cfg.test_dataloader.dataset.datasets.values():
+        dataset.indices = 1  # the reference of an image of each dataset
+    ref = UniversalReference(cfg, checkpoint)
+    cfg.model.default_dataset = 'camvid_new'
+    model = init_model(cfg, checkpoint, device='cpu')
+    for path in ref.one_each():
+        result = inference_model(model, path)
+        _agrees(result.pred_sem_seg.data[0].numpy(), ref.universal(path, 'camvid_new'))
+        assert result.metainfo['prediction_space']['classes'] == UNIVERSAL_META['classes']

@@ -2,7 +2,7 @@
 
     python tools/make_demo_data.py [--out-dir data/demo] [--datasets NAME ...]
                                    [--num-images SPLIT=N ...] [--image-size H W] [--seed 0]
-                                   [--shift 1.0] [--overwrite]
+                                   [--shift 1.0] [--overwrite] [--universal-labels]
 
 The command line of :func:`mmseg_cdcl.testing.make_demo_data`, which documents the scenes,
 their styles and the layouts.
@@ -35,6 +35,12 @@ def main(argv=None):
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--shift', type=float, default=1.0, help='covariate shift in [0, 1]')
     parser.add_argument('--overwrite', action='store_true')
+    parser.add_argument(
+        '--universal-labels',
+        action='store_true',
+        help="also write each image's label in Cityscapes' 19 classes to "
+        '<dataset>/universal_annotations/<split>/ (read by no training config)',
+    )
     args = parser.parse_args(argv)
     num_images = {}
     for item in args.num_images:
@@ -51,6 +57,7 @@ def main(argv=None):
             args.seed,
             args.shift,
             args.overwrite,
+            universal_labels=args.universal_labels,
         )
     except (ValueError, FileExistsError) as error:
         parser.error(str(error))

@@ -29,6 +29,7 @@ _CDCL_ARGS = (
     'default_dataset',
     'label_space',
     'branch_selection',
+    'universal_head',
 )
 _CDCL_SEGMENTORS = ('CDCLEncoderDecoder', 'CDCLCascadeEncoderDecoder')
 
@@ -36,7 +37,10 @@ _CDCL_SEGMENTORS = ('CDCLEncoderDecoder', 'CDCLCascadeEncoderDecoder')
 def plain_model_cfg(cfg, d: int):
     """Rewrite a CDCL model config into the plain MMSeg one of dataset ``d``: for a converted
     stock config, that config with dataset ``d``'s classes; for explicit DAB components, their
-    MMSeg counterparts."""
+    MMSeg counterparts. A universal model's (``universal_head=True``) heads predict its label
+    space's classes, whatever the dataset."""
+    if isinstance(cfg, dict) and cfg.get('universal_head'):
+        cfg = _universal_classes(cfg, len(cfg['label_space']['classes']))
     if (
         isinstance(cfg, dict)
         and cfg.get('type') in _CDCL_SEGMENTORS
@@ -88,6 +92,21 @@ def _plain_converted_cfg(cfg: dict, d: int) -> dict:
     return cfg
 
 
+def _universal_classes(cfg: dict, num_classes: int) -> dict:
+    """A universal model's config as that of per-dataset heads of ``num_classes`` classes each
+    (its one classifier, exported for one dataset), without ``universal_head``."""
+    cfg = copy.deepcopy(cfg)
+    cfg.pop('universal_head')
+    if isinstance(cfg.get('num_classes'), (list, tuple)):  # a converted stock config
+        cfg['num_classes'] = [num_classes] * len(cfg['num_classes'])
+    for key in ('decode_head', 'auxiliary_head'):
+        heads = cfg.get(key)
+        for head in heads if isinstance(heads, list) else [heads] * (heads is not None):
+            if isinstance(head.get('num_classes'), (list, tuple)):  # a DAB head
+                head['num_classes'] = [num_classes] * len(head['num_classes'])
+    return cfg
+
+
 def plain_state_dict(state_dict: dict, d: int, model: Optional[nn.Module] = None) -> OrderedDict:
     """Dataset ``d``'s branch of every DSBN and per-dataset classifier, under plain MMSeg keys.
 
@@ -127,7 +146,11 @@ def export_single_dataset(
     (a dataset type of mmseg_cdcl's own, ``CamVidDataset``, needs
     ``custom_imports=dict(imports=['mmseg_cdcl'])`` to build). The plain model predicts in the
     dataset's classes, also for a model with a ``label_space`` (carried as ``label_space``,
-    which stock MMSeg ignores).
+    which stock MMSeg ignores). A universal model's (``universal_head=True``) predicts the
+    universal classes with the dataset's DSBN branch: its ``dataset_meta`` is theirs, it carries
+    the dataset's classes as unions of them (``universal_label_space``), and where those are not
+    the universal classes its test dataloader holds only the test pipeline (the dataset's labels
+    cannot score its predictions).
 
     Returns:
         The paths of the config and the checkpoint.
@@ -159,7 +182,28 @@ def export_single_dataset(
     )
     plain = dict(default_scope='mmseg', model=plain_model_cfg(cfg.model.to_dict(), d))
     plain['model'].pop('pretrained', None)
-    if model.label_space is not None:
+    header, scored = [], True
+    if model.universal_head:
+        space = model.label_space
+        meta['dataset_meta'].update(space.meta(), classes=tuple(space.classes))
+        # For reading its predictions in the dataset's classes: P(c) = Σ_{u∈U(c)} p(u).
+        plain['universal_label_space'] = meta['universal_label_space'] = dict(
+            classes=list(space.classes),
+            palette=space.palette,
+            mapping={dataset: [[space.classes[u] for u in us] for us in space.union_ids(d)]},
+        )
+        own = model.dataset_classes.get(dataset) or (dataset_metainfo(cfg, dataset) or {}).get(
+            'classes'
+        )
+        scored = own is not None and tuple(own) == tuple(space.classes)
+        header = [
+            f"{dataset}'s DSBN branch of a universal CDCL model (universal_head=True): it",
+            f'predicts the {len(space.classes)} universal classes; universal_label_space holds',
+            "the dataset's classes as unions of them.",
+        ]
+        if not scored:
+            header.append("No test data: the dataset's labels are not in the universal classes.")
+    elif model.label_space is not None:
         # Carried for reading the plain model's predictions in the label space (LabelSpace
         # of this dataset's mapping); stock MMSeg ignores it and predicts the dataset's classes.
         space = model.label_space
@@ -172,10 +216,14 @@ def export_single_dataset(
     if pipeline is not None:
         plain['test_pipeline'] = pipeline
     plain.update(_stock_test_config(cfg, dataset, pipeline))
+    if not scored:
+        plain['test_dataloader']['dataset'] = {} if pipeline is None else dict(pipeline=pipeline)
+        plain.pop('test_evaluator')
     config_path = osp.join(out_dir, f'{dataset}.py')
     ckpt_path = osp.join(out_dir, f'{dataset}.pth')
     mkdir_or_exist(out_dir)
-    dump_config(plain, config_path)  # every string a literal (class names come from the checkpoint)
+    # every string a literal (class names come from the checkpoint)
+    dump_config(plain, config_path, header)
     torch.save(
         dict(state_dict=plain_state_dict(model.state_dict(), d, model), meta=meta), ckpt_path
     )

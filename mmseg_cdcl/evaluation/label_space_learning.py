@@ -11,7 +11,10 @@ taxonomy mapped into the coarser one, or, where neither is coarser, the groups o
 classes, with the universal classes (Bevandić & Šegvić, arXiv 2108.11224) stated.
 
 Writes the label space in the shipped form (``configs/_base_/label_spaces/*.py``, used as
-``model=dict(label_space=label_space)``) and beside it ``<out>.json``: the confusions of both
+``model=dict(label_space=label_space)``), its universal form (``universal_label_space``: the
+universal classes, each dataset's classes as unions of them, for
+``model=dict(label_space=universal_label_space, universal_head=True)``) and beside it
+``<out>.json``: the confusions of both
 BN choices, each related pair's shares, the universal classes, and each dataset's mIoU with its
 own branch in its own classes and in the learned space (and in ``compare``'s, a label space
 file such as the hand-written one, with a class-by-class comparison).
@@ -208,6 +211,9 @@ def learn_label_space(
         if name not in (a, b):
             space['mapping'][name] = space['mapping'][a if classes[name] == classes[a] else b]
     space['mapping'] = {name: space['mapping'][name] for name in model.dataset_names}
+    universal = universal_label_space(
+        learned, {x: classes[x] for x in (a, b)}, palettes, model.dataset_names, classes
+    )
     spaces = dict(learned=_label_space(model, classes, space), **spaces)
     mious = label_space_mious(model, loader, (ia, ib), spaces, max_images)
     own = {x: miou(evidence['image'][(x, x)]) for x in (a, b)}
@@ -223,6 +229,7 @@ def learn_label_space(
         label_space=space,
         universal=learned['universal'],
         unions=learned['unions'],
+        universal_label_space=universal,
         relations={
             choice: [dict(r._asdict(), a=classes[a][r.a], b=classes[b][r.b]) for r in rs]
             for choice, rs in relations.items()
@@ -259,6 +266,50 @@ def learn_label_space(
         )
     write_label_space(out_file, summary)
     return summary
+
+
+def universal_label_space(
+    learned: dict,
+    pair: Dict[str, Sequence[str]],
+    palettes: Dict[str, Optional[list]],
+    dataset_names: Sequence[str],
+    classes: Dict[str, Sequence[str]],
+) -> dict:
+    """The learned space in its universal form, a label space for a model whose one classifier
+    predicts the universal classes (``universal_head=True``): ``classes`` the universal ones,
+    each dataset's mapping (by class id) its classes as unions of them (Bevandić & Šegvić).
+
+    Args:
+        learned (dict): :func:`label_space_from_relations`' result (``universal``, ``unions``).
+        pair (dict): The two related datasets' class names.
+        palettes (dict): Their palettes, where known: a universal class that is one dataset
+            class alone gets its colour.
+        dataset_names (Sequence[str]): The model's datasets; one with a pair dataset's classes
+            shares its mapping.
+        classes (dict): Every dataset's class names.
+    """
+    universal, unions = list(learned['universal']), learned['unions']
+    mapping = {}
+    for name in dataset_names:
+        x = next(x for x in pair if tuple(classes[name]) == tuple(pair[x]))
+        mapping[name] = [list(unions[x][c]) for c in pair[x]]
+    palette = []
+    for u in universal:
+        colour = next(
+            (
+                palettes[x][k]
+                for x in pair
+                if palettes.get(x) is not None
+                for k, c in enumerate(pair[x])
+                if unions[x][c] == [u]
+            ),
+            None,
+        )
+        palette.append(colour)
+    space = dict(classes=tuple(universal), mapping=mapping)
+    if all(c is not None for c in palette):
+        space['palette'] = [list(map(int, c)) for c in palette]
+    return space
 
 
 def _read_label_space(path: str, model) -> dict:
@@ -398,9 +449,22 @@ def write_label_space(out_file: str, summary: dict) -> None:
     if 'palette' in space:
         written['palette'] = [list(map(int, p)) for p in space['palette']]
     written['mapping'] = dict(space['mapping'])
+    contents = dict(label_space=written)
+    if summary.get('universal_label_space') is not None:
+        # the same space for universal_head=True: the universal classes, each dataset's classes
+        # as unions of them
+        universal = summary['universal_label_space']
+        contents['universal_label_space'] = dict(
+            universal, classes=tuple(universal['classes']), mapping=dict(universal['mapping'])
+        )
+        header += [
+            '',
+            'universal_label_space: the universal classes, each class a union of them',
+            '(model=dict(label_space=universal_label_space, universal_head=True)).',
+        ]
     dirname = osp.dirname(out_file)
     if dirname:
         os.makedirs(dirname, exist_ok=True)
-    dump_config(dict(label_space=written), out_file, header)
+    dump_config(contents, out_file, header)
     with open(evidence, 'w', encoding='utf-8') as f:
         json.dump(summary, f, indent=1, ensure_ascii=False)

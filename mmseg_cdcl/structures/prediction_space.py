@@ -43,18 +43,21 @@ def label_space_of(model) -> dict:
     """The space of the model's ``label_space``, with the map of each dataset's labels into it
     (the datasets whose class names it knows, where the mapping is by name)."""
     space = model.label_space
-    maps = {}
+    maps, unmapped = {}, {}
     for d, name in enumerate(model.dataset_names):
         try:
             maps[name] = list(space.table(d))
-        except ValueError:  # a mapping by class names of a dataset whose names are unknown
-            continue
-    return dict(
+        except ValueError as e:  # names not known yet; a class that is a union (universal)
+            unmapped[name] = str(e)
+    stated = dict(
         name=LABEL_SPACE,
         classes=tuple(space.classes),
         palette=[list(c) for c in space.palette],
         label_maps=maps,
     )
+    if unmapped:
+        stated['unmapped'] = unmapped  # why those datasets' labels cannot be put there
+    return stated
 
 
 def predicts_in_label_space(model) -> bool:
@@ -194,22 +197,26 @@ def labels_in_space(
     sample, label: Tensor, space: dict, dataset_meta: Optional[dict] = None
 ) -> Optional[Tensor]:
     """The image's labels (in its source dataset's classes) in the prediction's space: as they
-    are where the space is the dataset's or has its classes, mapped by the label space's map of
-    the dataset otherwise; None where they cannot be put there."""
+    are where the space is the dataset's or has its classes (labels written in a universal
+    space's classes, for a dataset named as the model's), mapped by the label space's map of
+    the dataset otherwise (a map of as many classes as the labels have); None where they cannot
+    be put there."""
     source = source_dataset(sample)
     stated = stated_space(sample) or {}
     if source is not None and source == space['name']:
         return label
-    table = (stated.get('label_maps') or {}).get(source)
-    if table is not None:
-        lut = torch.full((256,), IGNORE, dtype=torch.long, device=label.device)
-        lut[: len(table)] = torch.tensor(table, device=label.device)
-        return lut[label.long().clamp(0, 255)].to(label.dtype)
     datasets = (dataset_meta or {}).get('datasets') or {}
     own = (datasets.get(source) or {}).get('classes')
     if own is None and not datasets and source is None:
         own = (dataset_meta or {}).get('classes')  # one dataset's metainfo
-    return label if _same(own, space['classes']) else None
+    if _same(own, space['classes']):
+        return label
+    table = (stated.get('label_maps') or {}).get(source)
+    if table is not None and (_known(own) is None or len(own) == len(table)):
+        lut = torch.full((256,), IGNORE, dtype=torch.long, device=label.device)
+        lut[: len(table)] = torch.tensor(table, device=label.device)
+        return lut[label.long().clamp(0, 255)].to(label.dtype)
+    return None
 
 
 def uncomparable(sample, space: dict, dataset_meta: Optional[dict]) -> str:
@@ -218,11 +225,18 @@ def uncomparable(sample, space: dict, dataset_meta: Optional[dict]) -> str:
     datasets = (dataset_meta or {}).get('datasets') or {}
     own = (datasets.get(source) or {}).get('classes')
     meta = sample.metainfo if hasattr(sample, 'metainfo') else sample
+    why = ((stated_space(sample) or {}).get('unmapped') or {}).get(source)
     return (
         f'the prediction of {meta.get("img_path", "an image")} is in '
         f"{describe(space)}, its labels in dataset '{source}'s classes "
-        f'{list(own) if own is not None else "(unknown)"}, and the model states no map of '
-        f"'{source}' into that space: give model.label_space.mapping.{source}"
+        f'{list(own) if own is not None else "(unknown)"}, and '
+        + (
+            f"{why}. Score '{source}' in its own classes (model.test_cfg.output_space="
+            "'dataset'), or give labels in the label space's classes"
+            if why is not None
+            else f"the model states no map of '{source}' into that space: give "
+            f'model.label_space.mapping.{source}'
+        )
     )
 
 

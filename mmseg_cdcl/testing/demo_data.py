@@ -109,6 +109,8 @@ LAYOUTS = {
     'bdd100k': (('train', 'val'), 'images/10k/{}', 'labels/sem_seg/masks/{}'),
     'camvid': (('train', 'val', 'test'), 'images/{}', 'annotations/{}'),
 }
+# Each image's scene in Cityscapes' 19 train ids, beside any dataset's own labels (on request).
+UNIVERSAL_PREFIX = 'universal_annotations/{}'
 DEFAULT_NUM_IMAGES = {'train': 24, 'val': 8, 'test': 8}  # a 2-core CPU demo
 DEFAULT_SIZES = {'cityscapes': (128, 256), 'bdd100k': (128, 256), 'camvid': (96, 128)}
 CITIES = {'train': ('aachen', 'bremen'), 'val': ('frankfurt', 'lindau')}
@@ -618,6 +620,7 @@ def make_demo_data(
     shift=1.0,
     overwrite=False,
     styles=None,
+    universal_labels=False,
 ):
     """Write demo datasets under ``out_dir/<name>`` in their real on-disk formats.
 
@@ -636,11 +639,17 @@ def make_demo_data(
             (0) to each one's ``DEFAULT_STYLES`` entry (1).
         overwrite (bool): Delete and rewrite dataset folders that are not empty.
         styles (dict, optional): ``{name: {style key: value}}`` updating ``DEFAULT_STYLES``.
+        universal_labels (bool): Also write each image's scene as drawn, in Cityscapes' 19
+            train ids (the universal classes: CamVid's labels are coarser), to
+            ``<name>/universal_annotations/<split>/`` under the label's file name: a truth to
+            score predictions in the universal classes, which no shipped training config reads.
+            Defaults to False.
 
     Returns:
         dict: ``{name: dict(data_root, splits={split: dict(num_images, img_path,
         seg_map_path, files=[(img_file, seg_map_file), ...])})}``; ``img_path`` and
-        ``seg_map_path`` are the ``data_prefix`` of MMSeg's dataset classes.
+        ``seg_map_path`` are the ``data_prefix`` of MMSeg's dataset classes; with
+        ``universal_labels``, each split also has ``universal_seg_map_path``.
     """
     datasets = [datasets] if isinstance(datasets, str) else list(datasets)
     counts, sizes = _check_args(datasets, num_images, image_size, shift, seed)
@@ -685,8 +694,16 @@ def make_demo_data(
                 )
                 cv2.imwrite(img_file, img[..., ::-1], params)  # RGB -> cv2's BGR
                 cv2.imwrite(seg_file, label)
+                if universal_labels:
+                    universal = osp.join(root, UNIVERSAL_PREFIX.format(split), seg_name)
+                    os.makedirs(osp.dirname(universal), exist_ok=True)
+                    cv2.imwrite(universal, canvas.label)
                 files.append((img_file, seg_file))
             info[name]['splits'][split] = dict(
                 num_images=len(files), img_path=img_path, seg_map_path=seg_map_path, files=files
             )
+            if universal_labels:
+                info[name]['splits'][split]['universal_seg_map_path'] = UNIVERSAL_PREFIX.format(
+                    split
+                )
     return info

@@ -256,3 +256,59 @@ def test_the_export_names_the_classes_the_config_gives(cdcl, tmp_path):
 
     assert meta['classes'] == CityscapesDataset.METAINFO['classes']
     assert meta['palette'] == CityscapesDataset.METAINFO['palette']
+
+
+UNIVERSAL = osp.join(REPO, 'configs', '_base_', 'label_spaces', 'universal_cityscapes_camvid.py')
+
+
+@pytest.mark.slow
+def test_a_universal_models_branch_exports_with_the_universal_classifier(cdcl, tmp_path):
+    """One dataset's DSBN branch with the one classifier: stock init_model (without mmseg_cdcl)
+    predicts the universal classes as the CDCL model does for that dataset, named and coloured
+    as the label space; the dataset's classes travel as unions of them."""
+    _, _, image = cdcl
+    config = tmp_path / 'universal.py'
+    config.write_text(
+        textwrap.dedent(f"""
+        _base_ = [{BASE!r}, {UNIVERSAL!r}]
+        model = dict(dataset_names=['cityscapes', 'camvid'], pretrained=None,
+                     backbone=dict(num_datasets=2), decode_head=dict(num_classes=[19, 11]),
+                     auxiliary_head=dict(num_classes=[19, 11]),
+                     label_space={{{{_base_.label_space}}}}, universal_head=True)
+        test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackSegInputs')]
+    """)
+    )
+    cfg = Config.fromfile(str(config))
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):  # branches of distinct statistics
+                m.running_mean.uniform_(-0.2, 0.2), m.running_var.uniform_(0.5, 2)
+    checkpoint = tmp_path / 'universal.pth'
+    save_checkpoint(dict(state_dict=model.state_dict(), meta={}), str(checkpoint))
+    from mmseg_cdcl.apis import export_single_dataset
+
+    plain_cfg, plain_ckpt = export_single_dataset(
+        str(config), str(checkpoint), 'camvid', str(tmp_path / 'out')
+    )
+    plain = subprocess.run(
+        [sys.executable, '-c', PLAIN, plain_cfg, plain_ckpt, str(image), str(tmp_path / 'p.npy')],
+        capture_output=True,
+        text=True,
+    )
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.splitlines()[-1].split() == ['ResNetV1c', 'PSPHead', '19', 'bicycle']
+    cfg.model.default_dataset = 'camvid'
+    cdcl_model = init_model(cfg, str(checkpoint), device='cpu')
+    expected = inference_model(cdcl_model, str(image))
+    assert expected.metainfo['prediction_space']['name'] == 'label_space'
+    logits = torch.from_numpy(np.load(tmp_path / 'p.npy'))
+    torch.testing.assert_close(logits.softmax(0), expected.seg_logits.data.exp(), atol=1e-5, rtol=0)
+    exported = Config.fromfile(plain_cfg)
+    assert exported.model.decode_head.num_classes == exported.model.auxiliary_head.num_classes == 19
+    assert exported.universal_label_space.mapping.camvid[5] == ['vegetation', 'terrain']
+    # CamVid's labels cannot score predictions in the universal classes: no test data there
+    assert 'test_evaluator' not in exported and 'type' not in exported.test_dataloader.dataset
+    stock = init_model(plain_cfg, plain_ckpt, device='cpu')
+    assert stock.dataset_meta['palette'][0] == [128, 64, 128]  # the label space's colours

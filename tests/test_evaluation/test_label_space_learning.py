@@ -21,7 +21,12 @@ from mmseg_cdcl.evaluation.functional.class_relations import (
     class_relations,
     label_space_from_relations,
 )
-from mmseg_cdcl.evaluation.label_space_learning import relations_table, write_label_space
+from mmseg_cdcl.evaluation.label_space_learning import (
+    relations_table,
+    universal_label_space,
+    write_label_space,
+)
+from mmseg_cdcl.models.utils import LabelSpace
 from mmseg_cdcl.testing import unformatted
 
 CITYSCAPES_TO_CAMVID = os.path.join(
@@ -101,6 +106,25 @@ def test_neither_coarser_gives_universal_classes():
     # The finest space both map into: one class, since AB, BC chain everything together.
     assert learned['label_space'] == dict(
         classes=('AB+C',), mapping=dict(a=['AB+C', 'AB+C'], b=['AB+C', 'AB+C'])
+    )
+    # Its universal form: each dataset's classes as unions of the universal classes, a label
+    # space of a universal head; a third dataset of a's classes shares a's mapping.
+    classes = dict(a=('AB', 'C'), b=('A', 'BC'), c=('AB', 'C'))
+    palettes = dict(a=[[1, 1, 1], [2, 2, 2]], b=[[3, 3, 3], [4, 4, 4]])
+    space = universal_label_space(
+        learned, dict(a=classes['a'], b=classes['b']), palettes, 'abc', classes
+    )
+    assert space == dict(
+        classes=('A', 'AB ∩ BC', 'C'),
+        mapping=dict(
+            a=[['A', 'AB ∩ BC'], ['C']], b=[['A'], ['AB ∩ BC', 'C']], c=[['A', 'AB ∩ BC'], ['C']]
+        ),
+    )  # 'AB ∩ BC' is no class alone: no palette
+    universal = LabelSpace(dataset_names='abc', num_classes=[2, 2, 2], universal=True, **space)
+    assert universal.union_ids(1) == [(0,), (1, 2)]
+    palettes['a'] = None
+    assert 'palette' not in universal_label_space(
+        learned, dict(a=classes['a'], b=classes['b']), palettes, 'abc', classes
     )
 
 
@@ -192,6 +216,15 @@ def test_learned_label_space_loads_as_label_space(trained_cdcl, in_data, tmp_pat
     model = MODELS.build(cfg.model)
     model.set_dataset_classes({name: summary['classes'][name] for name in summary['classes']})
     assert model.label_space.classes == tuple(space.classes)
+    # Its universal form, in the same file: a universal head's label space.
+    universal = Config.fromfile(out).universal_label_space
+    assert dict(universal.to_dict(), classes=list(universal.classes)) == json.loads(
+        json.dumps(summary['universal_label_space'])
+    )
+    cfg.model.update(label_space=universal, universal_head=True)
+    model = MODELS.build(cfg.model)
+    assert model.decode_head.conv_seg.out_channels == len(universal.classes)
+    assert model.label_space.classes == tuple(universal.classes) == tuple(summary['universal'])
     evidence = json.load(open(str(tmp_path / 'learned' / 'space.json')))
     assert evidence['images'] == dict(cityscapes=1, camvid=1)
     assert np.array(evidence['confusions']['image']['cityscapes->camvid']).shape == (19, 11)

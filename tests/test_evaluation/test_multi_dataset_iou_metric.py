@@ -166,3 +166,25 @@ def test_predictions_that_cannot_meet_their_labels_are_refused():
         ValueError, match=r"the predictions of dataset 'city' are in 2 label spaces"
     ):
         metric.evaluate(2)
+
+
+def test_labels_of_unions_are_refused_saying_why_and_what_to_do():
+    """A universal model's prediction of an image whose dataset's classes are unions of the
+    universal classes: its labels cannot be put in them."""
+    why = (
+        "label_space.mapping.cam: class 'sky' is the union of the target classes ['ground', "
+        "'sky'], so the labels of dataset 'cam' cannot be put in the target classes"
+    )
+    universal = dict(SPACE, label_maps=dict(city=[0, 255, 1]), unmapped=dict(cam=why))
+    metric = METRICS.build(dict(type='MultiDatasetIoUMetric', iou_metrics=['mIoU']))
+    metric.dataset_meta = META
+    with pytest.raises(ValueError) as error:
+        metric.process(
+            {}, [_sample(1, [[1, 1, 0]], [[0, 1, 9]], 'y.png', prediction_space=universal)]
+        )
+    assert str(error.value) == (
+        'MultiDatasetIoUMetric: the prediction of y.png is in the label space (2 classes: '
+        "ground, sky), its labels in dataset 'cam's classes ['sky', 'road'], and "
+        f"{why}. Score 'cam' in its own classes (model.test_cfg.output_space='dataset'), or "
+        "give labels in the label space's classes"
+    )

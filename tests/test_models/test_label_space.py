@@ -232,3 +232,96 @@ def test_dataset_classes_by_registered_dataset_type():
             num_classes=[1],
             dataset_classes=dict(c='Kitti'),
         )
+
+
+# ------------------------------------------------------------------ unions of target classes
+
+UNIVERSAL = ('car', 'truck', 'road', 'tree', 'grass')
+
+
+def _universal(b, **kwargs):
+    return LabelSpace(
+        UNIVERSAL,
+        dict(a=list(UNIVERSAL), b=b),
+        dataset_names=['a', 'b'],
+        num_classes=[5, 3],
+        dataset_classes=dict(a=UNIVERSAL, b=('vehicle', 'road', 'nature')),
+        universal=True,
+        **kwargs,
+    )
+
+
+def test_a_class_as_a_union_of_target_classes_serves_both_directions():
+    space = _universal(dict(vehicle=['car', 'truck'], road='road', nature=['tree', 'grass']))
+    assert space.unions[1] == [(0, 1), (2,), (3, 4)]
+    m = space.matrix(1, torch.zeros(()))
+    assert m.tolist() == [[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]]
+    logits = torch.randn(2, 5, 3, 4)
+    p = logits.softmax(1)
+    # the universal logits' own probabilities, and summed into b's classes
+    torch.testing.assert_close(space.probabilities(logits, 1), p)
+    torch.testing.assert_close(
+        space.dataset_probabilities(logits, 1),
+        torch.stack([p[:, 0] + p[:, 1], p[:, 2], p[:, 3] + p[:, 4]], 1),
+    )
+    assert space.table(0) == [0, 1, 2, 3, 4]  # a's labels map into the universal classes
+    with pytest.raises(
+        ValueError,
+        match=r"label_space.mapping.b: class 'vehicle' is the union of the target classes "
+        r"\['car', 'truck'\], so the labels of dataset 'b' cannot be put in the target classes",
+    ):
+        space.table(1)
+
+
+def test_unions_need_a_universal_classifier():
+    with pytest.raises(
+        ValueError,
+        match=r"label_space.mapping.b maps class 'vehicle' to several target classes \['car', "
+        r"'truck'\]: a per-dataset head's probability of one class cannot be split among several "
+        r'targets. Map it to one, or predict the target classes with one classifier '
+        r'\(model.universal_head=True\)',
+    ):
+        LabelSpace(
+            UNIVERSAL,
+            dict(b=dict(vehicle=['car', 'truck'])),
+            dataset_names=['a', 'b'],
+            num_classes=[5, 3],
+            dataset_classes=dict(a=UNIVERSAL, b=('vehicle', 'road', 'nature')),
+        )
+
+
+def test_a_universal_class_in_two_classes_of_a_dataset_is_refused():
+    with pytest.raises(
+        ValueError,
+        match=r"label_space.mapping.b: target class 'truck' is in both class 'vehicle' and class "
+        r"'road': with universal_head=True each of a dataset's classes is a union",
+    ):
+        _universal([['car', 'truck'], ['road', 'truck'], ['tree']])
+    with pytest.raises(ValueError, match=r'label_space.mapping.b: 3 is not a target class name'):
+        _universal([['car'], 3, None])
+
+
+def test_the_shipped_universal_label_space_is_the_hand_written_mapping_reversed():
+    """Each CamVid class is the union of the Cityscapes classes cityscapes_to_camvid.py maps to
+    it: the two files cannot disagree."""
+    hand = Config.fromfile(f'{REPO}/configs/_base_/label_spaces/cityscapes_to_camvid.py')
+    cfg = Config.fromfile(f'{REPO}/configs/_base_/label_spaces/universal_cityscapes_camvid.py')
+    space = LabelSpace(
+        dataset_names=['cityscapes', 'camvid'],
+        num_classes=[19, 11],
+        universal=True,
+        **cfg.label_space,
+    )
+    assert space.classes == tuple(hand.cityscapes_classes)
+    assert space.table(0) == list(range(19))
+    camvid = hand.label_space.classes
+    for k, union in enumerate(space.union_ids(1)):
+        assert {space.classes[u] for u in union} == {
+            c for c, t in hand.cityscapes_to_camvid.items() if t == camvid[k]
+        }
+    assert [space.classes[u] for u in space.union_ids(1)[camvid.index('tree')]] == [
+        'vegetation',
+        'terrain',
+    ]
+    covered = {u for union in space.union_ids(1) for u in union}
+    assert [space.classes[u] for u in range(19) if u not in covered] == ['train']  # the rest

@@ -155,3 +155,15 @@ def test_output_space_is_checked_at_build():
         _model(test_cfg=dict(output_space='labels'))
     with pytest.raises(ValueError, match="output_space='label_space' but the model has no label"):
         _model(test_cfg=dict(output_space='label_space'))
+
+
+def test_labels_in_the_spaces_classes_are_taken_as_they_are_before_any_map():
+    """A dataset named as one of the model's ('a', whose branch predicts it) whose labels are in
+    the universal classes: the map of a's own classes (3, not the 2 here) must not touch them."""
+    label = torch.tensor([[0, 1, 255]])
+    universal = dict(META, datasets=dict(META['datasets'], a=dict(classes=B)))
+    space = resolve_space(_sample('a', SPACE), universal)
+    assert labels_in_space(_sample('a', SPACE), label, space, universal) is label
+    # labels of another number of classes than the map's: never mapped by it
+    other = dict(META, datasets=dict(META['datasets'], a=dict(classes=('p', 'q'))))
+    assert labels_in_space(_sample('a', SPACE), label, space, other) is None

@@ -240,3 +240,30 @@ def test_invalid_arguments_are_named(tmp_path, kwargs, error, match):
     with pytest.raises(error, match=match):
         make_demo_data(str(tmp_path), **kwargs)
     assert os.listdir(tmp_path) == []  # nothing written
+
+
+def test_universal_labels_are_the_scenes_the_datasets_labels_are_mapped_from(tmp_path):
+    """On request, each image's scene in Cityscapes' 19 classes beside its dataset's labels:
+    CamVid's labels are it mapped to CamVid's classes, Cityscapes' are it; nothing else
+    changes."""
+    kwargs = dict(
+        datasets=('cityscapes', 'camvid'), num_images=dict(train=2, val=1, test=1), seed=0
+    )
+    info = make_demo_data(str(tmp_path / 'u'), universal_labels=True, **kwargs)
+    make_demo_data(str(tmp_path / 'plain'), **kwargs)
+    for name in ('cityscapes', 'camvid'):
+        for split, entry in info[name]['splits'].items():
+            assert entry['universal_seg_map_path'] == f'universal_annotations/{split}'
+            for _, seg in entry['files']:
+                rel = osp.relpath(seg, osp.join(info[name]['data_root'], entry['seg_map_path']))
+                universal = _read(
+                    osp.join(info[name]['data_root'], entry['universal_seg_map_path'], rel)
+                )
+                own = _read(seg)
+                assert set(np.unique(universal)) - set(range(19)) <= {255}
+                expected = CAMVID_LUT[universal] if name == 'camvid' else universal
+                np.testing.assert_array_equal(own, expected)
+    universal = {f for f in _hashes(str(tmp_path / 'u')) if 'universal_annotations' in f}
+    assert len(universal) == 3 + 4  # an image each: Cityscapes' train and val, CamVid's
+    plain = _hashes(str(tmp_path / 'plain'))
+    assert {f: h for f, h in _hashes(str(tmp_path / 'u')).items() if f not in universal} == plain

@@ -32,6 +32,7 @@ def test_cli_writes_the_requested_sizes_and_reports_usage_errors(tmp_path):
             '64',
             '--shift',
             '0.5',
+            '--universal-labels',
         ],
         capture_output=True,
         text=True,
@@ -45,6 +46,9 @@ def test_cli_writes_the_requested_sizes_and_reports_usage_errors(tmp_path):
     bdd_val = next((tmp_path / 'bdd100k' / 'images' / '10k' / 'val').iterdir())
     assert cv2.imread(str(camvid_test)).shape == (24, 32, 3)  # 3:4 at the given height
     assert cv2.imread(str(bdd_val)).shape == (32, 64, 3)
+    # --universal-labels: each label's scene in the 19 classes, the label's name
+    universal = tmp_path / 'camvid' / 'universal_annotations' / 'test' / camvid_test.name
+    assert cv2.imread(str(universal), cv2.IMREAD_UNCHANGED).shape == (24, 32)
     # a usage error naming the folder, not a traceback
     result = subprocess.run(
         [sys.executable, TOOL, '--out-dir', str(tmp_path), '--datasets', 'camvid'],

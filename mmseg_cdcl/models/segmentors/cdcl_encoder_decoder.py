@@ -37,6 +37,7 @@ from ..utils.convert_dataset_aware import (
     convert_running_statistics,
     runs_on_mixed_batches,
 )
+from ..utils.convert_universal_head import convert_universal_head
 from ..utils.unknown_source import (
     AUTO,
     ENSEMBLE,
@@ -99,6 +100,13 @@ class CDCLEncoderDecoder(EncoderDecoder):
             to None: a checkpoint that states its datasets must have the model's, in any
             order (its branches are loaded by name).
         branch_selection (dict, optional): Arguments of :class:`BranchSelector`.
+        universal_head (bool): One classifier of ``label_space``'s classes (the universal
+            classes) for all datasets, instead of one per dataset; DSBN stays per dataset. Each
+            dataset's labels train it through its mapping, where a class may be a union of
+            universal classes (a pixel of class c costs −log Σ_{u∈U_d(c)} p(u),
+            :func:`~mmseg_cdcl.models.utils.convert_universal_head`). Predictions are in the
+            universal classes, or with ``test_cfg.output_space='dataset'`` in the image's
+            dataset's (P_d(c) = Σ_{u∈U_d(c)} p(u)). Defaults to False.
         **kwargs: Arguments of :class:`mmseg.models.segmentors.EncoderDecoder`. ``test_cfg``
             may set ``unknown_source=True`` (predict every route of every image, for
             ``UnknownSourceMetric``), ``ensemble_weights='scores'`` or ``'uniform'``, and, with
@@ -133,10 +141,17 @@ class CDCLEncoderDecoder(EncoderDecoder):
         label_space: Optional[dict] = None,
         branch_selection: Optional[dict] = None,
         branch_map: Optional[Dict[str, str]] = None,
+        universal_head: bool = False,
         **kwargs,
     ):
         # Every refusal that needs only the config comes before the model is built.
         self.dataset_names = self._checked_names(dataset_names)
+        if universal_head and label_space is None:
+            raise ValueError(
+                'universal_head=True predicts the classes of model.label_space, which is not set: '
+                "give label_space=dict(classes=[the universal classes], mapping={each dataset's "
+                'classes as universal classes or lists of them})'
+            )
         if num_classes is not None:
             check_convertible(kwargs, self.dataset_names, num_classes, ignore_index)
         default_dataset = (
@@ -176,9 +191,13 @@ class CDCLEncoderDecoder(EncoderDecoder):
                 dataset_names=self.dataset_names,
                 num_classes=self.classes_per_dataset(),
                 defer_class_names=True,
+                universal=universal_head,
                 **label_space,
             )
         )
+        self.universal_head = bool(universal_head)
+        if universal_head:
+            convert_universal_head(self, kwargs, self.label_space)
         # Class names of the datasets, where known: stated in checkpoints, checked at loading.
         self.dataset_classes: Dict[str, Tuple[str, ...]] = dict(
             getattr(self.label_space, 'dataset_classes', {})
@@ -502,12 +521,17 @@ class CDCLEncoderDecoder(EncoderDecoder):
 
     def postprocess_result(self, seg_logits: Tensor, data_samples: Optional[list] = None):
         """MMSeg's results, in the label space's classes when the model predicts there
-        (log-probabilities as logits), each stating its space (``prediction_space``)."""
+        (log-probabilities as logits), each stating its space (``prediction_space``). A
+        universal head's predicted in its dataset's classes (``output_space='dataset'``) are
+        the sums of the universal probabilities over each class's universal classes."""
         if self._active is None:  # not a branch's prediction (e.g. slide inference's parts)
             return super().postprocess_result(seg_logits, data_samples)
         in_label_space = predicts_in_label_space(self)
         if in_label_space:
             seg_logits = self.label_space.probabilities(seg_logits, self._active)
+            seg_logits = seg_logits.clamp_min(1e-12).log()
+        elif self.universal_head:
+            seg_logits = self.label_space.dataset_probabilities(seg_logits, self._active)
             seg_logits = seg_logits.clamp_min(1e-12).log()
         results = super().postprocess_result(seg_logits, data_samples)
         space = branch_space(self, self._active, in_label_space)
