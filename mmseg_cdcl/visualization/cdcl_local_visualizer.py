@@ -46,9 +46,24 @@ class CDCLSegLocalVisualizer(SegLocalVisualizer):
     """
 
     def __init__(self, name: str = 'visualizer', with_labels: bool = True, **kwargs):
+        self._datasets = {}  # every dataset's metainfo it was given, by name
         super().__init__(name, **kwargs)
         self.with_labels = with_labels
         self._warned = False
+
+    @property
+    def dataset_meta(self) -> Optional[dict]:
+        return self._dataset_meta
+
+    @dataset_meta.setter
+    @master_only
+    def dataset_meta(self, meta: Optional[dict]) -> None:
+        """As mmengine's; the datasets of every metainfo it is given stay known by name:
+        ``tools/test.py`` builds the training loop after the test loop (``runner.iter``),
+        whose ``MultiDataset`` metainfo replaces the test set's, and a test dataset that the
+        training set lacks (CamVid of the unknown-source config) would lose its classes."""
+        self._datasets.update((meta or {}).get('datasets') or {})
+        self._dataset_meta = meta
 
     def set_dataset_meta(self, classes=None, palette=None, dataset_name=None) -> None:
         """MMSeg's, keeping classes that no one space resolves (``MMSegInferencer`` passes a
@@ -66,7 +81,12 @@ class CDCLSegLocalVisualizer(SegLocalVisualizer):
             kwargs.setdefault('with_labels', self.with_labels)
         own = self.dataset_meta
         if data_sample is not None:
-            data_sample, meta = self._in_one_space(data_sample, own)
+            known = own
+            if self._datasets:
+                known = dict(
+                    own or {}, datasets={**self._datasets, **(own or {}).get('datasets', {})}
+                )
+            data_sample, meta = self._in_one_space(data_sample, known)
             if meta is not None:
                 self.dataset_meta = meta
         try:

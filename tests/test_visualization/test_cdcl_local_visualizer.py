@@ -169,3 +169,29 @@ def test_prediction_and_ground_truth_are_drawn_in_the_predictions_space(tmp_path
     visualizer.add_datasample('x', np.zeros((1, 3, 3), np.uint8), sample, out_file=str(out))
     assert cv2.imread(str(out)).shape == (1, 3, 3)  # the prediction alone
     assert visualizer.dataset_meta is META
+
+
+def test_a_test_datasets_classes_stay_known_when_the_training_sets_metainfo_replaces_it(
+    tmp_path,
+):
+    """tools/test.py builds the training loop after the test loop, whose metainfo replaces the
+    test set's: CamVid's ground truth of the unknown-source config is still drawn in its
+    classes (before: not drawn, its dataset unknown)."""
+    visualizer = VISUALIZERS.build(
+        dict(type='CDCLSegLocalVisualizer', alpha=1.0, with_labels=False, name='train_after_test')
+    )
+    visualizer.dataset_meta = META  # the test set's: cityscapes and camvid
+    train = dict(
+        META, dataset_names=['cityscapes'], datasets=dict(cityscapes=META['datasets']['cityscapes'])
+    )
+    visualizer.dataset_meta = train
+    space = dict(name='label_space', classes=CAM['classes'], palette=CAM['palette'], label_maps={})
+    sample = SegDataSample(metainfo=dict(dataset_name='camvid', prediction_space=space))
+    sample.gt_sem_seg = PixelData(data=torch.tensor([[[0, 1]]]))
+    sample.pred_sem_seg = PixelData(data=torch.tensor([[[1, 0]]]))
+    out = tmp_path / 'x.png'
+    visualizer.add_datasample('x', np.zeros((1, 2, 3), np.uint8), sample, out_file=str(out))
+    gt, pred = np.split(cv2.imread(str(out))[..., ::-1][0], 2)
+    assert gt.tolist() == [list(CAM['palette'][i]) for i in (0, 1)]
+    assert pred.tolist() == [list(CAM['palette'][i]) for i in (1, 0)]
+    assert visualizer.dataset_meta is train
