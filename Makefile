@@ -3,7 +3,7 @@
 # take prebuilt wheels (mmcv) from DIR. `make lock` re-resolves the pins into the lock.
 PY := .venv/bin/python
 
-.PHONY: env lock demo test test-fast
+.PHONY: env lock demo demo-more test test-fast
 env:
 	bash tools/setup_env.sh
 
@@ -12,6 +12,11 @@ lock:
 
 demo: env
 	$(PY) tools/run_demo.py
+
+# The demo's other stages too: images of unknown source, a branch for a new camera from its
+# unlabelled images, BN statistics.
+demo-more: env
+	$(PY) tools/run_demo.py --more
 
 # Two pytest-xdist workers for the two cores (the fixtures that make a costly folder make it once
 # for both: tests/conftest.py's shared_folder).

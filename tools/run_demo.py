@@ -1,27 +1,39 @@
 """The embedded demo: CDCL against its baselines on generated street scenes, on a CPU.
 
-    python tools/run_demo.py [--work-dir work_dirs/demo] [--seed 0] [--verbose]
-                             [--iters N] [--num-images SPLIT=N ...] [--image-size H W]
+    python tools/run_demo.py [--work-dir work_dirs/demo] [--seed 0] [--more] [--verbose]
+                             [--iters N] [--crop H W] [--num-images SPLIT=N ...]
+                             [--image-size H W]
 
-Generates Cityscapes- and BDD100K-format data (tools/make_demo_data.py) under data/demo unless
-it holds the demo's images already, trains CDCL (configs/demo/cdcl_cityscapes_bdd.py) and its
-baselines (one model per dataset; one joint model with shared BN and one classifier), validates
-them during training on the first validation images of both datasets (the learning curves) and
-tests each final model on all of them. For CDCL against each baseline and dataset it gives the
-mIoU difference with a paired bootstrap 95% interval over the test images, and writes to the
-work dir: results.md (the table, ready to paste into README.md), results.json, curves.png
-(training loss, validation mIoU) and panel.png (image | ground truth | CDCL | joint baseline).
-It then tests CDCL on images whose source it is not told, adding the generator's CamVid as a
-domain it never saw (configs/demo/cdcl_cityscapes_bdd_unknown_source.py; results.md's second
-table), gives CDCL a branch for that camera from its training images without their labels
-(tools/add_dataset_branch.py) and tests it on the same CamVid images (the third table), and
-draws the BatchNorm statistics of the three models of one or both datasets
-(tools/analysis/bn_statistics.py: bn_statistics.png and .json).
+Generates Cityscapes-, BDD100K- and CamVid-format data (tools/make_demo_data.py) under data/demo
+unless it holds the demo's images already, then runs its stages, printing each one's time:
 
-The console shows a progress bar per training, a line per validation and the table; mmengine's
-complete logs (per-class IoU tables included) go to
+1-4. the paper's result: trains CDCL (configs/demo/cdcl_cityscapes_bdd.py) and its baselines
+   (one model per dataset; one joint model with shared BN and one classifier), validates them
+   during training on the first validation images of both datasets (the learning curves) and
+   tests each final model on all of them; for CDCL against each baseline and dataset, the mIoU
+   difference with a paired bootstrap 95% interval over the test images;
+5. the universal model's headline: a model of one classifier of Cityscapes' 19 classes trained
+   from Cityscapes' and CamVid's labels (configs/demo/cdcl_universal_cityscapes_camvid.py),
+   against the CDCL model's routes for the CamVid camera without CamVid's labels (a branch from
+   its images, its Cityscapes branch, auto), on CamVid's validation images scored in the 19
+   classes (each scene's label as drawn, which no training reads);
+
+and, with --more, the rest: CDCL on images whose source it is not told, the generator's CamVid
+added as a domain it never saw (configs/demo/cdcl_cityscapes_bdd_unknown_source.py), the
+branch for that camera from its training images without their labels
+(tools/add_dataset_branch.py) against the routes before, and the BatchNorm statistics of CDCL
+and the single-dataset models (tools/analysis/bn_statistics.py).
+
+The models train the demo configs on --crop crops for --iters iterations (defaults: `make demo`'s,
+configs/demo/_base_/demo_sizes.py). The work dir receives results.md (the tables, ready to
+paste into README.md), results.json, curves.png (training loss, validation mIoU), panel.png
+(image | ground truth | CDCL | joint baseline) and, with --more, bn_statistics.png and .json.
+
+The console shows a progress bar per training, a line per validation, each stage's time and
+the tables; mmengine's complete logs (per-class IoU tables included) go to
 <work_dir>/<run>/<config>/<timestamp>/<timestamp>.log. --verbose puts them on the console too.
-A command, it owns its process: gc.freeze() and warning filters stay for the process's life.
+The demo owns its process: it freezes the garbage collector after its imports and filters
+MMSeg's notices (unless --verbose).
 """
 
 import argparse
@@ -47,6 +59,7 @@ import numpy as np  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.dataset import pseudo_collate  # noqa: E402
 from mmengine.runner import Runner, load_checkpoint  # noqa: E402
+from mmseg.datasets import CityscapesDataset  # noqa: E402
 from mmseg.registry import DATASETS  # noqa: E402
 
 from mmseg_cdcl.apis import add_dataset_branch  # noqa: E402
@@ -59,10 +72,16 @@ from mmseg_cdcl.evaluation.model_comparison import (  # noqa: E402
 )
 from mmseg_cdcl.evaluation.route_comparison import (  # noqa: E402
     compare_new_branch,
+    compare_routes,
     route_comparison_markdown,
 )
-from mmseg_cdcl.testing import make_demo_data, shrink_schedule, unformatted  # noqa: E402
-from mmseg_cdcl.testing.demo_data import LAYOUTS  # noqa: E402
+from mmseg_cdcl.evaluation.universal_comparison import (  # noqa: E402
+    load_model,
+    per_class_iou,
+    universal_classes_counts,
+)
+from mmseg_cdcl.testing import make_demo_data, set_crop, shrink_schedule, unformatted  # noqa: E402
+from mmseg_cdcl.testing.demo_data import LAYOUTS, UNIVERSAL_PREFIX  # noqa: E402
 from mmseg_cdcl.utils import mmengine_checkpoints_allowed  # noqa: E402
 
 matplotlib.use('Agg')
@@ -80,8 +99,10 @@ MODELS = {  # label: demo config
 }
 CDCL = 'CDCL (DSBN + DAT)'
 UNKNOWN_SOURCE = 'cdcl_cityscapes_bdd_unknown_source'  # CDCL's test on images of unknown source
-UNSEEN = 'camvid'  # the third domain of that test, in no model's training data
-STEPS = len(MODELS) + 2  # the trainings, the unknown-source test, the new camera's branch
+UNSEEN = 'camvid'  # the third domain: in no model's training data but the universal model's
+UNIVERSAL = 'cdcl_universal_cityscapes_camvid'  # one classifier of Cityscapes' 19 classes
+IN_19 = 'cdcl_universal_cityscapes_camvid_19_classes'  # CamVid's images, labels in those 19
+UNIVERSAL_ROUTE = 'universal model (Cityscapes + CamVid labels): CamVid branch'
 PANEL_MODELS = (CDCL, 'joint: shared BN, one classifier')
 PANEL_IMAGES = 2  # per dataset
 BOOTSTRAP = dict(num_resamples=2000, level=0.95)
@@ -129,13 +150,15 @@ def ensure_data(args):
             seed=DATA_SEED,
             overwrite=True,
         )
-    # The unseen camera: validation images (labelled, for the tests) and as many training
-    # images as each dataset has (their labels unused: the new branch's images).
+    # The third camera: validation images (labelled in its 11 classes, for the tests, and in
+    # Cityscapes' 19, which no training reads) and as many training images as each dataset has
+    # (their labels train only the universal model; the new branch uses the images alone).
     unseen = dict(train=num_images['train'], val=num_images['val'], test=0)
-    if not matches(UNSEEN, unseen, check_size=False):
+    in_19 = glob.glob(osp.join(root, UNSEEN, UNIVERSAL_PREFIX.format('val'), '*.*'))
+    if not matches(UNSEEN, unseen, check_size=False) or len(in_19) != unseen['val']:
         print(
-            f'generating {root}/{UNSEEN}: {unseen["train"]} train (labels unused), '
-            f'{unseen["val"]} validation images',
+            f'generating {root}/{UNSEEN}: {unseen["train"]} train, {unseen["val"]} validation '
+            "images, these also labelled in Cityscapes' 19 classes",
             flush=True,
         )
         make_demo_data(
@@ -145,19 +168,22 @@ def ensure_data(args):
             num_images={UNSEEN: unseen},
             seed=DATA_SEED,
             overwrite=True,
+            universal_labels=True,
         )
 
 
 def demo_runner(name, title, args, **cfg_options):
-    """The Runner of a demo config: a folder of its own in the run, the console of the demo."""
+    """The Runner of a demo config: a folder of its own in the run, the console of the demo,
+    the demo's crops and schedule."""
     # Unformatted config text: yapf at each of the Runner's uses took a minute of the demo.
     cfg = unformatted(Config.fromfile(osp.join(REPO, 'configs', 'demo', f'{name}.py')))
     cfg.work_dir = osp.join(args.run_dir, name)
     cfg.experiment_name = name
     cfg.visualizer.name = f'visualizer_{name}'  # mmengine shares instances by name
     cfg.randomness = dict(seed=args.seed)
-    if args.iters:
-        shrink_schedule(cfg, args.iters, val_interval=max(1, args.iters // 4))
+    if cfg.get('train_cfg') is not None:
+        shrink_schedule(cfg, args.max_iters, val_interval=args.val_interval)
+        set_crop(cfg, args.crop)
     cfg.merge_from_dict(cfg_options)
     if args.verbose:
         return Runner.from_cfg(cfg)
@@ -167,10 +193,29 @@ def demo_runner(name, title, args, **cfg_options):
     return QuietConsoleRunner.from_cfg(cfg)
 
 
-def train_and_test(k, label, name, args):
+class Stages:
+    """The demo's numbered stages on the console, each with its time."""
+
+    def __init__(self, count: int, start: float):
+        self.count, self.start, self.k = count, start, 0
+
+    @contextlib.contextmanager
+    def stage(self, title: str, header: str = ''):
+        """Print ``[k/N] title`` (and ``header``) before the stage and its time after; yields
+        the numbered title for the stage's progress bar."""
+        self.k += 1
+        numbered = f'[{self.k}/{self.count}] {title}'
+        began = time.time()
+        print(f'\n{numbered}{header}, {(began - self.start) / 60:.1f} min so far', flush=True)
+        yield numbered
+        print(f'  [{self.k}/{self.count}] done in {(time.time() - began) / 60:.1f} min', flush=True)
+
+
+def train_and_test(title, name, args):
     """Train one demo model and test it on all validation images; return its validation
     history, test metrics, per-image counts and panel predictions."""
-    runner = demo_runner(name, f'[{k}/{STEPS}] {label}', args)
+    label = title.split('] ', 1)[1]
+    runner = demo_runner(name, title, args)
     per_image = PerImageCountsHook()
     runner.register_hook(per_image)
     runner.train()
@@ -198,11 +243,62 @@ def checkpoint(args, name):
     return osp.join(args.run_dir, name, f'iter_{args.max_iters}.pth')
 
 
-def test_unknown_source(args):
-    """CDCL's test on images it is not told the source of: each route's metrics."""
-    runner = demo_runner(
-        UNKNOWN_SOURCE, f'[{STEPS - 1}/{STEPS}] {CDCL} on images of unknown source', args
+def new_branch(args):
+    """CDCL with a branch for the unseen camera from its training images, labels unused
+    (``add_dataset_branch``: AdaBN from the branch its images' DSBN statistics choose): the
+    config, checkpoint and what was done, made once per run."""
+    if getattr(args, 'new_branch', None) is None:
+        images = osp.join('data', 'demo', UNSEEN, LAYOUTS[UNSEEN][1].format('train'))
+        with contextlib.redirect_stdout(io.StringIO()):  # mmengine prints each checkpoint's path
+            args.new_branch = add_dataset_branch(
+                osp.join(REPO, 'configs', 'demo', f'{MODELS[CDCL]}.py'),
+                checkpoint(args, MODELS[CDCL]),
+                UNSEEN,
+                images,
+                osp.join(args.run_dir, f'{UNSEEN}_branch'),
+            )
+    return args.new_branch
+
+
+def universal_headline(title, args):
+    """The universal model, trained from Cityscapes' and CamVid's labels, against CDCL's routes
+    for CamVid without CamVid's labels, on CamVid's validation images in Cityscapes' 19 classes;
+    each difference with its paired bootstrap interval."""
+    runner = demo_runner(UNIVERSAL, title, args)
+    runner.train()
+    cityscapes = CityscapesDataset.METAINFO
+    # CDCL's datasets both have Cityscapes' classes (the new branch its source's): one space
+    nineteen = dict(classes=cityscapes['classes'], palette=cityscapes['palette'], mapping={})
+    cdcl_cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo', f'{MODELS[CDCL]}.py'))
+    added_config, added_checkpoint, _ = new_branch(args)
+    with contextlib.redirect_stdout(io.StringIO()):  # mmengine prints each checkpoint's path
+        cdcl = load_model(cdcl_cfg, checkpoint(args, MODELS[CDCL]), nineteen)
+        added = load_model(Config.fromfile(added_config), added_checkpoint, nineteen)
+        universal = load_model(runner.cfg, checkpoint(args, UNIVERSAL), output_space='label_space')
+    routes = {
+        UNIVERSAL_ROUTE: (universal, 'camvid'),
+        'CDCL: CamVid branch from its training images, labels unused': (added, UNSEEN),
+        'CDCL: auto': (cdcl, 'auto'),
+        'CDCL: Cityscapes branch': (cdcl, 'cityscapes'),
+    }
+    eval_cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo', f'{IN_19}.py'))
+    counts = universal_classes_counts(
+        routes, eval_cfg, 'camvid', tuple(cityscapes['classes']), 'cityscapes'
     )
+    comparison = compare_routes(counts, UNIVERSAL_ROUTE, seed=args.seed, **BOOTSTRAP)
+    comparison['IoU'] = per_class_iou(counts)  # per route, in the 19 classes' order
+    comparison['routes'] = list(routes)
+    print(
+        f'  mIoU in 19 classes on {UNSEEN}: '
+        + ' | '.join(f'{route} {miou:.2f}' for route, miou in comparison['mIoU'].items()),
+        flush=True,
+    )
+    return comparison
+
+
+def test_unknown_source(title, args):
+    """CDCL's test on images it is not told the source of: each route's metrics."""
+    runner = demo_runner(UNKNOWN_SOURCE, title, args)
     # Loaded here, quietly: the runner's load_from prints its path on the console.
     with mmengine_checkpoints_allowed():
         load_checkpoint(
@@ -212,20 +308,13 @@ def test_unknown_source(args):
 
 
 def new_camera_branch(args):
-    """CDCL grows a branch for the unseen camera from its training images, labels unused
-    (``add_dataset_branch``: AdaBN from the branch its images' DSBN statistics choose), tested
-    on the unknown-source test's images of that camera against the routes it had before."""
-    images = osp.join('data', 'demo', UNSEEN, LAYOUTS[UNSEEN][1].format('train'))
+    """CDCL's branch for the unseen camera from its training images, labels unused
+    (:func:`new_branch`), tested on the unknown-source test's images of that camera against the
+    routes it had before."""
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo', f'{UNKNOWN_SOURCE}.py'))
+    _, ckpt, info = new_branch(args)
     # Quietly: mmengine prints the path of each checkpoint it loads.
     with contextlib.redirect_stdout(io.StringIO()):
-        _, ckpt, info = add_dataset_branch(
-            osp.join(REPO, 'configs', 'demo', f'{MODELS[CDCL]}.py'),
-            checkpoint(args, MODELS[CDCL]),
-            UNSEEN,
-            images,
-            osp.join(args.run_dir, f'{UNSEEN}_branch'),
-        )
         comparison = compare_new_branch(cfg, UNSEEN, info['source'], ckpt, args.seed, **BOOTSTRAP)
     return dict(
         comparison,
@@ -262,8 +351,9 @@ def results_markdown(scores, intervals, num_test, args, seconds):
     intervals, and what they establish."""
     return (
         f'Result of `make demo` (`tools/run_demo.py`, seed {args.seed}): '
-        f'{args.max_iters} iterations per model, tested on {num_test} validation images per '
-        f'dataset; {seconds / 60:.1f} min on {os.cpu_count()} CPU cores.\n\n'
+        f'{args.max_iters} iterations per model on {args.crop[0]}x{args.crop[1]} crops, tested '
+        f'on {num_test} validation images per dataset; {seconds / 60:.1f} min on '
+        f'{os.cpu_count()} CPU cores{" (with --more)" if args.more else ""}.\n\n'
         + comparison_markdown(
             scores,
             intervals,
@@ -288,10 +378,33 @@ def unknown_source_results(metrics, num_test):
     )
 
 
-def write_results(scores, intervals, unknown, new, num_test, args, seconds):
+def universal_results(universal, seed):
+    """results.md's universal table: the universal model against CDCL's routes for CamVid
+    without CamVid's labels, in Cityscapes' 19 classes."""
+    num_images = next(iter(universal['intervals'].values()))['num_images']
+    return (
+        f"The universal model on CamVid's {num_images} validation images, scored in "
+        "Cityscapes' 19 classes (each scene's label as drawn, which no training reads; "
+        "CamVid's own 11 classes merge several of them): one classifier of the 19 classes "
+        "trained from Cityscapes' labels and CamVid's coarser ones "
+        '(`configs/demo/cdcl_universal_cityscapes_camvid.py`), against the routes of the CDCL '
+        "model above for CamVid without its labels: a branch from CamVid's training images "
+        '(`tools/add_dataset_branch.py`), auto and its Cityscapes branch. Each difference with '
+        f'the paired bootstrap {BOOTSTRAP["level"]:.0%} interval over the images '
+        f'({BOOTSTRAP["num_resamples"]} resamples, seed {seed}; **bold**: excludes 0). What '
+        "CamVid's labels are worth in the 19 classes through one classifier; the universal "
+        'head against per-dataset heads trained on the same data: '
+        '[docs/universal_label_space.md](docs/universal_label_space.md).\n\n'
+        + route_comparison_markdown(universal, UNIVERSAL_ROUTE, {}, BOOTSTRAP['level'])
+    )
+
+
+def write_results(scores, intervals, universal, unknown, new, num_test, args, seconds):
     text = results_markdown(scores, intervals, num_test, args, seconds)
-    text += '\n' + unknown_source_results(unknown, num_test)
-    text += '\n' + new_camera_results(new, num_test, args.seed)
+    text += '\n' + universal_results(universal, args.seed)
+    if unknown is not None:
+        text += '\n' + unknown_source_results(unknown, num_test)
+        text += '\n' + new_camera_results(new, num_test, args.seed)
     with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
         f.write(text)
     with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
@@ -303,6 +416,7 @@ def write_results(scores, intervals, unknown, new, num_test, args, seconds):
                 test_images_per_dataset=num_test,
                 mIoU=scores,
                 cdcl_minus_baseline=intervals,
+                universal=universal,
                 unknown_source=unknown,
                 new_camera=new,
             ),
@@ -365,7 +479,26 @@ def parse_args():
         action='store_true',
         help="mmengine's complete log and every warning on the console too",
     )
-    parser.add_argument('--iters', type=int, help='override the demo schedule (e.g. for tests)')
+    parser.add_argument(
+        '--more',
+        action='store_true',
+        help='also images of unknown source, a branch for a new camera, BN statistics '
+        '(make demo-more)',
+    )
+    parser.add_argument(
+        '--iters',
+        type=int,
+        default=sizes.make_demo_iters,
+        help='iterations per model (default: %(default)s)',
+    )
+    parser.add_argument(
+        '--crop',
+        nargs=2,
+        type=int,
+        metavar=('H', 'W'),
+        default=list(sizes.make_demo_crop),
+        help='training crops (default: %(default)s)',
+    )
     parser.add_argument(
         '--num-images',
         nargs='+',
@@ -392,7 +525,13 @@ def parse_args():
             )
         num_images[split] = int(n)
     args.num_images = num_images
-    args.max_iters = args.iters or sizes.demo_iters
+    args.max_iters = args.iters
+    # validation points of the learning curves: make demo's, or four of a shorter schedule
+    args.val_interval = (
+        sizes.make_demo_val_interval
+        if args.iters == sizes.make_demo_iters
+        else max(1, args.iters // 4)
+    )
     args.curve_images = sizes.demo_curve_images
     return args
 
@@ -411,49 +550,56 @@ def main():
     args.run_dir = osp.join(args.work_dir, time.strftime('%Y%m%d_%H%M%S'))
     os.makedirs(args.run_dir, exist_ok=True)
     print(
-        f'CDCL and three baselines, {args.max_iters} iterations each; validation on the first '
+        f'CDCL and three baselines, and a universal model, {args.max_iters} iterations each '
+        f'on {args.crop[0]}x{args.crop[1]} crops; validation on the first '
         f'{min(args.curve_images, args.num_images["val"])} validation images of each dataset '
-        f'(learning curves), test on all {args.num_images["val"]} (the table).\n'
+        f'(learning curves), test on all {args.num_images["val"]} (the tables).\n'
         f'Complete logs (per-class IoU tables included): '
         f'{args.run_dir}/<config>/<timestamp>/<timestamp>.log',
         flush=True,
     )
+    stages = Stages(len(MODELS) + 1 + 2 * args.more, start)
     histories, metrics, counts, predictions = {}, {}, {}, {}
-    for k, (label, name) in enumerate(MODELS.items(), 1):
-        print(
-            f'\n[{k}/{STEPS}] {label}: configs/demo/{name}.py, '
-            f'{(time.time() - start) / 60:.1f} min so far',
-            flush=True,
-        )
-        histories[label], metrics[label], counts[label], predictions[label] = train_and_test(
-            k, label, name, args
-        )
-    print(
-        f'\n[{STEPS - 1}/{STEPS}] {CDCL} on images of unknown source, {UNSEEN} added: '
-        f'configs/demo/{UNKNOWN_SOURCE}.py',
-        flush=True,
-    )
-    unknown = test_unknown_source(args)
-    print(
-        f'\n[{STEPS}/{STEPS}] {CDCL} grows a branch for {UNSEEN} from its '
-        f'{args.num_images["train"]} training images, labels unused: '
-        'tools/add_dataset_branch.py',
-        flush=True,
-    )
-    new = new_camera_branch(args)
-    # The paper's Fig. 1: BN statistics per dataset, in CDCL's branches and the single models.
-    singles = [label for label in MODELS if label.startswith('single')]
-    bn_statistics(
-        osp.join(REPO, 'configs', 'demo', f'{MODELS[CDCL]}.py'),
-        [checkpoint(args, MODELS[label]) for label in (CDCL, *singles)],
-        out_dir=args.work_dir,
-        labels=['CDCL', *singles],
-    )
+    for label, name in MODELS.items():
+        with stages.stage(label, f': configs/demo/{name}.py') as title:
+            histories[label], metrics[label], counts[label], predictions[label] = train_and_test(
+                title, name, args
+            )
+    with stages.stage(
+        "a universal model, one classifier of Cityscapes' 19 classes from Cityscapes' and "
+        f"{UNSEEN}'s labels",
+        f': configs/demo/{UNIVERSAL}.py',
+    ) as title:
+        universal = universal_headline(title, args)
+    unknown = new = None
+    if args.more:
+        with stages.stage(
+            f'{CDCL} on images of unknown source, {UNSEEN} added',
+            f': configs/demo/{UNKNOWN_SOURCE}.py',
+        ) as title:
+            unknown = test_unknown_source(title, args)
+        with stages.stage(
+            f'{CDCL} grows a branch for {UNSEEN} from its {args.num_images["train"]} training '
+            'images, labels unused',
+            ': tools/add_dataset_branch.py; BN statistics: tools/analysis/bn_statistics.py',
+        ):
+            new = new_camera_branch(args)
+            # The paper's Fig. 1: BN statistics per dataset, in CDCL's branches and the single
+            # models.
+            singles = [label for label in MODELS if label.startswith('single')]
+            bn_statistics(
+                osp.join(REPO, 'configs', 'demo', f'{MODELS[CDCL]}.py'),
+                [checkpoint(args, MODELS[label]) for label in (CDCL, *singles)],
+                out_dir=args.work_dir,
+                labels=['CDCL', *singles],
+            )
     scores, intervals = scores_and_intervals(
         metrics, counts, CDCL, DATASET_NAMES, args.seed, **BOOTSTRAP
     )
     num_test = len(counts[CDCL][DATASET_NAMES[0]])
-    text = write_results(scores, intervals, unknown, new, num_test, args, time.time() - start)
+    text = write_results(
+        scores, intervals, universal, unknown, new, num_test, args, time.time() - start
+    )
     plot_curves(
         histories,
         min(args.curve_images, args.num_images['val']),
@@ -462,8 +608,15 @@ def main():
     plot_panel(predictions, osp.join(args.work_dir, 'panel.png'))
     print(
         f'\n{text}\nResults, curves and panel in {args.work_dir}/ (results.md, results.json, '
-        f'curves.png, panel.png, bn_statistics.png); checkpoints and complete logs in '
-        f'{args.run_dir}/'
+        'curves.png, panel.png'
+        + (', bn_statistics.png' if args.more else '')
+        + f'); checkpoints and complete logs in {args.run_dir}/'
+        + (
+            ''
+            if args.more
+            else '\nThe rest (images of unknown source, a branch for a new camera from its '
+            'unlabelled images, BN statistics): make demo-more'
+        )
     )
 
 

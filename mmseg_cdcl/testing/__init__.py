@@ -2,6 +2,13 @@
 datasets' real formats, and configs shrunk to test size. Not imported by ``mmseg_cdcl``."""
 
 from .demo_data import make_demo_data
-from .shrink import shrink_config, shrink_datasets, shrink_schedule, unformatted
+from .shrink import set_crop, shrink_config, shrink_datasets, shrink_schedule, unformatted
 
-__all__ = ['make_demo_data', 'shrink_config', 'shrink_datasets', 'shrink_schedule', 'unformatted']
+__all__ = [
+    'make_demo_data',
+    'set_crop',
+    'shrink_config',
+    'shrink_datasets',
+    'shrink_schedule',
+    'unformatted',
+]

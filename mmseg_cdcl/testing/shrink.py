@@ -46,6 +46,28 @@ def shrink_schedule(cfg: Config, max_iters: int, val_interval: Optional[int] = N
     return cfg
 
 
+def set_crop(cfg: Config, crop: Sequence[int]) -> Config:
+    """Train on crops of ``crop`` (H, W): every ``RandomCrop`` of the training pipelines and the
+    data preprocessor's size; test scales stay the config's.
+
+    Args:
+        cfg (Config): Changed in place and returned.
+        crop (Sequence[int]): (H, W) of the crops.
+    """
+
+    def visit(node):
+        if isinstance(node, dict):
+            if node.get('type') == 'RandomCrop':
+                node['crop_size'] = tuple(crop)
+            node = list(node.values())
+        for value in node if isinstance(node, list) else ():
+            visit(value)
+
+    visit(config_dict(cfg).get('train_dataloader'))
+    cfg.model.data_preprocessor.size = tuple(crop)
+    return cfg
+
+
 def shrink_datasets(node, crop: Sequence[int], data_dir: Optional[str] = None):
     """Resizes to twice the crop's width by its height and crops of ``crop`` in every pipeline
     under ``node`` (a config, dict or list, changed in place); with ``data_dir``, the data roots

@@ -1,11 +1,18 @@
 """mmseg_cdcl.testing.shrink_config: the real configs at test size, everything else theirs."""
 
+import copy
 import os.path as osp
 
 from mmengine.config import Config
 
 from conftest import REPO
-from mmseg_cdcl.testing import shrink_config, shrink_datasets, shrink_schedule, unformatted
+from mmseg_cdcl.testing import (
+    set_crop,
+    shrink_config,
+    shrink_datasets,
+    shrink_schedule,
+    unformatted,
+)
 
 
 def _config(name):
@@ -89,3 +96,19 @@ def test_unformatted_config_holds_the_same_values_and_text_without_yapf():
         Config.fromstring(plain.pretty_text, '.py').to_dict()
         == Config.fromstring(formatted, '.py').to_dict()
     )
+
+
+def test_set_crop_changes_the_training_crops_and_nothing_else():
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo', 'cdcl_cityscapes_bdd.py'))
+    before = copy.deepcopy(cfg.to_dict())
+    set_crop(cfg, (48, 40))
+    crops = [
+        t['crop_size']
+        for d in cfg.train_dataloader.dataset.datasets.values()
+        for t in d.pipeline
+        if t['type'] == 'RandomCrop'
+    ]
+    assert crops == [(48, 40), (48, 40)] and cfg.model.data_preprocessor.size == (48, 40)
+    after = cfg.to_dict()
+    for key in ('test_dataloader', 'val_dataloader', 'train_cfg'):
+        assert after[key] == before[key]  # test scales stay the config's

@@ -42,14 +42,15 @@ def _run_demo(cwd, *args):
 
 
 def _quiet_demo(cwd):
-    result = _run_demo(cwd, '--work-dir', 'wd')
+    result = _run_demo(cwd, '--work-dir', 'wd', '--more')
     (cwd / 'stdout.txt').write_text(result.stdout)
     (cwd / 'stderr.txt').write_text(result.stderr)
 
 
 @pytest.fixture(scope='module')
 def demo(tmp_path_factory):
-    """A quiet run in a folder without data: it generates its own. Run once per test run
+    """A quiet run of every stage (--more) in a folder without data: it generates its own. Run
+    once per test run
     (conftest's shared_folder); its console is kept in stdout.txt and stderr.txt."""
     cwd = shared_folder(tmp_path_factory, 'demo', _quiet_demo)
     return cwd, subprocess.CompletedProcess(
@@ -61,23 +62,33 @@ def test_console_is_progress_validation_lines_and_the_table(demo):
     cwd, result = demo
     out = result.stdout
     assert 'generating data/demo/{cityscapes,bdd100k}: 4 train, 6 val images' in out
-    assert 'generating data/demo/camvid: 4 train (labels unused), 6 validation images' in out
-    for k, label in enumerate(LABELS, 1):
-        assert f'[{k}/6] {label} [########################] 2/2  loss ' in out
-    assert out.count('  iteration 1: validation mIoU cityscapes ') == 4
-    assert out.count('  iteration 2: validation mIoU cityscapes ') == 4
-    assert out.count('  test mIoU cityscapes ') == 4
-    assert '[5/6] CDCL (DSBN + DAT) on images of unknown source, camvid added' in out
     assert (
-        '[6/6] CDCL (DSBN + DAT) grows a branch for camvid from its 4 training images, '
-        'labels unused: tools/add_dataset_branch.py\n\n'
+        'generating data/demo/camvid: 4 train, 6 validation images, these also labelled in '
+        "Cityscapes' 19 classes"
     ) in out
+    for k, label in enumerate(LABELS, 1):
+        assert f'[{k}/7] {label} [########################] 2/2  loss ' in out
+    assert out.count('  iteration 1: validation mIoU cityscapes ') == 5  # and the universal
+    assert out.count('  iteration 2: validation mIoU cityscapes ') == 5
+    assert out.count('  test mIoU cityscapes ') == 4
+    assert (
+        "[5/7] a universal model, one classifier of Cityscapes' 19 classes from Cityscapes' and "
+        "camvid's labels: configs/demo/cdcl_universal_cityscapes_camvid.py, "
+    ) in out
+    assert '  mIoU in 19 classes on camvid: universal model (Cityscapes + CamVid labels): ' in out
+    assert '[6/7] CDCL (DSBN + DAT) on images of unknown source, camvid added' in out
+    assert (
+        '[7/7] CDCL (DSBN + DAT) grows a branch for camvid from its 4 training images, '
+        'labels unused: tools/add_dataset_branch.py'
+    ) in out
+    # each stage's time
+    assert re.findall(r'^  \[(\d)/7\] done in \d+\.\d min$', out, re.M) == list('1234567')
     assert (cwd / 'wd' / 'results.md').read_text() in out  # the tables as written
     # No mmengine log lines (nor the paths of checkpoints it loads), per-class tables or
-    # warnings on the console: 67 lines in all.
+    # warnings on the console: 89 lines in all.
     assert 'mmengine - INFO' not in out and not CLASS_TABLE.search(out)
     assert 'Loads checkpoint' not in out and result.stderr == ''
-    assert len(out.splitlines()) < 75
+    assert len(out.splitlines()) < 95
 
 
 def test_complete_logs_go_to_each_run_folder(demo):
@@ -85,8 +96,10 @@ def test_complete_logs_go_to_each_run_folder(demo):
     [run] = [osp.basename(p) for p in glob.glob(str(cwd / 'wd' / '2*'))]  # a timestamp
     assert f'wd/{run}/<config>/<timestamp>/<timestamp>.log' in result.stdout
     logs = sorted(glob.glob(str(cwd / 'wd' / run / '*' / '*' / '*.log')))
-    assert len(logs) == 5  # four trainings and CDCL's test on images of unknown source
-    logs = [log for log in logs if 'unknown_source' not in log]
+    # five trainings (CDCL, its baselines, the universal model) and CDCL's test on images of
+    # unknown source
+    assert len(logs) == 6
+    logs = [log for log in logs if 'unknown_source' not in log and 'universal' not in log]
     for log in logs:
         text = open(log).read()
         assert 'Iter(train) [1/2]' in text and 'Iter(test) [12/12]' in text
@@ -113,15 +126,15 @@ def test_results_hold_paired_bootstrap_intervals(demo):
     table = (cwd / 'wd' / 'results.md').read_text()
     assert re.match(
         r'Result of `make demo` \(`tools/run_demo.py`, seed 0\): 2 iterations per '
-        r'model, tested on 6 validation images per dataset; \d+\.\d min on \d+ CPU '
-        r'cores\.\n\n\| model \|',
+        r'model on 64x64 crops, tested on 6 validation images per dataset; \d+\.\d min on '
+        r'\d+ CPU cores \(with --more\)\.\n\n\| model \|',
         table,
     )
     assert (
         '| model | Cityscapes mIoU | CDCL − model (95% interval) | BDD100K mIoU | '
         'CDCL − model (95% interval) | mean mIoU |'
     ) in table
-    first = table.split('CDCL on images of unknown source')[0]
+    first = table.split("The universal model on CamVid's")[0]
     assert first.count('\n| ') == 5  # header and four models
     assert '- Established on these images (interval excludes 0): ' in table
     assert '- Not established (interval includes 0): ' in table
@@ -156,15 +169,25 @@ def test_cdcl_tested_on_images_of_unknown_source_and_bn_statistics_drawn(demo):
 
 def test_verbose_restores_the_complete_console(demo):
     cwd, quiet = demo
+    # `make demo`'s stages (without --more): the paper's result and the universal model
     result = _run_demo(cwd, '--work-dir', 'wd_verbose', '--verbose')
     assert 'generating' not in result.stdout  # the data of the first run is reused
-    assert result.stdout.count('Iter(train) [1/2]') == 4
-    assert len(CLASS_TABLE.findall(result.stdout)) == 4 * 3 * 2
-    assert 'of images of unknown source, by route' in result.stdout
+    assert result.stdout.count('Iter(train) [1/2]') == 5
+    # 2 validations of 2 datasets for 5 models, the tests of the 4 paper models
+    assert len(CLASS_TABLE.findall(result.stdout)) == 5 * 2 * 2 + 4 * 2
+    assert 'of images of unknown source, by route' not in result.stdout
+    assert result.stdout.rstrip().endswith(
+        'The rest (images of unknown source, a branch for a new camera from its unlabelled '
+        'images, BN statistics): make demo-more'
+    )
     assert 'avg_non_ignore' in result.stderr  # mmseg's notices, filtered only when quiet
     assert 'pkg_resources is deprecated' not in result.stderr + quiet.stderr
     with open(cwd / 'wd' / 'results.json') as f, open(cwd / 'wd_verbose' / 'results.json') as g:
-        assert json.load(f)['mIoU'] == json.load(g)['mIoU']  # the same runs, only louder
+        quiet_results, loud = json.load(f), json.load(g)
+    # the same runs, only louder
+    assert quiet_results['mIoU'] == loud['mIoU']
+    assert quiet_results['universal']['mIoU'] == loud['universal']['mIoU']
+    assert loud['unknown_source'] is None and loud['new_camera'] is None
 
 
 def test_cdcl_grows_a_branch_for_the_new_camera_without_its_labels(demo):
@@ -193,3 +216,25 @@ def test_cdcl_grows_a_branch_for_the_new_camera_without_its_labels(demo):
     table = (cwd / 'wd' / 'results.md').read_text().split('A branch for CamVid from its 4')[1]
     assert table.count('\n| ') == 7  # header and six routes
     assert '| CamVid branch (new) | ' in table and '| auto before | ' in table
+
+
+def test_the_universal_model_against_cdcls_routes_without_camvids_labels(demo):
+    cwd, _ = demo
+    with open(cwd / 'wd' / 'results.json') as f:
+        universal = json.load(f)['universal']
+    routes = [
+        'universal model (Cityscapes + CamVid labels): CamVid branch',
+        'CDCL: CamVid branch from its training images, labels unused',
+        'CDCL: auto',
+        'CDCL: Cityscapes branch',
+    ]
+    assert list(universal['mIoU']) == routes and list(universal['intervals']) == routes[1:]
+    for route, r in universal['intervals'].items():
+        expected = universal['mIoU'][routes[0]] - universal['mIoU'][route]
+        assert r['difference'] == pytest.approx(expected, abs=0.011)
+        assert r['low'] <= r['difference'] <= r['high'] and r['num_images'] == 6
+    assert all(len(ious) == 19 for ious in universal['IoU'].values())  # Cityscapes' classes
+    table = (cwd / 'wd' / 'results.md').read_text()
+    table = table.split("The universal model on CamVid's 6 validation images")[1]
+    table = table.split('CDCL on images of unknown source')[0]
+    assert table.count('\n| ') == 5  # header and four routes
