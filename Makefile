@@ -19,8 +19,9 @@ demo-more: env
 	$(PY) tools/run_demo.py --more
 
 # Two pytest-xdist workers for the two cores (the fixtures that make a costly folder make it once
-# for both: tests/conftest.py's shared_folder).
-XDIST := -n 2
+# for both: tests/conftest.py's shared_folder); --dist loadgroup takes tests/conftest.py's
+# scheduler: the modules that share a costly fixture on one worker, the longest first.
+XDIST := -n 2 --dist loadgroup
 
 test: env
 	$(PY) -m pytest -q $(XDIST)

@@ -34,6 +34,61 @@ def pytest_configure(config):
     config.add_cleanup(stack.close)
 
 
+# `make test`'s schedule (-n 2 --dist loadgroup, tests/conftest.py's scheduler): the tests of a
+# module in ONE_WORKER share a costly module-scoped fixture and go to one worker together, so the
+# other neither waits for it nor makes it again (pytest-xdist 3.8's xdist_group marks do not
+# group under pytest 9.2: it no longer reads the node ids they rename); each other test goes to
+# whichever worker is free. The modules of LONGEST_FIRST (in that order, then the rest as
+# collected) are queued first: no long test is left for the end while one worker idles.
+ONE_WORKER = {
+    'tests/test_tools/test_run_demo.py',
+    'tests/test_tools/test_dist_train.py',
+    'tests/test_apis/test_add_dataset_branch.py',
+    'tests/test_import_side_effects.py',
+    'tests/test_registration.py',
+    'tests/test_tools/test_wheel.py',
+}
+LONGEST_FIRST = [
+    'tests/test_tools/test_run_demo.py',
+    'tests/test_tools/test_dist_train.py',
+    'tests/test_tools/test_convert_config.py',
+    'tests/test_tools/test_benchmark.py',
+    'tests/test_tools/test_train.py',
+    'tests/test_deployment_matrix.py',
+    'tests/test_apis/test_add_dataset_branch.py',
+    'tests/test_tools/test_resume.py',
+    'tests/test_tools/test_wheel.py',
+    'tests/test_tools/test_infer.py',
+    'tests/test_utils/test_safe_checkpoint.py',
+    'tests/test_apis/test_export.py',
+    'tests/test_import_side_effects.py',
+]
+
+
+def _module(nodeid):
+    return nodeid.split('::', 1)[0]
+
+
+def pytest_collection_modifyitems(config, items):
+    if 'PYTEST_XDIST_WORKER' in os.environ:  # the order the scheduler queues (same on each)
+        rank = {m: i for i, m in enumerate(LONGEST_FIRST)}
+        items.sort(key=lambda item: rank.get(_module(item.nodeid), len(rank)))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue('dist') != 'loadgroup':
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ModuleGroups(LoadGroupScheduling):
+        def _split_scope(self, nodeid):
+            module = _module(nodeid)
+            return module if module in ONE_WORKER else super()._split_scope(nodeid)
+
+    config.option.loadscopereorder = False  # LONGEST_FIRST's order, not the groups' sizes
+    return ModuleGroups(config, log)
+
+
 def pytest_collection_finish(session):
     """The objects of the imports are never garbage: mmengine's gc.collect() at each dataset it
     builds (0.4 s each with torch imported) scans only the tests' own."""
@@ -241,6 +296,34 @@ def trained_universal(data_cwd, tmp_path_factory):
             os.chdir(cwd)
 
     return shared_folder(tmp_path_factory, 'cdcl_universal_cityscapes_camvid', train)
+
+
+def thin_model(model, channels=64):
+    """A model config at test size (in place, returned): every head at most ``channels`` wide
+    (``channels``, ``ocr_channels``) and a ResNet-50/101 that feeds its heads directly (no neck)
+    a ResNet-18, the heads' ``in_channels`` a quarter, as MMSeg's r18 configs have them. What
+    converting a model to CDCL does is the same at any width and depth."""
+    heads = [
+        head
+        for key in ('decode_head', 'auxiliary_head')
+        for head in (lambda v: v if isinstance(v, list) else [v] * (v is not None))(model.get(key))
+    ]
+    backbone = model.get('backbone', {})
+    if backbone.get('type', '').startswith('ResNet') and backbone.get('depth', 18) > 34:
+        if model.get('neck') is None:
+            backbone.depth = 18
+            for head in heads:
+                width = head.in_channels
+                head.in_channels = (
+                    [c // 4 for c in width] if isinstance(width, list) else width // 4
+                )
+    for head in heads:
+        if 'mla_channels' in head or head.get('num_convs') == 0:
+            continue  # widths tied to others: SETR-MLA's, an FCN head's without convs
+        for key in ('channels', 'ocr_channels'):
+            if key in head:
+                head[key] = min(head[key], channels)
+    return model
 
 
 def assert_mixed_batch_equals_datasets_alone(model, x, samples, groups, buffers=True):

@@ -173,17 +173,24 @@ def _table(name):
     return [255 if t is None else list(LABEL.classes).index(t) for t in LABEL.mapping.cityscapes]
 
 
+def _drawn_config(run, data_cwd):
+    """A trained run's config with absolute data roots, drawing each image in its palette's
+    colours, one view per dataset under --tta."""
+    base = Config.fromfile(str(run / 'config.py'))
+    shrink_datasets(base, (64, 64), str(data_cwd / 'data'))
+    base.default_hooks.visualization = dict(type='SegVisualizationHook', interval=1)
+    base.visualizer.update(alpha=1.0, with_labels=False)  # drawn colours are the palette's
+    base.tta_pipeline = {name: ONE_VIEW for name in NAMES}
+    return base
+
+
 @pytest.fixture(scope='module')
 def deployment(trained_cdcl, data_cwd, tmp_path_factory):
     """The trained model's config in each form a route needs, written as files, with absolute
     data roots; the reference; a branch added from CamVid's training images; an export."""
     folder = tmp_path_factory.mktemp('deployment')
     checkpoint = str(trained_cdcl / 'iter_2.pth')
-    base = Config.fromfile(str(trained_cdcl / 'config.py'))
-    shrink_datasets(base, (64, 64), str(data_cwd / 'data'))
-    base.default_hooks.visualization = dict(type='SegVisualizationHook', interval=1)
-    base.visualizer.update(alpha=1.0, with_labels=False)  # drawn colours are the palette's
-    base.tta_pipeline = {name: ONE_VIEW for name in NAMES}
+    base = _drawn_config(trained_cdcl, data_cwd)
     configs = {}
 
     def write(key, **model):
@@ -617,11 +624,7 @@ def universal(trained_universal, data_cwd, tmp_path_factory):
     classes (the demo data's side folder), routed to CamVid; its reference."""
     folder = tmp_path_factory.mktemp('universal')
     checkpoint = str(trained_universal / 'iter_2.pth')
-    base = Config.fromfile(str(trained_universal / 'config.py'))
-    shrink_datasets(base, (64, 64), str(data_cwd / 'data'))
-    base.default_hooks.visualization = dict(type='SegVisualizationHook', interval=1)
-    base.visualizer.update(alpha=1.0, with_labels=False)  # drawn colours are the palette's
-    base.tta_pipeline = {name: ONE_VIEW for name in NAMES}
+    base = _drawn_config(trained_universal, data_cwd)
     configs = {}
 
     def write(key, cfg):

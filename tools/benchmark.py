@@ -79,6 +79,7 @@ from mmseg_cdcl.engine import FirstIterationTimeHook
 from mmseg_cdcl.models.layers import DSBN
 from mmseg_cdcl.testing import make_demo_data, shrink_config, shrink_datasets
 from mmseg_cdcl.utils import load_config, mmengine_checkpoints_allowed
+from mmseg_cdcl.utils.mmengine_internals import memoized_config_formatting
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs')
@@ -578,8 +579,9 @@ def _image_size(args):
 
 # --- e. resume ---------------------------------------------------------------------------------
 def bench_resume(args, data_root, work_dir):
-    """Train the demo config 10 iterations at 32x32, copy its checkpoint as one of iteration
-    1000 (the loop, message hub and scheduler counters), and time a resume from each."""
+    """Train the demo config 10 iterations at 32x32 (in this process), copy its checkpoint as
+    one of iteration 1000 (the loop, message hub and scheduler counters), and time a resume
+    from each (in a fresh process)."""
     config = osp.join(work_dir, 'resume_config.py')
     # Two per dataset: PSPHead's 1x1 pooling has a BatchNorm over one dataset's samples.
     cfg = shrink_config(
@@ -602,7 +604,9 @@ def bench_resume(args, data_root, work_dir):
     cfg.param_scheduler[0].end = max(RESUME_ITERS) + 1
     cfg.default_hooks.pop('visualization')
     cfg.dump(config)
-    child(args, dict(kind='train', config=config, work_dir=osp.join(work_dir, 'train')))
+    # The run to resume trains here, untimed (its log off the console); each resume, timed, in
+    # a fresh process.
+    train_run(dict(config=config, work_dir=osp.join(work_dir, 'train'), log_level='WARNING'))
     with mmengine_checkpoints_allowed():
         source = torch.load(osp.join(work_dir, 'train', f'iter_{RESUME_ITERS[1]}.pth'))
     runs = []
@@ -638,18 +642,21 @@ def bench_resume(args, data_root, work_dir):
 
 
 def train_run(spec):
-    """In a child process: train the config, or resume it for one new iteration."""
+    """Train the config, or resume it for one new iteration (in a child process), as
+    tools/train.py does (mmengine formatting each config text once)."""
     from mmengine.runner import Runner
 
     cfg = Config.fromfile(spec['config'])
     cfg.work_dir = spec['work_dir']
+    cfg.log_level = spec.get('log_level', cfg.get('log_level', 'INFO'))
     if spec.get('checkpoint'):
         cfg.merge_from_dict(dict(load_from=spec['checkpoint'], resume=True))
         cfg.train_cfg.max_iters = spec['iters'] + 1
     hook = FirstIterationTimeHook(time.perf_counter())
-    runner = Runner.from_cfg(cfg)
-    runner.register_hook(hook)
-    runner.train()
+    with memoized_config_formatting():
+        runner = Runner.from_cfg(cfg)
+        runner.register_hook(hook)
+        runner.train()
     return hook.times
 
 

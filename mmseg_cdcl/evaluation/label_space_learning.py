@@ -64,8 +64,9 @@ def load_cdcl_model(config: str, checkpoint: str, device: str = 'cpu'):
     the checkpoint's weights, and the class names and palettes of its datasets.
 
     Raises:
-        ValueError: not a CDCL config, or a checkpoint that is not of its model (another
-            architecture, other datasets, no datasets stated); names the file.
+        ValueError: not a CDCL config of per-dataset heads (a universal model's one classifier
+            has no dataset classes to relate), or a checkpoint that is not of its model
+            (another architecture, other datasets, no datasets stated); names the file.
     """
     cfg = Config.fromfile(config)
     names = list(cfg.get('model', {}).get('dataset_names') or [])
@@ -73,6 +74,13 @@ def load_cdcl_model(config: str, checkpoint: str, device: str = 'cpu'):
         raise ValueError(
             f'{config}: model.dataset_names={names}: expected a CDCL model of '
             'several datasets, one head per dataset'
+        )
+    if cfg.model.get('universal_head'):
+        raise ValueError(
+            f'{config}: model.universal_head=True: a universal model predicts the universal '
+            "classes of its label_space with one classifier, so no dataset's classes are left "
+            'to relate; learn a label space from a CDCL model of per-dataset heads (the '
+            'default) and train the universal model on it (docs/universal_label_space.md)'
         )
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     cfg.model.pop('label_space', None)

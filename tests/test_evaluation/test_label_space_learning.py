@@ -221,7 +221,9 @@ def test_learned_label_space_loads_as_label_space(trained_cdcl, in_data, tmp_pat
     assert dict(universal.to_dict(), classes=list(universal.classes)) == json.loads(
         json.dumps(summary['universal_label_space'])
     )
-    cfg.model.update(label_space=universal, universal_head=True)
+    # assigned, not update()d: ConfigDict.update merges, and the learned space's palette (of
+    # fewer classes) would stay where the universal space states none
+    cfg.model.label_space, cfg.model.universal_head = universal, True
     model = MODELS.build(cfg.model)
     assert model.decode_head.conv_seg.out_channels == len(universal.classes)
     assert model.label_space.classes == tuple(universal.classes) == tuple(summary['universal'])
@@ -287,6 +289,11 @@ def test_bad_inputs_are_refused_before_writing(trained_cdcl, in_data, tmp_path):
         learn_label_space(config, checkpoint, str(tmp_path / 'space.txt'))
     with pytest.raises(ValueError, match=r"unknown thresholds \['insde'\]"):
         learn_label_space(config, checkpoint, str(out), insde=0.7)
+    universal = os.path.join(REPO, 'configs', 'demo', 'cdcl_universal_cityscapes_camvid.py')
+    with pytest.raises(
+        ValueError, match=rf'{universal}: model.universal_head=True: a universal model predicts'
+    ):
+        learn_label_space(universal, checkpoint, str(out))
     assert not out.exists() and not (tmp_path / 'space.json').exists()
 
 

@@ -8,7 +8,7 @@ from mmengine.config import ConfigDict
 from mmseg.registry import MODELS
 from torch import nn
 
-from conftest import seg_samples
+from conftest import seg_samples, thin_model
 from mmseg_cdcl.models.decode_heads import head_dataset
 from mmseg_cdcl.models.layers import DSBN, DatasetBranches, DatasetStatistics
 from mmseg_cdcl.models.utils.convert_dataset_aware import build_dataset_aware_head
@@ -66,8 +66,8 @@ HEADS = {
 SIZE = dict(LRASPPHead=416)  # its 49x49 pooling needs a 392 px input or more
 # One image of each dataset at that size (no BatchNorm after its pooling): the test's costliest.
 ORDER = dict(LRASPPHead=[0, 1])
-# Two heads (the quickest in pytest --durations, 1.7-1.8 s each on an idle 2-core machine)
-# stand for the mechanism in the fast tier; every head runs in the slow tier (make test).
+# Two heads (1.2 s each in pytest --durations at test size on an idle 2-core machine) stand for
+# the mechanism in the fast tier; every head runs in the slow tier (make test).
 FAST_HEADS = {'ANNHead', 'DNLHead'}
 
 
@@ -86,7 +86,7 @@ def _model_cfg(path, num_classes=(19, 11)):
 def test_every_cpu_head_converts_and_trains_per_dataset(head):
     path, classifiers = HEADS[head]
     size = SIZE.get(head, 64)
-    cfg = _model_cfg(path)
+    cfg = thin_model(_model_cfg(path))  # test size
     cfg.data_preprocessor.size = (size, size)
     torch.manual_seed(0)
     model = MODELS.build(cfg)

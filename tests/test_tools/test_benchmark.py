@@ -106,16 +106,25 @@ def test_benchmark_writes_json_and_table_of_every_measured_row(tmp_path):
 
 
 @pytest.mark.slow  # runs the tool in a fresh interpreter
-def test_benchmark_amp_channels_last_contiguous_and_training_throughput(tmp_path):
+def test_benchmark_measures_the_conversion_of_a_stock_config_with_amp_and_channels_last(tmp_path):
+    """--config: sections b and c of any MMSeg model's CDCL conversion against it; a config of
+    the user's folder, given relative to it, reaches the children that measure peak memory.
+    With --amp, --channels-last (contiguous batches, as the sampler advises for it), glibc's
+    allocator and the training throughput's share of a peak."""
+    (tmp_path / 'bisenetv2_mine.py').write_text(
+        "_base_ = ['mmseg::bisenetv2/bisenetv2_fcn_4xb4-160k_cityscapes-1024x1024.py']\n"
+    )
     result = subprocess.run(
         [
             sys.executable,
-            'tools/benchmark.py',
+            osp.join(REPO, 'tools', 'benchmark.py'),
             '--only',
-            'a,b',
+            'a,b,c',
+            '--config',
+            'bisenetv2_mine.py',
             '--crop',
-            '32',
-            '32',
+            '64',
+            '64',
             '--batch',
             '2',
             '--pairs',
@@ -130,59 +139,6 @@ def test_benchmark_amp_channels_last_contiguous_and_training_throughput(tmp_path
             '--out-dir',
             str(tmp_path),
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    with open(tmp_path / 'benchmark.json') as f:
-        report = json.load(f)
-    assert report['settings']['amp'] is True and report['settings']['channels_last'] is True
-    assert report['settings']['contiguous'] is True  # as the sampler advises for channels_last
-    assert report['settings']['malloc'] == 'default'
-    rows = {r['name']: r for r in report['sections']['b']}
-    for n in (2, 3):
-        step, speed = rows[f'train step, {n} datasets'], rows[f'train throughput, {n} datasets']
-        # images/s is the images of a step over its time, per variant and repetition
-        for variant in ('a', 'b'):
-            assert speed[variant]['values'] == [
-                pytest.approx(2 * n / t) for t in step[variant]['values']
-            ]
-        macs = 3 * 215_411_200  # a forward at 3x32x32 (section c's FLOPs), and its backward
-        assert speed['note'].startswith('0.646 G multiply-adds per training image')
-        use = speed['a']['median'] * 2 * macs / 2e12
-        assert f'{use:.1%} (A)' in speed['note'] and 'of 2 TFLOP/s' in speed['note']
-        assert rows[f'peak memory, {n} datasets']['met'] in (True, False)
-
-
-@pytest.mark.slow  # runs the tool in a fresh interpreter
-def test_benchmark_measures_the_conversion_of_a_stock_config(tmp_path):
-    """--config: sections b and c of any MMSeg model's CDCL conversion against it; a config of
-    the user's folder, given relative to it, reaches the children that measure peak memory."""
-    (tmp_path / 'bisenetv2_mine.py').write_text(
-        "_base_ = ['mmseg::bisenetv2/bisenetv2_fcn_4xb4-160k_cityscapes-1024x1024.py']\n"
-    )
-    result = subprocess.run(
-        [
-            sys.executable,
-            osp.join(REPO, 'tools', 'benchmark.py'),
-            '--only',
-            'b,c',
-            '--config',
-            'bisenetv2_mine.py',
-            '--crop',
-            '64',
-            '64',
-            '--batch',
-            '2',
-            '--pairs',
-            '1',
-            '--warmup',
-            '0',
-            '--out-dir',
-            str(tmp_path),
-        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -191,7 +147,11 @@ def test_benchmark_measures_the_conversion_of_a_stock_config(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with open(tmp_path / 'benchmark.json') as f:
         report = json.load(f)
-    assert report['settings']['config'] == str(tmp_path / 'bisenetv2_mine.py')
+    settings = report['settings']
+    assert settings['config'] == str(tmp_path / 'bisenetv2_mine.py')
+    assert settings['amp'] is True and settings['channels_last'] is True
+    assert settings['contiguous'] is True and settings['malloc'] == 'default'
+    assert [r['name'] for r in report['sections']['a']] == ROWS['a']
     train = report['sections']['b']
     assert [r['b']['label'] for r in train[:2]] == ['bisenetv2 4', 'bisenetv2 4']
     assert [r['a']['label'] for r in train[:2]] == ['CDCL 2 x 2', 'CDCL 2 x 2']
@@ -200,6 +160,19 @@ def test_benchmark_measures_the_conversion_of_a_stock_config(tmp_path):
     assert flops['note'] == 'equal' and flops['a']['median'] == flops['b']['median'] > 0
     assert params['a']['median'] > params['b']['median']
     assert float(inference['note'].split()[-1]) < 1e-4  # the same logits
+    rows = {r['name']: r for r in train}
+    macs = 3 * flops['a']['median']  # a forward at 3x64x64 (section c's FLOPs), its backward
+    for n in (2, 3):
+        step, speed = rows[f'train step, {n} datasets'], rows[f'train throughput, {n} datasets']
+        # images/s is the images of a step over its time, per variant and repetition
+        for variant in ('a', 'b'):
+            assert speed[variant]['values'] == [
+                pytest.approx(2 * n / t) for t in step[variant]['values']
+            ]
+        assert speed['note'].startswith(f'{macs / 1e9:.3g} G multiply-adds per training image')
+        use = speed['a']['median'] * 2 * macs / 2e12
+        assert f'{use:.1%} (A)' in speed['note'] and 'of 2 TFLOP/s' in speed['note']
+        assert rows[f'peak memory, {n} datasets']['met'] in (True, False)
 
 
 def test_a_config_path_is_the_users_folder_s_and_mmseg_names_stay(tmp_path, monkeypatch):

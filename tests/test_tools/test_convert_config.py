@@ -23,6 +23,7 @@ from conftest import (
     assert_mixed_batch_equals_datasets_alone,
     seg_samples,
     shrink_config,
+    thin_model,
     train_in_process,
 )
 from mmseg_cdcl import mmengine_checkpoints_allowed
@@ -104,6 +105,7 @@ def _cdcl_config(family, data_cwd, tmp_path):
     written.write_text(source)
     cfg = shrink_config(Config.fromfile(str(written)), crop=(64, 64), per_dataset=2)
     cfg.model.backbone.init_cfg = None  # no ImageNet weights offline
+    thin_model(cfg.model)  # test size; the stock config compared with alike
     for split in ('val', 'test'):  # one size, a multiple of 32 (DDRNet, PIDNet need it)
         for dataset in cfg[f'{split}_dataloader'].dataset.datasets.values():
             for transform in dataset.pipeline:
@@ -199,7 +201,7 @@ def test_stock_config_converts_trains_and_exports(family, data_cwd, tmp_path, mo
     np.testing.assert_allclose(plain_logits, expected_logits, rtol=0, atol=1e-4)
 
     exported = Config.fromfile(plain_config).model
-    reference = load_config(f'mmseg::{FAMILIES[family]}').model
+    reference = thin_model(load_config(f'mmseg::{FAMILIES[family]}').model)
     assert exported.type == reference.type  # e.g. CascadeEncoderDecoder for OCRNet
     heads = [
         h

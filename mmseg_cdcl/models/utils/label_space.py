@@ -81,6 +81,8 @@ class LabelSpace:
         if palette is not None and len(palette) != len(self.classes):
             raise ValueError(
                 f'label_space.palette has {len(palette)} colours for {len(self.classes)} classes'
+                ' (a label space set over an inherited one merges into it: give it '
+                '_delete_=True, or assign it rather than update())'
             )
         for c, colour in zip(self.classes, palette or ()):
             if (
