@@ -155,15 +155,21 @@ class Reference:
     def miou(self, dataset, predict, in_label_space=False):
         """mIoU (%) of ``predict(path)`` over ``dataset``'s images, as IoUMetric scores it."""
         classes = len(LABEL.classes) if in_label_space else len(OWN[dataset]['classes'])
-        inter, union = np.zeros(classes), np.zeros(classes)
-        for path in self.paths(dataset):
-            label, pred = self.label(path, in_label_space), predict(path)
-            valid = label != 255
-            for c in range(classes):
-                inter[c] += np.sum((pred == c) & (label == c) & valid)
-                union[c] += np.sum(((pred == c) | (label == c)) & valid)
-        with np.errstate(invalid='ignore'):
-            return float(np.round(np.nanmean(inter / union) * 100, 2))
+        paths = self.paths(dataset)
+        return _miou(((self.label(p, in_label_space), predict(p)) for p in paths), classes)
+
+
+def _miou(pairs, classes):
+    """mIoU (%) over ``(label, prediction)`` pairs of ``classes`` classes, as IoUMetric scores
+    it (255: unlabelled)."""
+    inter, union = np.zeros(classes), np.zeros(classes)
+    for label, pred in pairs:
+        valid = label != 255
+        for c in range(classes):
+            inter[c] += np.sum((pred == c) & (label == c) & valid)
+            union[c] += np.sum(((pred == c) | (label == c)) & valid)
+    with np.errstate(invalid='ignore'):
+        return float(np.round(np.nanmean(inter / union) * 100, 2))
 
 
 def _table(name):
@@ -606,15 +612,8 @@ class UniversalReference(Reference):
 
     def miou(self, dataset, predict, in_label_space=False):
         classes = len(UNIVERSAL.classes) if in_label_space else len(OWN[dataset]['classes'])
-        inter, union = np.zeros(classes), np.zeros(classes)
-        for path in self.paths(dataset):
-            label, pred = self.label(path), np.asarray(predict(path))
-            valid = label != 255
-            for c in range(classes):
-                inter[c] += np.sum((pred == c) & (label == c) & valid)
-                union[c] += np.sum(((pred == c) | (label == c)) & valid)
-        with np.errstate(invalid='ignore'):
-            return float(np.round(np.nanmean(inter / union) * 100, 2))
+        paths = self.paths(dataset)
+        return _miou(((self.label(p), np.asarray(predict(p))) for p in paths), classes)
 
 
 @pytest.fixture(scope='module')
