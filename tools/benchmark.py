@@ -642,8 +642,9 @@ def bench_resume(args, data_root, work_dir):
 
 
 def train_run(spec):
-    """Train the config, or resume it for one new iteration (in a child process), as
-    tools/train.py does (mmengine formatting each config text once)."""
+    """Train the config (the run to resume, in the benchmark's process) or resume it for one
+    new iteration (in a child process), as tools/train.py does (mmengine formatting each
+    config text once)."""
     from mmengine.runner import Runner
 
     cfg = Config.fromfile(spec['config'])
