@@ -298,16 +298,21 @@ def trained_universal(data_cwd, tmp_path_factory):
     return shared_folder(tmp_path_factory, 'cdcl_universal_cityscapes_camvid', train)
 
 
+def model_heads(model):
+    """The head configs of a model config: its decode and auxiliary heads, each one or a list."""
+    return [
+        head
+        for key in ('decode_head', 'auxiliary_head')
+        for head in (lambda v: v if isinstance(v, list) else [v] * (v is not None))(model.get(key))
+    ]
+
+
 def thin_model(model, channels=64):
     """A model config at test size (in place, returned): every head at most ``channels`` wide
     (``channels``, ``ocr_channels``) and a ResNet-50/101 that feeds its heads directly (no neck)
     a ResNet-18, the heads' ``in_channels`` a quarter, as MMSeg's r18 configs have them. What
     converting a model to CDCL does is the same at any width and depth."""
-    heads = [
-        head
-        for key in ('decode_head', 'auxiliary_head')
-        for head in (lambda v: v if isinstance(v, list) else [v] * (v is not None))(model.get(key))
-    ]
+    heads = model_heads(model)
     backbone = model.get('backbone', {})
     if backbone.get('type', '').startswith('ResNet') and backbone.get('depth', 18) > 34:
         if model.get('neck') is None:

@@ -21,6 +21,7 @@ from torch import nn
 from conftest import (
     REPO,
     assert_mixed_batch_equals_datasets_alone,
+    model_heads,
     seg_samples,
     shrink_config,
     thin_model,
@@ -203,12 +204,7 @@ def test_stock_config_converts_trains_and_exports(family, data_cwd, tmp_path, mo
     exported = Config.fromfile(plain_config).model
     reference = thin_model(load_config(f'mmseg::{FAMILIES[family]}').model)
     assert exported.type == reference.type  # e.g. CascadeEncoderDecoder for OCRNet
-    heads = [
-        h
-        for key in ('decode_head', 'auxiliary_head')
-        for h in (lambda v: v if isinstance(v, list) else [v] * (v is not None))(reference.get(key))
-    ]
-    for head in heads:
+    for head in model_heads(reference):
         if head.num_classes == 19:
             head.num_classes = 11
     reference.pretrained, reference.backbone.init_cfg = None, None
