@@ -764,3 +764,38 @@ def test_a_branch_added_to_a_universal_model_predicts_universal_classes(
         result = inference_model(model, path)
         _agrees(result.pred_sem_seg.data[0].numpy(), ref.universal(path, 'camvid_new'))
         assert result.metainfo['prediction_space']['classes'] == UNIVERSAL_META['classes']
+
+
+def test_universal_model_on_images_of_unknown_source(universal, tmp_path):
+    """UnknownSourceMetric on a universal model: every route in the universal classes where the
+    labels are in them (CamVid's side folder), the oracle the image's dataset's branch as
+    tools/test.py routes it, auto's prediction (--out) one of the branches'; CamVid's own labels
+    (unions of universal classes) are refused by name: no truth in the universal classes."""
+    ref = universal['in_19']
+    cfg = Config.fromfile(universal['configs']['label_space'])
+    cfg.test_evaluator = dict(type='UnknownSourceMetric', label_space=UNIVERSAL.to_dict())
+    cfg.model.test_cfg.unknown_source = True
+    unknown = str(tmp_path / 'unknown.py')
+    unformatted(cfg).dump(unknown)
+    out = tmp_path / 'out'
+    metrics = _test_tool(unknown, universal['checkpoint'], tmp_path / 'w', '--out', str(out))
+    routed = _test_tool(
+        universal['configs']['label_space'], universal['checkpoint'], tmp_path / 'r'
+    )
+    for name in NAMES:
+        assert metrics[f'{name}/oracle/mIoU'] == pytest.approx(routed[f'{name}/mIoU'], abs=1e-4)
+        for path in ref.paths(name):
+            written = _png(out / name / f'{_name(path)}.png')
+            chosen = []
+            for branch in NAMES:
+                expected = ref.universal(path, branch)
+                sure = ~expected.ties
+                chosen.append(np.array_equal(written[sure], np.asarray(expected)[sure]))
+            assert any(chosen), path
+    own = Config.fromfile(universal['configs']['dataset'])
+    own.test_evaluator = cfg.test_evaluator
+    own.model.test_cfg.unknown_source = True
+    own_path = str(tmp_path / 'own.py')
+    unformatted(own).dump(own_path)
+    with pytest.raises(ValueError, match=r"mapping.camvid: class 'building' is the union of the"):
+        _test_tool(own_path, universal['checkpoint'], tmp_path / 'o')

@@ -29,7 +29,10 @@ class UnknownSourceMetric(BaseMetric):
     one label space: the model's ``label_space`` (pass the same dict here); a dataset without a
     mapping must have the target classes. Reports ``<dataset>/<route>/mIoU``, the branch-choice
     accuracy ``<dataset>/branch_accuracy`` (datasets of the model), the confusion matrix
-    ``choice/<dataset>/<branch>`` (images), and ``mIoU``, auto's mean over the datasets.
+    ``choice/<dataset>/<branch>`` (images), and ``mIoU``, auto's mean over the datasets. A
+    dataset labelled in the label space's own classes is scored as it is (a universal model's
+    CamVid images labelled in the universal classes); one whose class is a union of target
+    classes (a universal space's coarser labels) is refused by name: no truth in the targets.
 
     Example:
         >>> model = dict(label_space=label_space, test_cfg=dict(unknown_source=True))
@@ -65,10 +68,24 @@ class UnknownSourceMetric(BaseMetric):
             classes = {n: self.dataset_meta['datasets'][n]['classes'] for n in names}
             cfg = dict(self.label_space_cfg or dict(classes=classes[names[0]], mapping={}))
             cfg.pop('dataset_classes', None)
+            # Labels in the space's own classes are in it, whatever the model's branch of that
+            # name predicts (a universal model's CamVid labelled in the universal classes).
+            cfg['mapping'] = {
+                n: m
+                for n, m in (cfg.get('mapping') or {}).items()
+                if tuple(classes.get(n) or ()) != tuple(cfg['classes'])
+            }
             self._space = LabelSpace(
                 dataset_names=names,
                 num_classes=[len(classes[n]) for n in names],
                 dataset_classes=classes,
+                # A class stated as a union of target classes: a universal model's space, whose
+                # labels of that class have no one target class (refused by name at scoring).
+                universal=any(
+                    isinstance(t, (list, tuple)) and len(t) > 1
+                    for m in cfg['mapping'].values()
+                    for t in (m.values() if isinstance(m, dict) else m or ())
+                ),
                 **cfg,
             )
         return self._space
