@@ -2,7 +2,7 @@
 with paired bootstrap intervals (docs/universal_label_space.md).
 
     python tools/analysis/universal_label_space.py [--work-dir work_dirs/universal]
-        [--learned] [--seed 0] [--iters 240] [--max-images N]
+        [--learned | --with-bdd100k] [--seed 0] [--iters 240] [--max-batches N]
 
 Run from the folder whose data/demo holds (or will hold) the generated data: it generates
 Cityscapes and CamVid (24 training, 100 validation images each, 128x256, seed 0; CamVid's scenes
@@ -13,14 +13,16 @@ WORK_DIR lacks, with the seed: the CDCL model of per-dataset heads
 branch from CamVid's training images without their labels (tools/add_dataset_branch.py
 --from cityscapes, WORK_DIR/added). With --learned, it also learns the label space from the
 per-dataset model (tools/analysis/learn_label_space.py, WORK_DIR/learned) and trains the
-universal model of its universal form (WORK_DIR/learned_universal). Then it prints and writes
-(WORK_DIR/universal_label_space.md and .json):
+universal model of its universal form (WORK_DIR/learned_universal). With --with-bdd100k, both
+models have a third dataset, BDD100K (Cityscapes' classes; generated too):
+configs/demo/cdcl_cityscapes_bdd_camvid.py and cdcl_universal_cityscapes_bdd_camvid.py. Then it
+prints and writes (WORK_DIR/universal_label_space.md and .json):
 
 1. each dataset's mIoU in its own classes: the universal model(s) against per-dataset heads;
 2. the mIoU in the 19 universal classes on CamVid's validation images: the universal model's
    CamVid branch against every route of the per-dataset model (its Cityscapes branch, its CamVid
    branch, auto and ensemble in the 19 classes, the branch added from unlabelled images) and
-   the universal model's other routes;
+   the universal model's other routes (with --with-bdd100k, the BDD100K branches too);
 3. with --learned, the same with the learned universal model as the reference.
 """
 
@@ -58,7 +60,7 @@ from mmseg_cdcl.evaluation.universal_comparison import (  # noqa: E402
     universal_classes_counts,
 )
 from mmseg_cdcl.testing import make_demo_data, shrink_schedule, unformatted  # noqa: E402
-from mmseg_cdcl.testing.demo_data import UNIVERSAL_PREFIX  # noqa: E402
+from mmseg_cdcl.testing.demo_data import LAYOUTS, UNIVERSAL_PREFIX  # noqa: E402
 from mmseg_cdcl.utils import dump_config  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -68,6 +70,8 @@ UNIVERSAL = osp.join(DEMO, 'cdcl_universal_cityscapes_camvid.py')
 IN_19 = osp.join(DEMO, 'cdcl_universal_cityscapes_camvid_19_classes.py')
 HAND_WRITTEN = osp.join(REPO, 'configs', '_base_', 'label_spaces', 'cityscapes_to_camvid.py')
 SPACES = osp.join(REPO, 'configs', '_base_', 'label_spaces', 'universal_cityscapes_camvid.py')
+PER_DATASET_BDD = osp.join(DEMO, 'cdcl_cityscapes_bdd_camvid.py')
+UNIVERSAL_BDD = osp.join(DEMO, 'cdcl_universal_cityscapes_bdd_camvid.py')
 NAMES = ('cityscapes', 'camvid')
 NUM_IMAGES = dict(train=24, val=100)
 IMAGE_SIZE = (128, 256)
@@ -75,18 +79,17 @@ ADDED = 'camvid_unlabelled'  # the branch added from CamVid's images
 BOOTSTRAP = dict(num_resamples=2000, level=0.95)
 
 
-def ensure_data(root='data/demo'):
-    """Generate each dataset whose splits (and, for CamVid, universal labels of the validation
-    images) do not hold their number of images."""
+def ensure_data(names, root='data/demo'):
+    """Generate each dataset of ``names`` whose splits (and, for CamVid, universal labels of
+    the validation images) do not hold their number of images."""
 
     def count(*parts):
         return len(glob.glob(osp.join(root, *parts, '**', '*.*'), recursive=True))
 
     wanted = {
-        'cityscapes': [(('leftImg8bit', s), n) for s, n in NUM_IMAGES.items()],
-        'camvid': [(('images', s), n) for s, n in NUM_IMAGES.items()]
-        + [((UNIVERSAL_PREFIX.format('val'),), NUM_IMAGES['val'])],
+        name: [((LAYOUTS[name][1].format(s),), n) for s, n in NUM_IMAGES.items()] for name in names
     }
+    wanted['camvid'].append(((UNIVERSAL_PREFIX.format('val'),), NUM_IMAGES['val']))
     for name, folders in wanted.items():
         if any(count(name, *parts) != n for parts, n in folders):
             print(f'generating {root}/{name}', flush=True)
@@ -145,22 +148,35 @@ def learned_universal(args, per_dataset_ckpt):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--work-dir', default='work_dirs/universal')
-    parser.add_argument('--learned', action='store_true', help='also the learned label space')
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument('--learned', action='store_true', help='also the learned label space')
+    only.add_argument(
+        '--with-bdd100k',
+        action='store_true',
+        help='both models with BDD100K as a third dataset (the learned space: not with it)',
+    )
     parser.add_argument('--seed', type=int, default=0, help='of training and the bootstrap')
     parser.add_argument('--iters', type=int, default=240)
     parser.add_argument('--max-batches', type=int, help='evaluate on fewer images (a check)')
     args = parser.parse_args()
     init_default_scope('mmseg')
     start = time.time()
-    ensure_data()
+    names, per_dataset_config, universal_config = NAMES, PER_DATASET, UNIVERSAL
+    if args.with_bdd100k:
+        names, per_dataset_config, universal_config = (
+            (*NAMES, 'bdd100k'),
+            PER_DATASET_BDD,
+            UNIVERSAL_BDD,
+        )
+    ensure_data(names)
     work = args.work_dir
-    cdcl_ckpt = train(PER_DATASET, osp.join(work, 'cdcl'), args, 'per-dataset heads')
-    universal_ckpt = train(UNIVERSAL, osp.join(work, 'universal'), args, 'universal head')
+    cdcl_ckpt = train(per_dataset_config, osp.join(work, 'cdcl'), args, 'per-dataset heads')
+    universal_ckpt = train(universal_config, osp.join(work, 'universal'), args, 'universal head')
     added = osp.join(work, 'added', f'{ADDED}.pth')
     if not osp.isfile(added):
         with contextlib.redirect_stdout(io.StringIO()):
             add_dataset_branch(
-                PER_DATASET,
+                per_dataset_config,
                 cdcl_ckpt,
                 ADDED,
                 'data/demo/camvid/images/train',
@@ -174,10 +190,10 @@ def main():
 
     spaces = Config.fromfile(SPACES)
     representative = spaces.representative_label_space.to_dict()
-    cfg = Config.fromfile(PER_DATASET)
+    cfg = Config.fromfile(per_dataset_config)
     per_dataset = load_model(cfg, cdcl_ckpt)
     in_dataset = dict(output_space='dataset')
-    universal_cfg = Config.fromfile(UNIVERSAL)
+    universal_cfg = Config.fromfile(universal_config)
     own = {'universal': load_model(universal_cfg, universal_ckpt, **in_dataset)}
     if learned:
         own['learned universal'] = load_model(Config.fromfile(learned[0]), learned[1], **in_dataset)
@@ -187,7 +203,7 @@ def main():
         for loader in (cfg.test_dataloader, universal_cfg.test_dataloader):
             for dataset in loader.dataset.datasets.values():
                 dataset['indices'] = args.max_batches * 4
-    own_counts = own_classes_counts(own, cfg, NAMES)
+    own_counts = own_classes_counts(own, cfg, names)
     results = dict(
         own_classes={
             name: compare_routes(c, 'universal', **bootstrap) for name, c in own_counts.items()
@@ -215,6 +231,9 @@ def main():
         'per-dataset: ensemble': (in_19, 'ensemble'),
         'per-dataset: branch added from CamVid images': (added_model, ADDED),
     }
+    if args.with_bdd100k:
+        routes['universal: BDD100K branch'] = (universal, 'bdd100k')
+        routes['per-dataset: BDD100K branch'] = (in_19, 'bdd100k')
     classes = tuple(spaces.label_space.classes)
     if learned:
         model = load_model(Config.fromfile(learned[0]), learned[1], output_space='label_space')
