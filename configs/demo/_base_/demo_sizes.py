@@ -16,8 +16,8 @@ demo_val_interval = 60  # validation points of the learning curves
 # difference of its table stays established. The configs' own sizes above are those of the
 # documented analyses (docs/label_space.md, docs/new_camera.md, docs/universal_label_space.md).
 make_demo_crop = (64, 64)
-make_demo_iters = 200
-make_demo_val_interval = 100
+make_demo_iters = 100
+make_demo_val_interval = 50
 demo_train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
