@@ -2,7 +2,7 @@
 with paired bootstrap intervals (docs/universal_label_space.md).
 
     python tools/analysis/universal_label_space.py [--work-dir work_dirs/universal]
-        [--learned | --with-bdd100k] [--seed 0] [--iters 240] [--max-batches N]
+        [--learned] [--with-bdd100k] [--seed 0] [--iters 240] [--max-batches N]
 
 Run from the folder whose data/demo holds (or will hold) the generated data: it generates
 Cityscapes and CamVid (24 training, 100 validation images each, 128x256, seed 0; CamVid's scenes
@@ -13,8 +13,8 @@ WORK_DIR lacks, with the seed: the CDCL model of per-dataset heads
 branch from CamVid's training images without their labels (tools/add_dataset_branch.py
 --from cityscapes, WORK_DIR/added). With --learned, it also learns the label space from the
 per-dataset model (tools/analysis/learn_label_space.py, WORK_DIR/learned) and trains the
-universal model of its universal form (WORK_DIR/learned_universal). With --with-bdd100k, both
-models have a third dataset, BDD100K (Cityscapes' classes; generated too):
+universal model of its universal form (WORK_DIR/learned_universal). With --with-bdd100k, the
+models (the learned one too) have a third dataset, BDD100K (Cityscapes' classes; generated too):
 configs/demo/cdcl_cityscapes_bdd_camvid.py and cdcl_universal_cityscapes_bdd_camvid.py. Then it
 prints and writes (WORK_DIR/universal_label_space.md and .json):
 
@@ -123,24 +123,24 @@ def train(config, work_dir, args, title, **cfg_options):
     return checkpoint
 
 
-def learned_universal(args, per_dataset_ckpt):
-    """The learned label space's universal form (learn_label_space), and the universal demo
-    config with it, written to WORK_DIR/learned/."""
+def learned_universal(args, per_dataset, per_dataset_ckpt, universal):
+    """The label space learned from the ``per_dataset`` model (learn_label_space) in its
+    universal form, and the ``universal`` demo config with it, written to WORK_DIR/learned/."""
     out = osp.join(args.work_dir, 'learned', 'cityscapes_camvid.py')
     if not osp.isfile(out):
         print('learning the label space from the per-dataset heads', flush=True)
         with contextlib.redirect_stdout(io.StringIO()):  # mmengine prints the checkpoint's path
             learn_label_space(
-                PER_DATASET, per_dataset_ckpt, out, 'test', max_images=50, compare=HAND_WRITTEN
+                per_dataset, per_dataset_ckpt, out, 'test', max_images=50, compare=HAND_WRITTEN
             )
     space = Config.fromfile(out).universal_label_space.to_dict()
-    cfg = Config.fromfile(UNIVERSAL)
+    cfg = Config.fromfile(universal)
     cfg.model.label_space = space
     config = osp.join(args.work_dir, 'learned', 'universal.py')
     dump_config(
         cfg,
         config,
-        [f'{UNIVERSAL} with the universal label space learned in {out}'],
+        [f'{universal} with the universal label space learned in {out}'],
     )
     return config, space
 
@@ -148,12 +148,9 @@ def learned_universal(args, per_dataset_ckpt):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--work-dir', default='work_dirs/universal')
-    only = parser.add_mutually_exclusive_group()
-    only.add_argument('--learned', action='store_true', help='also the learned label space')
-    only.add_argument(
-        '--with-bdd100k',
-        action='store_true',
-        help='both models with BDD100K as a third dataset (the learned space: not with it)',
+    parser.add_argument('--learned', action='store_true', help='also the learned label space')
+    parser.add_argument(
+        '--with-bdd100k', action='store_true', help='both models with BDD100K as a third dataset'
     )
     parser.add_argument('--seed', type=int, default=0, help='of training and the bootstrap')
     parser.add_argument('--iters', type=int, default=240)
@@ -185,7 +182,7 @@ def main():
             )
     learned = None
     if args.learned:
-        config, space = learned_universal(args, cdcl_ckpt)
+        config, space = learned_universal(args, per_dataset_config, cdcl_ckpt, universal_config)
         learned = (config, train(config, osp.join(work, 'learned_universal'), args, 'learned'))
 
     spaces = Config.fromfile(SPACES)
