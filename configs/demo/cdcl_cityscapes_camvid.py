@@ -3,30 +3,15 @@
 # tools/analysis/learn_label_space.py learns their relation (docs/label_space.md).
 _base_ = ['../cdcl_cityscapes_camvid.py', './_base_/demo_sizes.py']
 model = dict(pretrained=None, data_preprocessor=dict(size={{_base_.demo_crop}}))
-demo_camvid_train = dict(
-    type='CDCLCamVidDataset',
-    data_root='data/demo/camvid',
-    data_prefix=dict(img_path='images/train', seg_map_path='annotations/train'),
-    pipeline={{_base_.demo_train_pipeline}},
-)
-demo_camvid_val = dict(
-    demo_camvid_train,
-    data_prefix=dict(img_path='images/val', seg_map_path='annotations/val'),
-    pipeline={{_base_.demo_test_pipeline}},
-)
-demo_cityscapes_val = dict(
-    type='CityscapesDataset',
-    data_root='data/demo/cityscapes',
-    data_prefix=dict(img_path='leftImg8bit/val', seg_map_path='gtFine/val'),
-    pipeline={{_base_.demo_test_pipeline}},
-)
 train_dataloader = dict(
     num_workers=0,
     persistent_workers=False,
     batch_sampler=dict(batch_sizes=dict(_delete_=True, cityscapes=4, camvid=4)),
     dataset=dict(
         datasets=dict(
-            _delete_=True, cityscapes={{_base_.demo_cityscapes_train}}, camvid=demo_camvid_train
+            _delete_=True,
+            cityscapes={{_base_.demo_cityscapes_train}},
+            camvid={{_base_.demo_camvid_train}},
         )
     ),
 )
@@ -38,7 +23,7 @@ test_dataloader = dict(
     dataset=dict(
         _delete_=True,
         type='CDCLMultiDataset',
-        datasets=dict(cityscapes=demo_cityscapes_val, camvid=demo_camvid_val),
+        datasets=dict(cityscapes={{_base_.demo_cityscapes_val}}, camvid={{_base_.demo_camvid_val}}),
     ),
 )
 val_dataloader = dict(
@@ -47,8 +32,7 @@ val_dataloader = dict(
         _delete_=True,
         type='CDCLMultiDataset',
         datasets=dict(
-            cityscapes=dict(demo_cityscapes_val, indices={{_base_.demo_curve_images}}),
-            camvid=dict(demo_camvid_val, indices={{_base_.demo_curve_images}}),
+            cityscapes={{_base_.demo_cityscapes_curve}}, camvid={{_base_.demo_camvid_curve}}
         ),
     ),
 )

@@ -85,6 +85,16 @@ demo_cityscapes_val = _split(
 demo_bdd100k_val = _split(
     'BDD100KDataset', 'bdd100k', 'images/10k/val', 'labels/sem_seg/masks/val', demo_test_pipeline
 )
+demo_camvid_train = _split(
+    'CDCLCamVidDataset', 'camvid', 'images/train', 'annotations/train', demo_train_pipeline
+)
+demo_camvid_val = _split(
+    'CDCLCamVidDataset', 'camvid', 'images/val', 'annotations/val', demo_test_pipeline
+)
+# Validation during training: the first demo_curve_images of each (the learning curves).
+demo_cityscapes_curve = dict(demo_cityscapes_val, indices=demo_curve_images)
+demo_bdd100k_curve = dict(demo_bdd100k_val, indices=demo_curve_images)
+demo_camvid_curve = dict(demo_camvid_val, indices=demo_curve_images)
 # Every demo model is tested on all validation images of both datasets (the table), and
 # validated during training on the first demo_curve_images of each (the learning curves).
 demo_test_dataloader = dict(
@@ -103,10 +113,7 @@ demo_val_dataloader = dict(
     dataset=dict(
         _delete_=True,
         type='CDCLMultiDataset',
-        datasets=dict(
-            cityscapes=dict(demo_cityscapes_val, indices=demo_curve_images),
-            bdd100k=dict(demo_bdd100k_val, indices=demo_curve_images),
-        ),
+        datasets=dict(cityscapes=demo_cityscapes_curve, bdd100k=demo_bdd100k_curve),
     ),
 )
 demo_train_cfg = dict(max_iters=demo_iters, val_interval=demo_val_interval)
